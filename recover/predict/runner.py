@@ -1,0 +1,198 @@
+"""`recover predict`: rows in, a complete submission.csv out, whatever happens on the way.
+
+Guarantees: every input id exactly once, in input order; no blank prompt; none over the metric's
+128-token cap; rows that fail, or that the time budget cannot cover, get the mean prompt; a killed
+run resumes from its checkpoint.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .. import constants as C
+from ..csvio import clean_text, read_test, write_submission
+from ..runs import new_run_dir, record_run
+from ..score.embedder import EmbedderNotFound, TokenCap, resolve_embedder
+from .base import MeanPredictor, MeanPrompt, combine, normalize_combine
+from .checkpoint import Checkpoint
+
+PREDICTORS = ("mean", "llm", "embed")
+_NO_TOKENIZER_CHAR_CAP = 127  # a T5 piece covers >= 1 char, so 127 chars + </s> fit 128 tokens
+
+
+def parse_duration(text: str | None) -> float | None:
+    """'8h30m' / '90s' / '45m' / '3600' -> seconds."""
+    if text in (None, ""):
+        return None
+    s = str(text).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", s):
+        return float(s)
+    m = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?", s)
+    if not m or not any(m.groups()):
+        raise ValueError(f"--time-budget {text!r}: use e.g. 8h30m, 45m, 90s")
+    h, mi, se = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mi * 60 + se
+
+
+@dataclass
+class PredictConfig:
+    input: str
+    output: str
+    predictor: str = "mean"
+    model: str | None = None
+    mean_prompt: str | None = None
+    combine: str | None = None  # default: "mean" for the mean predictor, "pred+mean" otherwise
+    time_budget: str | None = None
+    on_model_error: str = "fail"
+    batch_size: int = 8
+    seed: int = C.DEFAULT_SEED
+    embedder: str | None = None
+    restart: bool = False
+    run_root: str | None = None
+    llm: dict = field(default_factory=dict)  # LlamaConfig fields, see predict/llm.py
+
+    def __post_init__(self):
+        if self.predictor not in PREDICTORS:
+            raise ValueError(f"--predictor {self.predictor!r}: choose one of {', '.join(PREDICTORS)}")
+        if self.predictor in ("llm", "embed") and not self.model:
+            raise ValueError(f"--predictor {self.predictor} needs --model")
+        self.combine = normalize_combine(self.combine or ("mean" if self.predictor == "mean" else "pred+mean"))
+        if self.on_model_error not in ("fail", "fallback"):
+            raise ValueError("--on-model-error: choose fail or fallback")
+        if self.batch_size < 1:
+            raise ValueError("--batch-size must be >= 1")
+        if self.seed == 0:
+            raise ValueError("--seed 0 means 'random' to llama.cpp; pass a nonzero seed")
+        parse_duration(self.time_budget)
+
+
+def make_cap(embedder: str | None, log=print):
+    try:
+        spec = resolve_embedder(embedder)
+        log(f"token cap: {C.MAX_PROMPT_TOKENS} tokens of {spec.describe()}")
+        return TokenCap.from_spec(spec)
+    except (EmbedderNotFound, OSError, ValueError) as e:
+        log(f"WARNING: no metric tokenizer ({e}); capping prompts at {_NO_TOKENIZER_CHAR_CAP} characters")
+        return lambda s: s[:_NO_TOKENIZER_CHAR_CAP].rstrip() if len(s) > _NO_TOKENIZER_CHAR_CAP else s
+
+
+def build_predictor(cfg: PredictConfig, mean: MeanPrompt):
+    if cfg.predictor == "mean":
+        return MeanPredictor(mean)
+    if cfg.predictor == "llm":
+        from .llm import LlamaConfig, LlamaPredictor
+
+        return LlamaPredictor(LlamaConfig(model=cfg.model, seed=cfg.seed, **cfg.llm))
+    from .embed import EmbedPredictor
+
+    return EmbedPredictor.load(cfg.model, embedder=cfg.embedder)
+
+
+def _fingerprint(cfg: PredictConfig, mean: MeanPrompt, input_path: Path) -> dict:
+    digest = hashlib.sha256(input_path.read_bytes()).hexdigest()[:16]
+    return {"input_sha": digest, "predictor": cfg.predictor, "model": cfg.model, "combine": cfg.combine,
+            "mean_prompt": mean.prompt, "seed": cfg.seed, "llm": cfg.llm}
+
+
+def run_predict(cfg: PredictConfig, log=print) -> dict:
+    t0 = time.monotonic()
+    budget = parse_duration(cfg.time_budget)
+    # Keep a reserve for writing the file: the submission must exist before the deadline.
+    deadline = t0 + budget - max(5.0, 0.02 * budget) if budget else None
+    df = read_test(cfg.input)
+    mean = MeanPrompt.load(cfg.mean_prompt)
+    cap = make_cap(cfg.embedder, log)
+    fallback = cap(mean.prompt) or mean.prompt[:_NO_TOKENIZER_CHAR_CAP]
+    ckpt = Checkpoint(cfg.output, _fingerprint(cfg, mean, Path(cfg.input)))
+    if cfg.restart:
+        ckpt.path.unlink(missing_ok=True)
+    done = ckpt.load()
+    if done:
+        log(f"resuming: {len(done)} of {len(df)} rows already in {ckpt.path}")
+    run_dir = new_run_dir(cfg.run_root or Path(cfg.output).resolve().parent / "recover_runs", "predict")
+    record_run(run_dir, cfg, cfg.seed)
+
+    model_error = None
+    try:
+        predictor = build_predictor(cfg, mean)
+    except Exception as e:  # noqa: BLE001 - any load failure is reported in one line
+        if cfg.on_model_error != "fallback":
+            raise
+        model_error = f"{type(e).__name__}: {e}"
+        log(f"ERROR loading model ({model_error}); --on-model-error fallback: every row gets the mean prompt")
+        predictor = MeanPredictor(mean)
+
+    def finish(raw: str | None) -> str:
+        out = cap(combine(raw or "", mean.prompt, cfg.combine).strip())
+        return out if out.strip() else fallback
+
+    todo = [i for i in range(len(df)) if df.at[i, C.COL_ID] not in done]
+    ckpt.open(fresh=not done)
+    timed_rows, timed_s = 0, 0.0
+    bar = tqdm(total=len(df), initial=len(df) - len(todo), desc=f"predict[{predictor.name}]", unit="row",
+               file=sys.stderr, dynamic_ncols=True)
+    try:
+        for start in range(0, len(todo), cfg.batch_size):
+            chunk = todo[start:start + cfg.batch_size]
+            now = time.monotonic()
+            rate = timed_s / timed_rows if timed_rows else 0.0
+            if deadline is not None and now + rate * len(chunk) > deadline:
+                results = [(None, "budget")] * len(chunk)
+            else:
+                results = _predict_chunk(predictor, df, chunk, "model_error" if model_error else "ok")
+                timed_s += time.monotonic() - now
+                timed_rows += len(chunk)
+            records = [{"id": df.at[i, C.COL_ID], C.COL_PROMPT: finish(raw) if status == "ok" else fallback,
+                        "status": status} for i, (raw, status) in zip(chunk, results)]
+            ckpt.append(records)
+            done.update({r["id"]: r for r in records})
+            bar.update(len(chunk))
+            if deadline is not None:
+                bar.set_postfix(budget_left=f"{max(0, deadline - time.monotonic()) / 60:.1f}m")
+    finally:
+        bar.close()
+    ids = list(df[C.COL_ID])
+    prompts = [done[i][C.COL_PROMPT] for i in ids]
+    write_submission(cfg.output, ids, prompts)
+    ckpt.close(remove=True)
+    counts: dict[str, int] = {}
+    for i in ids:
+        counts[done[i]["status"]] = counts.get(done[i]["status"], 0) + 1
+    stats = {"rows": len(ids), "status": counts, "seconds": round(time.monotonic() - t0, 2),
+             "s_per_row_predicted": round(timed_s / timed_rows, 4) if timed_rows else None,
+             "predictor": predictor.name, "combine": cfg.combine, "model_error": model_error,
+             "output": str(cfg.output), "run_dir": str(run_dir)}
+    record_run(run_dir, cfg, cfg.seed, {"result": stats})
+    log(f"wrote {cfg.output}: {len(ids)} rows " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    return stats
+
+
+def _predict_chunk(predictor, df, chunk: list[int], ok: str) -> list[tuple[str | None, str]]:
+    """(raw prediction, status) per row. If the batch raises, retry row by row; failures -> 'error'."""
+    originals = [clean_text(df.at[i, C.COL_ORIGINAL]) for i in chunk]
+    rewrites = [clean_text(df.at[i, C.COL_REWRITTEN]) for i in chunk]
+    # Rows with an empty text have nothing to recover from: they get the fallback directly.
+    out: list[tuple[str | None, str]] = [(None, "empty")] * len(chunk)
+    live = [k for k in range(len(chunk)) if originals[k].strip() and rewrites[k].strip()]
+    if not live:
+        return out
+    try:
+        preds = predictor.predict_batch([originals[k] for k in live], [rewrites[k] for k in live])
+        for k, p in zip(live, preds):
+            out[k] = (p, ok)
+    except Exception as e:  # noqa: BLE001
+        print(f"WARNING: batch failed ({type(e).__name__}: {e}); retrying row by row", file=sys.stderr)
+        for k in live:
+            try:
+                out[k] = (predictor.predict_batch([originals[k]], [rewrites[k]])[0], ok)
+            except Exception as e2:  # noqa: BLE001
+                print(f"WARNING: row {df.at[chunk[k], C.COL_ID]!r} failed ({type(e2).__name__}: {e2}); "
+                      "using the mean prompt", file=sys.stderr)
+                out[k] = (None, "error")
+    return out

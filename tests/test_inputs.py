@@ -1,0 +1,71 @@
+"""Bad input: one clear error line naming the problem, non-zero exit. Odd but valid input survives."""
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from recover.cli import main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "recover", *args], capture_output=True, text=True, timeout=300)
+
+
+def write(tmp_path, content: bytes, name="test.csv"):
+    p = tmp_path / name
+    p.write_bytes(content)
+    return p
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"", "file is empty"),
+    (b"id,original_text\n1,hello\n", "missing column(s) rewritten_text"),
+    (b"id,original_text,rewritten_text\n1,a,b\n1,c,d\n", "row 2: duplicate id '1'"),
+    (b"id,original_text,rewritten_text\n1,a,b\n2,\xff\xfe bad,d\n", "line 3: bytes are not valid UTF-8"),
+    (b"id,original_text,rewritten_text\n,a,b\n", "row 1: empty id"),
+    (b"id,original_text,rewritten_text\n1,a,b,extra\n", "row 1: has 4 fields"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, capsys, content, needle):
+    p = write(tmp_path, content)
+    rc = main(["predict", "--input", str(p), "--output", str(tmp_path / "sub.csv")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and needle in err[0] and str(p) in err[0]
+    assert not (tmp_path / "sub.csv").exists()
+
+
+def test_bad_input_exit_code_from_the_real_command(tmp_path):
+    p = write(tmp_path, b"id,text\n1,a\n")
+    r = run_cli("predict", "--input", str(p), "--output", str(tmp_path / "s.csv"))
+    assert r.returncode != 0
+    assert "missing column(s) original_text, rewritten_text" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_file_is_clear(tmp_path, capsys):
+    assert main(["predict", "--input", str(tmp_path / "nope.csv"), "--output", str(tmp_path / "s.csv")]) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_empty_and_nan_texts_get_the_fallback_and_odd_ids_round_trip(tmp_path):
+    rows = pd.DataFrame({
+        "id": ["a,1", "NA", "b\nc", "d"],
+        "original_text": ["text, with \"quotes\"\nand newline", "", "ok", "NaN"],
+        "rewritten_text": ["rewrite", "x", "", "y"],
+    })
+    p = tmp_path / "t.csv"
+    rows.to_csv(p, index=False)
+    out = tmp_path / "sub.csv"
+    assert main(["predict", "--input", str(p), "--output", str(out), "--mean-prompt", "Make it, \"nicer\"\nplease"]) == 0
+    sub = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert list(sub["id"]) == ["a,1", "NA", "b\nc", "d"]
+    assert all(s.strip() for s in sub["rewrite_prompt"])
+    assert sub["rewrite_prompt"][0] == "Make it, \"nicer\"\nplease"
+
+
+def test_no_partial_file_left_behind(tmp_path, test_csv):
+    out = tmp_path / "sub.csv"
+    assert main(["predict", "--input", str(test_csv), "--output", str(out)]) == 0
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".sub.csv") or p.name.endswith(".partial.jsonl")]
+    assert leftovers == []

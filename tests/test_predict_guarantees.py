@@ -1,0 +1,61 @@
+"""Submission guarantees: every id once, in order; never blank; never over 128 metric tokens."""
+import pandas as pd
+import pytest
+
+from recover import constants as C
+from recover.predict.runner import PredictConfig, parse_duration, run_predict
+from recover.score.embedder import TokenCap, resolve_embedder
+
+
+def test_mean_predictor_writes_every_id_in_order(tmp_path, test_csv, sample_df):
+    out = tmp_path / "sub.csv"
+    stats = run_predict(PredictConfig(str(test_csv), str(out)))
+    sub = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert list(sub.columns) == ["id", "rewrite_prompt"]
+    assert list(sub["id"]) == list(sample_df["id"])
+    assert stats["status"] == {"ok": len(sample_df)}
+
+
+@pytest.mark.parametrize("which", ["proxy", "sentence-t5"])
+def test_long_prompts_are_capped_at_128_metric_tokens(tmp_path, test_csv, tiny_sentence_t5, which):
+    embedder = None if which == "proxy" else str(tiny_sentence_t5)
+    long = " ".join(["Rewrite this text as a formal poem with vivid imagery"] * 60)
+    out = tmp_path / "sub.csv"
+    run_predict(PredictConfig(str(test_csv), str(out), mean_prompt=long, embedder=embedder))
+    cap = TokenCap.from_spec(resolve_embedder(embedder))
+    sub = pd.read_csv(out, dtype=str, keep_default_na=False)
+    for s in sub["rewrite_prompt"]:
+        assert s.strip()
+        assert cap.count(s) <= C.MAX_PROMPT_TOKENS
+        assert long.startswith(s)  # cut at a word boundary, text kept as written
+    assert cap.count(sub["rewrite_prompt"][0]) > C.MAX_PROMPT_TOKENS - 15  # and not cut far too short
+
+
+def test_token_cap_handles_one_giant_word(tiny_sentence_t5):
+    cap = TokenCap.from_spec(resolve_embedder(str(tiny_sentence_t5)), max_tokens=10)
+    out = cap("x" * 500)
+    assert out and cap.count(out) <= 10
+
+
+def test_blank_mean_prompt_is_rejected(tmp_path, test_csv):
+    with pytest.raises(ValueError, match="blank"):
+        run_predict(PredictConfig(str(test_csv), str(tmp_path / "s.csv"), mean_prompt="   "))
+
+
+def test_config_rejects_bad_combinations():
+    with pytest.raises(ValueError, match="needs --model"):
+        PredictConfig("a", "b", predictor="llm")
+    with pytest.raises(ValueError, match="seed 0"):
+        PredictConfig("a", "b", seed=0)
+    with pytest.raises(ValueError, match="--combine"):
+        PredictConfig("a", "b", combine="both")
+    with pytest.raises(ValueError, match="time-budget"):
+        PredictConfig("a", "b", time_budget="soon")
+
+
+def test_parse_duration():
+    assert parse_duration("8h30m") == 8.5 * 3600
+    assert parse_duration("90s") == 90
+    assert parse_duration("45m") == 2700
+    assert parse_duration("12") == 12
+    assert parse_duration(None) is None
