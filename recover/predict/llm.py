@@ -1,0 +1,103 @@
+"""LLM predictor: the GGUF's own chat template, token-exact truncation, forced prefixes, cleaning."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import constants as C
+from .llama_engine import LlamaEngine, check_gguf
+from .postprocess import clean_llm_output
+from .prompting import build_messages, fit_texts, load_template
+
+_SENTINEL = "\u2063RECOVER_SLOT\u2063"
+
+
+@dataclass
+class LlamaConfig:
+    model: str
+    seed: int = C.DEFAULT_SEED
+    template: str | None = None  # built-in name or file; see predict/prompting.py
+    prefixes: list[str] = field(default_factory=list)  # forced openings; several = concatenated runs
+    n_ctx: int = 1024  # per row
+    max_new_tokens: int = 32
+    n_seq: int = 1  # rows decoded together; >1 pays off on GPU, not on a 2-core CPU (unified KV attention grows)
+    n_batch: int = 512
+    n_threads: int | None = None
+    temperature: float = 0.0  # greedy by default: deterministic
+    # GPU (Kaggle T4 x2): n_gpu_layers=-1, split_mode=1 (layer) or 2 (row), tensor_split=[0.5, 0.5]
+    n_gpu_layers: int = 0
+    split_mode: int = 1
+    tensor_split: list[float] | None = None
+    flash_attn: bool = False
+    offload_kqv: bool = True
+    lora_path: str | None = None
+
+    def __post_init__(self):
+        if self.seed == 0:
+            raise ValueError("seed 0 means 'random' to llama.cpp; pass a nonzero seed")
+        if self.max_new_tokens < 1 or self.n_seq < 1 or self.n_batch < 16:
+            raise ValueError("max_new_tokens >= 1, n_seq >= 1 and n_batch >= 16 are required")
+        if self.n_ctx < self.max_new_tokens + 128:
+            raise ValueError(f"n_ctx {self.n_ctx} leaves no room for the texts (max_new_tokens {self.max_new_tokens})")
+        if self.tensor_split and abs(sum(self.tensor_split) - 1) > 1e-3 and sum(self.tensor_split) <= 0:
+            raise ValueError("tensor_split must have a positive sum")
+        self.prefixes = [p for p in (self.prefixes or []) if p is not None]
+
+
+class LlamaPredictor:
+    name = "llm"
+
+    def __init__(self, cfg: LlamaConfig):
+        check_gguf(cfg.model)
+        self.cfg = cfg
+        self.template = load_template(cfg.template)
+        self.engine = LlamaEngine(cfg.model, n_ctx_row=cfg.n_ctx, n_seq=cfg.n_seq, n_batch=cfg.n_batch, seed=cfg.seed,
+                                  n_threads=cfg.n_threads, n_gpu_layers=cfg.n_gpu_layers, split_mode=cfg.split_mode,
+                                  tensor_split=cfg.tensor_split, flash_attn=cfg.flash_attn,
+                                  offload_kqv=cfg.offload_kqv, lora_path=cfg.lora_path)
+        self.chat_template = self.engine.metadata.get(C.GGUF_CHAT_TEMPLATE)
+        if not self.chat_template:
+            raise ValueError(f"{cfg.model}: GGUF has no {C.GGUF_CHAT_TEMPLATE}; export it with a chat template")
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        e = self.engine
+        bos = e.token_text(e.model.token_bos()) if e.model.token_bos() >= 0 else ""
+        eos = e.token_text(e.model.token_eos()) if e.model.token_eos() >= 0 else ""
+        self._bos = bos
+        self._fmt = Jinja2ChatFormatter(self.chat_template, eos_token=eos, bos_token=bos, add_generation_prompt=True)
+        # The head every row shares: the chat-rendered prompt up to the original text.
+        head_text = self.render(_SENTINEL, _SENTINEL, "").split(_SENTINEL)[0]
+        e.set_head(self._tokenize_prompt(head_text))
+        overhead = len(self._tokenize_prompt(self.render("", "", "")))
+        pre = max((len(e.tokenize(p)) for p in self.cfg.prefixes), default=0)
+        self.text_budget = cfg.n_ctx - overhead - pre - cfg.max_new_tokens - 16
+        if self.text_budget < 32:
+            raise ValueError(f"n_ctx {cfg.n_ctx} too small: only {self.text_budget} tokens left for the texts")
+
+    def render(self, original: str, rewritten: str, prefix: str) -> str:
+        """Full prompt text: chat template from the GGUF, generation prompt, then the forced prefix."""
+        return self._fmt(messages=build_messages(self.template, original, rewritten)).prompt + prefix
+
+    def _tokenize_prompt(self, text: str) -> list[int]:
+        add_bos = self.engine.model.add_bos_token() and not (self._bos and text.startswith(self._bos))
+        return self.engine.tokenize(text, add_bos=add_bos, special=True)
+
+    def build_prompt_tokens(self, original: str, rewritten: str, prefix: str = "") -> list[int]:
+        e = self.engine
+        o, r = fit_texts(original, rewritten, self.text_budget, e.tokenize, e.detokenize)
+        toks = self._tokenize_prompt(self.render(o, r, prefix))
+        limit = self.cfg.n_ctx - self.cfg.max_new_tokens
+        while len(toks) > limit:  # token merges at the seams can add a few: cut a bit more
+            over = len(toks) - limit + 4
+            o, r = fit_texts(o, r, max(0, len(e.tokenize(o)) + len(e.tokenize(r)) - over), e.tokenize, e.detokenize)
+            toks = self._tokenize_prompt(self.render(o, r, prefix))
+        return toks
+
+    def predict_batch(self, originals, rewrites) -> list[str]:
+        prefixes = self.cfg.prefixes or [""]
+        jobs = [self.build_prompt_tokens(o, r, p) for o, r in zip(originals, rewrites) for p in prefixes]
+        outs = self.engine.generate(jobs, self.cfg.max_new_tokens, self.cfg.temperature)
+        preds = []
+        for i in range(len(originals)):
+            parts = [clean_llm_output(p + outs[i * len(prefixes) + k], p) for k, p in enumerate(prefixes)]
+            preds.append(" ".join(x for x in parts if x))
+        return preds

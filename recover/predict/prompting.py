@@ -1,0 +1,55 @@
+"""The ONE function that turns (original, rewritten) into the LLM's prompt.
+
+Inference (predict/llm.py) and training data (DPO pairs, SFT rows) both call `build_messages`, so a
+model is trained on exactly the prompt format it is served with.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+DEFAULT_TEMPLATE = "recover"
+
+
+def builtin_templates() -> list[str]:
+    return sorted(p.stem for p in TEMPLATE_DIR.glob("*.txt"))
+
+
+def load_template(name_or_path: str | None = None) -> str:
+    """A built-in name ('recover', 'short') or a text file with {original} and {rewritten}."""
+    name = name_or_path or DEFAULT_TEMPLATE
+    p = Path(name)
+    if not p.is_file():
+        p = TEMPLATE_DIR / f"{name}.txt"
+        if not p.is_file():
+            raise ValueError(f"--template {name!r}: not a file and not a built-in ({', '.join(builtin_templates())})")
+    text = p.read_text(encoding="utf-8").strip()
+    for slot in ("{original}", "{rewritten}"):
+        if slot not in text:
+            raise ValueError(f"template {p}: missing the {slot} slot")
+    if text.index("{original}") > text.index("{rewritten}"):
+        raise ValueError(f"template {p}: {{original}} must come before {{rewritten}}")
+    return text
+
+
+def build_messages(template: str, original: str, rewritten: str) -> list[dict]:
+    # str.replace, not str.format: the texts may hold braces.
+    content = template.replace("{original}", original.strip()).replace("{rewritten}", rewritten.strip())
+    return [{"role": "user", "content": content}]
+
+
+def fit_texts(original: str, rewritten: str, budget: int, tokenize: Callable[[str], Sequence[int]],
+              detokenize: Callable[[Sequence[int]], str]) -> tuple[str, str]:
+    """Cut both texts so together they take at most `budget` tokens of the model's tokenizer.
+
+    Each gets half; a text shorter than its half hands the rest to the other. Cuts keep the start
+    of each text (where the style and topic show).
+    """
+    a, b = list(tokenize(original)), list(tokenize(rewritten))
+    if len(a) + len(b) <= budget:
+        return original, rewritten
+    half = max(budget // 2, 0)
+    ka = min(len(a), max(half, budget - len(b)))
+    kb = min(len(b), budget - ka)
+    return (detokenize(a[:ka]) if ka < len(a) else original), (detokenize(b[:kb]) if kb < len(b) else rewritten)
