@@ -29,9 +29,14 @@ def clean_llm_output(text: str, prefix: str = "") -> str:
     t = (text or "").replace("\r", "")
     t = t.replace("**", "").replace("__", "")
     t = _TRAILER.sub("", t)
-    t = _PREAMBLE.sub("", t, count=1)
-    t = _CHATTY.sub("", t, count=1)
-    t = _LABEL.sub("", t, count=1)
+    if prefix:
+        # A forced opening is the answer's start by construction: no preamble to strip, and the
+        # instruction ends at the first line break ("Rewrite the text as a poem:\n<echo>").
+        t = t.strip().split("\n")[0].rstrip(" :")
+    else:
+        t = _PREAMBLE.sub("", t, count=1)
+        t = _CHATTY.sub("", t, count=1)
+        t = _LABEL.sub("", t, count=1)
     # The instruction is the first non-empty paragraph; later ones are explanations or echoes.
     paras = [p.strip() for p in re.split(r"\n\s*\n", t) if p.strip()]
     t = paras[0] if paras else ""

@@ -1,0 +1,133 @@
+"""The llama.cpp engine on the REAL SmolLM2-135M-Instruct GGUF from PyPI."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from recover import constants as C
+from recover.predict.llm import LlamaConfig, LlamaPredictor
+from recover.predict.runner import PredictConfig, run_predict
+
+FAST = {"max_new_tokens": 12, "n_ctx": 512}
+
+
+@pytest.fixture(scope="module")
+def predictor(smollm2_gguf):
+    p = LlamaPredictor(LlamaConfig(model=str(smollm2_gguf), **FAST))
+    yield p
+    p.engine.close()
+
+
+def test_chat_template_from_gguf_is_applied(predictor):
+    text = predictor.render("orig words", "new words", "")
+    assert "<|im_start|>user" in text and text.rstrip().endswith("<|im_start|>assistant")
+    assert "orig words" in text and "new words" in text
+    toks = predictor.build_prompt_tokens("orig words", "new words")
+    assert toks[: len(predictor.engine.head)] == predictor.engine.head  # the shared head is a true prefix
+
+
+def test_long_texts_are_truncated_to_fit_the_context(predictor):
+    long_o, long_r = "The cat sat on the mat. " * 400, "A dog ran in the park. " * 400
+    toks = predictor.build_prompt_tokens(long_o, long_r, "Rewrite the text")
+    assert len(toks) <= FAST["n_ctx"] - FAST["max_new_tokens"]
+    text = predictor.engine.detokenize(toks)
+    assert "The cat sat" in text and "A dog ran" in text  # both texts keep their start
+    assert text.rstrip().endswith("Rewrite the text")
+
+
+def test_generation_is_deterministic_and_batched_rows_match_single(predictor, sample_df):
+    o, r = list(sample_df.original_text[:3]), list(sample_df.rewritten_text[:3])
+    a = predictor.predict_batch(o, r)
+    b = predictor.predict_batch(o, r)
+    assert a == b
+    assert [predictor.predict_batch([o[i]], [r[i]])[0] for i in range(3)] == a
+
+
+def test_forced_prefixes_open_each_run(smollm2_gguf, sample_df):
+    p = LlamaPredictor(LlamaConfig(model=str(smollm2_gguf), prefixes=["Rewrite the text", "Convert"], **FAST))
+    out = p.predict_batch(list(sample_df.original_text[:2]), list(sample_df.rewritten_text[:2]))
+    p.engine.close()
+    for s in out:  # each run opens with its prefix; an unusable run is dropped, never garbled
+        assert s == "" or s.startswith("Rewrite the text") or s.startswith("Convert")
+    assert any(out)
+
+
+def test_llm_plus_mean_writes_a_valid_submission(tmp_path, test_csv, smollm2_gguf, sample_df):
+    out = tmp_path / "sub.csv"
+    stats = run_predict(PredictConfig(str(test_csv), str(out), predictor="llm", model=str(smollm2_gguf),
+                                      combine="llm+mean", llm=FAST, batch_size=4))
+    sub = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert list(sub["id"]) == list(sample_df["id"])
+    assert all(s.strip() for s in sub[C.COL_PROMPT])
+    assert stats["status"].get("ok", 0) == len(sample_df)
+
+
+def test_tiny_budget_forces_fallback_rows_and_output_stays_complete(tmp_path, test_csv, smollm2_gguf, sample_df):
+    out = tmp_path / "sub.csv"
+    stats = run_predict(PredictConfig(str(test_csv), str(out), predictor="llm", model=str(smollm2_gguf),
+                                      llm=FAST, time_budget="8s", batch_size=2))
+    sub = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert list(sub["id"]) == list(sample_df["id"]) and all(sub[C.COL_PROMPT].str.strip() != "")
+    assert stats["status"].get("budget", 0) > 0
+    assert stats["seconds"] < 8 + 10  # ended near the budget, model load included
+
+
+def test_a_failing_row_falls_back_and_the_run_goes_on(tmp_path, smollm2_gguf, monkeypatch):
+    df = pd.DataFrame({"id": ["a", "b", "c"], "original_text": ["fine text", "BOOM text", "more text"],
+                       "rewritten_text": ["fine", "boom", "more"]})
+    df.to_csv(tmp_path / "t.csv", index=False)
+    real = LlamaPredictor.predict_batch
+
+    def flaky(self, originals, rewrites):
+        if any("BOOM" in o for o in originals):
+            raise RuntimeError("backend exploded")
+        return real(self, originals, rewrites)
+
+    monkeypatch.setattr(LlamaPredictor, "predict_batch", flaky)
+    stats = run_predict(PredictConfig(str(tmp_path / "t.csv"), str(tmp_path / "s.csv"), predictor="llm",
+                                      model=str(smollm2_gguf), llm=FAST, batch_size=3))
+    assert stats["status"] == {"ok": 2, "error": 1}
+    sub = pd.read_csv(tmp_path / "s.csv", dtype=str, keep_default_na=False)
+    assert list(sub["id"]) == ["a", "b", "c"] and all(sub[C.COL_PROMPT].str.strip() != "")
+
+
+@pytest.mark.parametrize("kind", ["missing", "corrupt"])
+def test_missing_or_corrupt_model(tmp_path, test_csv, kind):
+    model = tmp_path / "m.gguf"
+    if kind == "corrupt":
+        model.write_bytes(b"NOPE" + b"\0" * 64)
+    cfg = dict(predictor="llm", model=str(model))
+    with pytest.raises((FileNotFoundError, ValueError), match="not found|not a GGUF file"):
+        run_predict(PredictConfig(str(test_csv), str(tmp_path / "s.csv"), **cfg))
+    stats = run_predict(PredictConfig(str(test_csv), str(tmp_path / "s.csv"), on_model_error="fallback", **cfg))
+    assert set(stats["status"]) == {"model_error"} and stats["model_error"]
+    assert len(pd.read_csv(tmp_path / "s.csv")) == 30
+
+
+def test_resume_after_kill_loses_and_duplicates_nothing(tmp_path, test_csv, smollm2_gguf, sample_df):
+    out = tmp_path / "sub.csv"
+    ckpt = tmp_path / ("sub.csv" + C.CHECKPOINT_SUFFIX)
+    cmd = [sys.executable, "-m", "recover", "predict", "--input", str(test_csv), "--output", str(out),
+           "--model", str(smollm2_gguf), "--max-new-tokens", "12", "--n-ctx", "512", "--batch-size", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if ckpt.exists() and len(ckpt.read_text().splitlines()) >= 5:  # header + >= 4 rows
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    before = [json.loads(x)["id"] for x in ckpt.read_text().splitlines()[1:] if x.strip()]
+    assert 4 <= len(before) < len(sample_df)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"resuming: {len(before)} of {len(sample_df)} rows" in r.stdout
+    sub = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert list(sub["id"]) == list(sample_df["id"])  # every id once, in order
+    assert not ckpt.exists()
