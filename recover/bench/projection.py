@@ -1,0 +1,100 @@
+"""Cost model for a Kaggle T4 run. Everything here is PROJECTED, never measured.
+
+per-row time = prompt_tokens / prompt_rate + gen_tokens / gen_rate + overhead
+
+- Generation is memory-bandwidth bound: every new token streams the whole weight file once.
+  time/token = file_bytes / effective_bandwidth + fixed per-token cost (kernel launches, sampling,
+  Python). Two published Kaggle-T4 llama.cpp figures pin the two unknowns:
+    * Gemma-2-2B-it Q4_K_M (1.71 GB): ~60 tok/s generation
+    * Mistral/Llama-7B Q4_K_M (4.37 GB): ~35 tok/s generation
+  (community benchmarks of llama-cpp-python on Kaggle T4, 2024; llama.cpp discussion #4225 reports
+  the same order for T4). Solving gives ~224 GB/s effective of the 320 GB/s peak (0.70) and ~9 ms
+  fixed per token.
+- Prompt eval is compute bound: 2 * n_params FLOPs per token against 65 TFLOP/s fp16 (T4 tensor
+  cores) times an efficiency factor. llama.cpp's CUDA pp512 on a T4 for 7B Q4_K_M is ~1,100 tok/s
+  (llama.cpp CUDA benchmark tables), which gives an efficiency of ~0.245.
+`recover bench --calibrate results.json` replaces these with rates measured by kernels/bench.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+T4_BANDWIDTH = 320e9  # bytes/s, NVIDIA T4 datasheet
+T4_FP16_FLOPS = 65e12  # FLOP/s, tensor cores, datasheet
+# Calibration points (published T4 llama.cpp generation figures), see the module docstring.
+_CAL = ((1.71e9, 60.0), (4.37e9, 35.0))
+_inv = [(s, 1.0 / r) for s, r in _CAL]
+GEN_EFF_BANDWIDTH = (_inv[1][0] - _inv[0][0]) / (_inv[1][1] - _inv[0][1])  # bytes/s actually achieved
+GEN_FIXED_S = _inv[0][1] - _inv[0][0] / GEN_EFF_BANDWIDTH  # s/token, size-independent
+PROMPT_EFF = 1100.0 * 2 * 7.24e9 / T4_FP16_FLOPS  # from ~1,100 tok/s pp512 for 7B Q4_K_M
+ROW_OVERHEAD_S = 0.05  # tokenize, template, post-process, checkpoint write
+WHEEL_INSTALL_S = 90.0  # pip install --no-index of the shipped wheels
+LOAD_FIXED_S = 15.0
+DISK_BYTES_S = 150e6  # Kaggle dataset mount read rate (conservative)
+LIMIT_S = 9 * 3600
+VRAM_BYTES = 15e9  # one T4; two give 30 GB with a layer split
+
+# Candidate models for "what is the largest that fits": (name, params, GGUF bytes).
+MODEL_TABLE = (
+    ("SmolLM2-135M Q8_0", 0.135e9, 0.145e9),
+    ("Qwen2.5-0.5B Q8_0", 0.49e9, 0.53e9),
+    ("Gemma-2-2B Q4_K_M", 2.61e9, 1.71e9),
+    ("Phi-2 Q4_K_M", 2.78e9, 1.79e9),
+    ("Phi-2 Q8_0", 2.78e9, 2.96e9),
+    ("Mistral-7B Q4_K_M", 7.24e9, 4.37e9),
+    ("Gemma-7B Q4_K_M", 8.54e9, 5.33e9),
+    ("Mistral-7B Q8_0", 7.24e9, 7.70e9),
+    ("Llama-2-13B Q4_K_M", 13.0e9, 7.87e9),
+    ("Llama-2-13B Q8_0", 13.0e9, 13.8e9),
+    ("Qwen2.5-32B Q4_K_M", 32.8e9, 19.9e9),
+)  # dense models only: an MoE reads and computes a fraction of its weights per token
+
+
+@dataclass
+class T4Rates:
+    prompt_tok_s: float
+    gen_tok_s: float
+    source: str = "projected"
+
+
+def t4_rates(n_params: float, file_bytes: float, calibration: dict | None = None) -> T4Rates:
+    if calibration:
+        # Measured once on a T4 (kernels/bench): rescale by size, as the cost model says.
+        c = calibration
+        prompt = c["prompt_tok_s"] * c["n_params"] / n_params
+        per_tok = file_bytes / c.get("eff_bandwidth", GEN_EFF_BANDWIDTH) + c.get("gen_fixed_s", GEN_FIXED_S)
+        if "gen_tok_s" in c and "file_bytes" in c and abs(c["file_bytes"] - file_bytes) / file_bytes < 0.05:
+            per_tok = 1.0 / c["gen_tok_s"]
+        return T4Rates(prompt, 1.0 / per_tok, "calibrated")
+    prompt = PROMPT_EFF * T4_FP16_FLOPS / (2.0 * n_params)
+    gen = 1.0 / (file_bytes / GEN_EFF_BANDWIDTH + GEN_FIXED_S)
+    return T4Rates(prompt, gen)
+
+
+def row_seconds(prompt_tokens: float, gen_tokens: float, rates: T4Rates) -> float:
+    return prompt_tokens / rates.prompt_tok_s + gen_tokens / rates.gen_tok_s + ROW_OVERHEAD_S
+
+
+def project(name: str, n_params: float, file_bytes: float, prompt_tokens: float, gen_tokens: float,
+            rows: int = 1400, calibration: dict | None = None) -> dict:
+    rates = t4_rates(n_params, file_bytes, calibration)
+    per_row = row_seconds(prompt_tokens, gen_tokens, rates)
+    load = LOAD_FIXED_S + file_bytes / DISK_BYTES_S
+    total = WHEEL_INSTALL_S + load + rows * per_row
+    return {"model": name, "label": rates.source, "rows": rows, "prompt_tok_s": round(rates.prompt_tok_s, 1),
+            "gen_tok_s": round(rates.gen_tok_s, 1), "s_per_row": round(per_row, 3), "install_s": WHEEL_INSTALL_S,
+            "load_s": round(load, 1), "total_s": round(total, 1), "total_h": round(total / 3600, 3),
+            "margin_h": round((LIMIT_S - total) / 3600, 3), "fits": total < LIMIT_S,
+            "fits_vram": file_bytes < 2 * VRAM_BYTES * 0.9}
+
+
+def largest_fitting(prompt_tokens: float, gen_tokens: float, rows: int = 1400, calibration: dict | None = None) -> dict | None:
+    fits = [project(n, p, b, prompt_tokens, gen_tokens, rows, calibration) for n, p, b in MODEL_TABLE]
+    fits = [f for f in fits if f["fits"] and f["fits_vram"]]
+    return fits[-1] if fits else None
+
+
+def constants() -> dict:
+    return {"t4_bandwidth": T4_BANDWIDTH, "t4_fp16_flops": T4_FP16_FLOPS, "gen_eff_bandwidth": GEN_EFF_BANDWIDTH,
+            "gen_fixed_s": GEN_FIXED_S, "prompt_eff": PROMPT_EFF, "row_overhead_s": ROW_OVERHEAD_S,
+            "calibration_points": [asdict(T4Rates(0, r, f"{s / 1e9:.2f} GB")) for s, r in _CAL]}

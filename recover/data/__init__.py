@@ -1,0 +1,1 @@
+"""Training data path: originals -> prompt bank -> rewrites -> labelled pairs -> DPO pairs."""

@@ -1,0 +1,1 @@
+"""Export: merge adapters, convert HF -> GGUF with the runtime's own converter, quantize, verify."""

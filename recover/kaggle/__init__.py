@@ -1,0 +1,1 @@
+"""Kaggle packaging: offline wheels, staged datasets, rendered kernels, validation and push."""

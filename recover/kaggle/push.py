@@ -1,0 +1,91 @@
+"""Validate staged folders with the kaggle package's own rules, then push with the real kaggle CLI."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .config import NO_CREDENTIALS, find_credentials
+
+
+def _api():
+    """KaggleApi without the credential help that `import kaggle` prints when none are set up."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        from kaggle.api.kaggle_api_extended import KaggleApi
+    return KaggleApi()
+
+
+class KaggleError(RuntimeError):
+    pass
+
+
+class _Validated(Exception):
+    """Raised where kernels_push would open its network client: every local check has passed."""
+
+
+def validate_kernel_folder(folder: str | Path) -> dict:
+    """Run kaggle's own KaggleApi.kernels_push up to (not including) the network call."""
+    api = _api()
+
+    def stop():
+        raise _Validated()
+
+    api.build_kaggle_client = stop
+    try:
+        api.kernels_push(str(folder))
+    except _Validated:
+        pass
+    except ValueError as e:
+        raise KaggleError(f"{folder}: kaggle rejects the kernel folder: {e}") from None
+    meta = json.loads((Path(folder) / "kernel-metadata.json").read_text())
+    if meta.get("enable_internet") is not False and "submit" in str(folder):
+        raise KaggleError(f"{folder}: a submission kernel must set enable_internet: false")
+    return meta
+
+
+def validate_dataset_folder(folder: str | Path) -> dict:
+    folder = Path(folder)
+    meta_file = folder / "dataset-metadata.json"
+    if not meta_file.is_file():
+        raise KaggleError(f"{folder}: no dataset-metadata.json")
+    meta = json.loads(meta_file.read_text())
+    try:
+        _api().validate_dataset_string(meta.get("id"))
+    except ValueError as e:
+        raise KaggleError(f"{meta_file}: id: {e}") from None
+    if len(meta.get("title", "")) < 6 or len(meta.get("title", "")) > 50:
+        raise KaggleError(f"{meta_file}: title must be 6 to 50 characters")
+    if not [p for p in folder.rglob("*") if p.is_file() and p.name != "dataset-metadata.json"]:
+        raise KaggleError(f"{folder}: no files to upload")
+    return meta
+
+
+def _kaggle_cli(args: list[str]) -> None:
+    if not find_credentials():
+        raise KaggleError(NO_CREDENTIALS)
+    exe = shutil.which("kaggle") or str(Path(sys.executable).with_name("kaggle"))
+    r = subprocess.run([exe, *args], text=True, capture_output=True, env=os.environ.copy())
+    out = (r.stdout + r.stderr).strip()
+    print(out)
+    if r.returncode != 0:
+        raise KaggleError(f"kaggle {' '.join(args[:2])} failed (exit {r.returncode}): {out.splitlines()[-1] if out else ''}")
+
+
+def push_kernel(folder: str | Path) -> None:
+    validate_kernel_folder(folder)
+    _kaggle_cli(["kernels", "push", "-p", str(folder)])
+
+
+def publish_dataset(folder: str | Path, new: bool, message: str = "recover update") -> None:
+    """`datasets create/version -r zip`: without -r zip, Kaggle drops subfolders."""
+    validate_dataset_folder(folder)
+    if new:
+        _kaggle_cli(["datasets", "create", "-p", str(folder), "-r", "zip"])
+    else:
+        _kaggle_cli(["datasets", "version", "-p", str(folder), "-r", "zip", "-m", message])

@@ -1,0 +1,138 @@
+"""Stage what goes to Kaggle under build/: wheels, datasets (with dataset-metadata.json), kernels."""
+from __future__ import annotations
+
+import glob
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .. import __version__
+from .. import constants as C
+from ..csvio import atomic_write_json
+from .config import KaggleConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+KERNELS_SRC = ROOT / "kernels"
+LLAMA_CPU_DIR = "llama-cpu"  # the notebook tells the CPU wheel from the CUDA one by this folder
+
+
+def build_wheels(out: str | Path = "build/wheels", llama_wheelhouse: str | None = None,
+                 ship: str | Path = ROOT / "offline_wheels" / "ship.txt", download: bool = True) -> Path:
+    """Binary wheels for the Kaggle image (cp312 manylinux) + the CPU llama wheel + recover itself."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if download:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--no-deps",
+                        "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64",
+                        "--platform", "any", "--python-version", "3.12", "--implementation", "cp",
+                        "-d", str(out), "-r", str(ship)], check=True)
+    cpu = out / LLAMA_CPU_DIR
+    cpu.mkdir(exist_ok=True)
+    found = sorted(glob.glob(str(Path(llama_wheelhouse or _default_wheelhouse()) /
+                                 f"llama_cpp_python-{C.LLAMA_CPP_PYTHON_VERSION}-*.whl")))
+    if not found:
+        raise FileNotFoundError(f"no llama-cpp-python {C.LLAMA_CPP_PYTHON_VERSION} wheel in the wheel cache: run make setup")
+    shutil.copy2(found[-1], cpu / Path(found[-1]).name)
+    for old in out.glob("recover-*.whl"):
+        old.unlink()
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT),
+                    "-w", str(out)], check=True)
+    return out
+
+
+def _default_wheelhouse() -> Path:
+    return Path.home() / ".cache" / "recover-wheels" / f"llama-cpp-python-{C.LLAMA_CPP_PYTHON_VERSION}-native-off"
+
+
+def dataset_metadata(cfg: KaggleConfig, slug: str, title: str) -> dict:
+    return {"title": title, "id": cfg.ref(slug), "licenses": [{"name": "CC0-1.0"}]}
+
+
+def stage_wheels_dataset(cfg: KaggleConfig, wheels: str | Path, out: str | Path = "build/datasets") -> Path:
+    d = Path(out) / cfg.wheels_dataset
+    if d.exists():
+        shutil.rmtree(d)
+    shutil.copytree(wheels, d)
+    atomic_write_json(d / "dataset-metadata.json", dataset_metadata(cfg, cfg.wheels_dataset, "recover offline wheels"))
+    return d
+
+
+def stage_model_dataset(cfg: KaggleConfig, model: str | None, embed: str | None, mean_prompt: str | None,
+                        out: str | Path = "build/datasets") -> Path:
+    """GGUF + manifest + mean prompt + embed predictor, in one dataset (subfolders: push with -r zip)."""
+    from ..predict.base import DEFAULT_MEAN_PROMPT_PATH
+
+    d = Path(out) / cfg.model_dataset
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    files = {}
+    if model:
+        dst = d / Path(model).name
+        shutil.copy2(model, dst)
+        files["gguf"] = dst.name
+        src_manifest = Path(model).with_name(C.MANIFEST_FILE)
+        if src_manifest.is_file():
+            shutil.copy2(src_manifest, d / "gguf_manifest.json")
+    shutil.copy2(mean_prompt or DEFAULT_MEAN_PROMPT_PATH, d / C.MEAN_PROMPT_FILE)
+    files["mean_prompt"] = C.MEAN_PROMPT_FILE
+    if embed:
+        shutil.copytree(embed, d / C.EMBED_PREDICTOR_DIR)
+        files["embed_predictor"] = C.EMBED_PREDICTOR_DIR
+    atomic_write_json(d / C.MANIFEST_FILE, {"format_version": C.MANIFEST_FORMAT_VERSION, "kind": "kaggle_model_dataset",
+                                            "recover": __version__, "files": files})
+    atomic_write_json(d / "dataset-metadata.json", dataset_metadata(cfg, cfg.model_dataset, "recover model"))
+    return d
+
+
+def notebook_from_percent(src: Path):
+    """`# %%` / `# %% [markdown]` cells in a .py file -> an nbformat v4 notebook."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cells, kind, buf = [], None, []
+
+    def flush():
+        text = "\n".join(buf).strip("\n")
+        if kind == "markdown":
+            cells.append(nbformat.v4.new_markdown_cell("\n".join(x[2:] if x.startswith("# ") else x.lstrip("#")
+                                                                 for x in text.splitlines())))
+        elif kind == "code" and text.strip():
+            cells.append(nbformat.v4.new_code_cell(text))
+
+    for line in src.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# %%"):
+            flush()
+            kind, buf = ("markdown" if "[markdown]" in line else "code"), []
+        elif kind:
+            buf.append(line)
+    flush()
+    nb.cells = cells
+    return nb
+
+
+def render_kernel(name: str, cfg: KaggleConfig, out: str | Path = "build/kernels") -> Path:
+    """kernels/<name>/notebook.py + kernel.json -> build/kernels/<name>/{<slug>.ipynb, kernel-metadata.json}."""
+    import nbformat
+
+    src = KERNELS_SRC / name
+    spec = json.loads((src / "kernel.json").read_text())
+    slug = getattr(cfg, spec["slug_from"])
+    d = Path(out) / name
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    nbformat.write(notebook_from_percent(src / "notebook.py"), d / f"{slug}.ipynb")
+    meta = {"id": cfg.ref(slug), "title": slug, "code_file": f"{slug}.ipynb", "language": "python",
+            "kernel_type": "notebook", "is_private": True, "enable_gpu": spec["enable_gpu"],
+            # The kaggle CLI defaults internet to ON: always say it explicitly.
+            "enable_internet": spec["enable_internet"], "machine_shape": C.KAGGLE_MACHINE_SHAPE,
+            "competition_sources": [C.COMPETITION_SLUG] if spec.get("competition") else [],
+            "dataset_sources": cfg.dataset_refs if spec.get("datasets") else [],
+            "kernel_sources": [cfg.ref(cfg.wheel_builder_kernel)] if spec.get("kernel_sources") else [],
+            "model_sources": []}
+    atomic_write_json(d / "kernel-metadata.json", meta)
+    return d

@@ -1,0 +1,1 @@
+"""Mean prompt: one constant string that maximises mean SCS against a set of target prompts."""

@@ -1,0 +1,180 @@
+"""Beam search for the mean prompt: append, insert anywhere, prune words, until no move helps.
+
+Objective = mean over targets of cos(e(candidate), e(target))**3. Speed comes from:
+- the target embeddings are normalised once and cached;
+- candidates are encoded in batches;
+- the vocabulary is pre-ranked cheaply: the gradient of the objective at the current embedding,
+  g = mean 3 (e.t)^2 t, is dotted with each word's own (cached) embedding; only the top words
+  reach the expensive encoder. `prerank=0` turns this off (exhaustive, the benchmark baseline).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .. import constants as C
+from ..csvio import atomic_write_json
+from ..score.metric import scs_against_many
+
+
+@dataclass
+class OptimizeConfig:
+    beam: int = 4
+    steps: int = 30
+    prerank: int = 256  # words per beam string sent to the encoder for appends; 0 = all (exhaustive)
+    insert_words: int = 16  # top words tried at every insertion position
+    max_tokens: int = 96  # <= 128 metric tokens; leaves room when combined with a prediction
+    min_gain: float = 1e-5
+    moves: tuple[str, ...] = ("append", "insert", "prune")
+    seed: int = C.DEFAULT_SEED
+
+    def __post_init__(self):
+        if not 1 <= self.max_tokens <= C.MAX_PROMPT_TOKENS:
+            raise ValueError(f"max_tokens must be in 1..{C.MAX_PROMPT_TOKENS}")
+        if self.beam < 1 or self.steps < 0 or self.prerank < 0:
+            raise ValueError("beam >= 1, steps >= 0, prerank >= 0")
+        self.moves = tuple(self.moves)
+        bad = set(self.moves) - {"append", "insert", "prune"}
+        if bad or not self.moves:
+            raise ValueError(f"moves: unknown {sorted(bad)}; use append, insert, prune")
+
+
+@dataclass
+class SearchState:
+    beam: list[tuple[str, float]] = field(default_factory=list)
+    trajectory: list[dict] = field(default_factory=list)
+    done: bool = False
+
+
+class MeanPromptOptimizer:
+    def __init__(self, embedder, targets: list[str], vocab: list[str], cfg: OptimizeConfig,
+                 heldout: list[str] | None = None, log=print):
+        self.emb, self.cfg, self.log = embedder, cfg, log
+        self.T = embedder.encode(targets)  # cached, normalised
+        self.H = embedder.encode(heldout) if heldout else None
+        self.vocab = sorted(set(w for w in vocab if w.strip()))
+        self.V = embedder.encode(self.vocab)  # cheap pre-rank features
+        self.tok = embedder.tokenizer
+        self._cache: dict[str, float] = {}
+        self.encoded = 0
+        self.encode_s = 0.0
+
+    # --- objective ---------------------------------------------------------------------------
+    def score_many(self, texts: list[str]) -> np.ndarray:
+        new = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if new:
+            t0 = time.perf_counter()
+            e = self.emb.encode(new)
+            self.encode_s += time.perf_counter() - t0
+            self.encoded += len(new)
+            for t, s in zip(new, scs_against_many(e, self.T)):
+                self._cache[t] = float(s)
+        return np.array([self._cache[t] for t in texts])
+
+    def heldout_score(self, text: str) -> float | None:
+        if self.H is None:
+            return None
+        return float(scs_against_many(self.emb.encode([text]), self.H)[0])
+
+    def n_tokens(self, text: str) -> int:
+        return len(self.tok(text, add_special_tokens=True)["input_ids"])
+
+    # --- moves -------------------------------------------------------------------------------
+    def _ranked_words(self, text: str, k: int) -> list[str]:
+        if k <= 0 or k >= len(self.vocab):
+            return self.vocab
+        e = self.emb.encode([text])[0] if text else np.zeros(self.T.shape[1], np.float32)
+        g = (3 * (self.T @ e) ** 2) @ self.T / len(self.T) if text else self.T.mean(0)
+        idx = np.argpartition(-(self.V @ g), k)[:k]
+        return [self.vocab[i] for i in idx]
+
+    def candidates(self, text: str) -> list[str]:
+        words, moves, out = text.split(), self.cfg.moves, []
+        if "append" in moves:
+            out += [f"{text} {w}".strip() for w in self._ranked_words(text, self.cfg.prerank)]
+        top = self._ranked_words(text, self.cfg.insert_words) if words and "insert" in moves else []
+        for i in range(len(words)):  # insertion before word i
+            out += [" ".join(words[:i] + [w] + words[i:]) for w in top]
+        if len(words) > 1 and "prune" in moves:  # drop each word that may have stopped helping
+            out += [" ".join(words[:i] + words[i + 1:]) for i in range(len(words))]
+        return out
+
+    # --- search ------------------------------------------------------------------------------
+    def run(self, state: SearchState | None = None, out: str | Path | None = None) -> SearchState:
+        st = state or SearchState()
+        if not st.beam:
+            st.beam = [("", -1.0)]
+        bar = tqdm(total=self.cfg.steps, initial=len(st.trajectory), desc="meanprompt", unit="step")
+        while not st.done and len(st.trajectory) < self.cfg.steps:
+            t0, enc0 = time.perf_counter(), self.encoded
+            best_before = st.beam[0][1]
+            cands = list(dict.fromkeys(c for text, _ in st.beam for c in self.candidates(text)))
+            cands = [c for c in cands if c and self.n_tokens(c) <= self.cfg.max_tokens]
+            scores = self.score_many(cands) if cands else np.array([])
+            pool = dict(st.beam)
+            pool.update(zip(cands, scores.tolist()))
+            st.beam = sorted(pool.items(), key=lambda kv: -kv[1])[: self.cfg.beam]
+            best, score = st.beam[0]
+            dt = time.perf_counter() - t0
+            st.trajectory.append({"step": len(st.trajectory) + 1, "prompt": best, "score": round(score, 6),
+                                  "heldout": self.heldout_score(best), "candidates": len(cands),
+                                  "encoded": self.encoded - enc0, "seconds": round(dt, 3),
+                                  "candidates_per_s": round((self.encoded - enc0) / dt, 1) if dt else None})
+            bar.update(1)
+            bar.set_postfix(score=f"{score:.4f}")
+            if score - best_before < self.cfg.min_gain:
+                st.done = True  # no move improves: a local optimum
+            if out:
+                self.save(st, out)
+        bar.close()
+        return st
+
+    def save(self, st: SearchState, path: str | Path) -> None:
+        best, score = st.beam[0]
+        atomic_write_json(path, {
+            "format_version": C.MANIFEST_FORMAT_VERSION, "prompt": best, "tokens": self.n_tokens(best),
+            "scores": {"train": round(score, 6), "heldout": self.heldout_score(best), "targets": len(self.T),
+                       "heldout_targets": None if self.H is None else len(self.H),
+                       "embedder": str(self.emb.spec.path), "proxy": self.emb.spec.is_proxy},
+            "config": asdict(self.cfg), "state": {"beam": st.beam, "done": st.done}, "trajectory": st.trajectory})
+
+
+def load_state(path: str | Path) -> SearchState:
+    d = json.loads(Path(path).read_text())
+    return SearchState([tuple(x) for x in d["state"]["beam"]], d["trajectory"], d["state"]["done"])
+
+
+def vocab_from_texts(texts: list[str], min_count: int = 2, max_words: int = 3000) -> list[str]:
+    """The most frequent words (letters only, as written lower-case) of the targets."""
+    from collections import Counter
+
+    c = Counter(w.strip(".,;:!?\"'()*").lower() for t in texts for w in t.split())
+    return [w for w, n in c.most_common() if n >= min_count and w.isalpha()][:max_words]
+
+
+def vocab_from_tokenizer(tokenizer, max_words: int = 3000) -> list[str]:
+    """Whole-word entries of the embedder's tokenizer vocabulary."""
+    words = [w.lstrip("▁Ġ") for w in tokenizer.get_vocab()]
+    return sorted({w for w in words if w.isalpha() and len(w) > 1})[:max_words]
+
+
+def plot_trajectory(traj: list[dict], path: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([t["step"] for t in traj], [t["score"] for t in traj], marker=".", label="train targets")
+    if traj and traj[0].get("heldout") is not None:
+        ax.plot([t["step"] for t in traj], [t["heldout"] for t in traj], marker=".", label="held-out targets")
+    ax.set(xlabel="step", ylabel="mean SCS", title="mean-prompt search")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

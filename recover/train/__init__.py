@@ -1,0 +1,1 @@
+"""Training: the embedding-space predictor (CPU, minutes), SFT and DPO LoRA adapters (trl + peft)."""
