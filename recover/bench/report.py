@@ -1,7 +1,6 @@
 """Run the bench, print the side-by-side table, the ratio and the T4 projection; write JSON + PNG."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +42,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     run_dir = new_run_dir(Path(cfg.out) / "runs", "bench")
     record_run(run_dir, cfg, None)
     results = {b: run_backend(b, cfg.model, data, cfg.rows, cfg.llm, cfg.hf_dir) for b in cfg.backends}
-    calibration = json.loads(Path(cfg.calibrate).read_text()) if cfg.calibrate else None
+    calibration = P.load_calibration(cfg.calibrate) if cfg.calibrate else None
     report = {"model": cfg.model, "data": data, "rows": cfg.rows, "machine": "local (measured)", "backends": results}
     ok = {k: v for k, v in results.items() if "error" not in v}
     llamas = [k for k in ok if k.startswith("llama")]

@@ -18,6 +18,7 @@ class KaggleConfig:
     model_dataset: str
     wheel_builder_kernel: str
     submit_kernel: str
+    bench_kernel: str = "recover-t4-bench"
     extra_datasets: str = ""  # comma-separated owner/slug, e.g. a public sentence-t5-base dataset
 
     @classmethod

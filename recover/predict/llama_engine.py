@@ -97,6 +97,9 @@ class LlamaEngine:
         if ll.llama_set_adapters_lora(self.ctx.ctx, adapters, 1, scales) != 0:
             raise RuntimeError(f"{path}: llama_set_adapters_lora failed")
 
+    def reseed(self, seed: int) -> None:
+        self._rng = np.random.default_rng(seed)
+
     # --- tokens -----------------------------------------------------------------------
     def tokenize(self, text: str, add_bos: bool = False, special: bool = False) -> list[int]:
         return self.model.tokenize(text.encode("utf-8"), add_bos, special)

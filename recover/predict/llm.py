@@ -1,12 +1,13 @@
 """LLM predictor: the GGUF's own chat template, token-exact truncation, forced prefixes, cleaning."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .. import constants as C
 from .llama_engine import LlamaEngine, check_gguf
 from .postprocess import clean_llm_output
-from .prompting import build_messages, fit_texts, load_template
+from .prompting import build_messages, chat_template, fit_texts, load_template
 
 _SENTINEL = "\u2063RECOVER_SLOT\u2063"
 
@@ -54,9 +55,7 @@ class LlamaPredictor:
                                   n_threads=cfg.n_threads, n_gpu_layers=cfg.n_gpu_layers, split_mode=cfg.split_mode,
                                   tensor_split=cfg.tensor_split, flash_attn=cfg.flash_attn,
                                   offload_kqv=cfg.offload_kqv, lora_path=cfg.lora_path)
-        self.chat_template = self.engine.metadata.get(C.GGUF_CHAT_TEMPLATE)
-        if not self.chat_template:
-            raise ValueError(f"{cfg.model}: GGUF has no {C.GGUF_CHAT_TEMPLATE}; export it with a chat template")
+        self.chat_template = chat_template(self.engine.metadata, cfg.model)
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         e = self.engine
@@ -99,5 +98,18 @@ class LlamaPredictor:
         preds = []
         for i in range(len(originals)):
             parts = [clean_llm_output(p + outs[i * len(prefixes) + k], p) for k, p in enumerate(prefixes)]
+            parts = [x for x in parts if not is_echo(x, originals[i], rewrites[i])]
             preds.append(" ".join(x for x in parts if x))
         return preds
+
+
+def _norm_words(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def is_echo(pred: str, original: str, rewritten: str, min_words: int = 6) -> bool:
+    """Small models often copy the input instead of naming the instruction: that is not a prompt."""
+    p = _norm_words(pred)
+    if len(p.split()) < min_words:
+        return False
+    return p in _norm_words(rewritten) or p in _norm_words(original)

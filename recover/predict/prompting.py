@@ -12,6 +12,25 @@ TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 DEFAULT_TEMPLATE = "recover"
 
 
+# Gemma's turn format, for Gemma GGUFs shipped without tokenizer.chat_template (e.g. base models).
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else 'user' }}\n"
+    "{{ m['content'] | trim }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def chat_template(metadata: dict, model_name: str = "model") -> str:
+    """The GGUF's own chat template; for a Gemma GGUF without one, Gemma's turn format."""
+    from .. import constants as C
+
+    tmpl = metadata.get(C.GGUF_CHAT_TEMPLATE)
+    if tmpl:
+        return tmpl
+    if metadata.get(C.GGUF_ARCH, "").startswith("gemma"):
+        return GEMMA_CHAT_TEMPLATE
+    raise ValueError(f"{model_name}: GGUF has no {C.GGUF_CHAT_TEMPLATE} and no known default; export it with one")
+
+
 def builtin_templates() -> list[str]:
     return sorted(p.stem for p in TEMPLATE_DIR.glob("*.txt"))
 

@@ -78,10 +78,15 @@ def train_embed(cfg: EmbedTrainConfig, log=print) -> dict:
     def embed_rows(d, tag):
         e = cached_encode(emb, list(d[C.COL_ORIGINAL]) + list(d[C.COL_REWRITTEN]) + list(d[C.COL_PROMPT]), cfg.cache_dir, tag)
         n = len(d)
-        return features(e[:n], e[n:2 * n]), e[2 * n:]
+        # A pair with an empty text has nothing to learn from (and gets the fallback at inference).
+        ok = (d[C.COL_ORIGINAL].str.strip() != "") & (d[C.COL_REWRITTEN].str.strip() != "")
+        if (~ok).any():
+            log(f"  {tag}: {int((~ok).sum())} of {n} rows have an empty text: not used for fitting")
+        m = ok.to_numpy()
+        return features(e[:n], e[n:2 * n])[m], e[2 * n:][m], d[m].reset_index(drop=True), e[2 * n:]
 
-    Xtr, Ytr = embed_rows(tr, "train")
-    Xva, Yva = embed_rows(va, "val")
+    Xtr, Ytr, tr, _ = embed_rows(tr, "train")
+    Xva, Yva, va_live, Yva_all = embed_rows(va, "val")
     best = None
     for a in ALPHAS:
         W, xm, ym = fit_ridge(Xtr.astype(np.float64), Ytr.astype(np.float64), a)
@@ -100,25 +105,30 @@ def train_embed(cfg: EmbedTrainConfig, log=print) -> dict:
     bank = list(dict.fromkeys(b for b in bank if b.strip()))
     log(f"bank: {len(bank)} prompts")
     proto = EmbedPredictor(W, xm, ym, bank, None, emb, {})
-    pred_emb = proto.predict_embeddings(list(va[C.COL_ORIGINAL]), list(va[C.COL_REWRITTEN]))
-    e_true = Yva
+    pred_emb = proto.predict_embeddings(list(va_live[C.COL_ORIGINAL]), list(va_live[C.COL_REWRITTEN]))
+    live = ((va[C.COL_ORIGINAL].str.strip() != "") & (va[C.COL_REWRITTEN].str.strip() != "")).to_numpy()
     e_mean = emb.encode([mean.prompt])
-    scores = {"mean": float(np.mean(scs_rows(np.repeat(e_mean, len(va), 0), e_true)))}
+    mean_rows = scs_rows(np.repeat(e_mean, len(va), 0), Yva_all)
+    scores = {"mean": float(np.mean(mean_rows))}
     choices = {}
     for mode in COMBINES:
         finals = [combine(b, mean.prompt, mode) for b in bank]
         B = cached_encode(emb, finals, cfg.cache_dir, f"bank-{mode.replace('+', '_')}")
         idx = np.argmax(pred_emb @ B.T, axis=1)  # decode against the embeddings of the FINAL strings
-        scores[f"embed:{mode}"] = float(np.mean(scs_rows(B[idx], e_true)))
+        rows = mean_rows.copy()
+        rows[live] = scs_rows(B[idx], Yva)
+        scores[f"embed:{mode}"] = float(np.mean(rows))
+        scores[f"embed:{mode}:rows_with_texts"] = float(np.mean(rows[live]))
         choices[mode] = B
+    scores["mean:rows_with_texts"] = float(np.mean(mean_rows[live]))
     best_mode = max(COMBINES, key=lambda m: scores[f"embed:{m}"])
-    oracle = float(np.mean(np.max(scs_rows_matrix(choices[best_mode], e_true), axis=0)))
+    oracle = float(np.mean(np.max(scs_rows_matrix(choices[best_mode], Yva), axis=0)))
     manifest = {"format_version": C.MANIFEST_FORMAT_VERSION, "kind": "embed_predictor",
                 "embedder": str(emb.spec.path.name if emb.spec.is_proxy else emb.spec.path),
                 "embedder_is_proxy": emb.spec.is_proxy, "embedder_dim": emb.dim, "alpha": alpha,
                 "combine": best_mode, "mean_prompt": mean.prompt, "bank_size": len(bank),
                 "bank_includes_train_prompts": cfg.bank_include_train,
-                "validation": {"rows": len(va), **{k: round(v, 4) for k, v in scores.items()},
+                "validation": {"rows": len(va), "rows_with_texts": int(live.sum()), **{k: round(v, 4) for k, v in scores.items()},
                                "bank_oracle": round(oracle, 4)},
                 "train_rows": len(tr), "data": [Path(p).name for p in cfg.data], "seed": cfg.seed}
     pred = EmbedPredictor(W, xm, ym, bank, choices[best_mode], emb, manifest)

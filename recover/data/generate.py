@@ -1,0 +1,52 @@
+"""Plain chat generation on llama.cpp for the data stages (writer mode and the rewriter)."""
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+from .. import constants as C
+from ..predict.llama_engine import LlamaEngine
+from ..predict.prompting import chat_template
+
+
+@lru_cache(maxsize=8)
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class ChatGenerator:
+    """One user message -> the model's answer, with the GGUF's own chat template."""
+
+    def __init__(self, model: str, seed: int = C.DEFAULT_SEED, n_ctx: int = 2048, temperature: float = 0.0,
+                 n_gpu_layers: int = 0, n_threads: int | None = None):
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self.model, self.seed, self.temperature = model, seed, temperature
+        self.engine = LlamaEngine(model, n_ctx_row=n_ctx, n_seq=1, n_batch=512, seed=seed,
+                                  n_gpu_layers=n_gpu_layers, n_threads=n_threads)
+        e = self.engine
+        tmpl = chat_template(e.metadata, model)
+        self.bos = e.token_text(e.model.token_bos()) if e.model.token_bos() >= 0 else ""
+        eos = e.token_text(e.model.token_eos()) if e.model.token_eos() >= 0 else ""
+        self._fmt = Jinja2ChatFormatter(tmpl, eos_token=eos, bos_token=self.bos, add_generation_prompt=True)
+        self.n_ctx = n_ctx
+
+    def provenance(self) -> dict:
+        return {"model_file": Path(self.model).name, "model_sha256": file_sha256(self.model)[:16],
+                "temperature": self.temperature, "seed": self.seed}
+
+    def chat(self, user: str, max_new_tokens: int, seed: int) -> tuple[str, bool]:
+        """(answer, truncated): truncated means generation stopped at max_new_tokens."""
+        text = self._fmt(messages=[{"role": "user", "content": user}]).prompt
+        add_bos = self.engine.model.add_bos_token() and not (self.bos and text.startswith(self.bos))
+        toks = self.engine.tokenize(text, add_bos=add_bos, special=True)
+        toks = toks[: self.n_ctx - max_new_tokens]
+        self.engine.reseed(seed)  # per-job seed: shards and unsharded runs sample identically
+        before = self.engine.stats.gen_tokens
+        out = self.engine.generate([toks], max_new_tokens, self.temperature, stop_on_blank_line=False)[0]
+        return out.strip(), self.engine.stats.gen_tokens - before >= max_new_tokens
