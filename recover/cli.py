@@ -134,6 +134,18 @@ def _data(a):
         _data_split(a)
 
 
+def _train_lora(a):
+    from .train.run import train
+
+    train(a.what, a.recipe, a.overrides)
+
+
+def _export(a):
+    from .export.run import export
+
+    export(a.base, a.adapter, [q for q in a.quant.split(",") if q], a.out, lora_gguf=a.lora_gguf)
+
+
 def _demo(a):
     from .demo import run_demo
 
@@ -204,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--mean-prompt")
     t.add_argument("--embedder")
     t.set_defaults(fn=_train_embed)
+    for stage in ("sft", "dpo"):
+        t = tsub.add_parser(stage, help=f"{stage.upper()} LoRA/QLoRA adapter (trl + peft); extra --key value override the recipe")
+        t.add_argument("--recipe", help="YAML path or built-in name (smollm2-cpu, phi-2-t4, ...)")
+        t.set_defaults(fn=_train_lora, overrides=[])
 
     s = sub.add_parser("data", help="training-data stages")
     dsub = s.add_subparsers(dest="stage", required=True)
@@ -253,6 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--embedder")
     s.set_defaults(fn=_data)
 
+    s = sub.add_parser("export", help="merge adapter -> GGUF (runtime's own converter) -> quantize -> verify")
+    s.add_argument("--base", required=True, help="HF folder, or pypi:smollm2")
+    s.add_argument("--adapter", help="LoRA adapter folder (omit to export the base)")
+    s.add_argument("--quant", default="Q8_0,Q4_K_M")
+    s.add_argument("--out", required=True, help="e.g. build/models/<name>")
+    s.add_argument("--lora-gguf", action="store_true", help="also write the unmerged adapter as a LoRA GGUF")
+    s.set_defaults(fn=_export)
+
     s = sub.add_parser("kaggle", help="offline wheels, datasets, kernels; validate and push with the kaggle CLI")
     s.add_argument("action", choices=["wheels", "datasets", "publish", "kernel"])
     s.add_argument("--config", default="setup.cfg", help="holds [recover.kaggle] (username, slugs)")
@@ -298,7 +322,12 @@ def _add_llm_args(s):
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and not (args.cmd == "train" and args.what in ("sft", "dpo")):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if rest:
+        args.overrides = rest  # recipe overrides, validated by TrlParser
     if args.cmd == "kaggle" and not args.out:
         args.out = "build/kernels" if args.action == "kernel" else "build/datasets"
     try:

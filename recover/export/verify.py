@@ -1,0 +1,55 @@
+"""Check each exported GGUF: it loads in llama.cpp, its next-token logits match the merged HF
+model on fixed prompts (max |diff| under a per-quant threshold), and the chat template is there."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import constants as C
+
+PROMPTS = ("Rewrite the following text as a haiku about autumn.",
+           "Original text: The meeting moved to Thursday.\nRewritten text: Hear ye! The council gathers on Thursday.",
+           "What instruction turned a recipe into a pirate shanty?")
+# max |logit diff| allowed against the fp32 HF model; measured on SmolLM2-135M: f16 ~0.05,
+# Q8_0 ~0.3, Q4_K_M ~2 (see the export test and the manifest).
+THRESHOLDS = {"F16": 0.5, "BF16": 1.0, "Q8_0": 1.5, "Q6_K": 3.0, "Q5_K_M": 4.0, "Q4_K_M": 6.0, "Q4_0": 8.0}
+
+
+def llama_logits(gguf: str, prompts=PROMPTS) -> tuple[list[np.ndarray], list[list[int]], dict]:
+    from ..predict.llama_engine import LlamaEngine
+
+    e = LlamaEngine(gguf, n_ctx_row=256, n_seq=1, n_batch=256, seed=C.DEFAULT_SEED)
+    outs, toks = [], []
+    for p in prompts:
+        t = e.tokenize(p, add_bos=e.model.add_bos_token(), special=True)
+        e._ll.llama_memory_clear(e.mem, True)
+        e._fill([(tok, i, 0, i == len(t) - 1) for i, tok in enumerate(t)])
+        e._decode()
+        outs.append(np.array(np.ctypeslib.as_array(e.ctx.get_logits_ith(len(t) - 1), shape=(e.n_vocab,))))
+        toks.append(t)
+    meta = e.metadata
+    e.close()
+    return outs, toks, meta
+
+
+def hf_logits(model_dir: str, token_lists: list[list[int]]) -> list[np.ndarray]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    m = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        return [m(torch.tensor([t])).logits[0, -1].float().numpy() for t in token_lists]
+
+
+def verify_gguf(gguf: str, quant: str, ref: list[np.ndarray] | None, ref_dir: str | None = None) -> dict:
+    """ref: HF logits for the llama token ids (computed once per export and reused per quant)."""
+    got, toks, meta = llama_logits(gguf)
+    if ref is None:
+        ref = hf_logits(ref_dir, toks)
+    n = min(len(ref[0]), len(got[0]))  # padded vocab rows beyond the tokenizer are ignored
+    diffs = [float(np.max(np.abs(a[:n] - b[:n]))) for a, b in zip(got, ref)]
+    agree = [int(np.argmax(a[:n]) == np.argmax(b[:n])) for a, b in zip(got, ref)]
+    thr = THRESHOLDS.get(quant.upper(), 8.0)
+    res = {"quant": quant, "loads": True, "max_abs_logit_diff": round(max(diffs), 4), "threshold": thr,
+           "argmax_agree": f"{sum(agree)}/{len(agree)}", "chat_template": bool(meta.get(C.GGUF_CHAT_TEMPLATE))}
+    res["passed"] = res["max_abs_logit_diff"] <= thr and res["chat_template"]
+    return res

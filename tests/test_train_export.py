@@ -1,0 +1,70 @@
+"""QLoRA/LoRA DPO with trl + peft on the REAL SmolLM2-135M, then export to a verified Q8_0 GGUF
+that `recover predict --model` serves. Few steps, CPU."""
+import json
+
+import pandas as pd
+import pytest
+
+from recover import constants as C
+from recover.train.recipe import ModelArgs, check_combination, parse_recipe
+
+
+def write_pairs(path, n=4):
+    from recover.predict.prompting import build_messages, load_template
+
+    tpl = load_template(None)
+    with open(path, "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"prompt": build_messages(tpl, f"The shop opens at {i} am.", f"Arr, the shop be open at {i}!"),
+                                "chosen": [{"role": "assistant", "content": "Rewrite this as a pirate."}],
+                                "rejected": [{"role": "assistant", "content": "Make it formal."}]}) + "\n")
+    return path
+
+
+def test_recipe_rejects_unknown_keys_and_bad_combinations(tmp_path):
+    data = write_pairs(tmp_path / "p.jsonl")
+    with pytest.raises(ValueError, match="not used"):
+        parse_recipe("dpo", "smollm2-cpu", ["--train_file", str(data), "--bogus", "1"])
+    with pytest.raises(ValueError, match="load_in_4bit without LoRA"):
+        ModelArgs(load_in_4bit=True, use_peft=False)
+    with pytest.raises(ValueError, match="no bf16"):
+        ModelArgs(target_hardware="t4", torch_dtype="bfloat16")
+
+    class T:
+        bf16, fp16, gradient_checkpointing = False, False, True
+
+    with pytest.raises(ValueError, match="17x slower"):
+        check_combination(ModelArgs(), type("D", (), {"train_file": str(data)})(), T())
+    T.gradient_checkpointing, T.bf16 = False, True
+    with pytest.raises(ValueError, match="T4 has no bf16"):
+        check_combination(ModelArgs(target_hardware="t4", torch_dtype="float16"), type("D", (), {"train_file": str(data)})(), T())
+
+
+@pytest.mark.e2e
+def test_dpo_lora_and_qlora_then_export_q8_and_predict(tmp_path, test_csv):
+    from recover.export.run import export
+    from recover.predict.runner import PredictConfig, run_predict
+    from recover.train.run import train
+
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    common = ["--train_file", str(data), "--max_steps", "2", "--max_length", "256", "--per_device_train_batch_size", "2",
+              "--gradient_accumulation_steps", "1"]
+    qlora = train("dpo", "smollm2-cpu", common + ["--output_dir", str(tmp_path / "qlora"), "--load_in_4bit", "true",
+                                                 "--max_steps", "1"])
+    assert (qlora / "adapter_model.safetensors").is_file()
+    adapter = train("dpo", "smollm2-cpu", common + ["--output_dir", str(tmp_path / "lora")])
+    run = json.loads((adapter / "config.json").read_text())
+    assert run["seed"] == 1234 and run["versions"]["trl"] and run["versions"]["peft"]
+    assert (adapter / "loss.png").is_file() and json.loads((adapter / "metrics.json").read_text())["log_history"]
+
+    out = tmp_path / "model"
+    manifest = export("pypi:smollm2", str(adapter), ["Q8_0"], str(out), name="smollm2-dpo")
+    v = manifest["verification"]
+    assert v["F16"]["passed"] and v["Q8_0"]["passed"] and v["Q8_0"]["chat_template"]
+    assert v["F16"]["max_abs_logit_diff"] <= v["Q8_0"]["threshold"]
+    assert manifest["adapter_sha256"] and manifest["format_version"] == C.MANIFEST_FORMAT_VERSION
+    gguf = out / manifest["files"]["Q8_0"]["file"]
+    stats = run_predict(PredictConfig(str(test_csv), str(tmp_path / "sub.csv"), predictor="llm", model=str(gguf),
+                                      llm={"max_new_tokens": 12, "n_ctx": 512}))
+    sub = pd.read_csv(tmp_path / "sub.csv", dtype=str, keep_default_na=False)
+    assert len(sub) == 30 and all(sub[C.COL_PROMPT].str.strip() != "") and stats["status"].get("ok") == 30
