@@ -124,7 +124,7 @@ def train_embed(cfg: EmbedTrainConfig, log=print) -> dict:
     best_mode = max(COMBINES, key=lambda m: scores[f"embed:{m}"])
     oracle = float(np.mean(np.max(scs_rows_matrix(choices[best_mode], Yva), axis=0)))
     manifest = {"format_version": C.MANIFEST_FORMAT_VERSION, "kind": "embed_predictor",
-                "embedder": str(emb.spec.path.name if emb.spec.is_proxy else emb.spec.path),
+                "embedder": C.PROXY_MODEL_NAME if emb.spec.is_proxy else str(emb.spec.path),
                 "embedder_is_proxy": emb.spec.is_proxy, "embedder_dim": emb.dim, "alpha": alpha,
                 "combine": best_mode, "mean_prompt": mean.prompt, "bank_size": len(bank),
                 "bank_includes_train_prompts": cfg.bank_include_train,
