@@ -18,7 +18,7 @@ SHARED := ../shared/data
 DEV_DATA := $(wildcard $(SHARED)/gemma_rewrites_a.csv $(SHARED)/gemma_rewrites_b.csv)
 BENCH_ROWS ?= 100
 
-.PHONY: data wheels datasets publish-datasets kernel kernel-wheels bench-kernel setup demo test test-fast bench bench-meanprompt dev-split meanprompt embed-predictor clean llama-wheel
+.PHONY: data wheels datasets publish-datasets kernel kernel-wheels bench-kernel kernel-rewrite kernel-train setup demo test test-fast bench bench-meanprompt dev-split meanprompt embed-predictor clean llama-wheel
 
 setup: $(STAMP)
 
@@ -100,8 +100,20 @@ publish-datasets: datasets
 kernel-wheels: setup
 	$(RECOVER) kaggle kernel --name wheels $(if $(filter 1,$(PUSH)),--push)
 
-bench-kernel: setup
+bench-kernel-rewrite: setup
+	$(RECOVER) kaggle kernel --name rewrite --shard $(SHARD) $(if $(filter 1,$(PUSH)),--push)
+
+kernel-train: setup
+	$(RECOVER) kaggle kernel --name train $(if $(filter 1,$(PUSH)),--push)
+
+kernel: setup
 	$(RECOVER) kaggle kernel --name bench $(if $(filter 1,$(PUSH)),--push)
+
+kernel-rewrite: setup
+	$(RECOVER) kaggle kernel --name rewrite --shard $(SHARD) $(if $(filter 1,$(PUSH)),--push)
+
+kernel-train: setup
+	$(RECOVER) kaggle kernel --name train $(if $(filter 1,$(PUSH)),--push)
 
 kernel: setup
 	$(RECOVER) kaggle kernel --name submit $(if $(filter 1,$(PUSH)),--push)

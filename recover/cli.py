@@ -32,7 +32,7 @@ def _llm_options(a) -> dict:
         "template": a.template, "prefixes": a.prefix, "n_ctx": a.n_ctx, "max_new_tokens": a.max_new_tokens,
         "n_gpu_layers": a.n_gpu_layers, "split_mode": a.split_mode, "tensor_split": a.tensor_split,
         "flash_attn": a.flash_attn, "offload_kqv": a.offload_kqv, "n_batch": a.n_batch, "n_threads": a.n_threads,
-        "n_seq": a.n_seq}.items() if v is not None}
+        "n_seq": a.n_seq, "lora_path": a.lora}.items() if v is not None}
 
 
 def _bench(a):
@@ -85,7 +85,7 @@ def _kaggle(a):
         for slug in (cfg.wheels_dataset, cfg.model_dataset):
             push.publish_dataset(f"{a.out}/{slug}", new=a.new)
     else:
-        d = stage.render_kernel(a.name, cfg, a.out)
+        d = stage.render_kernel(a.name, cfg, a.out, shard=a.shard)
         meta = push.validate_kernel_folder(d)
         print(f"staged {d} ({meta['id']}, internet {'on' if meta['enable_internet'] else 'off'}, "
               f"{meta['machine_shape']}); kaggle's local validation passed")
@@ -287,8 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--embed", help="datasets: embed-predictor folder to ship")
     s.add_argument("--mean-prompt", help="datasets: mean_prompt.json to ship (default: the package's)")
     s.add_argument("--new", action="store_true", help="publish: datasets create (default: datasets version)")
-    s.add_argument("--name", default="submit", help="kernel: kernels/<name> (submit, wheels, bench)")
+    s.add_argument("--name", default="submit", help="kernel: kernels/<name> (submit, wheels, bench, rewrite, train)")
     s.add_argument("--push", action="store_true", help="kernel: run `kaggle kernels push` after validating")
+    s.add_argument("--shard", help="kernel rewrite: i/N, one kernel per shard")
     s.set_defaults(fn=_kaggle)
 
     s = sub.add_parser("score", help="sharpened cosine similarity of a submission")
@@ -319,6 +320,7 @@ def _add_llm_args(s):
     g.add_argument("--offload-kqv", type=lambda s: s.lower() in ("1", "true", "yes", "on"))
     g.add_argument("--n-batch", type=int)
     g.add_argument("--n-threads", type=int)
+    g.add_argument("--lora", help="unmerged LoRA adapter GGUF (recover export --lora-gguf) applied at load")
 
 
 def main(argv=None) -> int:

@@ -58,7 +58,7 @@ def test_dpo_lora_and_qlora_then_export_q8_and_predict(tmp_path, test_csv):
     assert (adapter / "loss.png").is_file() and json.loads((adapter / "metrics.json").read_text())["log_history"]
 
     out = tmp_path / "model"
-    manifest = export("pypi:smollm2", str(adapter), ["Q8_0"], str(out), name="smollm2-dpo")
+    manifest = export("pypi:smollm2", str(adapter), ["Q8_0"], str(out), name="smollm2-dpo", lora_gguf=True)
     v = manifest["verification"]
     assert v["F16"]["passed"] and v["Q8_0"]["passed"] and v["Q8_0"]["chat_template"]
     assert v["F16"]["max_abs_logit_diff"] <= v["Q8_0"]["threshold"]
@@ -68,3 +68,11 @@ def test_dpo_lora_and_qlora_then_export_q8_and_predict(tmp_path, test_csv):
                                       llm={"max_new_tokens": 12, "n_ctx": 512}))
     sub = pd.read_csv(tmp_path / "sub.csv", dtype=str, keep_default_na=False)
     assert len(sub) == 30 and all(sub[C.COL_PROMPT].str.strip() != "") and stats["status"].get("ok") == 30
+
+    # the unmerged path: the LoRA GGUF applied by llama.cpp on top of the base GGUF
+    from recover.predict.llm import LlamaConfig, LlamaPredictor
+    from recover.pypi_models import smollm2_gguf
+
+    p = LlamaPredictor(LlamaConfig(model=str(smollm2_gguf()), lora_path=str(out / manifest["files"]["lora"]["file"]),
+                                   max_new_tokens=8, n_ctx=512))
+    assert len(p.predict_batch(["The shop opens at 9."], ["Arr, the shop be open at 9!"])) == 1

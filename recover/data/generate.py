@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import constants as C
 from ..predict.llama_engine import LlamaEngine
-from ..predict.prompting import chat_template
+from ..predict.prompting import ChatFormat
 
 
 @lru_cache(maxsize=8)
@@ -24,16 +24,10 @@ class ChatGenerator:
 
     def __init__(self, model: str, seed: int = C.DEFAULT_SEED, n_ctx: int = 2048, temperature: float = 0.0,
                  n_gpu_layers: int = 0, n_threads: int | None = None):
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
         self.model, self.seed, self.temperature = model, seed, temperature
         self.engine = LlamaEngine(model, n_ctx_row=n_ctx, n_seq=1, n_batch=512, seed=seed,
                                   n_gpu_layers=n_gpu_layers, n_threads=n_threads)
-        e = self.engine
-        tmpl = chat_template(e.metadata, model)
-        self.bos = e.token_text(e.model.token_bos()) if e.model.token_bos() >= 0 else ""
-        eos = e.token_text(e.model.token_eos()) if e.model.token_eos() >= 0 else ""
-        self._fmt = Jinja2ChatFormatter(tmpl, eos_token=eos, bos_token=self.bos, add_generation_prompt=True)
+        self.chat_format = ChatFormat(self.engine, model)
         self.n_ctx = n_ctx
 
     def provenance(self) -> dict:
@@ -42,9 +36,7 @@ class ChatGenerator:
 
     def chat(self, user: str, max_new_tokens: int, seed: int) -> tuple[str, bool]:
         """(answer, truncated): truncated means generation stopped at max_new_tokens."""
-        text = self._fmt(messages=[{"role": "user", "content": user}]).prompt
-        add_bos = self.engine.model.add_bos_token() and not (self.bos and text.startswith(self.bos))
-        toks = self.engine.tokenize(text, add_bos=add_bos, special=True)
+        toks = self.chat_format.tokenize(self.chat_format.render([{"role": "user", "content": user}]))
         toks = toks[: self.n_ctx - max_new_tokens]
         self.engine.reseed(seed)  # per-job seed: shards and unsharded runs sample identically
         before = self.engine.stats.gen_tokens

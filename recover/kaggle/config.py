@@ -19,6 +19,8 @@ class KaggleConfig:
     wheel_builder_kernel: str
     submit_kernel: str
     bench_kernel: str = "recover-t4-bench"
+    rewrite_kernel: str = "recover-rewrite-shard"
+    train_kernel: str = "recover-qlora-dpo-t4x2"
     extra_datasets: str = ""  # comma-separated owner/slug, e.g. a public sentence-t5-base dataset
 
     @classmethod

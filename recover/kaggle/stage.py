@@ -114,18 +114,27 @@ def notebook_from_percent(src: Path):
     return nb
 
 
-def render_kernel(name: str, cfg: KaggleConfig, out: str | Path = "build/kernels") -> Path:
+def render_kernel(name: str, cfg: KaggleConfig, out: str | Path = "build/kernels", shard: str | None = None) -> Path:
     """kernels/<name>/notebook.py + kernel.json -> build/kernels/<name>/{<slug>.ipynb, kernel-metadata.json}."""
     import nbformat
 
     src = KERNELS_SRC / name
     spec = json.loads((src / "kernel.json").read_text())
     slug = getattr(cfg, spec["slug_from"])
-    d = Path(out) / name
+    if shard:  # one kernel per shard of the rewrite fan-out: its own slug, SHARD baked in
+        i, n = shard.split("/")
+        slug = f"{slug}-{i}-of-{n}"
+    d = Path(out) / (name if not shard else f"{name}-{shard.replace('/', '-of-')}")
     if d.exists():
         shutil.rmtree(d)
     d.mkdir(parents=True)
-    nbformat.write(notebook_from_percent(src / "notebook.py"), d / f"{slug}.ipynb")
+    nb = notebook_from_percent(src / "notebook.py")
+    if shard:
+        for c in nb.cells:
+            c.source = c.source.replace('os.environ.get("RECOVER_SHARD", "0/1")', repr(shard))
+    nbformat.write(nb, d / f"{slug}.ipynb")
+    for extra in src.glob("*.yaml"):  # e.g. the accelerate config travels with the kernel
+        shutil.copy2(extra, d / extra.name)
     meta = {"id": cfg.ref(slug), "title": slug, "code_file": f"{slug}.ipynb", "language": "python",
             "kernel_type": "notebook", "is_private": True, "enable_gpu": spec["enable_gpu"],
             # The kaggle CLI defaults internet to ON: always say it explicitly.

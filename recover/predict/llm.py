@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from .. import constants as C
 from .llama_engine import LlamaEngine, check_gguf
 from .postprocess import clean_llm_output
-from .prompting import build_messages, chat_template, fit_texts, load_template
+from .prompting import ChatFormat, build_messages, fit_texts, load_template
 
 _SENTINEL = "\u2063RECOVER_SLOT\u2063"
 
@@ -55,14 +55,9 @@ class LlamaPredictor:
                                   n_threads=cfg.n_threads, n_gpu_layers=cfg.n_gpu_layers, split_mode=cfg.split_mode,
                                   tensor_split=cfg.tensor_split, flash_attn=cfg.flash_attn,
                                   offload_kqv=cfg.offload_kqv, lora_path=cfg.lora_path)
-        self.chat_template = chat_template(self.engine.metadata, cfg.model)
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
+        self.chat = ChatFormat(self.engine, cfg.model)
+        self.chat_template = self.chat.template
         e = self.engine
-        bos = e.token_text(e.model.token_bos()) if e.model.token_bos() >= 0 else ""
-        eos = e.token_text(e.model.token_eos()) if e.model.token_eos() >= 0 else ""
-        self._bos = bos
-        self._fmt = Jinja2ChatFormatter(self.chat_template, eos_token=eos, bos_token=bos, add_generation_prompt=True)
         # The head every row shares: the chat-rendered prompt up to the original text.
         head_text = self.render(_SENTINEL, _SENTINEL, "").split(_SENTINEL)[0]
         e.set_head(self._tokenize_prompt(head_text))
@@ -74,11 +69,10 @@ class LlamaPredictor:
 
     def render(self, original: str, rewritten: str, prefix: str) -> str:
         """Full prompt text: chat template from the GGUF, generation prompt, then the forced prefix."""
-        return self._fmt(messages=build_messages(self.template, original, rewritten)).prompt + prefix
+        return self.chat.render(build_messages(self.template, original, rewritten)) + prefix
 
     def _tokenize_prompt(self, text: str) -> list[int]:
-        add_bos = self.engine.model.add_bos_token() and not (self._bos and text.startswith(self._bos))
-        return self.engine.tokenize(text, add_bos=add_bos, special=True)
+        return self.chat.tokenize(text)
 
     def build_prompt_tokens(self, original: str, rewritten: str, prefix: str = "") -> list[int]:
         e = self.engine

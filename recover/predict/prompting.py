@@ -31,6 +31,28 @@ def chat_template(metadata: dict, model_name: str = "model") -> str:
     raise ValueError(f"{model_name}: GGUF has no {C.GGUF_CHAT_TEMPLATE} and no known default; export it with one")
 
 
+class ChatFormat:
+    """The GGUF's chat template bound to its tokenizer: messages -> prompt text -> token ids."""
+
+    def __init__(self, engine, model_name: str = "model"):
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self.engine = engine
+        m = engine.model
+        self.bos = engine.token_text(m.token_bos()) if m.token_bos() >= 0 else ""
+        eos = engine.token_text(m.token_eos()) if m.token_eos() >= 0 else ""
+        self.template = chat_template(engine.metadata, model_name)
+        self._fmt = Jinja2ChatFormatter(self.template, eos_token=eos, bos_token=self.bos, add_generation_prompt=True)
+
+    def render(self, messages: list[dict]) -> str:
+        return self._fmt(messages=messages).prompt
+
+    def tokenize(self, text: str) -> list[int]:
+        # Templates that write the BOS text themselves must not get a second BOS token.
+        add_bos = self.engine.model.add_bos_token() and not (self.bos and text.startswith(self.bos))
+        return self.engine.tokenize(text, add_bos=add_bos, special=True)
+
+
 def builtin_templates() -> list[str]:
     return sorted(p.stem for p in TEMPLATE_DIR.glob("*.txt"))
 
