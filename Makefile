@@ -58,8 +58,9 @@ test-fast: setup
 bench: setup
 	$(RECOVER) bench $(if $(DEV_DATA),--data $(firstword $(DEV_DATA)) --rows $(BENCH_ROWS),--rows 30)
 
-bench-meanprompt: setup dev-split
-	$(RECOVER) meanprompt bench --targets build/dev/train.csv --bank 2000 --max-targets 3000 --vocab-size 3000 --out build/meanprompt/bench/x.json
+# Pre-ranked vs exhaustive search steps: ~3,000 target prompts, a 3,000-word vocabulary.
+bench-meanprompt: setup
+	$(RECOVER) meanprompt bench --targets $(SHARED)/rewrite_prompts.txt --max-targets 3750 --vocab-size 3000 --bench-steps 4 --out build/meanprompt/bench/bench.json
 
 # Dev/validation split of ../shared/data (by id hash; 20% validation).
 dev-split: setup
@@ -72,13 +73,15 @@ meanprompt: dev-split
 embed-predictor: dev-split
 	$(RECOVER) train embed --data build/dev/train.csv --data build/dev/val.csv --mean-prompt recover/meanprompt/default.json --out build/models/embed_predictor
 
-# Training data on a small configuration: built-in sample originals -> Gemma-3-270M rewrites ->
-# labelled, scored pairs -> DPO pairs, all under build/data/ (see the README for a bigger run).
+# Training data on a small configuration: built-in sample originals -> LLM rewrites -> labelled,
+# scored pairs -> DPO pairs, all under build/data/. REWRITER=gemma uses Gemma-3-270M (a BASE model:
+# it rarely stops, so most of its rewrites are dropped as truncated); the default is SmolLM2-Instruct.
 DATA_ROWS ?= 12
-GEMMA = $$($(PY) -c "from recover.pypi_models import gemma3_270m_gguf; print(gemma3_270m_gguf())")
+REWRITER ?= smollm2
+REWRITER_GGUF = $$($(PY) -c "import recover.pypi_models as m; print(m.gemma3_270m_gguf() if '$(REWRITER)' == 'gemma' else m.smollm2_gguf())")
 data: setup
 	$(RECOVER) data originals recover/sample/sample.csv --out build/data/originals.csv
-	$(RECOVER) data rewrite --originals build/data/originals.csv --model $(GEMMA) --max-new-tokens 96 --limit $(DATA_ROWS) --out build/data/rewrites
+	$(RECOVER) data rewrite --originals build/data/originals.csv --model $(REWRITER_GGUF) --max-new-tokens 160 --limit $(DATA_ROWS) --out build/data/rewrites
 	$(RECOVER) data merge --out build/data/rewrites
 	$(RECOVER) data label --rewrites build/data/rewrites/rewrites.csv --out build/data/labelled --copy-threshold 0.8
 	$(RECOVER) data pairs --labelled build/data/labelled/labelled.csv --out build/data/dpo_pairs.jsonl

@@ -40,6 +40,8 @@ class PairsConfig:
 
 def build_pairs(cfg: PairsConfig, embedder, log=print) -> dict:
     df = read_table(cfg.labelled, (C.COL_ID, C.COL_ORIGINAL, C.COL_REWRITTEN, C.COL_PROMPT))
+    if df.empty:
+        raise ValueError(f"{cfg.labelled}: no labelled rows to pair (every row was filtered: see label_report.json)")
     template = load_template(cfg.template)
     rng = random.Random(cfg.seed)
     bank = [b.prompt for b in generate_bank(cfg.bank_size, cfg.seed)]
