@@ -35,9 +35,10 @@ def run_demo(out_dir: str | None = None, embedder: str | None = None) -> dict:
     configs = [("mean prompt (shipped constant)", PredictConfig(str(test), str(out / "sub_mean.csv"), embedder=embedder))]
     default = default_predictor_config(str(test), str(out / "submission.csv"), embedder=embedder)
     if default.predictor != "mean":
-        configs.append((f"{default.predictor} + mean (embedded default)", default))
+        configs.append((f"{default.predictor} predictor (embedded default)", default))
     for name, cfg in configs:
-        run_predict(cfg)
+        stats = run_predict(cfg)
+        name = f"{name}, combine {stats['combine']}" if cfg.predictor != "mean" else name
         res = run_score(cfg.output, truth, emb, report=str(out / f"report_{cfg.predictor}"))
         rows.append((name, res.score))
     tag = "PROXY SCS (all-MiniLM-L6-v2 stands in for sentence-t5-base)" if emb.spec.is_proxy else "SCS (sentence-t5-base)"
