@@ -113,3 +113,24 @@ def test_label_and_pairs_use_the_inference_prompt_format(tmp_path, unsharded):
         assert r["chosen"][0]["content"] == src["rewrite_prompt"] != r["rejected"][0]["content"]
     n = sft_rows(str(tmp_path / "lab" / "labelled.csv"), str(tmp_path / "sft.jsonl"))
     assert n == len(lab)
+
+
+def test_writer_mode_writes_originals_from_the_grid(tmp_path, smollm2_gguf):
+    from recover.data.originals import write_originals
+
+    out = tmp_path / "written.csv"
+    assert write_originals(str(smollm2_gguf), str(out), n=2, max_new_tokens=24) == {"written": 2}
+    df = pd.read_csv(out)
+    assert set(df.columns) >= {"id", "original_text", "genre", "topic"} and df["original_text"].str.len().min() > 0
+
+
+def test_bank_is_labelled_distinct_and_dedupes_near_duplicates():
+    from recover.data.prompt_bank import BankPrompt, dedupe_by_embedding, generate_bank
+
+    bank = generate_bank(300, seed=7)
+    assert len({b.prompt for b in bank}) == 300 and all(b.category for b in bank)
+    assert generate_bank(300, seed=7) == bank  # seeded: the same bank every time
+    dup = [BankPrompt("Rewrite this text as a poem.", "convert"), BankPrompt("Rewrite this text as a poem!", "convert"),
+           BankPrompt("Summarize the text in one sentence.", "length")]
+    kept = dedupe_by_embedding(dup, Embedder.resolve(None), threshold=0.95)
+    assert [k.prompt for k in kept] == ["Rewrite this text as a poem.", "Summarize the text in one sentence."]
