@@ -29,7 +29,7 @@ def export(base: str, adapter: str | None, quants: list[str], out: str, name: st
     out_p = Path(out)
     out_p.mkdir(parents=True, exist_ok=True)
     name = name or out_p.name
-    base_dir = materialize_hf(base, None) if not base.startswith("pypi:") else materialize_hf(base, None)
+    base_dir = materialize_hf(base, None)  # an HF folder as is; pypi:smollm2 read from its GGUF once
     t0 = time.time()
     merged = merge_adapter(base_dir, adapter, out_p / "merged") if adapter else Path(base_dir)
     f16 = out_p / f"{name}-F16.gguf"
