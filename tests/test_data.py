@@ -9,7 +9,6 @@ import time
 import pandas as pd
 import pytest
 
-from recover import constants as C
 from recover.data.label import classify, run_label
 from recover.data.originals import import_originals
 from recover.data.pairs import PairsConfig, build_pairs, sft_rows

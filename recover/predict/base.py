@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
-from .. import constants as C
 
 DEFAULT_MEAN_PROMPT_PATH = Path(__file__).resolve().parent.parent / "meanprompt" / "default.json"
 COMBINE_MODES = ("mean", "pred", "pred+mean", "mean+pred")

@@ -1,7 +1,6 @@
 """`recover train sft|dpo`: LoRA / QLoRA adapters with trl + peft (+ bitsandbytes nf4 4-bit)."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -9,9 +8,6 @@ from ..csvio import atomic_write_json
 from ..runs import record_run
 from .hf_model import materialize_hf
 from .recipe import LORA_TARGETS, parse_recipe
-
-DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
-
 
 def load_for_training(m):
     import torch
@@ -96,4 +92,3 @@ def plot_loss(hist: list[dict], path: Path, stage: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    _ = json
