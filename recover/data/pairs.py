@@ -30,6 +30,7 @@ class PairsConfig:
     band_high: float = 0.8  # ...and at most this much: close but wrong
     margin: float = 0.1  # a model prediction is a negative only if SCS(pred, truth) <= 1 - margin
     negatives_per_row: int = 2
+    max_text_chars: int = 1200  # keep the head of long texts (as inference's truncation does) so rows fit max_length
     model: str | None = None
     seed: int = C.DEFAULT_SEED
 
@@ -66,7 +67,7 @@ def build_pairs(cfg: PairsConfig, embedder, log=print) -> dict:
         negs += [("bank_band", bank[j]) for j in band[: max(0, cfg.negatives_per_row - len(negs))]]
         if not negs:
             counts["rows_without_negative"] += 1
-        prompt = build_messages(template, row[C.COL_ORIGINAL], row[C.COL_REWRITTEN])
+        prompt = build_messages(template, row[C.COL_ORIGINAL][: cfg.max_text_chars], row[C.COL_REWRITTEN][: cfg.max_text_chars])
         for kind, neg in negs:
             counts[kind] += 1
             lines.append(json.dumps({"prompt": prompt, "chosen": [{"role": "assistant", "content": truths[i]}],
@@ -80,11 +81,12 @@ def build_pairs(cfg: PairsConfig, embedder, log=print) -> dict:
     return report
 
 
-def sft_rows(labelled: str, out: str, template: str | None = None) -> int:
+def sft_rows(labelled: str, out: str, template: str | None = None, max_text_chars: int = 1200) -> int:
     """SFT rows in trl's conversational 'messages' format, same prompt builder as inference."""
     df = read_table(labelled, (C.COL_ID, C.COL_ORIGINAL, C.COL_REWRITTEN, C.COL_PROMPT))
     tpl = load_template(template)
-    lines = [json.dumps({"messages": build_messages(tpl, o, r) + [{"role": "assistant", "content": p}]},
+    n = max_text_chars
+    lines = [json.dumps({"messages": build_messages(tpl, o[:n], r[:n]) + [{"role": "assistant", "content": p}]},
                         ensure_ascii=False) for o, r, p in zip(df[C.COL_ORIGINAL], df[C.COL_REWRITTEN], df[C.COL_PROMPT])]
     atomic_write_text(out, "\n".join(lines) + "\n")
     return len(lines)
