@@ -105,13 +105,7 @@ publish-datasets: datasets
 kernel-wheels: setup
 	$(RECOVER) kaggle kernel --name wheels $(if $(filter 1,$(PUSH)),--push)
 
-bench-kernel-rewrite: setup
-	$(RECOVER) kaggle kernel --name rewrite --shard $(SHARD) $(if $(filter 1,$(PUSH)),--push)
-
-kernel-train: setup
-	$(RECOVER) kaggle kernel --name train $(if $(filter 1,$(PUSH)),--push)
-
-kernel: setup
+bench-kernel: setup
 	$(RECOVER) kaggle kernel --name bench $(if $(filter 1,$(PUSH)),--push)
 
 kernel-rewrite: setup
