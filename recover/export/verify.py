@@ -10,8 +10,8 @@ PROMPTS = ("Rewrite the following text as a haiku about autumn.",
            "Original text: The meeting moved to Thursday.\nRewritten text: Hear ye! The council gathers on Thursday.",
            "What instruction turned a recipe into a pirate shanty?")
 # max |logit diff| allowed against the fp32 HF model; measured on SmolLM2-135M: f16 ~0.05,
-# Q8_0 ~0.3, Q4_K_M ~2 (see the export test and the manifest).
-THRESHOLDS = {"F16": 0.5, "BF16": 1.0, "Q8_0": 1.5, "Q6_K": 3.0, "Q5_K_M": 4.0, "Q4_K_M": 6.0, "Q4_0": 8.0}
+# Q8_0 1.0-1.4 (max over a 49k vocab), Q4_K_M a few (see build/models/*/manifest.json).
+THRESHOLDS = {"F16": 0.5, "BF16": 1.0, "Q8_0": 2.0, "Q6_K": 3.0, "Q5_K_M": 4.0, "Q4_K_M": 6.0, "Q4_0": 8.0}
 
 
 def llama_logits(gguf: str, prompts=PROMPTS) -> tuple[list[np.ndarray], list[list[int]], dict]:
