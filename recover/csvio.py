@@ -108,3 +108,14 @@ def write_submission(path: str | os.PathLike, ids: Sequence[str], prompts: Seque
     if bad:
         raise ValueError(f"blank prompt for id {bad[0]!r}: refusing to write an invalid submission")
     atomic_write_csv(path, pd.DataFrame({C.COL_ID: list(ids), C.COL_PROMPT: list(prompts)}))
+
+
+def ensure_trailing_newline(path: str | os.PathLike) -> None:
+    """Append-only JSONL after a kill: end the torn last line so the next record starts clean."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) != b"\n":
+            f.write(b"\n")

@@ -19,7 +19,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .. import constants as C
-from ..csvio import atomic_write_csv, read_table
+from ..csvio import atomic_write_csv, ensure_trailing_newline, read_table
 from .prompt_bank import BankPrompt, generate_bank, load_prompt_file
 
 REWRITE_TEMPLATE = "{prompt}\n\n{original}"  # the prompt, then the text
@@ -104,7 +104,7 @@ def run_rewrite(cfg: RewriteConfig, log=print) -> dict:
     gen = ChatGenerator(cfg.model, seed=cfg.seed, n_ctx=cfg.n_ctx, temperature=cfg.temperature,
                         n_gpu_layers=cfg.n_gpu_layers)
     prov = {**gen.provenance(), "template": REWRITE_TEMPLATE, "max_new_tokens": cfg.max_new_tokens}
-    _repair_tail(path)
+    ensure_trailing_newline(path)
     t0 = time.time()
     with path.open("a", encoding="utf-8") as f:
         for j in tqdm(todo, desc=f"rewrite {cfg.shard}", unit="row"):
@@ -118,14 +118,6 @@ def run_rewrite(cfg: RewriteConfig, log=print) -> dict:
     dt = time.time() - t0
     log(f"rewrote {len(todo)} rows in {dt:.0f} s ({60 * len(todo) / dt:.1f} rows/min)")
     return {"jobs": len(mine), "written": len(todo), "rows_per_min": 60 * len(todo) / dt}
-
-
-def _repair_tail(path: Path) -> None:
-    if path.exists() and path.stat().st_size:
-        with path.open("rb+") as f:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
 
 
 def merge_shards(out_dir: str, out_csv: str | None = None) -> Path:

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from .. import constants as C
+from ..csvio import ensure_trailing_newline
 
 
 class CheckpointMismatch(RuntimeError):
@@ -54,15 +55,8 @@ class Checkpoint:
             with self.path.open("w", encoding="utf-8") as f:
                 f.write(json.dumps({"_checkpoint": self.fingerprint}) + "\n")
         else:
-            self._repair_tail()
+            ensure_trailing_newline(self.path)  # a kill may have torn the last line
         self._fh = self.path.open("a", encoding="utf-8")
-
-    def _repair_tail(self) -> None:
-        # Make sure the file ends in a newline so a torn line is not glued to the next record.
-        with self.path.open("rb+") as f:
-            f.seek(0, os.SEEK_END)
-            if f.tell() and (f.seek(-1, os.SEEK_END) or True) and f.read(1) != b"\n":
-                f.write(b"\n")
 
     def append(self, records: list[dict]) -> None:
         self._fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
