@@ -66,7 +66,7 @@ dev-split: setup
 	$(RECOVER) data split $(foreach f,$(DEV_DATA),--data $(f)) --out build/dev
 
 meanprompt: dev-split
-	$(RECOVER) meanprompt optimize --targets build/dev/train.csv --bank 1000 --steps 40 --beam 4 --out build/meanprompt/mean_prompt.json
+	$(RECOVER) meanprompt optimize --targets build/dev/train.csv --steps 40 --beam 6 --prerank 0 --insert-words 48 --out build/meanprompt/mean_prompt.json
 
 embed-predictor: dev-split
 	$(RECOVER) train embed --data build/dev/train.csv --data build/dev/val.csv --mean-prompt recover/meanprompt/default.json --out build/models/embed_predictor

@@ -101,15 +101,10 @@ def _data(a):
 
         print(write_originals(a.model, a.out, a.n) if a.model else import_originals(a.files, a.out, a.min_chars, a.max_chars))
     elif a.stage == "bank":
-        from .data.prompt_bank import dedupe_by_embedding, generate_bank, load_prompt_file
-        from .csvio import atomic_write_csv
-        import pandas as pd
+        from .data.prompt_bank import build_bank
 
-        bank = generate_bank(a.n, a.seed) + [b for f in (a.files or []) for b in load_prompt_file(f)]
-        if a.dedupe:
-            bank = dedupe_by_embedding(bank, Embedder.resolve(a.embedder), a.dedupe)
-        atomic_write_csv(a.out, pd.DataFrame([b.__dict__ for b in bank]))
-        print(f"wrote {a.out}: {len(bank)} prompts")
+        n = build_bank(a.out, a.n, a.seed, a.files or [], Embedder.resolve(a.embedder) if a.dedupe else None, a.dedupe)
+        print(f"wrote {a.out}: {n} prompts")
     elif a.stage == "rewrite":
         from .data.rewrite import RewriteConfig, run_rewrite
 

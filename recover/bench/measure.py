@@ -41,7 +41,7 @@ def bench_llama(model: str, data: str, rows: int, llm: dict) -> dict:
     t_load = time.perf_counter() - t0
     s = p.engine.stats
     base_prompt, base_tp = s.prompt_tokens + s.cached_tokens, s.t_prompt  # the head was evaluated at load
-    per_row, t_run = [], 0.0
+    per_row = []
     for o, r in zip(originals, rewrites):
         t = time.perf_counter()
         p.predict_batch([o], [r])

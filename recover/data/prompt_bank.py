@@ -108,3 +108,16 @@ def dedupe_by_embedding(prompts: list[BankPrompt], embedder, threshold: float = 
             continue
         keep.append(i)
     return [prompts[i] for i in keep]
+
+
+def build_bank(out: str | Path, n: int, seed: int, files: list[str] = (), embedder=None, dedupe: float = 0.0) -> int:
+    """`recover data bank`: grid prompts + user files, optionally deduped by embedding, to a CSV."""
+    import pandas as pd
+
+    from ..csvio import atomic_write_csv
+
+    bank = generate_bank(n, seed) + [b for f in files for b in load_prompt_file(f)]
+    if dedupe:
+        bank = dedupe_by_embedding(bank, embedder, dedupe)
+    atomic_write_csv(out, pd.DataFrame([b.__dict__ for b in bank]))
+    return len(bank)

@@ -39,7 +39,7 @@ class LlamaConfig:
             raise ValueError("max_new_tokens >= 1, n_seq >= 1 and n_batch >= 16 are required")
         if self.n_ctx < self.max_new_tokens + 128:
             raise ValueError(f"n_ctx {self.n_ctx} leaves no room for the texts (max_new_tokens {self.max_new_tokens})")
-        if self.tensor_split and abs(sum(self.tensor_split) - 1) > 1e-3 and sum(self.tensor_split) <= 0:
+        if self.tensor_split and sum(self.tensor_split) <= 0:
             raise ValueError("tensor_split must have a positive sum")
         self.prefixes = [p for p in (self.prefixes or []) if p is not None]
 

@@ -167,21 +167,20 @@ class TokenCap:
         if self.count(text) <= self.max_tokens:
             return text
         words = text.split()
-        lo, hi = 0, len(words)  # largest word prefix that fits
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if self.count(" ".join(words[:mid])) <= self.max_tokens:
-                lo = mid
-            else:
-                hi = mid - 1
-        out = " ".join(words[:lo])
+        k = _longest(len(words), lambda m: self.count(" ".join(words[:m])) <= self.max_tokens)
+        out = " ".join(words[:k])
         if not out:  # one giant "word": cut characters instead
-            lo_c, hi_c = 0, len(words[0])
-            while lo_c < hi_c:
-                mid = (lo_c + hi_c + 1) // 2
-                if self.count(words[0][:mid]) <= self.max_tokens:
-                    lo_c = mid
-                else:
-                    hi_c = mid - 1
-            out = words[0][:lo_c]
+            out = words[0][: _longest(len(words[0]), lambda m: self.count(words[0][:m]) <= self.max_tokens)]
         return out
+
+
+def _longest(n: int, fits) -> int:
+    """Largest m in 0..n with fits(m), for a monotone fits (binary search)."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
