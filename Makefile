@@ -18,7 +18,7 @@ SHARED := ../shared/data
 DEV_DATA := $(wildcard $(SHARED)/gemma_rewrites_a.csv $(SHARED)/gemma_rewrites_b.csv)
 BENCH_ROWS ?= 100
 
-.PHONY: data gemma-model wheels datasets publish-datasets kernel kernel-wheels bench-kernel kernel-rewrite kernel-train setup demo test test-fast bench bench-meanprompt dev-split meanprompt embed-predictor clean llama-wheel
+.PHONY: data gemma-model wheels datasets publish-datasets kernel kernel-wheels bench-kernel kernel-rewrite kernel-train setup demo test test-fast bench bench-meanprompt eval eval-kfold ship-default dev-split clean llama-wheel
 
 setup: $(STAMP)
 
@@ -60,16 +60,29 @@ bench: setup
 bench-meanprompt: setup
 	$(RECOVER) meanprompt bench --targets $(SHARED)/rewrite_prompts.txt --max-targets 3750 --vocab-size 3000 --bench-steps 4 --out build/meanprompt/bench/bench.json
 
-# Dev/validation split of ../shared/data (by id hash; 20% validation).
+# --- honest evaluation: leave-one-source-out over ../shared/data (README: Evaluation) -------------
+EVAL_DATA := $(wildcard $(SHARED)/gemma_rewrites_a.csv $(SHARED)/gemma_rewrites_b.csv $(SHARED)/gpt35_rewrites_c.csv)
+# What a fit may use besides its training rows: sources weighed, public prompt lists as mean-prompt targets.
+EVAL_FIT_ARGS ?= --targets-file $(SHARED)/rewrite_prompts.txt --targets-weight 0.5
+EVAL_ARGS = $(foreach f,$(EVAL_DATA),--data $(f)) $(EVAL_FIT_ARGS)
+HOLDOUT ?= gemma_rewrites_a
+
+eval: setup
+	@test -n "$(EVAL_DATA)" || { echo "needs ../shared/data/*.csv"; exit 1; }
+	$(RECOVER) eval $(EVAL_ARGS) --report build/eval/loso
+
+eval-kfold: setup
+	$(RECOVER) eval $(EVAL_ARGS) --protocol kfold --k 5 --report build/eval/kfold
+
+# Refit the LOSO winner on every row and write the package defaults (mean prompt, embed predictor,
+# default_predictor.json), each carrying its LOSO figures and this command.
+ship-default: setup
+	$(RECOVER) eval $(EVAL_ARGS) --report build/eval/loso --ship
+
+# One source held out on disk (for scripts that train outside `recover eval`).
 dev-split: setup
-	@test -n "$(DEV_DATA)" || { echo "needs ../shared/data/gemma_rewrites_{a,b}.csv"; exit 1; }
-	$(RECOVER) data split $(foreach f,$(DEV_DATA),--data $(f)) --out build/dev
-
-meanprompt: dev-split
-	$(RECOVER) meanprompt optimize --targets build/dev/train.csv --steps 40 --beam 6 --prerank 0 --insert-words 48 --out build/meanprompt/mean_prompt.json
-
-embed-predictor: dev-split
-	$(RECOVER) train embed --data build/dev/train.csv --data build/dev/val.csv --mean-prompt recover/meanprompt/default.json --out build/models/embed_predictor
+	@test -n "$(EVAL_DATA)" || { echo "needs ../shared/data/*.csv"; exit 1; }
+	$(RECOVER) data split $(foreach f,$(EVAL_DATA),--data $(f)) --holdout $(HOLDOUT) --out build/dev
 
 # Training data on a small configuration: built-in sample originals -> LLM rewrites -> labelled,
 # scored pairs -> DPO pairs, all under build/data/. REWRITER=gemma uses Gemma-3-270M (a BASE model:
@@ -91,7 +104,7 @@ data: setup $(if $(filter gemma,$(REWRITER)),gemma-model)
 # --- Kaggle: wheels -> datasets -> kernel -> submit (README walks through it) ---------------------
 PUSH ?= 1
 MODEL ?=
-EMBED ?= $(wildcard recover/assets/embed_predictor)
+EMBED ?=
 
 wheels: setup
 	$(RECOVER) kaggle wheels

@@ -1,5 +1,4 @@
-import sys
+"""`python -m recover ...` == the `recover` console script."""
+from .cli import entry
 
-from .cli import main
-
-sys.exit(main())
+entry()

@@ -8,13 +8,14 @@ from .csvio import InputError
 
 
 def _predict(a):
+    from .predict.defaults import resolve_predictor
     from .predict.runner import PredictConfig, run_predict
 
     llm = _llm_options(a)
-    cfg = PredictConfig(a.input, a.output, predictor=a.predictor or ("llm" if a.model and a.model.endswith(".gguf") else "mean"),
-                        model=a.model, mean_prompt=a.mean_prompt, combine=a.combine, time_budget=a.time_budget,
-                        on_model_error=a.on_model_error, batch_size=a.batch_size, seed=a.seed, embedder=a.embedder,
-                        restart=a.restart, llm=llm)
+    predictor, model = resolve_predictor(a.predictor, a.model)
+    cfg = PredictConfig(a.input, a.output, predictor=predictor, model=model, mean_prompt=a.mean_prompt,
+                        combine=a.combine, time_budget=a.time_budget, on_model_error=a.on_model_error,
+                        batch_size=a.batch_size, seed=a.seed, embedder=a.embedder, restart=a.restart, llm=llm)
     run_predict(cfg)
 
 
@@ -25,6 +26,38 @@ def _score(a):
     res = run_score(a.pred, a.truth, Embedder.resolve(a.embedder), report=a.report)
     label = "PROXY SCS" if res.is_proxy else "SCS"
     print(f"{label}: {res.score:.4f} over {res.rows} rows")
+
+
+def _eval(a):
+    from .eval.run import EvalConfig, run_eval
+
+    run_eval(EvalConfig(data=a.data, methods=a.methods.split(","), protocol=a.protocol, k=a.k, holdout=a.holdout or [],
+                        settings=_fit_settings(a), embedder=a.embedder, cache_dir=a.cache_dir, report=a.report,
+                        ship=a.ship, command="recover " + " ".join(sys.argv[1:]) if a.ship else ""))
+
+
+def _fit_settings(a):
+    from .eval.methods import FitSettings
+
+    weights = {}
+    for item in a.source_weight or []:
+        name, _, w = item.partition("=")
+        try:
+            weights[name] = float(w)
+        except ValueError:
+            raise ValueError(f"--source-weight {item!r}: use SOURCE=WEIGHT, e.g. gpt35_rewrites_c=0.25") from None
+    extra = []
+    for f in a.targets_file or []:
+        from .data.prompt_bank import load_prompt_file
+
+        extra += [b.prompt for b in load_prompt_file(f)]
+    bank = []
+    for f in a.bank_file or []:
+        from .data.prompt_bank import load_prompt_file
+
+        bank += [b.prompt for b in load_prompt_file(f)]
+    return FitSettings(source_weights=weights, extra_targets=extra, extra_weight=a.targets_weight if extra else 0.0,
+                       bank_size=a.bank_size, extra_bank=bank)
 
 
 def _llm_options(a) -> dict:
@@ -55,18 +88,10 @@ def _meanprompt(a):
     run_speed_bench(job, a.bench_steps) if a.action == "bench" else run_optimize(job)
 
 
-def _train_embed(a):
-    from .train.embed import EmbedTrainConfig, train_embed
-
-    train_embed(EmbedTrainConfig(data=a.data, out=a.out, bank_size=a.bank_size, bank_files=a.bank_file or [],
-                                 bank_include_train=a.bank_include_train, mean_prompt=a.mean_prompt,
-                                 embedder=a.embedder))
-
-
 def _data_split(a):
-    from .data.splits import write_dev_split
+    from .data.splits import write_holdout_split
 
-    print(write_dev_split(a.data, a.out))
+    print(write_holdout_split(a.data, a.out, a.holdout))
 
 
 def _kaggle(a):
@@ -123,9 +148,11 @@ def _data(a):
         from .data.pairs import PairsConfig, build_pairs, sft_rows
 
         build_pairs(PairsConfig(labelled=a.labelled, out=a.out, model=a.model, band_low=a.band_low,
-                                band_high=a.band_high, margin=a.margin, max_text_chars=a.max_text_chars),
-                    Embedder.resolve(a.embedder))
-        print(f"SFT rows: {sft_rows(a.labelled, a.out.replace('.jsonl', '') + '.sft.jsonl', max_text_chars=a.max_text_chars)}")
+                                band_high=a.band_high, margin=a.margin, max_text_chars=a.max_text_chars,
+                                template=a.template), Embedder.resolve(a.embedder))
+        sft = sft_rows(a.labelled, a.out.replace('.jsonl', '') + '.sft.jsonl', template=a.template,
+                       max_text_chars=a.max_text_chars)
+        print(f"SFT rows: {sft}")
     else:
         _data_split(a)
 
@@ -157,13 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("predict", help="write submission.csv for a test CSV")
     s.add_argument("--input", required=True)
     s.add_argument("--output", required=True)
-    s.add_argument("--predictor", choices=["mean", "llm", "embed"])
-    s.add_argument("--model", help="GGUF file (llm) or embed-predictor folder (embed)")
-    s.add_argument("--mean-prompt", help="a mean_prompt JSON or a literal string (default: the shipped one)")
+    s.add_argument("--predictor", choices=["mean", "llm", "embed"],
+                   help="default: the shipped default (recover/assets/default_predictor.json), or what --model is")
+    s.add_argument("--model", help="GGUF file (llm) or embed-predictor folder (embed; default: the shipped one)")
+    s.add_argument("--mean-prompt", help="a mean_prompt JSON or a literal string (default: the shipped one); the "
+                   "fallback for empty/failed rows (the embed predictor decodes with the mean prompt it was fitted with)")
     s.add_argument("--combine", help="mean | llm | llm+mean | mean+llm | embed | embed+mean")
     s.add_argument("--time-budget", help="e.g. 8h30m: rows the rest of the budget cannot cover get the fallback")
     s.add_argument("--on-model-error", default="fail", choices=["fail", "fallback"])
-    s.add_argument("--batch-size", type=int, default=8, help="rows per checkpointed chunk")
+    s.add_argument("--batch-size", type=int, help="rows per checkpointed chunk (default: llm 8, embed 64)")
     s.add_argument("--seed", type=int, default=C.DEFAULT_SEED)
     s.add_argument("--embedder", help="sentence-transformers folder whose tokenizer caps prompts at 128 tokens")
     s.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
@@ -203,15 +232,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train a predictor")
     tsub = s.add_subparsers(dest="what", required=True)
-    t = tsub.add_parser("embed", help="embedding-space predictor (ridge + bank decoding)")
-    t.add_argument("--data", action="append", required=True, help="pairs CSV with rewrite_prompt; repeat")
-    t.add_argument("--out", default="build/models/embed_predictor")
-    t.add_argument("--bank-size", type=int, default=4000)
-    t.add_argument("--bank-file", action="append")
-    t.add_argument("--bank-include-train", action="store_true")
-    t.add_argument("--mean-prompt")
-    t.add_argument("--embedder")
-    t.set_defaults(fn=_train_embed)
     for stage in ("sft", "dpo"):
         t = tsub.add_parser(stage, help=f"{stage.upper()} LoRA/QLoRA adapter (trl + peft); extra --key value override the recipe")
         t.add_argument("--recipe", help="YAML path or built-in name (smollm2-cpu, phi-2-t4, ...)")
@@ -219,8 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("data", help="training-data stages")
     dsub = s.add_subparsers(dest="stage", required=True)
-    d = dsub.add_parser("split", help="stable dev/validation split of pairs CSVs (by id hash)")
+    d = dsub.add_parser("split", help="hold one source out (LOSO), purging prompts it shares with the others")
     d.add_argument("--data", action="append", required=True)
+    d.add_argument("--holdout", required=True, help="source (file stem) to validate on")
     d.add_argument("--out", default="build/dev")
     d = dsub.add_parser("originals", help="import txt/csv/jsonl/parquet, or --model writes them")
     d.add_argument("files", nargs="*")
@@ -263,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--band-high", type=float, default=0.8)
     d.add_argument("--margin", type=float, default=0.1)
     d.add_argument("--max-text-chars", type=int, default=1200, help="keep the head of each text (fits max_length)")
+    d.add_argument("--template", help="instruction template, as `recover predict --template` (train as you serve)")
     d.add_argument("--embedder")
     s.set_defaults(fn=_data)
 
@@ -296,11 +318,43 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--report", help="folder for per_row.csv, summary.json, scs_hist.png")
     s.set_defaults(fn=_score)
 
+    s = sub.add_parser("eval", help="fit predictors under an honest protocol (LOSO / grouped k-fold) and rank them")
+    s.add_argument("--data", action="append", required=True, help="labelled pairs CSV, one per source; repeat")
+    s.add_argument("--methods", default="mean,mean:shipped,embed", help="comma-separated: mean, mean:shipped, embed")
+    s.add_argument("--protocol", default="loso", help="loso (leave one source out) or kfold (prompt-grouped)")
+    s.add_argument("--k", type=int, default=5, help="kfold: number of folds")
+    s.add_argument("--holdout", action="append", help="loso: hold out only this source (repeat); default each in turn")
+    _add_fit_args(s)
+    s.add_argument("--embedder")
+    s.add_argument("--cache-dir", default="build/cache", help="embeddings by content hash; reruns take seconds")
+    s.add_argument("--report", help="folder for leaderboard.csv/json, per_row.csv, leaderboard.png")
+    s.add_argument("--ship", action="store_true", help="refit the winner on all rows and write the package defaults")
+    s.set_defaults(fn=_eval)
+
     s = sub.add_parser("demo", help="predict + score the built-in sample with the embedded default")
     s.add_argument("--out")
     s.add_argument("--embedder")
     s.set_defaults(fn=_demo)
     return p
+
+
+def on_off(text: str) -> bool:
+    """A switch: on/off, true/false, yes/no, 1/0; anything else is an error, not a silent 'off'."""
+    t = text.strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r}: use on or off")
+
+
+def _add_fit_args(s):
+    g = s.add_argument_group("what a fit may use besides its training rows")
+    g.add_argument("--source-weight", action="append", help="SOURCE=W: weight of a source's rows (default 1)")
+    g.add_argument("--targets-file", action="append", help="extra mean-prompt targets, one prompt a line (no texts)")
+    g.add_argument("--targets-weight", type=float, default=0.5, help="their total weight relative to the training rows")
+    g.add_argument("--bank-size", type=int, default=2000, help="project bank prompts the embed predictor decodes to")
+    g.add_argument("--bank-file", action="append", help="more decoding prompts, one a line (they ship in the artifact)")
 
 
 def _add_llm_args(s):
@@ -313,20 +367,32 @@ def _add_llm_args(s):
     g.add_argument("--n-gpu-layers", type=int)
     g.add_argument("--split-mode", type=int, help="0 none, 1 layer, 2 row (llama.cpp LLAMA_SPLIT_MODE_*)")
     g.add_argument("--tensor-split", type=lambda s: [float(x) for x in s.split(",")], help="e.g. 0.5,0.5")
-    g.add_argument("--flash-attn", type=lambda s: s.lower() in ("1", "true", "yes", "on"))
-    g.add_argument("--offload-kqv", type=lambda s: s.lower() in ("1", "true", "yes", "on"))
+    g.add_argument("--flash-attn", type=on_off, metavar="on|off")
+    g.add_argument("--offload-kqv", type=on_off, metavar="on|off")
     g.add_argument("--n-batch", type=int)
     g.add_argument("--n-threads", type=int)
     g.add_argument("--lora", help="unmerged LoRA adapter GGUF (recover export --lora-gguf) applied at load")
 
 
-def main(argv=None) -> int:
+def entry() -> None:
+    """The `recover` console script and `python -m recover`: a whole process for one command."""
+    sys.exit(main(block_training_stack=True))
+
+
+def main(argv=None, block_training_stack: bool = False) -> int:
+    """Run one command. block_training_stack hides peft/trl/bitsandbytes for the rest of the PROCESS
+    (transformers caches what it found), so only a process's entry point may ask for it."""
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if rest and not (args.cmd == "train" and args.what in ("sft", "dpo")):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if rest:
         args.overrides = rest  # recipe overrides, validated by TrlParser
+    from .quiet import inference_only, quiet_libraries
+
+    quiet_libraries()
+    if block_training_stack and args.cmd not in ("train", "export"):
+        inference_only()  # only train/export need peft/trl/bitsandbytes (slow, noisy imports)
     if args.cmd == "kaggle" and not args.out:
         args.out = "build/kernels" if args.action == "kernel" else "build/datasets"
     try:
@@ -338,4 +404,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

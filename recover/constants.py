@@ -11,6 +11,8 @@ COL_REWRITTEN = "rewritten_text"
 COL_PROMPT = "rewrite_prompt"
 TEST_COLUMNS = (COL_ID, COL_ORIGINAL, COL_REWRITTEN)
 SUBMISSION_COLUMNS = (COL_ID, COL_PROMPT)
+# Which file a labelled pair came from: the unit the evaluation holds out.
+COL_SOURCE = "source"
 
 # --- metric ---------------------------------------------------------------
 SCS_EXPONENT = 3
@@ -31,7 +33,10 @@ DEFAULT_SEED = 1234  # llama.cpp treats seed=0 as "random": never use 0.
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT_VERSION = 1
 MEAN_PROMPT_FILE = "mean_prompt.json"
+# Embed-predictor artifact layout: 2 = candidates.txt + optional MBR posterior (1 had bank.txt).
+EMBED_FORMAT_VERSION = 2
 EMBED_PREDICTOR_DIR = "embed_predictor"
+DEFAULT_PREDICTOR_FILE = "default_predictor.json"
 CHECKPOINT_SUFFIX = ".partial.jsonl"
 RUN_CONFIG_FILE = "config.json"
 

@@ -14,13 +14,11 @@ SAMPLE = Path(__file__).resolve().parent / "sample" / "sample.csv"
 
 
 def default_predictor_config(inp: str, out: str, **kw) -> PredictConfig:
-    """The embedded default: the best CPU predictor that ships inside the package."""
-    from .predict.embed import default_artifact
+    """The ONE default (recover/assets/default_predictor.json): what `recover predict` runs with no flags."""
+    from .predict.defaults import resolve_predictor
 
-    art = default_artifact()
-    if art is not None:
-        return PredictConfig(inp, out, predictor="embed", model=str(art), **kw)
-    return PredictConfig(inp, out, predictor="mean", **kw)
+    predictor, model = resolve_predictor(None, None)
+    return PredictConfig(inp, out, predictor=predictor, model=model, **kw)
 
 
 def run_demo(out_dir: str | None = None, embedder: str | None = None) -> dict:
@@ -32,18 +30,26 @@ def run_demo(out_dir: str | None = None, embedder: str | None = None) -> dict:
     atomic_write_csv(truth, full[[C.COL_ID, C.COL_PROMPT]])
     emb = Embedder.resolve(embedder)
     rows = []
+    from .predict.defaults import default_choice
+
+    choice = default_choice()
     configs = [("mean prompt (shipped constant)", PredictConfig(str(test), str(out / "sub_mean.csv"), embedder=embedder))]
     default = default_predictor_config(str(test), str(out / "submission.csv"), embedder=embedder)
     if default.predictor != "mean":
-        configs.append((f"{default.predictor} predictor (embedded default)", default))
+        configs.append((f"{choice.get('method', default.predictor)} (DEFAULT)", default))
+    else:
+        configs[0] = ("mean prompt (DEFAULT)", configs[0][1])
     for name, cfg in configs:
-        stats = run_predict(cfg)
-        name = f"{name}, combine {stats['combine']}" if cfg.predictor != "mean" else name
+        run_predict(cfg)
         res = run_score(cfg.output, truth, emb, report=str(out / f"report_{cfg.predictor}"))
         rows.append((name, res.score))
     tag = "PROXY SCS (all-MiniLM-L6-v2 stands in for sentence-t5-base)" if emb.spec.is_proxy else "SCS (sentence-t5-base)"
     print()
     print(format_table(rows, f"recover demo: {len(full)} built-in sample rows, {tag}"))
+    print(f"DEFAULT = what `recover predict` runs with no flags: {choice.get('why', '')}")
+    for src, v in choice.get("loso", {}).get(choice.get("method", ""), {}).get("scs", {}).items():
+        print(f"  leave-one-source-out, held out {src}: {v:.4f} "
+              f"(mean prompt {choice['loso']['mean']['scs'].get(src, float('nan')):.4f})")
     print(emb.spec.describe())
     print(f"outputs: {out}")
     return {"scores": dict(rows), "embedder": str(emb.spec.path), "proxy": emb.spec.is_proxy, "out": str(out)}

@@ -1,13 +1,19 @@
-"""Embed predictor: save/load round trip, and it beats the mean prompt where the map is learnable."""
+"""Embed predictor: fit on rows, save/load round trip, both decodings, `recover predict` runs it."""
 import random
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from recover import constants as C
+from recover.data.pairs_io import load_pairs
+from recover.eval.cache import EmbeddingCache
+from recover.eval.methods import FitSettings, fit_embed
+from recover.eval.run import embed_rows
+from recover.predict.base import MeanPrompt
 from recover.predict.embed import EmbedPredictor
 from recover.predict.runner import PredictConfig, run_predict
-from recover.train.embed import EmbedTrainConfig, train_embed
+from recover.score.embedder import Embedder
 
 STYLES = {
     "Rewrite this text as a rhyming poem.": "Roses bloom and verses rhyme, {t} in rhythm, line by line.",
@@ -31,33 +37,47 @@ def make_pairs(n, seed):
     return pd.DataFrame(rows)
 
 
-def test_embed_predictor_learns_and_round_trips(tmp_path):
-    data = tmp_path / "pairs.csv"
-    make_pairs(160, 1).to_csv(data, index=False)
-    bank = tmp_path / "bank.txt"
-    bank.write_text("\n".join(list(STYLES) + ["Make it longer.", "Translate this into French."]) + "\n")
-    out = tmp_path / "embed"
-    m = train_embed(EmbedTrainConfig(data=[str(data)], out=str(out), bank_size=0, bank_files=[str(bank)],
-                                     cache_dir=str(tmp_path / "cache"), runs_dir=str(tmp_path / "runs")))
-    v = m["validation"]
-    assert v[f"embed:{m['combine']}"] > v["mean"] + 0.1
-    p = EmbedPredictor.load(out)
-    test = make_pairs(12, 2)
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("embed")
+    make_pairs(120, 1).to_csv(tmp / "pairs.csv", index=False)
+    emb = Embedder.resolve(None)
+    cache = EmbeddingCache(emb, tmp / "cache")
+    rows = embed_rows(load_pairs([str(tmp / "pairs.csv")]), cache)
+    s = FitSettings(bank_size=20, extra_bank=list(STYLES) + ["Make it longer.", "Translate this into French."])
+    mean = MeanPrompt("Rewrite this text.", "literal", {})
+    return fit_embed(rows, s, mean, cache, emb, log=lambda *a: None), tmp
+
+
+def test_embed_predictor_learns_and_round_trips(fitted, tmp_path):
+    p, _ = fitted
+    p.manifest.update(embedder=C.PROXY_MODEL_NAME, embedder_is_proxy=True, embedder_dim=384, combine="pred")
+    test = make_pairs(16, 2)
     got = p.predict_batch(list(test.original_text), list(test.rewritten_text))
-    assert np.mean([g == t for g, t in zip(got, test.rewrite_prompt)]) >= 0.75
-    # load -> save -> load gives the same predictions
-    p.save(tmp_path / "again")
-    assert EmbedPredictor.load(tmp_path / "again").predict_batch(list(test.original_text), list(test.rewritten_text)) == got
-    # and it runs through `recover predict`
+    # the right prompt, alone or hedged with the mean prompt
+    hits = [t in g for g, t in zip(got, test.rewrite_prompt)]
+    assert np.mean(hits) >= 0.75, got
+    p.save(tmp_path / "a")
+    q = EmbedPredictor.load(tmp_path / "a")
+    assert q.predict_batch(list(test.original_text), list(test.rewritten_text)) == got  # float16 changes nothing
     test[["id", "original_text", "rewritten_text"]].to_csv(tmp_path / "t.csv", index=False)
-    stats = run_predict(PredictConfig(str(tmp_path / "t.csv"), str(tmp_path / "s.csv"), predictor="embed", model=str(out)))
-    assert stats["combine"] == m["combine"] and stats["status"] == {"ok": 12}
+    stats = run_predict(PredictConfig(str(tmp_path / "t.csv"), str(tmp_path / "s.csv"), predictor="embed",
+                                      model=str(tmp_path / "a")))
+    assert stats["combine"] == "pred" and stats["status"] == {"ok": 16}
     sub = pd.read_csv(tmp_path / "s.csv")
-    assert list(sub[C.COL_ID]) == list(test.id)
+    assert list(sub[C.COL_ID]) == list(test.id) and list(sub[C.COL_PROMPT]) == got
+
+
+def test_alpha_is_chosen_by_decoded_score_on_inner_folds(fitted):
+    p, _ = fitted
+    by_alpha = p.manifest["inner_cv"]["scs_by_alpha"]
+    assert p.manifest["alpha"] == float(max(by_alpha, key=by_alpha.get))
+    assert p.candidates[0] == "Rewrite this text." and "Rewrite this text as a rhyming poem. Rewrite this text." in p.candidates
 
 
 def test_wrong_artifact_is_a_clear_error(tmp_path):
-    import pytest
-
     with pytest.raises(FileNotFoundError, match="not an embed-predictor artifact"):
+        EmbedPredictor.load(tmp_path)
+    (tmp_path / C.MANIFEST_FILE).write_text('{"format_version": 1, "kind": "embed_predictor"}')
+    with pytest.raises(ValueError, match="unsupported artifact"):
         EmbedPredictor.load(tmp_path)

@@ -49,12 +49,34 @@ def test_kaggle_glob_ignores_unrelated_models(tmp_path, tiny_sentence_t5):
     assert find_kaggle_sentence_t5(root) is None
 
 
-def test_sentence_t5_path_encodes_normalised(tiny_sentence_t5):
+def test_sentence_t5_path_matches_a_hand_computation(tiny_sentence_t5):
+    """T5 encoder -> mean pool over real tokens -> dense -> L2 normalise, computed by hand."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer, T5EncoderModel
+
+    texts = ["rewrite this text as a poem", "make it formal"]
     emb = Embedder.resolve(str(tiny_sentence_t5))
-    v = emb.encode(["rewrite this text as a poem", "make it formal", ""])
-    assert v.shape == (3, 16)
-    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
-    assert not emb.spec.is_proxy
+    v = emb.encode(texts)
+    assert v.shape == (2, 16) and not emb.spec.is_proxy
+    tok = AutoTokenizer.from_pretrained(tiny_sentence_t5)
+    enc = T5EncoderModel.from_pretrained(tiny_sentence_t5).eval()
+    dense_dir = next(p for p in tiny_sentence_t5.iterdir() if p.name.endswith("Dense"))
+    w = next(iter(load_file(str(next(dense_dir.glob("*.safetensors")))).values()))
+    with torch.no_grad():
+        b = tok(texts, padding=True, return_tensors="pt")
+        h = enc(**b).last_hidden_state
+        m = b["attention_mask"].unsqueeze(-1).float()
+        pooled = (h * m).sum(1) / m.sum(1)
+        out = torch.nn.functional.normalize(pooled @ w.T, dim=-1).numpy()
+    assert np.allclose(v, out, atol=1e-5)
+
+
+def test_a_name_alone_is_not_sentence_t5(tmp_path):
+    """The proxy copied into a folder called sentence-t5-base is still the proxy (no T5, no Dense)."""
+    fake = tmp_path / "sentence-t5-base"
+    shutil.copytree(packaged_proxy_path(), fake)
+    assert resolve_embedder(str(fake)).is_proxy
 
 
 def test_score_report_and_identity(tmp_path, sample_df):

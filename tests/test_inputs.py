@@ -57,7 +57,8 @@ def test_empty_and_nan_texts_get_the_fallback_and_odd_ids_round_trip(tmp_path):
     p = tmp_path / "t.csv"
     rows.to_csv(p, index=False)
     out = tmp_path / "sub.csv"
-    assert main(["predict", "--input", str(p), "--output", str(out), "--mean-prompt", "Make it, \"nicer\"\nplease"]) == 0
+    assert main(["predict", "--input", str(p), "--output", str(out), "--predictor", "mean",
+                 "--mean-prompt", "Make it, \"nicer\"\nplease"]) == 0
     sub = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert list(sub["id"]) == ["a,1", "NA", "b\nc", "d"]
     assert all(s.strip() for s in sub["rewrite_prompt"])

@@ -22,9 +22,11 @@ def find(pattern):
 tests = [p for p in find("test.csv") if "llm-prompt-recovery" in p] or find("test.csv")
 TEST = tests[0]
 means = find("mean_prompt.json")
-MEAN = json.load(open(means[0]))["prompt"] if means else (
-    "Rewrite the following text in a different style, tone and format: make it more creative, formal, engaging.")
-print("test:", TEST, "| mean prompt from:", means[0] if means else "notebook constant")
+# `recover kaggle kernel` writes the package's default mean prompt here (recover/meanprompt/default.json),
+# so the first fallback file holds the same string `recover predict` falls back to.
+DEFAULT_MEAN = None
+MEAN = json.load(open(means[0]))["prompt"] if means else DEFAULT_MEAN
+print("test:", TEST, "| mean prompt from:", means[0] if means else "the package default")
 
 # %%
 # Always-valid fallback first: every id once, the mean prompt.
@@ -73,8 +75,9 @@ if ggufs:
     cmd += ["--model", ggufs[0], "--predictor", "llm", "--combine", "llm+mean", "--max-new-tokens", "32"]
     cmd += ["--n-gpu-layers", "-1", "--split-mode", "1", "--tensor-split", "0.5,0.5", "--flash-attn", "on",
             "--n-seq", "4"] if GPU else []
-elif embeds:
+elif embeds:  # an embed predictor attached to the model dataset (e.g. refit by kernels/tune)
     cmd += ["--predictor", "embed", "--model", embeds[0]]
+# else: no flags, i.e. the package's default predictor (recover/assets/default_predictor.json)
 if INSTALLED:
     print(" ".join(cmd))
     r = subprocess.run(cmd)

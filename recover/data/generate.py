@@ -1,22 +1,12 @@
 """Plain chat generation on llama.cpp for the data stages (writer mode and the rewriter)."""
 from __future__ import annotations
 
-import hashlib
-from functools import lru_cache
 from pathlib import Path
 
 from .. import constants as C
+from ..hashing import file_sha256
 from ..predict.llama_engine import LlamaEngine
 from ..predict.prompting import ChatFormat
-
-
-@lru_cache(maxsize=8)
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class ChatGenerator:

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from .. import constants as C
 from ..csvio import atomic_write_csv, ensure_trailing_newline, read_table
+from ..progress import progress
 from .prompt_bank import BankPrompt, generate_bank, load_prompt_file
 
 REWRITE_TEMPLATE = "{prompt}\n\n{original}"  # the prompt, then the text
@@ -107,7 +107,8 @@ def run_rewrite(cfg: RewriteConfig, log=print) -> dict:
     ensure_trailing_newline(path)
     t0 = time.time()
     with path.open("a", encoding="utf-8") as f:
-        for j in tqdm(todo, desc=f"rewrite {cfg.shard}", unit="row"):
+        bar = progress(len(todo), f"rewrite {cfg.shard}", "row")
+        for j in todo:
             user = REWRITE_TEMPLATE.format(prompt=j[C.COL_PROMPT], original=j[C.COL_ORIGINAL])
             text, truncated = gen.chat(user, cfg.max_new_tokens, cfg.seed + j["job"])
             rec = {**j, C.COL_REWRITTEN: text, "truncated": truncated, **prov,
@@ -115,6 +116,7 @@ def run_rewrite(cfg: RewriteConfig, log=print) -> dict:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
+            bar.update(1)
     dt = time.time() - t0
     log(f"rewrote {len(todo)} rows in {dt:.0f} s ({60 * len(todo) / dt:.1f} rows/min)")
     return {"jobs": len(mine), "written": len(todo), "rows_per_min": 60 * len(todo) / dt}

@@ -114,6 +114,14 @@ def notebook_from_percent(src: Path):
     return nb
 
 
+def fill_default_mean(nb) -> None:
+    """`DEFAULT_MEAN = None` in a notebook becomes the package's default mean prompt."""
+    from ..predict.base import MeanPrompt
+
+    for c in nb.cells:
+        c.source = c.source.replace("DEFAULT_MEAN = None", f"DEFAULT_MEAN = {MeanPrompt.load(None).prompt!r}")
+
+
 def render_kernel(name: str, cfg: KaggleConfig, out: str | Path = "build/kernels", shard: str | None = None) -> Path:
     """kernels/<name>/notebook.py + kernel.json -> build/kernels/<name>/{<slug>.ipynb, kernel-metadata.json}."""
     import nbformat
@@ -129,6 +137,7 @@ def render_kernel(name: str, cfg: KaggleConfig, out: str | Path = "build/kernels
         shutil.rmtree(d)
     d.mkdir(parents=True)
     nb = notebook_from_percent(src / "notebook.py")
+    fill_default_mean(nb)
     if shard:
         for c in nb.cells:
             c.source = c.source.replace('os.environ.get("RECOVER_SHARD", "0/1")', repr(shard))

@@ -1,9 +1,13 @@
-"""Embedding-space predictor: (original, rewritten) -> predicted prompt embedding -> words.
+"""Embedding-space predictor: (original, rewritten) -> predicted prompt embedding -> a string.
 
 A ridge regression maps [e(orig), e(rew), e(rew) - e(orig)] to e(prompt) (2nd and 5th place did
-this with larger models). The predicted embedding is decoded to the bank prompt nearest to it;
-the combination with the mean prompt is chosen on validation and stored in the manifest.
-The artifact is a folder: manifest.json + weights.npz + bank.txt (+ bank embeddings).
+this with larger models). The prediction is decoded to the nearest of a fixed set of candidate
+strings: the mean prompt, the project's bank prompts, and each bank prompt joined with the mean
+prompt before or after it, so the hedge with the mean prompt is chosen per row. (A minimum-Bayes-
+risk decoding over a posterior of training prompts was measured and lost under leave-one-source-
+out: README, Evaluation.)
+
+The artifact is a folder: manifest.json + weights.npz + candidates.txt.
 """
 from __future__ import annotations
 
@@ -13,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import constants as C
-from ..csvio import atomic_write_json, atomic_write_text
+from ..csvio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..score.embedder import Embedder, EmbedderSpec, packaged_proxy_path, resolve_embedder
 
 SHIPPED = Path(__file__).resolve().parent.parent / "assets" / C.EMBED_PREDICTOR_DIR
+DECODES = ("nearest",)
 
 
 def default_artifact() -> Path | None:
@@ -29,45 +34,59 @@ def features(e_orig: np.ndarray, e_rew: np.ndarray) -> np.ndarray:
 
 def fit_ridge(X: np.ndarray, Y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Closed-form ridge on centred features: returns (W, x_mean, y_mean)."""
+    X, Y = X.astype(np.float64), Y.astype(np.float64)
     xm, ym = X.mean(0), Y.mean(0)
     Xc, Yc = X - xm, Y - ym
-    W = np.linalg.solve(Xc.T @ Xc + alpha * np.eye(X.shape[1], dtype=np.float64), Xc.T @ Yc)
+    W = np.linalg.solve(Xc.T @ Xc + alpha * np.eye(X.shape[1]), Xc.T @ Yc)
     return W.astype(np.float32), xm.astype(np.float32), ym.astype(np.float32)
 
 
-def _norm(x: np.ndarray) -> np.ndarray:
+def normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 class EmbedPredictor:
     name = "embed"
 
-    def __init__(self, W, x_mean, y_mean, bank: list[str], bank_emb: np.ndarray, embedder: Embedder, manifest: dict):
+    def __init__(self, W, x_mean, y_mean, candidates: list[str], cand_emb: np.ndarray, embedder: Embedder | None,
+                 manifest: dict):
         self.W, self.x_mean, self.y_mean = W, x_mean, y_mean
-        self.bank, self.bank_emb = bank, bank_emb
+        self.candidates, self.cand_emb = candidates, cand_emb.astype(np.float32)
         self.embedder, self.manifest = embedder, manifest
+        if manifest.get("decode", "nearest") not in DECODES:
+            raise ValueError(f"decode {manifest.get('decode')!r}: this recover knows {', '.join(DECODES)}")
 
     # --- inference ---------------------------------------------------------------------------
+    def predict_from_embeddings(self, e_orig: np.ndarray, e_rew: np.ndarray) -> np.ndarray:
+        return normalise((features(e_orig, e_rew) - self.x_mean) @ self.W + self.y_mean)
+
     def predict_embeddings(self, originals, rewrites) -> np.ndarray:
         e = self.embedder.encode(list(originals) + list(rewrites))
-        X = features(e[: len(originals)], e[len(originals):])
-        return _norm((X - self.x_mean) @ self.W + self.y_mean)
+        return self.predict_from_embeddings(e[: len(originals)], e[len(originals):])
+
+    def choose(self, pred_emb: np.ndarray) -> np.ndarray:
+        """Index of the nearest candidate for each predicted embedding."""
+        return np.argmax(pred_emb @ self.cand_emb.T, axis=1)
 
     def decode(self, pred_emb: np.ndarray) -> list[str]:
-        """Nearest bank prompt to each predicted embedding."""
-        return [self.bank[i] for i in np.argmax(pred_emb @ self.bank_emb.T, axis=1)]
+        return [self.candidates[i] for i in self.choose(pred_emb)]
 
     def predict_batch(self, originals, rewrites) -> list[str]:
         return self.decode(self.predict_embeddings(originals, rewrites))
 
     # --- artifact ----------------------------------------------------------------------------
     def save(self, out: str | Path) -> Path:
+        import io
+
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        # float16 bank embeddings halve the artifact; argmax decoding does not notice.
-        np.savez(out / "weights.npz", W=self.W, x_mean=self.x_mean, y_mean=self.y_mean,
-                 bank_emb=self.bank_emb.astype(np.float16))
-        atomic_write_text(out / "bank.txt", "\n".join(b.replace("\n", " ") for b in self.bank) + "\n")
+        # float16 embeddings halve the artifact; the decisions do not notice (tested).
+        arrays = {"W": self.W, "x_mean": self.x_mean, "y_mean": self.y_mean,
+                  "cand_emb": self.cand_emb.astype(np.float16)}
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        atomic_write_bytes(out / "weights.npz", buf.getvalue())
+        atomic_write_text(out / "candidates.txt", "\n".join(c.replace("\n", " ") for c in self.candidates) + "\n")
         atomic_write_json(out / C.MANIFEST_FILE, self.manifest)
         return out
 
@@ -78,17 +97,18 @@ class EmbedPredictor:
         if not mf.is_file():
             raise FileNotFoundError(f"{path}: no {C.MANIFEST_FILE}; not an embed-predictor artifact")
         manifest = json.loads(mf.read_text())
-        if manifest.get("format_version") != C.MANIFEST_FORMAT_VERSION or manifest.get("kind") != "embed_predictor":
-            raise ValueError(f"{mf}: unsupported artifact (kind {manifest.get('kind')}, format {manifest.get('format_version')})")
+        if manifest.get("format_version") != C.EMBED_FORMAT_VERSION or manifest.get("kind") != "embed_predictor":
+            raise ValueError(f"{mf}: unsupported artifact (kind {manifest.get('kind')}, format "
+                             f"{manifest.get('format_version')}; this recover reads format {C.EMBED_FORMAT_VERSION})")
         w = np.load(path / "weights.npz")
-        bank = (path / "bank.txt").read_text(encoding="utf-8").splitlines()
+        cands = (path / "candidates.txt").read_text(encoding="utf-8").splitlines()
         emb = Embedder(feature_embedder_spec(manifest, embedder))
         if emb.dim != manifest["embedder_dim"]:
             raise ValueError(f"{path}: trained with {manifest['embedder']} (dim {manifest['embedder_dim']}), "
                              f"but {emb.spec.path} has dim {emb.dim}; pass --embedder")
-        if len(bank) != len(w["bank_emb"]):
-            raise ValueError(f"{path}: bank.txt has {len(bank)} prompts but weights hold {len(w['bank_emb'])}")
-        return cls(w["W"], w["x_mean"], w["y_mean"], bank, w["bank_emb"].astype(np.float32), emb, manifest)
+        if len(cands) != len(w["cand_emb"]):
+            raise ValueError(f"{path}: candidates.txt has {len(cands)} lines but weights hold {len(w['cand_emb'])}")
+        return cls(w["W"], w["x_mean"], w["y_mean"], cands, w["cand_emb"].astype(np.float32), emb, manifest)
 
 
 def feature_embedder_spec(manifest: dict, explicit: str | None) -> EmbedderSpec:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..cpus import usable_cpus
+
 _GGUF_MAGIC = b"GGUF"
 
 
@@ -69,7 +71,7 @@ class LlamaEngine:
         cp.n_batch = cp.n_ubatch = n_batch
         cp.n_seq_max = n_seq + 1
         cp.kv_unified = True  # lets every sequence share the head's KV cells
-        threads = n_threads or max(1, os.cpu_count() or 1)
+        threads = n_threads or usable_cpus()
         cp.n_threads = cp.n_threads_batch = threads
         cp.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
                               else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)

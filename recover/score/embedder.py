@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import constants as C
+from ..progress import is_terminal
 
 _KAGGLE_SEARCH_DEPTH = 6
 
@@ -34,19 +35,25 @@ class EmbedderSpec:
         return not _looks_like_sentence_t5(self.path)
 
     def describe(self) -> str:
-        tag = "PROXY (not the competition's sentence-t5-base)" if self.is_proxy else "sentence-t5-base (competition metric)"
+        tag = "PROXY (not the competition's sentence-t5-base)" if self.is_proxy else \
+            "sentence-t5 layout (T5 encoder + pooling + dense): the competition metric if this is sentence-t5-base"
         return f"embedder: {self.path} [from {self.source}] {tag}"
 
 
 def _looks_like_sentence_t5(path: Path) -> bool:
-    name = str(path).lower().replace("_", "-")
-    if "sentence-t5" in name:
-        return True
-    cfg = path / "config.json"
+    """sentence-t5's layout, not its name: a T5 encoder + mean pooling + a Dense projection.
+
+    A folder name or a bare t5 config is not enough: anything else is scored as a PROXY.
+    """
     try:
-        return json.loads(cfg.read_text()).get("model_type") == "t5"
-    except (OSError, ValueError):
+        modules = json.loads((path / "modules.json").read_text())
+        types = [str(m.get("type", "")) for m in modules]
+        first = path / modules[0].get("path", "") if modules else path
+        cfg = next((p for p in (first / "config.json", path / "config.json") if p.is_file()), None)
+        model_type = json.loads(cfg.read_text()).get("model_type") if cfg else None
+    except (OSError, ValueError, AttributeError, IndexError):
         return False
+    return model_type == "t5" and any(t.endswith("Pooling") for t in types) and any(t.endswith("Dense") for t in types)
 
 
 def _is_st_folder(path: Path) -> bool:
@@ -137,7 +144,7 @@ class Embedder:
         texts = [t if t else " " for t in texts]
         emb = self.model.encode(
             texts, batch_size=batch_size or self.batch_size, convert_to_numpy=True,
-            normalize_embeddings=True, show_progress_bar=progress,
+            normalize_embeddings=True, show_progress_bar=progress and is_terminal(),
         )
         return np.asarray(emb, dtype=np.float32)
 

@@ -41,6 +41,20 @@ def align(pred: pd.DataFrame, truth: pd.DataFrame, pred_name="pred", truth_name=
     return m.rename(columns={f"{C.COL_PROMPT}_true": "true", f"{C.COL_PROMPT}_pred": "pred"})
 
 
+# Strings pandas reads as NaN by default: the scorer would see a missing prediction.
+PANDAS_NA = ("#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+             "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+
+
+def check_predictions(pred: pd.DataFrame, name: str) -> None:
+    """The competition rejects a file with a blank prompt; so does scoring (it would score ~0.13)."""
+    blank = pred[C.COL_PROMPT].map(clean_text).str.strip().isin(("",) + PANDAS_NA)
+    if blank.any():
+        i = int(blank.values.argmax())
+        raise InputError(f"{name}: row {i + 1}: blank {C.COL_PROMPT} for id {pred[C.COL_ID].iloc[i]!r} "
+                         f"({int(blank.sum())} blank); the competition rejects such a file")
+
+
 def score_texts(preds: list[str], truths: list[str], embedder: Embedder) -> np.ndarray:
     emb = embedder.encode([clean_text(t) for t in preds] + [clean_text(t) for t in truths])
     return scs_rows(emb[: len(preds)], emb[len(preds):])
@@ -49,6 +63,7 @@ def score_texts(preds: list[str], truths: list[str], embedder: Embedder) -> np.n
 def run_score(pred_path, truth_path, embedder: Embedder, report: str | None = None, log=print) -> ScoreResult:
     log(embedder.spec.describe())
     pred = read_table(pred_path, C.SUBMISSION_COLUMNS)
+    check_predictions(pred, str(pred_path))
     truth = read_table(truth_path, (C.COL_ID, C.COL_PROMPT))
     m = align(pred, truth, str(pred_path), str(truth_path))
     m["scs"] = score_texts(list(m["pred"]), list(m["true"]), embedder)

@@ -1,8 +1,9 @@
 """Load a base model for training/export: an HF folder, or HF weights read from a GGUF."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
+
+from ..hashing import file_sha256
 
 
 def resolve_base(model_name_or_path: str, gguf_file: str | None) -> tuple[str, str | None]:
@@ -25,7 +26,7 @@ def materialize_hf(model_name_or_path: str, gguf_file: str | None, cache: str | 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     f = Path(src) / gguf
-    key = hashlib.sha256(f"{f.resolve()}:{f.stat().st_size}".encode()).hexdigest()[:12]
+    key = file_sha256(f)[:12]  # content, not path + size: an edited file must not hit a stale copy
     out = Path(cache) / f"hf-{f.stem}-{key}"
     if (out / "config.json").is_file():
         return out

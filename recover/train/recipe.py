@@ -50,7 +50,7 @@ class ModelArgs:
 @dataclass
 class DataArgs:
     train_file: str = field(default="build/data/dpo_pairs.jsonl", metadata={"help": "JSONL in trl's format"})
-    eval_file: str | None = None
+    eval_file: str | None = field(default=None, metadata={"help": "JSONL like train_file, scored by eval_strategy"})
     max_train_rows: int = 0
 
 
@@ -66,6 +66,13 @@ def check_combination(m: ModelArgs, d: DataArgs, t) -> None:
         raise ValueError("4-bit on a T4 should compute in float16 (torch_dtype: float16)")
     if not Path(d.train_file).is_file():
         raise FileNotFoundError(f"train_file {d.train_file}: not found (make data writes build/data/dpo_pairs.jsonl)")
+    if d.eval_file and not Path(d.eval_file).is_file():
+        raise FileNotFoundError(f"eval_file {d.eval_file}: not found")
+    strategy = str(getattr(getattr(t, "eval_strategy", "no"), "value", getattr(t, "eval_strategy", "no")))
+    if strategy != "no" and not d.eval_file:
+        raise ValueError(f"eval_strategy {strategy}: needs eval_file")
+    if d.eval_file and strategy == "no":
+        raise ValueError("eval_file is set but eval_strategy is 'no': it would never be used; set eval_strategy: steps")
 
 
 def parse_recipe(stage: str, recipe: str | None, overrides: list[str]):

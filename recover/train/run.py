@@ -55,16 +55,20 @@ def train(stage: str, recipe: str | None, overrides: list[str], log=print) -> Pa
     if d.max_train_rows:
         ds = ds.select(range(min(d.max_train_rows, len(ds))))
     peft_cfg = lora_config(m, model.config.model_type) if m.use_peft else None
+    cols = ["prompt", "chosen", "rejected"] if stage == "dpo" else ["messages"]
+    ds = ds.select_columns(cols)
+    # eval_file: scored every eval_steps by the trainer (eval loss; DPO adds reward margins/accuracies)
+    eval_ds = load_dataset("json", data_files=d.eval_file, split="train").select_columns(cols) if d.eval_file else None
     if stage == "dpo":
         from trl import DPOTrainer
 
-        ds = ds.select_columns(["prompt", "chosen", "rejected"])
-        trainer = DPOTrainer(model=model, args=t, train_dataset=ds, processing_class=tok, peft_config=peft_cfg)
+        trainer = DPOTrainer(model=model, args=t, train_dataset=ds, eval_dataset=eval_ds, processing_class=tok,
+                             peft_config=peft_cfg)
     else:
         from trl import SFTTrainer
 
-        ds = ds.select_columns(["messages"])
-        trainer = SFTTrainer(model=model, args=t, train_dataset=ds, processing_class=tok, peft_config=peft_cfg)
+        trainer = SFTTrainer(model=model, args=t, train_dataset=ds, eval_dataset=eval_ds, processing_class=tok,
+                             peft_config=peft_cfg)
     t0 = time.time()
     trainer.train()
     trainer.save_model(str(out))

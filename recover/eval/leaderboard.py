@@ -1,0 +1,78 @@
+"""Leaderboard arithmetic and reports: bootstrap intervals, per-source breakdown, paired gains."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..csvio import atomic_write_csv, atomic_write_json
+
+
+def bootstrap_ci(x: np.ndarray, n: int = 1000, seed: int = 1234, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the mean, resampling rows with replacement."""
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(n, len(x)))].mean(1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+def leaderboard(per_row: pd.DataFrame, baseline: str, speeds: dict[str, float | None], seed: int = 1234) -> pd.DataFrame:
+    """per_row: columns method, id, source, scs. One line per method, best first."""
+    base = per_row[per_row.method == baseline].set_index("id")["scs"] if baseline in set(per_row.method) else None
+    lines = []
+    for m, g in per_row.groupby("method", sort=False):
+        lo, hi = bootstrap_ci(g.scs.to_numpy(), seed=seed)
+        line = {"method": m, "rows": len(g), "scs": g.scs.mean(), "ci_low": lo, "ci_high": hi}
+        for s, gs in g.groupby("source", sort=True):
+            line[f"scs[{s}]"] = gs.scs.mean()
+        if base is not None:
+            d = g.set_index("id")["scs"] - base.reindex(g.id).to_numpy()
+            line["gain_vs_mean"] = d.mean()
+            line["gain_ci_low"], line["gain_ci_high"] = bootstrap_ci(d.to_numpy(), seed=seed)
+            for s, gs in g.groupby("source", sort=True):
+                line[f"gain[{s}]"] = (gs.set_index("id")["scs"] - base.reindex(gs.id).to_numpy()).mean()
+        line["rows_per_s"] = speeds.get(m)
+        lines.append(line)
+    return pd.DataFrame(lines).sort_values("scs", ascending=False).reset_index(drop=True)
+
+
+def format_leaderboard(lb: pd.DataFrame, title: str) -> str:
+    sources = [c[4:-1] for c in lb.columns if c.startswith("scs[")]
+    head = f"{'method':<16} {'SCS':>7} {'95% CI':>17} " + " ".join(f"{s[:18]:>18}" for s in sources) \
+        + f" {'gain vs mean [95% CI]':>26} {'rows/s':>8}"
+    out = [title, head, "-" * len(head)]
+    for _, r in lb.iterrows():
+        per = " ".join(f"{r[f'scs[{s}]']:>8.4f} ({r.get(f'gain[{s}]', float('nan')):+.3f})" for s in sources)
+        rate = f"{r['rows_per_s']:8.1f}" if pd.notna(r.get("rows_per_s")) else f"{'-':>8}"
+        gain = f"{r.get('gain_vs_mean', float('nan')):+.4f} [{r.get('gain_ci_low', float('nan')):+.4f}, " \
+               f"{r.get('gain_ci_high', float('nan')):+.4f}]"
+        out.append(f"{r['method']:<16} {r['scs']:7.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}] {per} {gain:>26} {rate}")
+    out.append("per-source cells: SCS (gain over the mean prompt fitted on the same training rows)")
+    if "mean:shipped" in set(lb.method):
+        out.append("mean:shipped = the package's current default.json, fitted on ALL rows: a reference, not a held-out figure")
+    return "\n".join(out)
+
+
+def write_report(out: Path, lb: pd.DataFrame, per_row: pd.DataFrame, meta: dict, title: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_csv(out / "leaderboard.csv", lb)
+    atomic_write_csv(out / "per_row.csv", per_row)
+    atomic_write_json(out / "leaderboard.json", {**meta, "leaderboard": lb.to_dict(orient="records")})
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(lb)))
+    y = np.arange(len(lb))[::-1]
+    ax.barh(y, lb.scs, color="#4477aa")
+    ax.errorbar(lb.scs, y, xerr=[lb.scs - lb.ci_low, lb.ci_high - lb.scs], fmt="none", ecolor="black", capsize=3)
+    ax.set_yticks(y, lb.method)
+    ax.set(xlabel="mean SCS (bootstrap 95% CI)", title=title)
+    fig.tight_layout()
+    fig.savefig(out / "leaderboard.png", dpi=110)
+    plt.close(fig)

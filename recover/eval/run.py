@@ -1,0 +1,139 @@
+"""`recover eval`: fit each predictor under an honest protocol, score it, print a leaderboard."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import constants as C
+from ..data.pairs_io import has_texts, load_pairs
+from ..predict.base import MeanPredictor, MeanPrompt
+from ..runs import new_run_dir, record_run
+from ..score.embedder import Embedder
+from .cache import EmbeddingCache
+from .leaderboard import format_leaderboard, leaderboard, write_report
+from .methods import FitSettings, Rows, fit_embed, fit_mean, shipped_mean
+from .protocols import PROTOCOLS, check_disjoint, folds_for, normalise_prompt
+
+METHODS = ("mean", "mean:shipped", "embed")
+BASELINE = "mean"
+
+
+@dataclass
+class EvalConfig:
+    data: list[str]
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    protocol: str = "loso"
+    k: int = 5
+    holdout: list[str] = field(default_factory=list)  # LOSO: only these sources (default: each in turn)
+    settings: FitSettings = field(default_factory=FitSettings)
+    embedder: str | None = None
+    cache_dir: str = "build/cache"
+    report: str | None = None
+    runs_dir: str = "build/runs"
+    speed_rows: int = 64
+    ship: bool = False  # refit the winner on all rows and write the package's default artifacts
+    command: str = ""  # recorded in the shipped manifests
+
+    def __post_init__(self):
+        if not self.data:
+            raise ValueError("--data: give at least one labelled pairs CSV")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"--protocol {self.protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise ValueError(f"--methods: unknown {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}")
+
+
+def embed_rows(df: pd.DataFrame, cache: EmbeddingCache) -> Rows:
+    n = len(df)
+    e = cache.encode(list(df[C.COL_ORIGINAL]) + list(df[C.COL_REWRITTEN]) + list(df[C.COL_PROMPT]), progress=True)
+    return Rows(df.reset_index(drop=True), e[:n], e[n:2 * n], e[2 * n:], has_texts(df))
+
+
+def fit_method(name: str, train: Rows, cfg: EvalConfig, emb, cache, exclude: set[str], log=print):
+    """(runtime predictor, the mean prompt it falls back to)."""
+    if name == "mean:shipped":
+        m = shipped_mean()
+        return MeanPredictor(m), m
+    mean = fit_mean(train, cfg.settings, emb, cache, exclude, store=Path(cfg.cache_dir) / "meanprompt", log=log)
+    if name == "mean":
+        return MeanPredictor(mean), mean
+    return fit_embed(train, cfg.settings, mean, cache, emb, log=log), mean
+
+
+def predict_rows(pred, mean: MeanPrompt, rows: Rows) -> list[str]:
+    """Rows with an empty text get the mean prompt, exactly as `recover predict` does."""
+    out = [mean.prompt] * len(rows.df)
+    live = np.flatnonzero(rows.live)
+    if len(live) and pred.name != "mean":
+        for i, s in zip(live, pred.decode(pred.predict_from_embeddings(rows.eo[live], rows.er[live]))):
+            out[i] = s
+    return out
+
+
+def measure_speed(pred, rows: Rows, n: int) -> float | None:
+    """Rows/s of the runtime path (texts encoded for real, no cache) on up to n live rows."""
+    live = np.flatnonzero(rows.live)[:n]
+    if not len(live):
+        return None
+    o, r = list(rows.df[C.COL_ORIGINAL].iloc[live]), list(rows.df[C.COL_REWRITTEN].iloc[live])
+    t0 = time.perf_counter()
+    pred.predict_batch(o, r)
+    return len(live) / (time.perf_counter() - t0)
+
+
+def run_eval(cfg: EvalConfig, log=print) -> dict:
+    t0 = time.time()
+    run_dir = new_run_dir(cfg.runs_dir, "eval")
+    record_run(run_dir, cfg, cfg.settings.seed)
+    emb = Embedder.resolve(cfg.embedder)
+    log(emb.spec.describe())
+    cache = EmbeddingCache(emb, cfg.cache_dir)
+    df = load_pairs(cfg.data)
+    log(f"pairs: {len(df)} rows from " + ", ".join(f"{s} ({n})" for s, n in df[C.COL_SOURCE].value_counts(sort=False).items()))
+    rows = embed_rows(df, cache)
+    folds = folds_for(cfg.protocol, df[C.COL_SOURCE], df[C.COL_PROMPT], cfg.k, cfg.settings.seed, cfg.holdout or None)
+    per_row, speeds, fits = [], {}, []
+    for fold in folds:
+        check_disjoint(fold, df[C.COL_PROMPT])
+        tr, va = rows.take(fold.train), rows.take(fold.val)
+        exclude = {normalise_prompt(p) for p in va.df[C.COL_PROMPT]}
+        log(f"{fold.name}: fit on {len(tr.df)} rows ({fold.purged} purged: prompt also held out), score {len(va.df)}")
+        for name in cfg.methods:
+            t1 = time.time()
+            pred, mean = fit_method(name, tr, cfg, emb, cache, exclude, log)
+            preds = predict_rows(pred, mean, va)
+            scs = np.sum(cache.encode(preds) * va.ep, 1) ** C.SCS_EXPONENT
+            per_row.append(pd.DataFrame({"fold": fold.name, "method": name, "id": va.ids, "source": va.df[C.COL_SOURCE],
+                                         "pred": preds, "true": va.df[C.COL_PROMPT], "scs": scs}))
+            fits.append({"fold": fold.name, "method": name, "train_ids": tr.ids, "val_rows": len(va.df),
+                         "scs": round(float(scs.mean()), 5), "fit_s": round(time.time() - t1, 1),
+                         "params": getattr(pred, "manifest", {"mean_prompt": mean.prompt})})
+            if fold is folds[-1]:
+                speeds[name] = measure_speed(pred, va, cfg.speed_rows) if pred.name != "mean" else None
+            log(f"  {name:<14} SCS {scs.mean():.4f}  ({time.time() - t1:.0f} s)")
+    per_row = pd.concat(per_row, ignore_index=True)
+    lb = leaderboard(per_row, BASELINE, speeds, cfg.settings.seed)
+    metric = "PROXY SCS (all-MiniLM-L6-v2, not sentence-t5-base)" if emb.spec.is_proxy else "SCS (sentence-t5-base)"
+    title = f"recover eval: {cfg.protocol}, {len(df)} rows, {metric}"
+    log(format_leaderboard(lb, title))
+    meta = {"protocol": cfg.protocol, "metric": metric, "embedder": str(emb.spec.path), "is_proxy": emb.spec.is_proxy,
+            "data": [str(p) for p in cfg.data], "folds": [{"name": f.name, "train": len(f.train), "val": len(f.val),
+                                                           "purged": f.purged} for f in folds],
+            "config": asdict(cfg), "seconds": round(time.time() - t0, 1)}
+    if cfg.report:
+        write_report(Path(cfg.report), lb, per_row, {**meta, "fits": [{k: v for k, v in f.items() if k != "train_ids"}
+                                                                      for f in fits]}, title)
+        log(f"report: {cfg.report}")
+    out = {"leaderboard": lb, "per_row": per_row, "fits": fits, "meta": meta}
+    if cfg.ship:
+        from .ship import ship
+
+        out["shipped"] = ship(out, rows, cfg, emb, cache, cfg.command, log)
+    record_run(run_dir, cfg, cfg.settings.seed, {"result": {**meta, "leaderboard": lb.to_dict(orient="records")}})
+    log(f"eval took {time.time() - t0:.0f} s")
+    return out

@@ -1,0 +1,52 @@
+"""The ONE default predictor, used by `recover predict` with no flags, `make demo` and the notebook.
+
+`recover/assets/default_predictor.json` names it and records why (its leave-one-source-out figures
+and the command that produced them). It is written by `recover eval --ship` and nowhere else.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .. import constants as C
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_FILE = ASSETS / C.DEFAULT_PREDICTOR_FILE
+
+
+def default_choice() -> dict:
+    """{"predictor": "embed"|"mean", "model": path or None, "why": ...}; the mean prompt if nothing is shipped."""
+    if not DEFAULT_FILE.is_file():
+        return {"predictor": "mean", "model": None, "why": "no default_predictor.json shipped"}
+    d = json.loads(DEFAULT_FILE.read_text())
+    model = str(ASSETS / d["model"]) if d.get("model") else None
+    if model and not (Path(model) / C.MANIFEST_FILE).is_file():
+        raise FileNotFoundError(f"{DEFAULT_FILE}: names {model}, which has no {C.MANIFEST_FILE}")
+    return {**d, "model": model}
+
+
+def resolve_predictor(predictor: str | None, model: str | None) -> tuple[str, str | None]:
+    """What `--predictor` / `--model` mean together; every combination is explicit or an error."""
+    if predictor is None and model is None:
+        d = default_choice()
+        return d["predictor"], d["model"]
+    if predictor is None:
+        predictor = infer_kind(model)
+    if predictor == "embed" and model is None:
+        d = default_choice()
+        shipped = d["model"] if d["predictor"] == "embed" else None
+        if shipped is None:
+            raise ValueError("--predictor embed: no --model given and no embed predictor is shipped")
+        return "embed", shipped
+    if predictor == "mean" and model is not None:
+        raise ValueError("--predictor mean takes no --model (use --mean-prompt for another constant)")
+    return predictor, model
+
+
+def infer_kind(model: str) -> str:
+    if model.endswith(".gguf"):
+        return "llm"
+    mf = Path(model) / C.MANIFEST_FILE
+    if mf.is_file() and json.loads(mf.read_text()).get("kind") == "embed_predictor":
+        return "embed"
+    raise ValueError(f"--model {model}: neither a .gguf file nor an embed-predictor folder; pass --predictor")

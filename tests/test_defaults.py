@@ -1,0 +1,63 @@
+"""One default predictor everywhere: `recover predict` with no flags, `make demo`, the notebook."""
+import json
+
+import pandas as pd
+import pytest
+
+from recover import constants as C
+from recover.cli import main
+from recover.predict.base import MeanPrompt
+from recover.predict.defaults import default_choice, resolve_predictor
+
+
+def test_shipped_default_is_consistent():
+    d = default_choice()
+    assert d["predictor"] in ("mean", "embed") and d.get("loso"), "default_predictor.json must carry LOSO figures"
+    assert "recover eval" in d["command"] and "--ship" in d["command"]
+    if d["predictor"] == "embed":
+        m = json.loads((__import__("pathlib").Path(d["model"]) / C.MANIFEST_FILE).read_text())
+        # the predictor falls back to, and decodes with, the same mean prompt the package ships
+        assert m["mean_prompt"] == MeanPrompt.load(None).prompt
+        assert m["loso"] == d["loso"][d["method"]]
+
+
+def test_predict_no_flags_equals_demo_default(tmp_path, test_csv):
+    from recover.demo import run_demo
+
+    assert main(["predict", "--input", str(test_csv), "--output", str(tmp_path / "cli.csv")]) == 0
+    run_demo(str(tmp_path / "demo"))
+    cli = pd.read_csv(tmp_path / "cli.csv", dtype=str, keep_default_na=False)
+    demo = pd.read_csv(tmp_path / "demo" / "submission.csv", dtype=str, keep_default_na=False)
+    assert cli.equals(demo)
+    cfg = json.loads(next((tmp_path / "recover_runs").glob("predict-*/config.json")).read_text())["config"]
+    d = default_choice()
+    assert (cfg["predictor"], cfg["model"]) == (d["predictor"], d["model"])
+
+
+def test_notebook_falls_back_to_the_same_default(tmp_path):
+    from recover.kaggle import stage
+    from recover.kaggle.config import KaggleConfig
+
+    d = stage.render_kernel("submit", KaggleConfig.load("setup.cfg"), tmp_path)
+    nb = json.loads(next(d.glob("*.ipynb")).read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert f"DEFAULT_MEAN = {MeanPrompt.load(None).prompt!r}" in code and "DEFAULT_MEAN = None" not in code
+
+
+def test_predictor_and_model_flags_are_explicit(tmp_path):
+    d = default_choice()
+    assert resolve_predictor(None, None) == (d["predictor"], d["model"])
+    if d["predictor"] == "embed":
+        assert resolve_predictor("embed", None) == ("embed", d["model"])
+        assert resolve_predictor(None, d["model"]) == ("embed", d["model"])  # a folder is not "mean"
+    assert resolve_predictor(None, "m.gguf") == ("llm", "m.gguf")
+    with pytest.raises(ValueError, match="neither a .gguf file nor an embed-predictor folder"):
+        resolve_predictor(None, str(tmp_path))
+    with pytest.raises(ValueError, match="takes no --model"):
+        resolve_predictor("mean", "x.gguf")
+
+
+def test_combine_with_the_mean_predictor_is_an_error(tmp_path, test_csv, capsys):
+    rc = main(["predict", "--input", str(test_csv), "--output", str(tmp_path / "s.csv"), "--predictor", "mean",
+               "--combine", "llm+mean"])
+    assert rc == 2 and "needs a model predictor" in capsys.readouterr().err

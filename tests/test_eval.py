@@ -1,0 +1,158 @@
+"""The evaluation protocols are honest: prompt-disjoint folds, LOSO fits that never see held-out rows."""
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recover import constants as C
+from recover.eval.protocols import check_disjoint, grouped_kfold, loso_folds, normalise_prompt
+
+BASE = ["Rewrite this as a poem.", "Make it a pirate speech", "Turn the text into a formal email",
+        "Summarize in one line", "Write it as a fairy tale for children", "Make this sound like Yoda"]
+
+
+def variants(p: str, rng: random.Random) -> str:
+    """The same prompt as a user would vary it: case, punctuation, spacing."""
+    q = p.upper() if rng.random() < 0.3 else p.lower() if rng.random() < 0.5 else p
+    q = q.rstrip(".!") + rng.choice(["", ".", "!", " .", "?!"])
+    return rng.choice(["", " ", "  "]) + q.replace(" ", rng.choice([" ", "  ", " - ", ", "]), 1)
+
+
+def test_normalise_prompt_collapses_case_punctuation_space():
+    assert normalise_prompt("  Rewrite, THIS -- as a poem!! ") == "rewrite this as a poem"
+    assert normalise_prompt("Rewrite this as a poem") != normalise_prompt("Rewrite this as a song")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_grouped_kfold_never_puts_a_prompt_on_both_sides(seed):
+    rng = random.Random(seed)
+    prompts = [variants(rng.choice(BASE), rng) for _ in range(rng.randint(30, 120))]
+    prompts += [f"unique prompt number {i}" for i in range(rng.randint(0, 20))]
+    k = rng.choice([2, 3, 5])
+    folds = grouped_kfold(prompts, k, seed)
+    seen = np.concatenate([f.val for f in folds])
+    assert sorted(seen.tolist()) == list(range(len(prompts)))  # every row validated exactly once
+    for f in folds:
+        check_disjoint(f, prompts)
+        assert not set(f.train) & set(f.val)
+        keys_tr = {normalise_prompt(prompts[i]) for i in f.train}
+        assert all(normalise_prompt(prompts[i]) not in keys_tr for i in f.val)
+
+
+def test_check_disjoint_catches_a_leak():
+    from recover.eval.protocols import Fold
+
+    with pytest.raises(AssertionError, match="in train and validation"):
+        check_disjoint(Fold("x", np.array([0]), np.array([1])), ["Make it a poem.", "make it a POEM"])
+
+
+def test_loso_holds_out_each_source_and_purges_shared_prompts():
+    sources = ["a"] * 4 + ["b"] * 3 + ["c"] * 3
+    prompts = ["p1", "p2", "shared!", "p3", "q1", "Shared", "q2", "r1", "r2", "r3"]
+    folds = {f.name: f for f in loso_folds(sources, prompts)}
+    assert list(folds) == ["loso:a", "loso:b", "loso:c"]
+    fa = folds["loso:a"]
+    assert fa.val.tolist() == [0, 1, 2, 3] and 5 not in fa.train and fa.purged == 1
+    for f in folds.values():
+        check_disjoint(f, prompts)
+    with pytest.raises(ValueError, match="not a source"):
+        loso_folds(sources, prompts, holdout=["z"])
+
+
+STYLES = {
+    "Rewrite this text as a rhyming poem.": "Roses bloom and verses rhyme, {t} in rhythm, line by line.",
+    "Make this sound like a pirate captain.": "Arr matey, ahoy! {t} Shiver me timbers, says the captain.",
+    "Turn this into a formal business email.": "Dear Sir or Madam, I am writing regarding: {t} Kind regards.",
+    "Summarize this text as a short news headline.": "BREAKING NEWS HEADLINE: {t}",
+    "Make it a bedtime story for a child.": "Once upon a time, little one, {t} and everyone slept soundly.",
+    "Make this sound like a sports commentator.": "AND HE SCORES! Folks, {t} What a moment in this game!",
+}
+TOPICS = ["the bakery opened a new shop", "the river flooded the village", "our team won the final match",
+          "the museum shows dinosaur bones", "a storm closed the airport", "the library extends its hours"]
+
+
+def write_sources(tmp_path, n=24):
+    """Three sources; each uses its own wording of the prompts (so LOSO is prompt-disjoint) plus one shared."""
+    paths = []
+    for s, suffix in zip("abc", ["", " Please.", " Now."]):
+        rng = random.Random(s)
+        rows = []
+        for i in range(n):
+            p = rng.choice(list(STYLES))
+            t = rng.choice(TOPICS)
+            prompt = "Improve this text." if i == 0 else p + suffix  # "Improve this text." recurs in every source
+            rows.append({"id": f"{s}{i:03d}", "original_text": f"Yesterday {t}.",
+                         "rewritten_text": STYLES[p].format(t=t), "rewrite_prompt": prompt})
+        rows.append({"id": f"{s}empty", "original_text": "", "rewritten_text": "x", "rewrite_prompt": "Shorten it."})
+        p = tmp_path / f"src_{s}.csv"
+        pd.DataFrame(rows).to_csv(p, index=False)
+        paths.append(str(p))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def loso_run(tmp_path_factory):
+    from recover.eval.methods import FitSettings
+    from recover.eval.run import EvalConfig, run_eval
+    from recover.meanprompt.optimize import OptimizeConfig
+
+    tmp = tmp_path_factory.mktemp("eval")
+    settings = FitSettings(bank_size=40, search=OptimizeConfig(beam=2, steps=4, prerank=32, insert_words=4, max_tokens=32))
+    cfg = EvalConfig(data=write_sources(tmp), methods=["mean", "mean:shipped", "embed"],
+                     settings=settings, cache_dir=str(tmp / "cache"), report=str(tmp / "report"),
+                     runs_dir=str(tmp / "runs"), speed_rows=4)
+    return run_eval(cfg, log=lambda *a: None), tmp
+
+
+def test_loso_fits_never_see_a_held_out_row(loso_run):
+    res, _ = loso_run
+    ids = res["per_row"].groupby("fold")["id"].apply(set).to_dict()
+    assert set(ids) == {"loso:src_a", "loso:src_b", "loso:src_c"}
+    for fit in res["fits"]:
+        held = ids[fit["fold"]]
+        assert held and not held & set(fit["train_ids"]), f"{fit['method']} in {fit['fold']} saw held-out rows"
+        # the prompt shared by all sources is purged from training
+        assert not any(i.endswith("000") for i in fit["train_ids"])
+        assert fit["train_ids"]
+
+
+def test_leaderboard_report_and_every_row_scored_once(loso_run):
+    res, tmp = loso_run
+    pr = res["per_row"]
+    for m, g in pr.groupby("method"):
+        assert len(g) == 75 and g.id.is_unique
+    # the empty-text row gets the fold's mean prompt, like `recover predict`
+    e = pr[(pr.id == "aempty") & (pr.method == "embed")].pred.iloc[0]
+    assert e == pr[(pr.id == "aempty") & (pr.method == "mean")].pred.iloc[0]
+    lb = res["leaderboard"]
+    assert {"ci_low", "ci_high", "gain_vs_mean", "scs[src_a]", "rows_per_s"} <= set(lb.columns)
+    assert (lb.ci_low <= lb.scs).all() and (lb.scs <= lb.ci_high).all()
+    assert lb.set_index("method").loc["mean", "gain_vs_mean"] == 0
+    for f in ("leaderboard.csv", "leaderboard.json", "per_row.csv", "leaderboard.png"):
+        assert (tmp / "report" / f).stat().st_size > 0
+    # the learnable map is learnt: the embed predictors beat the constant across sources
+    s = lb.set_index("method").scs
+    assert s["embed"] > s["mean"] + 0.05
+
+
+def test_bootstrap_ci_brackets_the_mean_and_shrinks_with_n():
+    from recover.eval.leaderboard import bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    small, big = rng.normal(0.3, 0.1, 50), rng.normal(0.3, 0.1, 5000)
+    lo_s, hi_s = bootstrap_ci(small)
+    lo_b, hi_b = bootstrap_ci(big)
+    assert lo_s < small.mean() < hi_s and lo_b < big.mean() < hi_b
+    assert hi_b - lo_b < (hi_s - lo_s) / 4
+
+
+def test_blank_prediction_fails_recover_score(tmp_path, capsys):
+    from recover.cli import main
+
+    (tmp_path / "truth.csv").write_text("id,rewrite_prompt\na,hello\nb,rewrite it\n")
+    for bad in ('""', "   ", "nan"):
+        (tmp_path / "pred.csv").write_text(f"id,rewrite_prompt\na,Make it a poem\nb,{bad}\n")
+        assert main(["score", "--pred", str(tmp_path / "pred.csv"), "--truth", str(tmp_path / "truth.csv")]) == 2
+        err = capsys.readouterr().err
+        assert "blank rewrite_prompt for id 'b'" in err and len(err.strip().splitlines()) == 1
