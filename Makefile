@@ -63,7 +63,7 @@ bench-meanprompt: setup
 # --- honest evaluation: leave-one-source-out over ../shared/data (README: Evaluation) -------------
 EVAL_DATA := $(wildcard $(SHARED)/gemma_rewrites_a.csv $(SHARED)/gemma_rewrites_b.csv $(SHARED)/gpt35_rewrites_c.csv)
 # What a fit may use besides its training rows: sources weighed, public prompt lists as mean-prompt targets.
-EVAL_FIT_ARGS ?= --targets-file $(SHARED)/rewrite_prompts.txt --targets-weight 0.5
+EVAL_FIT_ARGS ?= --targets-file $(SHARED)/rewrite_prompts.txt --targets-weight 2
 EVAL_ARGS = $(foreach f,$(EVAL_DATA),--data $(f)) $(EVAL_FIT_ARGS)
 HOLDOUT ?= gemma_rewrites_a
 

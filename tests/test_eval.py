@@ -156,3 +156,36 @@ def test_blank_prediction_fails_recover_score(tmp_path, capsys):
         assert main(["score", "--pred", str(tmp_path / "pred.csv"), "--truth", str(tmp_path / "truth.csv")]) == 2
         err = capsys.readouterr().err
         assert "blank rewrite_prompt for id 'b'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_shipped_manifests_have_the_schema_ship_writes(tmp_path, monkeypatch):
+    """Ship on crafted data into a temporary package: the committed files must have the same keys."""
+    import json
+
+    from recover.eval import ship as ship_mod
+    from recover.eval.methods import FitSettings
+    from recover.eval.run import EvalConfig, run_eval
+    from recover.meanprompt.optimize import OptimizeConfig
+    from recover.predict.base import DEFAULT_MEAN_PROMPT_PATH
+    from recover.predict.defaults import ASSETS, DEFAULT_FILE
+
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    monkeypatch.setattr(ship_mod, "ASSETS", assets)
+    monkeypatch.setattr(ship_mod, "DEFAULT_FILE", assets / DEFAULT_FILE.name)
+    monkeypatch.setattr(ship_mod, "DEFAULT_MEAN_PROMPT_PATH", tmp_path / "default.json")
+    settings = FitSettings(bank_size=30, search=OptimizeConfig(beam=1, steps=3, prerank=16, insert_words=2, max_tokens=24))
+    run_eval(EvalConfig(data=write_sources(tmp_path, n=14), methods=["mean", "embed"], settings=settings,
+                        cache_dir=str(tmp_path / "cache"), runs_dir=str(tmp_path / "runs"), speed_rows=2,
+                        ship=True, command="recover eval --ship (test)"), log=lambda *a: None)
+    pairs = [(tmp_path / "default.json", DEFAULT_MEAN_PROMPT_PATH),
+             (assets / DEFAULT_FILE.name, DEFAULT_FILE)]
+    made = json.loads((assets / DEFAULT_FILE.name).read_text())
+    if made["predictor"] == "embed" and (ASSETS / C.EMBED_PREDICTOR_DIR).is_dir():
+        pairs.append((assets / C.EMBED_PREDICTOR_DIR / C.MANIFEST_FILE, ASSETS / C.EMBED_PREDICTOR_DIR / C.MANIFEST_FILE))
+    for new, shipped in pairs:
+        a, b = json.loads(new.read_text()), json.loads(shipped.read_text())
+        assert set(a) == set(b), f"{shipped.name}: {sorted(set(a) ^ set(b))}"
+        for k in ("loso",):
+            if k in a and "scs" in a[k]:
+                assert set(a[k]) == set(b[k])

@@ -90,7 +90,7 @@ def test_a_failing_row_falls_back_and_the_run_goes_on(tmp_path, smollm2_gguf, mo
 
     monkeypatch.setattr(LlamaPredictor, "predict_batch", flaky)
     stats = run_predict(PredictConfig(str(tmp_path / "t.csv"), str(tmp_path / "s.csv"), predictor="llm",
-                                      model=str(smollm2_gguf), llm=FAST, batch_size=3))
+                                      model=str(smollm2_gguf), llm=FAST, batch_size=3, on_model_error="fallback"))
     assert stats["status"] == {"ok": 2, "error": 1}
     sub = pd.read_csv(tmp_path / "s.csv", dtype=str, keep_default_na=False)
     assert list(sub["id"]) == ["a", "b", "c"] and all(sub[C.COL_PROMPT].str.strip() != "")

@@ -59,3 +59,22 @@ def test_parse_duration():
     assert parse_duration("45m") == 2700
     assert parse_duration("12") == 12
     assert parse_duration(None) is None
+
+
+def test_a_backend_failing_every_row_exits_non_zero_after_writing_a_valid_file(tmp_path, test_csv, monkeypatch, capsys):
+    from recover.cli import main
+    from recover.predict.embed import EmbedPredictor
+
+    def broken(self, originals, rewrites):
+        raise RuntimeError("backend exploded")
+
+    monkeypatch.setattr(EmbedPredictor, "predict_batch", broken)
+    out = tmp_path / "s.csv"
+    assert main(["predict", "--input", str(test_csv), "--output", str(out), "--predictor", "embed"]) == 2
+    assert "rows failed in the model" in capsys.readouterr().err
+    sub = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert len(sub) == 30 and all(sub["rewrite_prompt"].str.strip() != "")
+    # --on-model-error fallback accepts the same run, loudly
+    assert main(["predict", "--input", str(test_csv), "--output", str(out), "--predictor", "embed",
+                 "--on-model-error", "fallback", "--restart"]) == 0
+    assert "ERROR: 30 of 30 rows failed" in capsys.readouterr().out

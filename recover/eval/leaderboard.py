@@ -67,12 +67,15 @@ def write_report(out: Path, lb: pd.DataFrame, per_row: pd.DataFrame, meta: dict,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(lb)))
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.45 * len(lb)))
     y = np.arange(len(lb))[::-1]
-    ax.barh(y, lb.scs, color="#4477aa")
+    # a reference that has seen every row is drawn hatched, never like a held-out figure
+    ax.barh(y, lb.scs, color=["#bbbbbb" if m == "mean:shipped" else "#4477aa" for m in lb.method],
+            hatch=["//" if m == "mean:shipped" else "" for m in lb.method])
     ax.errorbar(lb.scs, y, xerr=[lb.scs - lb.ci_low, lb.ci_high - lb.scs], fmt="none", ecolor="black", capsize=3)
     ax.set_yticks(y, lb.method)
-    ax.set(xlabel="mean SCS (bootstrap 95% CI)", title=title)
+    ax.set_xlabel("mean SCS (bootstrap 95% CI)")
+    ax.set_title(title.replace(", PROXY", "\nPROXY"), fontsize=9)
     fig.tight_layout()
     fig.savefig(out / "leaderboard.png", dpi=110)
     plt.close(fig)

@@ -43,6 +43,9 @@ class EvalConfig:
             raise ValueError("--data: give at least one labelled pairs CSV")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"--protocol {self.protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+        if self.ship and (self.protocol != "loso" or BASELINE not in self.methods):
+            raise ValueError("--ship: the default is chosen under leave-one-source-out against the mean prompt; "
+                             "use --protocol loso with 'mean' in --methods")
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ValueError(f"--methods: unknown {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}")

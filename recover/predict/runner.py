@@ -188,7 +188,25 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
              "output": str(cfg.output), "run_dir": str(run_dir)}
     record_run(run_dir, cfg, cfg.seed, {"result": stats})
     log(f"wrote {cfg.output}: {len(ids)} rows " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    check_row_failures(counts, cfg.on_model_error, log)
     return stats
+
+
+# Above this share of attempted rows failing, the model is broken, not a row: say so, and under
+# --on-model-error fail exit non-zero (the valid all-fallback file is already written).
+MAX_FAILED_SHARE = 0.10
+
+
+def check_row_failures(counts: dict[str, int], on_model_error: str, log=print) -> None:
+    failed = counts.get("error", 0)
+    attempted = failed + counts.get("ok", 0)
+    if not attempted or failed / attempted <= MAX_FAILED_SHARE:
+        return
+    msg = (f"{failed} of {attempted} rows failed in the model ({100 * failed / attempted:.0f}% > "
+           f"{100 * MAX_FAILED_SHARE:.0f}%); they got the mean prompt")
+    if on_model_error == "fail":
+        raise RuntimeError(msg + "; the file is written and valid, exiting non-zero (--on-model-error fallback accepts it)")
+    log(f"ERROR: {msg} (--on-model-error fallback: accepted)")
 
 
 def _predict_chunk(predictor, df, chunk: list[int], ok: str) -> list[tuple[str | None, str]]:
