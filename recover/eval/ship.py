@@ -23,9 +23,9 @@ def pick_winner(lb: pd.DataFrame, baseline: str = "mean") -> str:
     """Best macro-average over held-out sources among methods never below the mean prompt on a source."""
     sources = [c for c in lb.columns if c.startswith("scs[")]
     gains = [c for c in lb.columns if c.startswith("gain[")]
-    lb = lb[lb.method != "mean:shipped"].copy()  # tuned before this protocol: not a candidate
-    lb["macro"] = lb[sources].mean(1)
-    ok = lb[(lb[gains] >= 0).all(1)] if gains else lb
+    lb = lb[lb.method != "mean:shipped"].copy()  # has seen every row: never a candidate
+    lb["macro"] = lb[sources].mean(axis=1)
+    ok = lb[(lb[gains] >= 0).all(axis=1)] if gains else lb
     return str((ok if len(ok) else lb[lb.method == baseline]).sort_values("macro", ascending=False).method.iloc[0])
 
 
