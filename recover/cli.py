@@ -46,16 +46,12 @@ def _fit_settings(a):
             weights[name] = float(w)
         except ValueError:
             raise ValueError(f"--source-weight {item!r}: use SOURCE=WEIGHT, e.g. gpt35_rewrites_c=0.25") from None
-    extra = []
-    for f in a.targets_file or []:
-        from .data.prompt_bank import load_prompt_file
+    from .data.prompt_bank import load_prompt_file
 
-        extra += [b.prompt for b in load_prompt_file(f)]
-    bank = []
-    for f in a.bank_file or []:
-        from .data.prompt_bank import load_prompt_file
+    def prompts(files):
+        return [b.prompt for f in files or [] for b in load_prompt_file(f)]
 
-        bank += [b.prompt for b in load_prompt_file(f)]
+    extra, bank = prompts(a.targets_file), prompts(a.bank_file)
     return FitSettings(source_weights=weights, extra_targets=extra, extra_weight=a.targets_weight if extra else 0.0,
                        bank_size=a.bank_size, extra_bank=bank)
 

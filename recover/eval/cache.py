@@ -13,7 +13,10 @@ import numpy as np
 
 from ..csvio import atomic_write_bytes
 
-_SMALL = 1 << 20  # files under 1 MiB are hashed whole; larger ones (weights) by name and size
+_SMALL = 1 << 20
+# Rewriting the whole store (tens of MB) after every few prediction strings would dominate a rerun;
+# small additions wait for save(), which `recover eval` calls at the end.
+SAVE_AT = 256  # files under 1 MiB are hashed whole; larger ones (weights) by name and size
 
 
 def embedder_fingerprint(path: str | Path) -> str:
@@ -55,7 +58,8 @@ class EmbeddingCache:
             self._rows.update(zip(missing, e))
             self.encoded += len(missing)
             self._dirty = True
-            self.save()
+            if len(missing) >= SAVE_AT:  # minutes of encoding: keep them even if the run dies
+                self.save()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([self._rows[k] for k in keys]).astype(np.float32)

@@ -2,7 +2,8 @@
 
 Each method's `fit` sees ONLY the training rows it is given (the ids are recorded, and a test
 asserts no held-out id is among them); hyper-parameters are chosen by inner folds on those rows
-(leave-one-source-out among the training sources when there are two or more). The fitted object is the runtime predictor itself, so what is scored is what ships.
+(leave-one-source-out among the training sources when there are two or more). The fitted object
+is the runtime predictor itself, so what is scored is what ships.
 """
 from __future__ import annotations
 
@@ -55,8 +56,7 @@ class FitSettings:
     search: OptimizeConfig = field(default_factory=lambda: OptimizeConfig(beam=3, steps=20, prerank=192,
                                                                           insert_words=12, max_tokens=64))
     vocab_size: int = 3000
-    inner_k: int = 3
-    inner_protocol: str = "loso"  # how hyper-parameters are chosen inside a fit: loso (by source) or kfold
+    inner_k: int = 3  # prompt-grouped inner folds when the training rows come from one source
     seed: int = C.DEFAULT_SEED
 
 
@@ -64,8 +64,7 @@ class FitSettings:
 def mean_targets(train: Rows, s: FitSettings, exclude: set[str] = frozenset()) -> tuple[list[str], np.ndarray]:
     """Unique target prompts and their weights: rows weighted by source, plus the prompt files."""
     w: dict[str, float] = {}
-    src = train.df[C.COL_SOURCE] if C.COL_SOURCE in train.df else pd.Series([""] * len(train.df))
-    for p, so in zip(train.df[C.COL_PROMPT], src):
+    for p, so in zip(train.df[C.COL_PROMPT], train.df[C.COL_SOURCE]):
         w[p] = w.get(p, 0.0) + s.source_weights.get(so, 1.0)
     total = sum(w.values())
     extra = [t for t in dict.fromkeys(s.extra_targets) if t not in w and normalise_prompt(t) not in exclude]
@@ -116,7 +115,7 @@ def project_bank(s: FitSettings) -> list[str]:
 def inner_folds(tr: Rows, s: FitSettings):
     """Hyper-parameters must survive a change of source, as the held-out source will be one: with two
     or more training sources the inner folds hold each out in turn; otherwise prompt-grouped k-fold."""
-    if C.COL_SOURCE in tr.df and tr.df[C.COL_SOURCE].nunique() >= 2 and s.inner_protocol == "loso":
+    if tr.df[C.COL_SOURCE].nunique() >= 2:
         return loso_folds(tr.df[C.COL_SOURCE], tr.df[C.COL_PROMPT])
     return grouped_kfold(list(tr.df[C.COL_PROMPT]), s.inner_k, s.seed)
 

@@ -119,6 +119,7 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
             if fold is folds[-1]:
                 speeds[name] = measure_speed(pred, va, cfg.speed_rows) if pred.name != "mean" else None
             log(f"  {name:<14} SCS {scs.mean():.4f}  ({time.time() - t1:.0f} s)")
+    cache.save()
     per_row = pd.concat(per_row, ignore_index=True)
     lb = leaderboard(per_row, BASELINE, speeds, cfg.settings.seed)
     metric = "PROXY SCS (all-MiniLM-L6-v2, not sentence-t5-base)" if emb.spec.is_proxy else "SCS (sentence-t5-base)"
@@ -137,6 +138,7 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
         from .ship import ship
 
         out["shipped"] = ship(out, rows, cfg, emb, cache, cfg.command, log)
+        cache.save()
     record_run(run_dir, cfg, cfg.settings.seed, {"result": {**meta, "leaderboard": lb.to_dict(orient="records")}})
     log(f"eval took {time.time() - t0:.0f} s")
     return out
