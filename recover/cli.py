@@ -32,8 +32,18 @@ def _eval(a):
     from .eval.run import EvalConfig, run_eval
 
     run_eval(EvalConfig(data=a.data, methods=a.methods.split(","), protocol=a.protocol, k=a.k, holdout=a.holdout or [],
-                        settings=_fit_settings(a), embedder=a.embedder, cache_dir=a.cache_dir, report=a.report,
+                        preds=_named_files(a.pred), settings=_fit_settings(a), embedder=a.embedder, cache_dir=a.cache_dir, report=a.report,
                         ship=a.ship, command="recover " + " ".join(sys.argv[1:]) if a.ship else ""))
+
+
+def _named_files(items) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ValueError(f"--pred {item!r}: use NAME=path/to/submission.csv")
+        out[name.strip()] = path.strip()
+    return out
 
 
 def _fit_settings(a):
@@ -91,17 +101,24 @@ def _data_split(a):
 
 
 def _kaggle(a):
+    from . import constants as C
     from .kaggle import push, stage
     from .kaggle.config import KaggleConfig
+    from .predict.defaults import resolve_model_path
 
     cfg = KaggleConfig.load(a.config)
     if a.action == "wheels":
         print(stage.build_wheels(a.wheels, download=not a.no_download))
     elif a.action == "datasets":
         print(stage.stage_wheels_dataset(cfg, a.wheels, a.out))
-        print(stage.stage_model_dataset(cfg, a.model, a.embed, a.mean_prompt, a.out))
+        model = resolve_model_path(a.model) if a.model else None
+        print(stage.stage_model_dataset(cfg, model, a.embed, a.mean_prompt, a.out, lora=a.lora))
         for slug in (cfg.wheels_dataset, cfg.model_dataset):
             push.validate_dataset_folder(f"{a.out}/{slug}")
+    elif a.action == "submit":
+        if a.version is None:
+            raise ValueError("kaggle submit: --version N (the submission kernel's version to submit)")
+        push.submit_kernel(C.COMPETITION_SLUG, f"{cfg.username}/{cfg.submit_kernel}", a.version, a.message)
     elif a.action == "publish":
         for slug in (cfg.wheels_dataset, cfg.model_dataset):
             push.publish_dataset(f"{a.out}/{slug}", new=a.new)
@@ -157,6 +174,25 @@ def _train_lora(a):
     from .train.run import train
 
     train(a.what, a.recipe, a.overrides)
+
+
+CHAIN_KEYS = ("data", "holdout", "out", "sft_rows", "dpo_rows", "k", "eval_rows", "n_ctx", "temperature", "margin",
+              "sft_lr", "dpo_lr", "dpo_beta", "seed")
+
+
+def _train_chain(a):
+    from .train.chain import ChainConfig, resolve_chain_recipe, run_chain, ship_adapter
+
+    cfg = ChainConfig.load(resolve_chain_recipe(a.recipe), {k: getattr(a, k) for k in CHAIN_KEYS})
+    run_chain(cfg, a.stages.split(",") if a.stages else None)
+    if a.ship:
+        ship_adapter(cfg, a.ship, "recover " + " ".join(sys.argv[1:]))
+
+
+def _export_lora(a):
+    from .export.lora import export_lora
+
+    export_lora(a.base, a.adapter, a.out, a.outtype)
 
 
 def _export(a):
@@ -233,6 +269,19 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--recipe", help="YAML path or built-in name (smollm2-cpu, phi-2-t4, ...)")
         t.set_defaults(fn=_train_lora, overrides=[])
 
+    t = tsub.add_parser("chain", help="SFT -> on-policy pairs -> DPO -> LoRA GGUFs -> held-out eval, under LOSO; resumable")
+    t.add_argument("--recipe", help="chain YAML (built-in: chain-smollm2-cpu, chain-gemma-2b-t4) or a path")
+    t.add_argument("--data", action="append", help="labelled pairs CSV per source; repeat (overrides the recipe)")
+    t.add_argument("--holdout", help="source (file stem) held out for evaluation")
+    t.add_argument("--out", help="chain folder (default build/train-dev)")
+    t.add_argument("--stages", help=f"comma-separated subset, in order (default: all)")
+    for key, typ in (("sft_rows", int), ("dpo_rows", int), ("k", int), ("eval_rows", int), ("n_ctx", int),
+                     ("temperature", float), ("margin", float), ("sft_lr", float), ("dpo_lr", float),
+                     ("dpo_beta", float), ("seed", int)):
+        t.add_argument("--" + key.replace("_", "-"), dest=key, type=typ)
+    t.add_argument("--ship", metavar="NAME", help="after the chain: copy the SFT+DPO LoRA GGUF to recover/assets/lora/NAME")
+    t.set_defaults(fn=_train_chain)
+
     s = sub.add_parser("data", help="training-data stages")
     dsub = s.add_subparsers(dest="stage", required=True)
     d = dsub.add_parser("split", help="hold one source out (LOSO), purging prompts it shares with the others")
@@ -284,6 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--embedder")
     s.set_defaults(fn=_data)
 
+    s = sub.add_parser("export-lora", help="LoRA adapter -> LoRA GGUF on a base GGUF, verified (ships a few MB)")
+    s.add_argument("--base", default=C.PYPI_SMOLLM2, help="base GGUF the adapter is served on, or pypi:smollm2")
+    s.add_argument("--adapter", required=True, help="peft LoRA folder")
+    s.add_argument("--out", required=True, help="LoRA GGUF file to write (+ .manifest.json beside it)")
+    s.add_argument("--outtype", default="q8_0", choices=["q8_0", "f16"])
+    s.set_defaults(fn=_export_lora)
+
     s = sub.add_parser("export", help="merge adapter -> GGUF (runtime's own converter) -> quantize -> verify")
     s.add_argument("--base", required=True, help="HF folder, or pypi:smollm2")
     s.add_argument("--adapter", help="LoRA adapter folder (omit to export the base)")
@@ -293,17 +349,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_export)
 
     s = sub.add_parser("kaggle", help="offline wheels, datasets, kernels; validate and push with the kaggle CLI")
-    s.add_argument("action", choices=["wheels", "datasets", "publish", "kernel"])
+    s.add_argument("action", choices=["wheels", "datasets", "publish", "kernel", "submit"])
     s.add_argument("--config", default="setup.cfg", help="holds [recover.kaggle] (username, slugs)")
     s.add_argument("--wheels", default="build/wheels")
     s.add_argument("--no-download", action="store_true", help="wheels: skip pip download (offline rebuild)")
     s.add_argument("--out", help="default: build/datasets or build/kernels")
     s.add_argument("--model", help="datasets: GGUF to ship")
     s.add_argument("--embed", help="datasets: embed-predictor folder to ship")
+    s.add_argument("--lora", help="datasets: a LoRA GGUF (or shipped name, e.g. smollm2-dpo) staged beside --model")
     s.add_argument("--mean-prompt", help="datasets: mean_prompt.json to ship (default: the package's)")
     s.add_argument("--new", action="store_true", help="publish: datasets create (default: datasets version)")
     s.add_argument("--name", default="submit", help="kernel: kernels/<name> (submit, wheels, bench, rewrite, train)")
     s.add_argument("--push", action="store_true", help="kernel: run `kaggle kernels push` after validating")
+    s.add_argument("--version", type=int, help="submit: the submission kernel's version (kaggle kernels status)")
+    s.add_argument("--message", default="recover", help="submit: the submission's description")
     s.add_argument("--shard", help="kernel rewrite: i/N, one kernel per shard")
     s.set_defaults(fn=_kaggle)
 
@@ -324,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--embedder")
     s.add_argument("--cache-dir", default="build/cache", help="embeddings by content hash; reruns take seconds")
     s.add_argument("--report", help="folder for leaderboard.csv/json, per_row.csv, leaderboard.png")
+    s.add_argument("--pred", action="append", metavar="NAME=CSV",
+                   help="also score a submission made outside eval (e.g. an LLM) on the one --holdout source; repeat")
     s.add_argument("--ship", action="store_true", help="refit the winner on all rows and write the package defaults")
     s.set_defaults(fn=_eval)
 
@@ -387,7 +448,7 @@ def main(argv=None, block_training_stack: bool = False) -> int:
     from .quiet import inference_only, quiet_libraries
 
     quiet_libraries()
-    if block_training_stack and args.cmd not in ("train", "export"):
+    if block_training_stack and args.cmd not in ("train", "export", "export-lora"):
         inference_only()  # only train/export need peft/trl/bitsandbytes (slow, noisy imports)
     if args.cmd == "kaggle" and not args.out:
         args.out = "build/kernels" if args.action == "kernel" else "build/datasets"

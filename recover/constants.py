@@ -50,3 +50,10 @@ COMPETITION_SLUG = "llm-prompt-recovery"
 KAGGLE_MACHINE_SHAPE = "NvidiaTeslaT4"
 KAGGLE_TIME_LIMIT_S = 9 * 3600
 KAGGLE_TEST_ROWS = 1400
+
+# Base models inside PyPI wheels, by the names the CLI accepts for --model / --base.
+PYPI_SMOLLM2 = "pypi:smollm2"
+# Shipped LoRA adapters: recover/assets/lora/<name>/{manifest.json, <name>.gguf}; `--lora <name>`.
+LORA_ASSETS_DIR = "lora"
+LORA_FORMAT_VERSION = 1
+DEFAULT_LORA = "smollm2-dpo"

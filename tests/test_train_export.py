@@ -52,7 +52,10 @@ def test_dpo_lora_and_qlora_then_export_q8_and_predict(tmp_path, test_csv):
     qlora = train("dpo", "smollm2-cpu", common + ["--output_dir", str(tmp_path / "qlora"), "--load_in_4bit", "true",
                                                  "--max_steps", "1"])
     assert (qlora / "adapter_model.safetensors").is_file()
+    # QLoRA really trained on a 4-bit base: every linear layer of the 30 decoder blocks is bnb nf4
+    assert json.loads((qlora / "metrics.json").read_text())["base_4bit_linear_layers"] >= 30 * 7
     adapter = train("dpo", "smollm2-cpu", common + ["--output_dir", str(tmp_path / "lora")])
+    assert json.loads((adapter / "metrics.json").read_text())["base_4bit_linear_layers"] == 0
     run = json.loads((adapter / "config.json").read_text())
     assert run["seed"] == 1234 and run["versions"]["trl"] and run["versions"]["peft"]
     assert (adapter / "loss.png").is_file() and json.loads((adapter / "metrics.json").read_text())["log_history"]
@@ -69,10 +72,27 @@ def test_dpo_lora_and_qlora_then_export_q8_and_predict(tmp_path, test_csv):
     sub = pd.read_csv(tmp_path / "sub.csv", dtype=str, keep_default_na=False)
     assert len(sub) == 30 and all(sub[C.COL_PROMPT].str.strip() != "") and stats["status"].get("ok") == 30
 
-    # the unmerged path: the LoRA GGUF applied by llama.cpp on top of the base GGUF
+    # DPO continued FROM that adapter (as the chain does from SFT): it moves, and no reference copy is saved
+    from safetensors.numpy import load_file
+
+    cont = train("dpo", "smollm2-cpu", common + ["--output_dir", str(tmp_path / "cont"), "--max_steps", "1",
+                                                 "--learning_rate", "1e-3", "--adapter_name_or_path", str(adapter)])
+    before, after = load_file(adapter / "adapter_model.safetensors"), load_file(cont / "adapter_model.safetensors")
+    assert before.keys() == after.keys() and any(abs(before[k] - after[k]).max() > 0 for k in before)
+    assert not (cont / "ref").exists()
+
+    # the unmerged path: a verified LoRA GGUF applied by llama.cpp on top of the packaged base GGUF
+    from recover.export.lora import export_lora
+    from recover.export.verify import PROMPTS
     from recover.predict.llm import LlamaConfig, LlamaPredictor
     from recover.pypi_models import smollm2_gguf
 
-    p = LlamaPredictor(LlamaConfig(model=str(smollm2_gguf()), lora_path=str(out / manifest["files"]["lora"]["file"]),
-                                   max_new_tokens=8, n_ctx=512))
-    assert len(p.predict_batch(["The shop opens at 9."], ["Arr, the shop be open at 9!"])) == 1
+    m = export_lora(C.PYPI_SMOLLM2, str(cont), str(tmp_path / "lora.gguf"))
+    v = m["verification"]
+    n = len(PROMPTS)
+    assert v["passed"] and v["top1_agree"] == f"{n}/{n}" and v["max_abs_logit_diff"] <= v["threshold"]
+    assert m["base_sha256"] and m["bytes"] == (tmp_path / "lora.gguf").stat().st_size
+    rows = (["The shop opens at 9."], ["Arr, the shop be open at 9!"])
+    cfg = dict(model=str(smollm2_gguf()), max_new_tokens=8, n_ctx=512)
+    tuned = LlamaPredictor(LlamaConfig(lora_path=str(tmp_path / "lora.gguf"), **cfg))
+    assert tuned.predict_batch(*rows)[0].strip()

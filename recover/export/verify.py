@@ -8,16 +8,21 @@ from .. import constants as C
 
 PROMPTS = ("Rewrite the following text as a haiku about autumn.",
            "Original text: The meeting moved to Thursday.\nRewritten text: Hear ye! The council gathers on Thursday.",
-           "What instruction turned a recipe into a pirate shanty?")
+           "What instruction turned a recipe into a pirate shanty?",
+           "Summarize the article below in one sentence for a busy executive.",
+           "The quick brown fox jumps over the lazy dog near the river bank at dawn.",
+           "Translate the tone of this email into that of a Shakespearean sonnet:",
+           "List three ways to make the text sound more formal.",
+           "Original text: Sales rose 8% this quarter.\nRewritten text: Arr, our plunder grew by eight parts in a hundred!")
 # max |logit diff| allowed against the fp32 HF model; measured on SmolLM2-135M: f16 ~0.05,
 # Q8_0 1.0-1.4 (max over a 49k vocab), Q4_K_M a few (see build/models/*/manifest.json).
 THRESHOLDS = {"F16": 0.5, "BF16": 1.0, "Q8_0": 2.0, "Q6_K": 3.0, "Q5_K_M": 4.0, "Q4_K_M": 6.0, "Q4_0": 8.0}
 
 
-def llama_logits(gguf: str, prompts=PROMPTS) -> tuple[list[np.ndarray], list[list[int]], dict]:
+def llama_logits(gguf: str, prompts=PROMPTS, lora: str | None = None) -> tuple[list[np.ndarray], list[list[int]], dict]:
     from ..predict.llama_engine import LlamaEngine
 
-    e = LlamaEngine(gguf, n_ctx_row=256, n_seq=1, n_batch=256, seed=C.DEFAULT_SEED)
+    e = LlamaEngine(gguf, n_ctx_row=256, n_seq=1, n_batch=256, seed=C.DEFAULT_SEED, lora_path=lora)
     outs, toks = [], []
     for p in prompts:
         t = e.tokenize(p, add_bos=e.model.add_bos_token(), special=True)
@@ -31,11 +36,16 @@ def llama_logits(gguf: str, prompts=PROMPTS) -> tuple[list[np.ndarray], list[lis
     return outs, toks, meta
 
 
-def hf_logits(model_dir: str, token_lists: list[list[int]]) -> list[np.ndarray]:
+def hf_logits(model_dir: str, token_lists: list[list[int]], adapter: str | None = None) -> list[np.ndarray]:
+    """fp32 reference logits; with `adapter`, the LoRA merged in memory (what the GGUF pair must match)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     m = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    if adapter:
+        from peft import PeftModel
+
+        m = PeftModel.from_pretrained(m, adapter).merge_and_unload().eval()
     with torch.no_grad():
         return [m(torch.tensor([t])).logits[0, -1].float().numpy() for t in token_lists]
 
@@ -51,5 +61,6 @@ def verify_gguf(gguf: str, quant: str, ref: list[np.ndarray] | None, ref_dir: st
     thr = THRESHOLDS.get(quant.upper(), 8.0)
     res = {"quant": quant, "loads": True, "max_abs_logit_diff": round(max(diffs), 4), "threshold": thr,
            "argmax_agree": f"{sum(agree)}/{len(agree)}", "chat_template": bool(meta.get(C.GGUF_CHAT_TEMPLATE))}
-    res["passed"] = res["max_abs_logit_diff"] <= thr and res["chat_template"]
+    # A quant may shift logits by its threshold, but it must still pick the same next token everywhere.
+    res["passed"] = res["max_abs_logit_diff"] <= thr and sum(agree) == len(agree) and res["chat_template"]
     return res

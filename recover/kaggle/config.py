@@ -22,6 +22,10 @@ class KaggleConfig:
     rewrite_kernel: str = "recover-rewrite-shard"
     train_kernel: str = "recover-qlora-dpo-t4x2"
     extra_datasets: str = ""  # comma-separated owner/slug, e.g. a public sentence-t5-base dataset
+    # One image for the CUDA-wheel builder and the submission, so the wheel runs on the CUDA runtime it
+    # was built against (kernel-metadata `docker_image`); empty: each kernel stays on the image of its
+    # first version (`docker_image_pinning_type: original`).
+    docker_image: str = ""
 
     @classmethod
     def load(cls, cfg_path: str | os.PathLike = "setup.cfg") -> "KaggleConfig":

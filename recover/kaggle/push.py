@@ -44,7 +44,8 @@ def validate_kernel_folder(folder: str | Path) -> dict:
     except ValueError as e:
         raise KaggleError(f"{folder}: kaggle rejects the kernel folder: {e}") from None
     meta = json.loads((Path(folder) / "kernel-metadata.json").read_text())
-    if meta.get("enable_internet") is not False and "submit" in str(folder):
+    # A kernel attached to the competition is a submission: the hidden rerun has no internet.
+    if meta.get("enable_internet") is not False and meta.get("competition_sources"):
         raise KaggleError(f"{folder}: a submission kernel must set enable_internet: false")
     return meta
 
@@ -70,6 +71,7 @@ def _kaggle_cli(args: list[str]) -> None:
     if not find_credentials():
         raise KaggleError(NO_CREDENTIALS)
     exe = shutil.which("kaggle") or str(Path(sys.executable).with_name("kaggle"))
+    print("$ kaggle " + " ".join(args), flush=True)
     r = subprocess.run([exe, *args], text=True, capture_output=True, env=os.environ.copy())
     out = (r.stdout + r.stderr).strip()
     print(out)
@@ -89,3 +91,17 @@ def publish_dataset(folder: str | Path, new: bool, message: str = "recover updat
         _kaggle_cli(["datasets", "create", "-p", str(folder), "-r", "zip"])
     else:
         _kaggle_cli(["datasets", "version", "-p", str(folder), "-r", "zip", "-m", message])
+
+
+def submit_args(competition: str, kernel: str, version: int, message: str, file: str = "submission.csv") -> list[str]:
+    """A code-competition submission: the file the kernel's run writes, the kernel and its version.
+    (`-k`/`-v` without `-f` exits 1 with "No file specified" in kaggle 2.2.5.)"""
+    if int(version) < 1:
+        raise KaggleError(f"VERSION {version}: a kernel version number >= 1 (see `kaggle kernels status {kernel}`)")
+    if "/" not in kernel:
+        raise KaggleError(f"kernel {kernel!r}: expected <owner>/<slug>")
+    return ["competitions", "submit", competition, "-f", file, "-k", kernel, "-v", str(int(version)), "-m", message]
+
+
+def submit_kernel(competition: str, kernel: str, version: int, message: str) -> None:
+    _kaggle_cli(submit_args(competition, kernel, version, message))

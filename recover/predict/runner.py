@@ -90,13 +90,24 @@ def make_cap(embedder: str | None, log=print):
         return lambda s: s[:_NO_TOKENIZER_CHAR_CAP].rstrip() if len(s) > _NO_TOKENIZER_CHAR_CAP else s
 
 
+def llm_options(llm: dict) -> dict:
+    """A shipped `--lora NAME` brings the settings it was trained with (template, n_ctx); flags win."""
+    if not llm.get("lora_path"):
+        return dict(llm)
+    from .defaults import resolve_lora
+
+    path, serve = resolve_lora(llm["lora_path"])
+    return {**serve, **llm, "lora_path": path}
+
+
 def build_predictor(cfg: PredictConfig, mean: MeanPrompt):
     if cfg.predictor == "mean":
         return MeanPredictor(mean)
     if cfg.predictor == "llm":
+        from .defaults import resolve_model_path
         from .llm import LlamaConfig, LlamaPredictor
 
-        return LlamaPredictor(LlamaConfig(model=cfg.model, seed=cfg.seed, **cfg.llm))
+        return LlamaPredictor(LlamaConfig(model=resolve_model_path(cfg.model), seed=cfg.seed, **llm_options(cfg.llm)))
     from .embed import EmbedPredictor
 
     return EmbedPredictor.load(cfg.model, embedder=cfg.embedder)
@@ -163,6 +174,8 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
             if deadline is not None and now + rate * len(chunk) > deadline:
                 results = [(None, "budget")] * len(chunk)
             else:
+                if hasattr(predictor, "deadline"):  # a chunk that runs long is cut at the deadline, not after it
+                    predictor.deadline = deadline
                 results = _predict_chunk(predictor, df, chunk, "model_error" if model_error else "ok")
                 timed_s += time.monotonic() - now
                 timed_rows += len(chunk)
@@ -221,12 +234,13 @@ def _predict_chunk(predictor, df, chunk: list[int], ok: str) -> list[tuple[str |
     try:
         preds = predictor.predict_batch([originals[k] for k in live], [rewrites[k] for k in live])
         for k, p in zip(live, preds):
-            out[k] = (p, ok)
+            out[k] = (p, ok) if p is not None else (None, "budget")  # None: cut off by the deadline
     except Exception as e:  # noqa: BLE001
         print(f"WARNING: batch failed ({type(e).__name__}: {e}); retrying row by row", file=sys.stderr)
         for k in live:
             try:
-                out[k] = (predictor.predict_batch([originals[k]], [rewrites[k]])[0], ok)
+                p = predictor.predict_batch([originals[k]], [rewrites[k]])[0]
+                out[k] = (p, ok) if p is not None else (None, "budget")
             except Exception as e2:  # noqa: BLE001
                 print(f"WARNING: row {df.at[chunk[k], C.COL_ID]!r} failed ({type(e2).__name__}: {e2}); "
                       "using the mean prompt", file=sys.stderr)

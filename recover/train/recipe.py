@@ -34,6 +34,8 @@ class ModelArgs:
     lora_dropout: float = 0.05
     lora_target_modules: list[str] | None = None
     load_in_4bit: bool = False
+    adapter_name_or_path: str | None = field(default=None, metadata={
+        "help": "start from this LoRA adapter (e.g. DPO from the SFT adapter); a frozen copy is the DPO reference"})
     target_hardware: str = field(default="cpu", metadata={"help": "cpu | t4 | any: enables hardware checks"})
 
     def __post_init__(self):
@@ -43,6 +45,10 @@ class ModelArgs:
             raise ValueError("load_in_4bit without LoRA (use_peft: false): 4-bit weights cannot be trained directly")
         if self.target_hardware == "t4" and self.torch_dtype == "bfloat16":
             raise ValueError("torch_dtype bfloat16 on a T4: the T4 has no bf16; use float16")
+        if self.adapter_name_or_path and not self.use_peft:
+            raise ValueError("adapter_name_or_path needs use_peft: true (the adapter is what trains)")
+        if self.adapter_name_or_path and not (Path(self.adapter_name_or_path) / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"adapter_name_or_path {self.adapter_name_or_path}: no adapter_config.json there")
         if self.target_hardware not in ("cpu", "t4", "any"):
             raise ValueError("target_hardware: cpu, t4 or any")
 

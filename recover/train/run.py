@@ -1,10 +1,12 @@
 """`recover train sft|dpo`: LoRA / QLoRA adapters with trl + peft (+ bitsandbytes nf4 4-bit)."""
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 from ..csvio import atomic_write_json
+from ..progress import is_terminal
 from ..runs import record_run
 from .hf_model import materialize_hf
 from .recipe import LORA_TARGETS, parse_recipe
@@ -41,6 +43,8 @@ def train(stage: str, recipe: str | None, overrides: list[str], log=print) -> Pa
     from transformers import set_seed
 
     m, d, t = parse_recipe(stage, recipe, overrides)
+    if not is_terminal():
+        t.disable_tqdm = True  # EtaLog prints a line every ~30 s instead of a carriage-return flood
     set_seed(t.seed)
     out = Path(t.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -55,7 +59,15 @@ def train(stage: str, recipe: str | None, overrides: list[str], log=print) -> Pa
     if d.max_train_rows:
         ds = ds.select(range(min(d.max_train_rows, len(ds))))
     peft_cfg = lora_config(m, model.config.model_type) if m.use_peft else None
-    cols = ["prompt", "chosen", "rejected"] if stage == "dpo" else ["messages"]
+    if m.adapter_name_or_path:  # continue this adapter; trl keeps a frozen copy of it as the DPO reference
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, m.adapter_name_or_path, is_trainable=True)
+        peft_cfg = None
+    # SFT: prompt/completion rows train on the answer only (the texts are input, not something to learn
+    # to write); plain "messages" rows train on every token.
+    cols = (["prompt", "chosen", "rejected"] if stage == "dpo" else
+            ["prompt", "completion"] if "completion" in ds.column_names else ["messages"])
     ds = ds.select_columns(cols)
     # eval_file: scored every eval_steps by the trainer (eval loss; DPO adds reward margins/accuracies)
     eval_ds = load_dataset("json", data_files=d.eval_file, split="train").select_columns(cols) if d.eval_file else None
@@ -69,17 +81,71 @@ def train(stage: str, recipe: str | None, overrides: list[str], log=print) -> Pa
 
         trainer = SFTTrainer(model=model, args=t, train_dataset=ds, eval_dataset=eval_ds, processing_class=tok,
                              peft_config=peft_cfg)
+    trainer.add_callback(EtaLog(stage, log))
+    resume = last_checkpoint(out)
+    if resume:
+        log(f"{stage}: resuming from {resume}")
     t0 = time.time()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     trainer.save_model(str(out))
+    shutil.rmtree(out / "ref", ignore_errors=True)  # the frozen reference copy is not the result
     tok.save_pretrained(str(out))
     hist = trainer.state.log_history
     atomic_write_json(out / "metrics.json", {"log_history": hist, "seconds": round(time.time() - t0, 1),
-                                             "base": str(base), "rows": len(ds), "stage": stage})
+                                             "base": str(base), "rows": len(ds), "stage": stage,
+                                             "base_4bit_linear_layers": count_4bit_linear(trainer.model)})
     (out / "base_model.txt").write_text(str(base) + "\n")
     plot_loss(hist, out / "loss.png", stage)
     log(f"{stage} done in {time.time() - t0:.0f} s: adapter in {out}")
     return out
+
+
+def count_4bit_linear(model) -> int:
+    """How many of the model's linear layers hold bitsandbytes 4-bit weights (QLoRA: all of the base)."""
+    try:
+        from bitsandbytes.nn import Linear4bit
+    except ImportError:
+        return 0
+    return sum(isinstance(m, Linear4bit) for m in model.modules())
+
+
+def last_checkpoint(out: Path) -> Path | None:
+    """The newest complete `checkpoint-N` (trainer_state.json written last) to resume a killed run."""
+    done = [p for p in out.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def _eta_callback_base():
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+class EtaLog(_eta_callback_base()):
+    """One line per ~30 s with step, loss and ETA: readable in a log, where tqdm's bar is disabled."""
+
+    def __init__(self, stage: str, log=print, every_s: float = 30.0):
+        self.stage, self.log, self.every_s = stage, log, every_s
+        self.t0 = self.last = None
+        self.first = 0
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.t0 = self.last = time.monotonic()
+        self.first = state.global_step
+        self.log(f"{self.stage}: {state.max_steps} optimiser steps (starting at {state.global_step})")
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        now = time.monotonic()
+        if not logs or "loss" not in logs:
+            return
+        if now - self.last < self.every_s and state.global_step < state.max_steps:
+            return
+        self.last = now
+        done = state.global_step - self.first
+        rate = (now - self.t0) / max(done, 1)
+        loss = round(float(logs["loss"]), 4)
+        self.log(f"{self.stage}: step {state.global_step}/{state.max_steps}, loss {loss}, "
+                 f"{rate:.1f} s/step, ETA {(state.max_steps - state.global_step) * rate / 60:.1f} min")
 
 
 def plot_loss(hist: list[dict], path: Path, stage: str) -> None:

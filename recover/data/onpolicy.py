@@ -1,0 +1,167 @@
+"""Stage 5b, on-policy DPO pairs (the seed's method).
+
+For each training row, sample k answers from the CURRENT model (base GGUF + LoRA) with the
+llama.cpp engine at temperature > 0, score each as it would be submitted (cleaned; an unusable
+one as the fallback mean prompt) against the true prompt with SCS, and pair chosen = best (a
+usable prompt) with rejected = worst when their SCS gap passes a margin. The pair holds the RAW
+generations, so DPO trains on what the policy actually wrote. The prompt side is the exact text
+the predictor serves with: both texts cut token-exactly by `LlamaPredictor.fit_row`.
+
+Resumable: each row's samples are appended to `<out>.samples.jsonl` as one line; a rerun skips
+rows already there (a torn last line from a kill is redone), and each row is sampled with a seed
+derived from (seed, id), so a resumed run writes exactly what an unbroken one would.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import constants as C
+from ..csvio import atomic_write_json, atomic_write_text, read_table
+from ..progress import progress
+from ..predict.postprocess import clean_llm_output
+from ..predict.prompting import build_messages
+from .rewrite import done_ids
+
+
+@dataclass
+class OnPolicyConfig:
+    rows: str  # labelled CSV: id, original_text, rewritten_text, rewrite_prompt
+    out: str  # DPO pairs JSONL in trl's conversational format
+    model: str  # base GGUF (or pypi:smollm2)
+    lora: str | None = None  # the current policy's LoRA GGUF on top of it
+    k: int = 4
+    temperature: float = 0.8
+    top_p: float = 0.95
+    margin: float = 0.05  # keep a pair only if SCS(chosen) - SCS(rejected) >= margin
+    max_rows: int = 0
+    n_ctx: int = 320
+    max_new_tokens: int = 32
+    template: str | None = None
+    fallback: str | None = None  # what an unusable sample is submitted as (the mean prompt); None: scored -1
+    seed: int = C.DEFAULT_SEED
+
+    def __post_init__(self):
+        if self.k < 2:
+            raise ValueError("--k: at least 2 samples per row (chosen and rejected)")
+        if self.temperature <= 0:
+            raise ValueError("--temperature must be > 0: greedy samples are all the same")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("--top-p must be in (0, 1]")
+        if not 0 <= self.margin < 2:
+            raise ValueError("--margin: an SCS gap in [0, 2)")
+        if self.seed == 0:
+            raise ValueError("--seed 0 means 'random' to llama.cpp; pass a nonzero seed")
+
+    @property
+    def samples_file(self) -> Path:
+        return Path(self.out).with_suffix(".samples.jsonl")
+
+
+def row_seed(seed: int, row_id: str) -> int:
+    """A per-row seed, stable across resumes and row order (never 0)."""
+    h = int.from_bytes(hashlib.sha256(f"{seed}:{row_id}".encode()).digest()[:4], "little")
+    return h or 1
+
+
+def policy(cfg: OnPolicyConfig):
+    from ..predict.defaults import resolve_model_path
+    from ..predict.llm import LlamaConfig, LlamaPredictor
+
+    return LlamaPredictor(LlamaConfig(model=resolve_model_path(cfg.model), seed=cfg.seed, template=cfg.template,
+                                      n_ctx=cfg.n_ctx, max_new_tokens=cfg.max_new_tokens, n_seq=cfg.k,
+                                      lora_path=cfg.lora))
+
+
+def sample_rows(cfg: OnPolicyConfig, embedder, log=print) -> Path:
+    """Append {id, original, rewritten (as served), true, candidates, scs} per row to samples_file."""
+    df = read_table(cfg.rows, (C.COL_ID, C.COL_ORIGINAL, C.COL_REWRITTEN, C.COL_PROMPT))
+    if cfg.max_rows:
+        df = df.head(cfg.max_rows)
+    path = cfg.samples_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = done_ids(path)
+    todo = [i for i in range(len(df)) if df.at[i, C.COL_ID] not in done]
+    if done:
+        log(f"resuming: {len(df) - len(todo)} of {len(df)} rows already sampled in {path}")
+    if not todo:
+        return path
+    _drop_torn_tail(path)
+    p = policy(cfg)
+    bar = progress(len(df), f"sample k={cfg.k}", "row", initial=len(df) - len(todo))
+    with path.open("a", encoding="utf-8") as f:
+        for i in todo:
+            rid, true = df.at[i, C.COL_ID], df.at[i, C.COL_PROMPT]
+            o, r = p.fit_row(df.at[i, C.COL_ORIGINAL], df.at[i, C.COL_REWRITTEN])
+            raw = p.sample(o, r, cfg.k, cfg.temperature, row_seed(cfg.seed, rid), cfg.top_p)
+            # Scored as submitted (cleaned), trained as generated (raw): the pairs stay on-policy.
+            cands = [clean_llm_output(x) for x in raw]
+            # Scored as it would be submitted with --combine llm: nothing usable -> the fallback prompt.
+            submitted = [c if c.strip() else (cfg.fallback or " ") for c in cands]
+            e = embedder.encode([true] + submitted)
+            scs = (e[1:] @ e[0]) ** C.SCS_EXPONENT
+            if not cfg.fallback:
+                scs = np.where([bool(c.strip()) for c in cands], scs, -1.0)  # nothing usable is the worst answer
+            f.write(json.dumps({"id": rid, "original": o, "rewritten": r, "true": true, "raw": raw,
+                                "candidates": cands, "scs": [round(float(s), 5) for s in scs]},
+                               ensure_ascii=False) + "\n")
+            f.flush()
+            bar.update(1)
+    bar.close()
+    p.engine.close()
+    return path
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """A kill mid-write leaves a partial last line; cut it so appends start on a fresh line."""
+    if path.exists() and path.stat().st_size:
+        data = path.read_bytes()
+        if not data.endswith(b"\n"):
+            path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def pairs_from_samples(cfg: OnPolicyConfig, log=print) -> dict:
+    """chosen = best sample, rejected = worst, kept when the gap passes the margin."""
+    from ..predict.prompting import load_template
+
+    tpl = load_template(cfg.template)
+    lines, gaps, seen = [], [], set()
+    rows = 0
+    for line in cfg.samples_file.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # torn tail: that row is resampled on the next run
+        if rec["id"] in seen:
+            raise ValueError(f"{cfg.samples_file}: row {rec['id']!r} sampled twice")
+        seen.add(rec["id"])
+        rows += 1
+        s = np.asarray(rec["scs"])
+        best, worst = int(np.argmax(s)), int(np.argmin(s))
+        gap = float(s[best] - s[worst])
+        chosen, rejected = rec["raw"][best].strip(), rec["raw"][worst].strip()
+        # chosen must be a usable prompt: DPO should teach naming the instruction, not reaching the fallback
+        if gap < cfg.margin or not rec["candidates"][best].strip() or chosen == rejected:
+            continue
+        gaps.append(gap)
+        lines.append(json.dumps({"prompt": build_messages(tpl, rec["original"], rec["rewritten"]),
+                                 "chosen": [{"role": "assistant", "content": chosen}],
+                                 "rejected": [{"role": "assistant", "content": rejected}],
+                                 "id": rec["id"], "scs_chosen": float(s[best]), "scs_rejected": float(s[worst])},
+                                ensure_ascii=False))
+    atomic_write_text(cfg.out, "\n".join(lines) + ("\n" if lines else ""))
+    report = {"rows_sampled": rows, "pairs": len(lines), "k": cfg.k, "temperature": cfg.temperature, "top_p": cfg.top_p,
+              "margin": cfg.margin, "mean_gap": round(float(np.mean(gaps)), 4) if gaps else None,
+              "model": cfg.model, "lora": cfg.lora}
+    atomic_write_json(Path(cfg.out).with_suffix(".report.json"), report)
+    log(f"on-policy pairs: {len(lines)} of {rows} rows passed the SCS margin {cfg.margin} (mean gap {report['mean_gap']})")
+    return report
+
+
+def build_onpolicy_pairs(cfg: OnPolicyConfig, embedder, log=print) -> dict:
+    sample_rows(cfg, embedder, log)
+    return pairs_from_samples(cfg, log)

