@@ -187,7 +187,6 @@ def test_shipped_adapter_loads_on_the_packaged_base_and_changes_its_output(sampl
     assert len(sub) == 30 and (sub[C.COL_PROMPT].str.strip() != "").all()
     run = json.loads((Path(stats["run_dir"]) / "config.json").read_text())
     assert run["config"]["llm"]["lora_path"] == C.DEFAULT_LORA
-    assert np.isfinite(stats["seconds"])
 
 
 @pytest.mark.parametrize("recipe", ["chain-smollm2-cpu", "chain-gemma-2b-t4"])
