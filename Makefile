@@ -18,7 +18,7 @@ SHARED := ../shared/data
 DEV_DATA := $(wildcard $(SHARED)/gemma_rewrites_a.csv $(SHARED)/gemma_rewrites_b.csv)
 BENCH_ROWS ?= 100
 
-.PHONY: data gemma-model wheels datasets publish-datasets kernel kernel-wheels bench-kernel kernel-rewrite kernel-train setup demo test test-fast bench bench-meanprompt eval eval-kfold ship-default dev-split train-dev ship-lora submit clean llama-wheel
+.PHONY: data gemma-model wheels datasets publish-datasets kernel kernel-wheels bench-kernel kernel-rewrite kernel-train kernel-tune kaggle-twin setup demo test test-fast bench bench-cpu export-thresholds bench-meanprompt eval eval-kfold ship-default dev-split train-dev ship-lora submit clean llama-wheel
 
 setup: $(STAMP)
 
@@ -55,6 +55,17 @@ test-fast: setup
 # Speed: llama.cpp engine vs HF transformers on the same rows + the projected Kaggle T4 time.
 bench: setup
 	$(RECOVER) bench $(if $(DEV_DATA),--data $(firstword $(DEV_DATA)) --rows $(BENCH_ROWS),--rows 30)
+
+# Which quant `recover predict` serves the packaged model in on CPU: Q4_1 as shipped, Q8_0 and Q4_0
+# requants, against HF fp32 at equal work; writes recover/assets/cpu_quant.json (fastest, SCS not lower).
+bench-cpu: setup
+	@test -n "$(DEV_DATA)" || { echo "needs ../shared/data/*.csv (rows with the true prompt)"; exit 1; }
+	$(RECOVER) bench --data $(firstword $(DEV_DATA)) --rows $(BENCH_ROWS) --backends llama,llama:Q8_0,llama:Q4_0,hf,hf-raw --choose-cpu-quant
+
+# The per-quant logit thresholds `recover export` verifies against, from measured distributions
+# (68 prompts, SmolLM2 fp32 HF twin vs each quant): writes recover/export/thresholds.json.
+export-thresholds: setup
+	$(RECOVER) export-thresholds --base pypi:smollm2
 
 # Pre-ranked vs exhaustive search steps: ~3,000 target prompts, a 3,000-word vocabulary.
 bench-meanprompt: setup
@@ -124,8 +135,11 @@ LORA ?=
 wheels: setup
 	$(RECOVER) kaggle wheels
 
+# DATA="a.csv b.csv prompts.txt": also the labelled-data dataset kernels/tune refits on
+DATA ?=
+
 datasets: wheels
-	$(RECOVER) kaggle datasets $(if $(MODEL),--model $(MODEL)) $(if $(EMBED),--embed $(EMBED)) $(if $(LORA),--lora $(LORA))
+	$(RECOVER) kaggle datasets $(if $(MODEL),--model $(MODEL)) $(if $(EMBED),--embed $(EMBED)) $(if $(LORA),--lora $(LORA)) $(foreach f,$(DATA),--data $(f))
 
 publish-datasets: datasets
 	$(RECOVER) kaggle publish $(if $(NEW),--new)
@@ -142,8 +156,20 @@ kernel-rewrite: setup
 kernel-train: setup
 	$(RECOVER) kaggle kernel --name train $(if $(filter 1,$(PUSH)),--push)
 
+# Refit mean prompt + embed predictor against the real sentence-t5-base on Kaggle (attach one with
+# RECOVER_KAGGLE_EXTRA_DATASETS=owner/slug); then `make kernel TUNE=1` feeds its output to the submission.
+kernel-tune: setup
+	$(RECOVER) kaggle kernel --name tune $(if $(filter 1,$(PUSH)),--push)
+
 kernel: setup
-	$(RECOVER) kaggle kernel --name submit $(if $(filter 1,$(PUSH)),--push)
+	$(if $(filter 1,$(TUNE)),RECOVER_KAGGLE_ATTACH_TUNE=1) $(RECOVER) kaggle kernel --name submit $(if $(filter 1,$(PUSH)),--push)
+
+# The Kaggle-image twin (Python 3.12 + the image's versions, offline_wheels/kaggle-image.txt) and the
+# staged notebook run in it under `unshare -n`. CI runs the light twin (in `make test`); TWIN=full adds
+# torch 2.10.0 from PyPI (a multi-GB CUDA build: not run in CI).
+kaggle-twin: setup
+	$(PY) -c "from recover.kaggle.twin import build_twin; print(build_twin(full=$(if $(filter full,$(TWIN)),True,False)))"
+	RECOVER_TWIN=$(TWIN) HF_HUB_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_kaggle.py -k notebook_runs_offline
 
 # Submit a version of the pushed submission kernel: `make submit VERSION=3` (code competition: -f -k -v -m).
 MSG ?= recover

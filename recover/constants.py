@@ -56,4 +56,7 @@ PYPI_SMOLLM2 = "pypi:smollm2"
 # Shipped LoRA adapters: recover/assets/lora/<name>/{manifest.json, <name>.gguf}; `--lora <name>`.
 LORA_ASSETS_DIR = "lora"
 LORA_FORMAT_VERSION = 1
+# The quant `recover predict` serves on CPU (a cached requant of the given GGUF), chosen by `make bench-cpu`
+CPU_QUANT_FILE = "cpu_quant.json"
+CPU_QUANT_FORMAT_VERSION = 1
 DEFAULT_LORA = "smollm2-dpo"

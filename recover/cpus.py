@@ -34,3 +34,41 @@ def _cgroup_quota() -> int | None:
         return None if q == "max" else max(1, math.floor(int(q) / int(period)))
     except (OSError, ValueError):
         return None
+
+
+_CLAIM: int | None = None  # this process's lock on the CPU claim file, held until it exits
+
+
+def claim_cpus(log=None) -> bool:
+    """Called by every llama.cpp engine that computes on the CPU. Two such processes on a 2-core
+    machine each take every core and slow each other ~15x (measured), so the first process to
+    start one takes a machine-wide lock; a second is told loudly (not blocked: a test or a notebook
+    must never hang on it). With $RECOVER_THREADS set the user splits the cores: no claim.
+    -> True when this process holds the claim."""
+    global _CLAIM
+    if _CLAIM is not None:
+        return True
+    if os.environ.get("RECOVER_THREADS"):
+        return False
+    import fcntl
+    import sys
+
+    path = Path(os.environ.get("RECOVER_CACHE") or Path.home() / ".cache" / "recover") / "cpu.lock"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return False  # a read-only home: no claim, no warning
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        msg = (f"WARNING: another process (pid {other}) runs llama.cpp on these {usable_cpus()} CPUs; both will "
+               "run many times slower. Run one at a time, or split the cores with RECOVER_THREADS=N in each.")
+        (log or (lambda m: print(m, file=sys.stderr)))(msg)
+        return False
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _CLAIM = fd
+    return True

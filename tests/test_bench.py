@@ -4,7 +4,8 @@ import json
 import pytest
 
 from recover.bench import projection as P
-from recover.bench.report import BenchConfig, run_bench
+from recover.bench.measure import run_backend
+from recover.bench.report import BenchConfig, choose_cpu_quant, format_report, run_bench
 
 
 def test_calibration_points_are_reproduced():
@@ -12,6 +13,15 @@ def test_calibration_points_are_reproduced():
     assert P.t4_rates(2.61e9, 1.71e9).gen_tok_s == pytest.approx(60.0, rel=1e-6)
     assert P.t4_rates(7.24e9, 4.37e9).gen_tok_s == pytest.approx(35.0, rel=1e-6)
     assert P.t4_rates(7.24e9, 4.37e9).prompt_tok_s == pytest.approx(1100.0, rel=1e-6)
+
+
+def test_cost_model_on_a_point_it_was_not_fitted_on():
+    # llcuda's verified Colab T4 figure: Gemma-3-1B-it Q4_K_M (~0.806 GB, 1.0B params), 134.3 tok/s
+    # generation (https://llcuda.github.io/performance/benchmarks). Not one of the two fitted anchors.
+    measured = 134.3
+    projected = P.t4_rates(1.0e9, 0.806e9).gen_tok_s
+    # conservative (a projection that is too fast would let a too-big model "fit"), and within 2x
+    assert 0.5 * measured <= projected <= measured, projected
 
 
 def test_row_and_total_arithmetic():
@@ -28,7 +38,15 @@ def test_row_and_total_arithmetic():
 def test_over_the_limit_does_not_fit():
     p = P.project("huge", 7.24e9, 4.37e9, 40000, 2000, rows=1400)
     assert not p["fits"] and p["margin_h"] < 0
-    assert P.largest_fitting(40000, 2000) is None or P.largest_fitting(40000, 2000)["total_s"] < 9 * 3600
+    # at these token counts even the smallest model in the table is over 9 h, so nothing fits
+    assert P.largest_fitting(40000, 4000) is None
+    best = P.largest_fitting(300, 20)  # a normal row
+    assert best is not None and best["fits"] and best["fits_vram"]
+    size = {n: b for n, _, b in P.MODEL_TABLE}
+    for n, prm, b in P.MODEL_TABLE:  # every bigger file is over the time limit or the VRAM of two T4s
+        if b > size[best["model"]]:
+            q = P.project(n, prm, b, 300, 20)
+            assert not (q["fits"] and q["fits_vram"]), n
 
 
 def test_calibration_replaces_the_defaults(tmp_path):
@@ -43,11 +61,37 @@ def test_calibration_replaces_the_defaults(tmp_path):
 
 @pytest.mark.e2e
 def test_bench_runs_end_to_end_on_smollm2(tmp_path, smollm2_gguf):
-    r = run_bench(BenchConfig(model=str(smollm2_gguf), rows=2, backends=["llama", "hf"], out=str(tmp_path),
-                              llm={"max_new_tokens": 8, "n_ctx": 512}))
-    for b in ("llama", "hf"):
+    r = run_bench(BenchConfig(model=str(smollm2_gguf), rows=3, backends=["hf-raw", "hf", "llama"], out=str(tmp_path),
+                              llm={"max_new_tokens": 24, "n_ctx": 512}))
+    for b in ("llama", "hf", "hf-raw"):
         assert "error" not in r["backends"][b], r["backends"][b]
-        assert r["backends"][b]["rows"] == 2 and r["backends"][b]["peak_rss_mb"] > 0
-    assert "llama" in r["ratio_rows_per_s_over_hf"]
+        assert r["backends"][b]["rows"] == 3 and r["backends"][b]["peak_rss_mb"] > 0
+    lm, hf, raw = (r["backends"][b] for b in ("llama", "hf", "hf-raw"))
+    # equal work: hf ran on the engine's token ids (same count on every row) and under its stop rules
+    assert r["prompt_tokens_match"] and hf["prompt_token_counts"] == lm["prompt_token_counts"]
+    assert all(0 < n <= 24 for n in [hf["gen_tokens_per_row"], lm["gen_tokens_per_row"]])
+    assert hf["gen_tokens_per_row"] <= raw["gen_tokens_per_row"]
+    assert r["ratios"]["llama"]["equal_work"] > 0 and r["ratios"]["llama"]["raw"] > 0
+    sc = r["proxy_scs"]  # the built-in sample carries the true prompt: each backend's answers are scored
+    assert sc["rows"] == 3 and set(sc["mean"]) == {"llama", "hf", "hf-raw"} and set(sc["diff_vs_llama"]) == {"hf", "hf-raw"}
+    assert "PROXY" in sc["embedder"]
     assert r["t4_projection"]["label"].startswith("PROJECTED")
     assert (tmp_path / "bench.json").is_file() and (tmp_path / "bench.png").is_file()
+    assert "equal work" in format_report(r)
+
+
+def test_equal_work_needs_the_engine_ids_first(tmp_path, smollm2_gguf):
+    with pytest.raises(ValueError, match="needs a llama backend first"):
+        run_backend("hf", str(smollm2_gguf), "x.csv", 1, {})
+
+
+def test_cpu_quant_is_the_fastest_that_does_not_lose_scs():
+    report = {"rows": 100, "data": "d.csv", "threads": 2, "backends": {
+        "llama": {"s_per_row": 1.0}, "llama:Q8_0": {"s_per_row": 0.7}, "llama:Q4_0": {"s_per_row": 0.5}},
+        "proxy_scs": {"diff_vs_llama": {"llama:Q8_0": {"mean": 0.001, "ci95": [-0.004, 0.006]},
+                                        "llama:Q4_0": {"mean": -0.02, "ci95": [-0.03, -0.01]}}}}
+    assert choose_cpu_quant(report)["backend"] == "llama:Q8_0"  # Q4_0 is faster but loses SCS
+    report["proxy_scs"]["diff_vs_llama"]["llama:Q4_0"]["ci95"] = [-0.01, 0.002]
+    assert choose_cpu_quant(report)["quant"] == "Q4_0"
+    report["backends"]["llama"]["s_per_row"] = 0.1
+    assert choose_cpu_quant(report)["quant"] is None  # the packaged file itself is fastest

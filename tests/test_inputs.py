@@ -70,3 +70,15 @@ def test_no_partial_file_left_behind(tmp_path, test_csv):
     assert main(["predict", "--input", str(test_csv), "--output", str(out)]) == 0
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".sub.csv") or p.name.endswith(".partial.jsonl")]
     assert leftovers == []
+
+
+@pytest.mark.parametrize("flag, value, needle", [
+    ("--flash-attn", "maybe", "'maybe': use on or off"),
+    ("--offload-kqv", "nah", "'nah': use on or off"),
+    ("--cpu-quant", "Q9", "--cpu-quant 'Q9'"),
+])
+def test_a_bad_switch_is_an_error_not_a_silent_default(tmp_path, flag, value, needle):
+    p = write(tmp_path, b"id,original_text,rewritten_text\n1,a,b\n")
+    r = run_cli("predict", "--input", str(p), "--output", str(tmp_path / "o.csv"), "--model", "pypi:smollm2", flag, value)
+    assert r.returncode != 0 and needle in r.stderr, r.stderr[-500:]
+    assert not (tmp_path / "o.csv").exists()

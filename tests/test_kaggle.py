@@ -127,8 +127,6 @@ def cfg_slug():
 @pytest.mark.e2e
 @pytest.mark.skipif(not can_unshare(), reason="needs unshare -n")
 def test_notebook_runs_offline_in_a_fresh_venv_from_staged_wheels(tmp_path, cfg, smollm2_gguf, sample_df):
-    from helpers import image_site
-
     # 1. stage exactly what `make datasets` stages
     wheels = stage.build_wheels(tmp_path / "wheels")
     kag = tmp_path / "kaggle"
@@ -139,20 +137,20 @@ def test_notebook_runs_offline_in_a_fresh_venv_from_staged_wheels(tmp_path, cfg,
     comp = inp / "competitions" / C.COMPETITION_SLUG
     comp.mkdir(parents=True)
     sample_df[["id", "original_text", "rewritten_text"]].to_csv(comp / "test.csv", index=False)
+    # kernels/tune's output attached through kernel_sources: its sentence-t5 mean prompt wins over the model dataset's
+    tuned = inp / "notebooks" / cfg.username / cfg.tune_kernel / "mean_prompt.json"
+    tuned.parent.mkdir(parents=True)
+    tuned.write_text(json.dumps({"prompt": "Rewrite the text in the style asked for", "embedder_path": "/kaggle/input/st5"}))
     kernel = stage.render_kernel("submit", cfg, tmp_path / "kernels")
     nb_file = kernel / json.loads((kernel / "kernel-metadata.json").read_text())["code_file"]
 
-    # 2. a fresh venv: the toolkit only from the staged wheels; the image's packages from outside
-    venv = tmp_path / "venv"
-    subprocess.run([f"{sys.base_prefix}/bin/python3", "-m", "venv", str(venv)], check=True)
-    vpy = venv / "bin" / "python"
-    # The image has one setuptools (torch needs a recent one): the venv's bundled old copy must not shadow it.
-    subprocess.run([str(vpy), "-m", "pip", "uninstall", "-q", "-y", "setuptools"], check=True)
-    site_dir = subprocess.run([str(vpy), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                              capture_output=True, text=True).stdout.strip()
-    img = image_site([x.strip() for x in (ROOT / "offline_wheels" / "kaggle-image.txt").read_text().splitlines()
-                      if x.strip() and not x.startswith("#")], tmp_path / "image")
-    Path(site_dir, "kaggle_image.pth").write_text(str(img) + "\n")
+    # 2. a Kaggle-image twin: Python 3.12 with the image's package versions (offline_wheels/kaggle-image.txt),
+    #    in a fresh venv; the toolkit only from the staged wheels
+    from recover.kaggle.twin import fresh_kernel_env
+
+    vpy = fresh_kernel_env(tmp_path / "venv", full=os.environ.get("RECOVER_TWIN") == "full")  # make kaggle-twin TWIN=full
+    assert subprocess.run([str(vpy), "-c", "import sys, numpy, pandas, transformers; assert sys.version_info[:2] == (3, 12); "
+                           "assert numpy.__version__ == '2.4.6' and pandas.__version__ == '2.3.3'"]).returncode == 0
     r = subprocess.run([str(vpy), "-c", "import recover"], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode != 0, "recover must not be importable before the notebook installs it"
 
@@ -190,6 +188,7 @@ def test_notebook_runs_offline_in_a_fresh_venv_from_staged_wheels(tmp_path, cfg,
     r, executed = run_notebook("rerun", RECOVER_ASSUME_GPU="1", KAGGLE_IS_COMPETITION_RERUN="1")
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     assert "cuda llama wheel unusable" in executed and "installed: True" in executed
+    assert f"mean prompt from: {tuned}" in executed
     assert "recover predict exit code: 0" in executed and "repaired: False" in executed
     # 4. a valid submission
     sub = pd.read_csv(work / "submission.csv", dtype=str, keep_default_na=False)

@@ -47,3 +47,50 @@ def test_threads_follow_affinity_and_override(monkeypatch):
     monkeypatch.setenv("RECOVER_THREADS", "zero")
     with pytest.raises(ValueError, match="RECOVER_THREADS"):
         usable_cpus()
+
+
+def test_a_second_cpu_llama_process_is_warned_about(tmp_path):
+    """Two llama.cpp processes on the same cores slow each other ~15x: the second one says so."""
+    code = ("import sys, time\nfrom recover.cpus import claim_cpus\n"
+            "print('HELD', claim_cpus(), flush=True)\ntime.sleep(float(sys.argv[1]))\n")
+    env = {**os.environ, "RECOVER_CACHE": str(tmp_path)}
+    env.pop("RECOVER_THREADS", None)
+    first = subprocess.Popen([sys.executable, "-c", code, "20"], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert first.stdout.readline().strip() == "HELD True"
+        r = subprocess.run([sys.executable, "-c", code, "0"], capture_output=True, text=True, env=env, timeout=60)
+        assert "HELD False" in r.stdout and f"pid {first.pid}" in r.stderr and "RECOVER_THREADS" in r.stderr
+        r = subprocess.run([sys.executable, "-c", code, "0"], capture_output=True, text=True, timeout=60,
+                           env={**env, "RECOVER_THREADS": "1"})
+        assert "HELD False" in r.stdout and "WARNING" not in r.stderr  # the user split the cores: no claim
+    finally:
+        first.kill()
+        first.wait()
+    r = subprocess.run([sys.executable, "-c", code, "0"], capture_output=True, text=True, env=env, timeout=60)
+    assert "HELD True" in r.stdout  # the lock dies with its process: no stale claim
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("terminal", [False, True], ids=["log", "terminal"])
+def test_make_demo_output_is_quiet(terminal):
+    """`make demo` prints neither bitsandbytes' kernel warning nor transformers' weight-loading bars,
+    on a terminal (a pty via `script`) or into a log (a pipe)."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    make = "make -s -o setup -o .venv/.setup-done demo"
+    if terminal:
+        if not shutil.which("script"):
+            pytest.skip("needs script(1) for a pty")
+        cmd = ["script", "-qec", make, "/dev/null"]
+    else:
+        cmd = make.split()
+    r = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=900)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert "SCS" in out  # it did run: the score table
+    for noise in ("gemm_4bit_forward", "Loading weights", "kernels-community", "FutureWarning"):
+        assert noise not in out, noise
+    if not terminal:
+        assert out.count("\r") == 0  # no carriage-return bars in a log

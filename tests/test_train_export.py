@@ -96,3 +96,13 @@ def test_dpo_lora_and_qlora_then_export_q8_and_predict(tmp_path, test_csv):
     cfg = dict(model=str(smollm2_gguf()), max_new_tokens=8, n_ctx=512)
     tuned = LlamaPredictor(LlamaConfig(lora_path=str(tmp_path / "lora.gguf"), **cfg))
     assert tuned.predict_batch(*rows)[0].strip()
+
+
+def test_a_top1_flip_is_measured_by_how_much_hf_preferred_its_own_pick():
+    import numpy as np
+
+    from recover.export.lora import flip_margins
+
+    ref = [np.array([5.0, 4.8, 0.0]), np.array([9.0, 1.0, 0.0]), np.array([0.0, 2.0, 1.0])]
+    got = [np.array([4.9, 5.0, 0.0]), np.array([1.0, 9.0, 0.0]), np.array([0.0, 3.0, 1.0])]
+    assert flip_margins(got, ref, 3) == [0.2, 8.0]  # a near-tie (0.2) and a real flip (8.0); row 3 agrees

@@ -116,6 +116,26 @@ def test_onpolicy_and_chain_configs_reject_bad_values(tmp_path):
     assert ChainConfig.load(str(y), {"sft_rows": 7, "k": None}).sft_rows == 7  # CLI flags override the YAML
 
 
+def test_a_finished_stage_made_with_other_settings_is_an_error_not_a_reuse(tmp_path):
+    from recover.train.chain import Chain
+
+    data = [str(tmp_path / "src_a.csv"), str(tmp_path / "src_b.csv")]
+    calls = []
+    chain = Chain(ChainConfig(data=data, holdout="src_a", out=str(tmp_path / "c"), k=4), log=lambda *_: None)
+    chain.stage_base = lambda: calls.append("base") or {}
+    chain.run(only=["base"])
+    stages = tmp_path / "c" / "stages"
+    (stages / "pairs.json").write_text(json.dumps({"settings": chain.settings("pairs")}))
+    chain.run(only=["base", "pairs"])  # same settings: both reused
+    assert calls == ["base"]
+    other = Chain(ChainConfig(data=data, holdout="src_a", out=str(tmp_path / "c"), k=6), log=lambda *_: None)
+    other.run(only=["base"])  # k does not touch the base stage
+    with pytest.raises(ValueError, match=r"stage pairs .*k: 4 -> 6"):
+        other.run(only=["pairs"])
+    (stages / "pairs.json").write_text("{}")  # a marker from before settings were recorded: reused
+    other.run(only=["pairs"])
+
+
 def test_recover_eval_scores_outside_predictions_on_the_held_out_source(tmp_path):
     from test_eval import write_sources
 
@@ -134,6 +154,14 @@ def test_recover_eval_scores_outside_predictions_on_the_held_out_source(tmp_path
     lb = res["leaderboard"].set_index("method")
     assert lb.loc["oracle", "scs"] == pytest.approx(1.0, abs=1e-4) and lb.loc["oracle", "rows"] == len(held)
     assert lb.loc["oracle", "gain_vs_mean"] > 0.5
+    const = tmp_path / "const.csv"  # one prompt for every row, then the oracle: a paired step up
+    pd.DataFrame({"id": held["id"], C.COL_PROMPT: "Rewrite this text."}).to_csv(const, index=False)
+    res = run_eval(EvalConfig(**cfg, preds={"const": str(const), "oracle": str(pred)}), log=lambda *a: None)
+    (step,) = res["paired_steps"]
+    per = res["per_row"].pivot(index="id", columns="method", values="scs")
+    assert (step["from"], step["to"], step["rows"]) == ("const", "oracle", len(held))
+    assert step["gain"] == pytest.approx((per["oracle"] - per["const"]).mean(), abs=1e-4)
+    assert 0 < step["ci_low"] <= step["gain"] <= step["ci_high"]
     pd.DataFrame({"id": held["id"][1:], C.COL_PROMPT: held[C.COL_PROMPT][1:]}).to_csv(pred, index=False)
     with pytest.raises(ValueError, match=f"no prediction for id '{held['id'][0]}'"):
         run_eval(EvalConfig(**cfg, preds={"oracle": str(pred)}), log=lambda *a: None)

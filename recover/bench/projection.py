@@ -13,6 +13,13 @@ per-row time = prompt_tokens / prompt_rate + gen_tokens / gen_rate + overhead
 - Prompt eval is compute bound: 2 * n_params FLOPs per token against 65 TFLOP/s fp16 (T4 tensor
   cores) times an efficiency factor. llama.cpp's CUDA pp512 on a T4 for 7B Q4_K_M is ~1,100 tok/s
   (llama.cpp CUDA benchmark tables), which gives an efficiency of ~0.245.
+Sources, honestly: the two generation anchors are community figures for llama-cpp-python on a
+Kaggle T4 (2024 notebooks and forum posts) with no single pinned page; the pp512 figure is from
+llama.cpp's CUDA benchmark tables. Checked on a point NOT used in the fit (tests/test_bench.py):
+llcuda's verified T4 figure for Gemma-3-1B-it Q4_K_M (0.806 GB), 134.3 tok/s generation
+(https://llcuda.github.io/performance/benchmarks, Colab T4, CUDA 12.2). The model projects ~79 tok/s
+there: it is conservative by ~1.7x for small files (the fixed ~9 ms/token is an old-llama.cpp
+figure), which errs on the safe side for a "fits in 9 h" decision.
 `recover bench --calibrate results.json` replaces these with rates measured by kernels/bench.
 """
 from __future__ import annotations
@@ -110,8 +117,9 @@ def project(name: str, n_params: float, file_bytes: float, prompt_tokens: float,
 
 def largest_fitting(prompt_tokens: float, gen_tokens: float, rows: int = 1400, calibration: dict | None = None) -> dict | None:
     fits = [project(n, p, b, prompt_tokens, gen_tokens, rows, calibration) for n, p, b in MODEL_TABLE]
+    sizes = {n: b for n, _, b in MODEL_TABLE}
     fits = [f for f in fits if f["fits"] and f["fits_vram"]]
-    return fits[-1] if fits else None
+    return max(fits, key=lambda f: sizes[f["model"]]) if fits else None
 
 
 def constants() -> dict:

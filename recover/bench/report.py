@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import sys
 from pathlib import Path
 
 from .. import constants as C
+from ..cpus import usable_cpus
 from ..csvio import atomic_write_json
 from ..runs import new_run_dir, record_run
 from . import projection as P
@@ -24,6 +26,7 @@ class BenchConfig:
     out: str = "build/bench"
     hf_dir: str | None = None
     llm: dict = field(default_factory=dict)
+    choose_cpu_quant: bool = False  # write recover/assets/cpu_quant.json: the CPU default `recover predict` uses
 
     def __post_init__(self):
         bad = [b for b in self.backends if b.split(":")[0] not in BACKENDS]
@@ -41,13 +44,32 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     data = cfg.data or str(SAMPLE)
     run_dir = new_run_dir(Path(cfg.out) / "runs", "bench")
     record_run(run_dir, cfg, None)
-    results = {b: run_backend(b, cfg.model, data, cfg.rows, cfg.llm, cfg.hf_dir) for b in cfg.backends}
+    # llama backends first: the equal-work hf backend runs on the engine's own prompt token ids
+    order = sorted(cfg.backends, key=lambda b: not b.startswith("llama"))
+    results, ids = {}, None
+    for b in order:  # one at a time: two backends on the same cores would slow each other many times
+        log(f"bench: {b} on {cfg.rows} rows ...")
+        results[b] = run_backend(b, cfg.model, data, cfg.rows, cfg.llm, cfg.hf_dir, ids, str(Path(cfg.out) / "cache"))
+        if ids is None and "prompt_ids" in results[b]:
+            ids = results[b]["prompt_ids"]
+    for r in results.values():
+        r.pop("prompt_ids", None)
     calibration = P.load_calibration(cfg.calibrate) if cfg.calibrate else None
-    report = {"model": cfg.model, "data": data, "rows": cfg.rows, "machine": "local (measured)", "backends": results}
+    report = {"model": cfg.model, "data": data, "rows": cfg.rows, "machine": "local (measured)",
+              "threads": usable_cpus(), "backends": results}
     ok = {k: v for k, v in results.items() if "error" not in v}
     llamas = [k for k in ok if k.startswith("llama")]
-    if llamas and "hf" in ok:
-        report["ratio_rows_per_s_over_hf"] = {k: round(ok[k]["rows_per_s"] / ok["hf"]["rows_per_s"], 3) for k in llamas}
+    if llamas and "hf" in ok:  # same ids, row by row, or the equal-work ratio means nothing
+        ref = ok[llamas[0]]["prompt_token_counts"]
+        if ok["hf"]["prompt_token_counts"] != ref:
+            raise RuntimeError("bench: hf and llama saw different prompt token counts; the equal-work ratio is void")
+        report["prompt_tokens_match"] = True
+    report["ratios"] = {k: {"raw": _ratio(ok, "hf-raw", k), "equal_work": _ratio(ok, "hf", k)} for k in llamas}
+    scs = _scs(data, cfg.rows, ok)
+    if scs:
+        report["proxy_scs"] = scs
+    if cfg.choose_cpu_quant and llamas:
+        report["cpu_quant"] = write_cpu_quant(choose_cpu_quant(report), "recover " + " ".join(sys.argv[1:]), log)
     if llamas:
         lm = ok[llamas[0]]
         pt, gt = lm["prompt_tokens_per_row"], lm["gen_tokens_per_row"]
@@ -65,9 +87,63 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     return report
 
 
+def _ratio(ok: dict, hf: str, llama: str) -> float | None:
+    """How many times faster the engine is than HF on the same rows (s/row ratio)."""
+    return round(ok[hf]["s_per_row"] / ok[llama]["s_per_row"], 3) if hf in ok and llama in ok else None
+
+
+def _scs(data: str, rows: int, ok: dict) -> dict:
+    """PROXY SCS of each backend's cleaned predictions, when the bench rows carry the true prompt."""
+    import pandas as pd
+
+    from ..eval.leaderboard import bootstrap_ci
+    from ..score.embedder import Embedder
+    from ..score.scoring import score_texts
+
+    df = pd.read_csv(data, keep_default_na=False).head(rows)
+    if C.COL_PROMPT not in df or not ok:
+        return {}
+    from ..predict.base import MeanPrompt
+
+    emb, truth, mean = Embedder.resolve(None), list(df[C.COL_PROMPT]), MeanPrompt.load().prompt
+    # an empty answer is submitted as the mean prompt (`--combine llm`), and scored so
+    per = {k: score_texts([p or mean for p in v["predictions"]], truth, emb) for k, v in ok.items()}
+    out = {"embedder": emb.spec.describe(), "rows": len(truth), "mean": {k: round(float(v.mean()), 4) for k, v in per.items()}}
+    base = next((k for k in per if k == "llama"), None)
+    if base:  # paired: does a requant (or HF) lose anything against the packaged file, row by row?
+        out["diff_vs_llama"] = {k: {"mean": round(float((v - per[base]).mean()), 4),
+                                    "ci95": [round(x, 4) for x in bootstrap_ci(v - per[base])]}
+                                for k, v in per.items() if k != base}
+    return out
+
+
+def choose_cpu_quant(report: dict) -> dict:
+    """The fastest llama backend whose SCS is not lower than the packaged file's (paired 95% CI
+    not wholly below 0), by measured s/row on these rows."""
+    ok = {k: v for k, v in report["backends"].items() if k.startswith("llama") and "error" not in v}
+    diffs = report.get("proxy_scs", {}).get("diff_vs_llama", {})
+    if not diffs and len(ok) > 1:
+        raise ValueError("--choose-cpu-quant needs rows with the true prompt (rewrite_prompt) to check quality")
+    keep = [k for k in ok if k == "llama" or diffs.get(k, {}).get("ci95", [0, 0])[1] >= 0]
+    best = min(keep, key=lambda k: ok[k]["s_per_row"])
+    return {"quant": best.split(":", 1)[1] if ":" in best else None, "backend": best,
+            "s_per_row": {k: v["s_per_row"] for k, v in ok.items()}, "scs": report.get("proxy_scs", {}),
+            "ratios": report.get("ratios", {}), "rows": report["rows"], "data": Path(report["data"]).name,
+            "threads": report["threads"]}
+
+
+def write_cpu_quant(choice: dict, command: str, log=print) -> dict:
+    from ..predict.defaults import ASSETS
+
+    choice = {"format_version": C.CPU_QUANT_FORMAT_VERSION, **choice, "command": command}
+    atomic_write_json(ASSETS / C.CPU_QUANT_FILE, choice)
+    log(f"CPU default: {choice['backend']} -> {ASSETS / C.CPU_QUANT_FILE}")
+    return choice
+
+
 def format_report(r: dict) -> str:
-    keys = ("load_s", "prompt_tokens_per_row", "gen_tokens_per_row", "prompt_tok_s", "gen_tok_s", "s_per_row",
-            "rows_per_s", "peak_rss_mb")
+    keys = ("load_s", "prompt_tokens_per_row", "prompt_tokens_evaluated_per_row", "gen_tokens_per_row",
+            "prompt_tok_s", "gen_tok_s", "prompt_s_per_row", "gen_s_per_row", "s_per_row", "rows_per_s", "peak_rss_mb")
     lines = [f"MEASURED on this machine: {r['rows']} rows of {r['data']}", f"model: {r['model']}"]
     names = list(r["backends"])
     lines.append(f"{'':24}" + "".join(f"{n:>16}" for n in names))
@@ -75,8 +151,21 @@ def format_report(r: dict) -> str:
     for k in keys:
         lines.append(f"{k:24}" + "".join(f"{str(r['backends'][n].get(k, r['backends'][n].get('error', '-'))):>16}"
                                           for n in names))
-    for k, v in r.get("ratio_rows_per_s_over_hf", {}).items():
-        lines.append(f"ratio rows/s {k} / hf: {v:.2f}x")
+    lines.append(f"{'threads':24}{r.get('threads', '-'):>16}")
+    if r.get("prompt_tokens_match"):
+        lines.append("hf (equal work) ran on the engine's prompt token ids: counts match on every row")
+    for k, v in r.get("ratios", {}).items():
+        f = lambda x: f"{x:.2f}x" if x is not None else "-"  # noqa: E731
+        lines.append(f"speed {k} over hf fp32: raw {f(v['raw'])} (hf-raw: no stop rule), "
+                     f"equal work {f(v['equal_work'])} (same ids, same stops)")
+    if "proxy_scs" in r:
+        sc = r["proxy_scs"]
+        lines.append(f"PROXY SCS ({sc['embedder']}, {sc['rows']} rows): "
+                     + ", ".join(f"{k} {v}" for k, v in sc["mean"].items()))
+        for k, d in sc.get("diff_vs_llama", {}).items():
+            lines.append(f"  {k} - llama: {d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]")
+    if "cpu_quant" in r:
+        lines.append(f"chosen CPU default: {r['cpu_quant']['backend']}")
     if "t4_projection" in r:
         t = r["t4_projection"]
         lines.append(f"\nKaggle T4 {t['label']}: {t['rows']} rows, wheels + load + predict, limit 9 h")

@@ -40,6 +40,25 @@ def leaderboard(per_row: pd.DataFrame, baseline: str, speeds: dict[str, float | 
     return pd.DataFrame(lines).sort_values("scs", ascending=False).reset_index(drop=True)
 
 
+def paired_steps(per_row: pd.DataFrame, names: list[str], seed: int = 1234) -> list[dict]:
+    """Each --pred against the one before it, row by row (paired bootstrap): e.g. zero-shot -> SFT ->
+    SFT+DPO, each step's own gain with its interval."""
+    by = {m: g.set_index("id")["scs"] for m, g in per_row.groupby("method") if m in names}
+    out = []
+    for a, b in zip(names, names[1:]):
+        d = (by[b] - by[a].reindex(by[b].index)).to_numpy()
+        lo, hi = bootstrap_ci(d, seed=seed)
+        out.append({"from": a, "to": b, "rows": len(d), "gain": round(float(d.mean()), 4),
+                    "ci_low": round(lo, 4), "ci_high": round(hi, 4)})
+    return out
+
+
+def format_steps(steps: list[dict]) -> str:
+    return "\n".join(["paired steps (each --pred vs the one before it, bootstrap over rows):"] +
+                     [f"  {s['from']:>14} -> {s['to']:<14} {s['gain']:+.4f} [{s['ci_low']:+.4f}, {s['ci_high']:+.4f}]"
+                      for s in steps])
+
+
 def format_leaderboard(lb: pd.DataFrame, title: str) -> str:
     sources = [c[4:-1] for c in lb.columns if c.startswith("scs[")]
     head = f"{'method':<16} {'SCS':>7} {'95% CI':>17} " + " ".join(f"{s[:18]:>18}" for s in sources) \

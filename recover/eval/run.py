@@ -14,7 +14,7 @@ from ..predict.base import MeanPredictor, MeanPrompt
 from ..runs import new_run_dir, record_run
 from ..score.embedder import Embedder
 from .cache import EmbeddingCache
-from .leaderboard import format_leaderboard, leaderboard, write_report
+from .leaderboard import format_leaderboard, format_steps, leaderboard, paired_steps, write_report
 from .methods import FitSettings, Rows, fit_embed, fit_mean, shipped_mean
 from .protocols import PROTOCOLS, check_disjoint, folds_for, normalise_prompt
 
@@ -37,6 +37,7 @@ class EvalConfig:
     speed_rows: int = 64
     preds: dict[str, str] = field(default_factory=dict)  # NAME -> submission CSV for the held-out rows (LOSO, one holdout)
     ship: bool = False  # refit the winner on all rows and write the package's default artifacts
+    ship_to: str | None = None  # ... into this folder instead (kernels/tune: against the real sentence-t5)
     command: str = ""  # recorded in the shipped manifests
 
     def __post_init__(self):
@@ -44,6 +45,8 @@ class EvalConfig:
             raise ValueError("--data: give at least one labelled pairs CSV")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"--protocol {self.protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+        if self.ship_to:
+            self.ship = True
         if self.ship and (self.protocol != "loso" or BASELINE not in self.methods):
             raise ValueError("--ship: the default is chosen under leave-one-source-out against the mean prompt; "
                              "use --protocol loso with 'mean' in --methods")
@@ -153,19 +156,22 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
     metric = "PROXY SCS (all-MiniLM-L6-v2, not sentence-t5-base)" if emb.spec.is_proxy else "SCS (sentence-t5-base)"
     title = f"recover eval: {cfg.protocol}, {len(df)} rows, {metric}"
     log(format_leaderboard(lb, title))
+    steps = paired_steps(per_row, list(cfg.preds), cfg.settings.seed) if len(cfg.preds) > 1 else []
+    if steps:
+        log(format_steps(steps))
     meta = {"protocol": cfg.protocol, "metric": metric, "embedder": str(emb.spec.path), "is_proxy": emb.spec.is_proxy,
             "data": [str(p) for p in cfg.data], "folds": [{"name": f.name, "train": len(f.train), "val": len(f.val),
                                                            "purged": f.purged} for f in folds],
-            "config": asdict(cfg), "seconds": round(time.time() - t0, 1)}
+            "config": asdict(cfg), "seconds": round(time.time() - t0, 1), "paired_steps": steps}
     if cfg.report:
         write_report(Path(cfg.report), lb, per_row, {**meta, "fits": [{k: v for k, v in f.items() if k != "train_ids"}
                                                                       for f in fits]}, title)
         log(f"report: {cfg.report}")
-    out = {"leaderboard": lb, "per_row": per_row, "fits": fits, "meta": meta}
+    out = {"leaderboard": lb, "per_row": per_row, "fits": fits, "meta": meta, "paired_steps": steps}
     if cfg.ship:
         from .ship import ship
 
-        out["shipped"] = ship(out, rows, cfg, emb, cache, cfg.command, log)
+        out["shipped"] = ship(out, rows, cfg, emb, cache, cfg.command, log, to=cfg.ship_to)
         cache.save()
     record_run(run_dir, cfg, cfg.settings.seed, {"result": {**meta, "leaderboard": lb.to_dict(orient="records")}})
     log(f"eval took {time.time() - t0:.0f} s")

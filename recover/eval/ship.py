@@ -37,17 +37,21 @@ def loso_figures(lb: pd.DataFrame, method: str) -> dict:
             "ci95": [round(float(r["ci_low"]), 4), round(float(r["ci_high"]), 4)]}
 
 
-def ship(result: dict, rows, cfg, emb, cache, command: str, log=print) -> dict:
+def ship(result: dict, rows, cfg, emb, cache, command: str, log=print, to: str | None = None) -> dict:
+    """to=None: the package defaults. to=DIR (kernels/tune on Kaggle, against the real sentence-t5):
+    DIR/mean_prompt.json, DIR/embed_predictor/, DIR/default_predictor.json - what the submission
+    notebook picks up from an attached kernel output."""
+    mean_path, art, choice_path = (DEFAULT_MEAN_PROMPT_PATH, ASSETS / C.EMBED_PREDICTOR_DIR, DEFAULT_FILE) if to is None \
+        else (Path(to) / "mean_prompt.json", Path(to) / C.EMBED_PREDICTOR_DIR, Path(to) / C.DEFAULT_PREDICTOR_FILE)
     lb = result["leaderboard"]
     winner = pick_winner(lb)
     meta = result["meta"]
     provenance = {"command": command, "protocol": meta["protocol"], "metric": meta["metric"],
                   "data": [Path(p).name for p in cfg.data], "train_rows": len(rows.df)}
     mean = fit_mean(rows, cfg.settings, emb, cache, store=Path(cfg.cache_dir) / "meanprompt", log=log)
-    atomic_write_json(DEFAULT_MEAN_PROMPT_PATH, {
+    atomic_write_json(mean_path, {
         "format_version": C.MANIFEST_FORMAT_VERSION, "kind": "mean_prompt", "prompt": mean.prompt,
-        "embedder": meta["metric"], "fit": mean.scores, "loso": loso_figures(lb, "mean"), **provenance})
-    art = ASSETS / C.EMBED_PREDICTOR_DIR
+        "embedder": meta["metric"], "embedder_path": None if emb.spec.is_proxy else str(emb.spec.path), "fit": mean.scores, "loso": loso_figures(lb, "mean"), **provenance})
     choice = {"format_version": C.MANIFEST_FORMAT_VERSION, "predictor": "mean", "model": None}
     if winner == "embed":
         pred = fit_embed(rows, cfg.settings, mean, cache, emb, log=log)
@@ -64,6 +68,6 @@ def ship(result: dict, rows, cfg, emb, cache, command: str, log=print) -> dict:
     choice.update(method=winner, why=f"best leave-one-source-out macro SCS of {', '.join(fitted)}; "
                   "never below the mean prompt on a held-out source",
                   loso={m: loso_figures(lb, m) for m in fitted}, **provenance)
-    atomic_write_json(DEFAULT_FILE, choice)
-    log(f"shipped default: {winner} -> {DEFAULT_FILE}")
+    atomic_write_json(choice_path, choice)
+    log(f"shipped default: {winner} -> {choice_path}")
     return choice

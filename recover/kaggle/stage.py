@@ -92,6 +92,25 @@ def stage_model_dataset(cfg: KaggleConfig, model: str | None, embed: str | None,
     return d
 
 
+def stage_data_dataset(cfg: KaggleConfig, files: list[str], out: str | Path = "build/datasets") -> Path:
+    """Labelled CSVs (one per source) and prompt files for kernels/tune; a CSV without the four
+    columns is refused here, not on Kaggle."""
+    from ..csvio import read_table
+
+    d = Path(out) / cfg.data_dataset
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    for f in files:
+        if f.endswith(".csv"):
+            read_table(f, (C.COL_ID, C.COL_ORIGINAL, C.COL_REWRITTEN, C.COL_PROMPT))  # one clear error line
+        elif not f.endswith(".txt"):
+            raise ValueError(f"--data {f}: a labelled .csv or a prompt .txt")
+        shutil.copy2(f, d / Path(f).name)
+    atomic_write_json(d / "dataset-metadata.json", dataset_metadata(cfg, cfg.data_dataset, "recover labelled data"))
+    return d
+
+
 def stage_lora(lora: str, base_model: str, dest: Path) -> str:
     """The LoRA GGUF + a manifest (with its serve settings) in dest; the base must be the file it was made on."""
     from ..hashing import file_sha256
@@ -171,8 +190,10 @@ def render_kernel(name: str, cfg: KaggleConfig, out: str | Path = "build/kernels
             # The kaggle CLI defaults internet to ON: always say it explicitly.
             "enable_internet": spec["enable_internet"], "machine_shape": C.KAGGLE_MACHINE_SHAPE,
             "competition_sources": [C.COMPETITION_SLUG] if spec.get("competition") else [],
-            "dataset_sources": cfg.dataset_refs if spec.get("datasets") else [],
-            "kernel_sources": [cfg.ref(cfg.wheel_builder_kernel)] if spec.get("kernel_sources") else [],
+            "dataset_sources": (cfg.dataset_refs if spec.get("datasets") else [])
+                               + ([cfg.ref(cfg.data_dataset)] if spec.get("data") else []),
+            "kernel_sources": ([cfg.ref(cfg.wheel_builder_kernel)] if spec.get("kernel_sources") else [])
+                              + ([cfg.ref(cfg.tune_kernel)] if name == "submit" and cfg.attach_tune == "1" else []),
             "model_sources": [],
             # never float to "latest": a CUDA wheel built on one image may not load on the next
             "docker_image_pinning_type": "original"}

@@ -83,3 +83,37 @@ def infer_kind(model: str) -> str:
     if mf.is_file() and json.loads(mf.read_text()).get("kind") == "embed_predictor":
         return "embed"
     raise ValueError(f"--model {model}: neither a .gguf file nor an embed-predictor folder; pass --predictor")
+
+
+def default_cpu_quant() -> dict | None:
+    """`recover/assets/cpu_quant.json`, written by `make bench-cpu` (`recover bench --choose-cpu-quant`):
+    the quant the packaged model is served in on CPU, chosen by measured speed at no loss of SCS."""
+    f = ASSETS / C.CPU_QUANT_FILE
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def cache_dir() -> Path:
+    import os
+
+    return Path(os.environ.get("RECOVER_CACHE") or Path.home() / ".cache" / "recover")
+
+
+def serve_model_path(model: str, llm: dict, cpu_quant: str | None = "auto", log=print) -> str:
+    """The GGUF llama.cpp loads. On CPU the packaged model is served as a cached requant in the
+    measured fastest quant (`auto`); `--cpu-quant Q8_0` asks for it with any GGUF, `none` never."""
+    path = resolve_model_path(model)
+    on_gpu = llm.get("n_gpu_layers", 0) not in (0, None)
+    if cpu_quant in (None, "none") or on_gpu:
+        return path
+    if cpu_quant == "auto":
+        choice = default_cpu_quant() if model == C.PYPI_SMOLLM2 else None
+        quant, why = (choice or {}).get("quant"), "the measured CPU default (recover/assets/cpu_quant.json)"
+    else:
+        quant, why = cpu_quant, "--cpu-quant"
+    if not quant:
+        return path
+    from ..export.quantize import cached_requant
+
+    out = cached_requant(path, quant, cache_dir())
+    log(f"CPU: serving {out} ({quant} requant of {Path(path).name}; {why})")
+    return str(out)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..cpus import usable_cpus
+from ..cpus import claim_cpus, usable_cpus
 
 _GGUF_MAGIC = b"GGUF"
 
@@ -72,6 +72,8 @@ class LlamaEngine:
         cp.n_seq_max = n_seq + 1
         cp.kv_unified = True  # lets every sequence share the head's KV cells
         threads = n_threads or usable_cpus()
+        if not n_gpu_layers and not n_threads:
+            claim_cpus()  # a second CPU llama.cpp process on these cores is warned about, loudly
         cp.n_threads = cp.n_threads_batch = threads
         cp.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
                               else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
@@ -231,7 +233,7 @@ class LlamaEngine:
                         text = self.detokenize(st["gen"])
                     elif stop_on_blank_line and tok_has_newline(self, tok):
                         sofar = self.detokenize(st["gen"])
-                        if "\n\n" in sofar.lstrip() and len(sofar.strip()) >= 8:
+                        if blank_line_stop(sofar):
                             text = sofar
                 if text is not None:
                     outputs[st["job"]] = text
@@ -252,6 +254,12 @@ class LlamaEngine:
             self.batch = None
         self.ctx.close()
         self.model.close()
+
+
+def blank_line_stop(text: str) -> bool:
+    """The answer is over at a blank line after some content (what follows is commentary). The
+    bench's HF backend stops on this same rule, so both do equal work."""
+    return "\n\n" in text.lstrip() and len(text.strip()) >= 8
 
 
 def tok_has_newline(engine: LlamaEngine, tok: int) -> bool:

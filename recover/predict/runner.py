@@ -59,6 +59,8 @@ class PredictConfig:
     restart: bool = False
     run_root: str | None = None
     llm: dict = field(default_factory=dict)  # LlamaConfig fields, see predict/llm.py
+    cpu_quant: str | None = "auto"  # on CPU: "auto" (packaged model in the measured quant), "none", or a quant
+    model_served: str | None = None  # set at load: the GGUF actually served (a cached requant on CPU)
 
     def __post_init__(self):
         if self.predictor not in PREDICTORS:
@@ -75,6 +77,11 @@ class PredictConfig:
             self.batch_size = BATCH_SIZES[self.predictor]
         if self.batch_size < 1:
             raise ValueError("--batch-size must be >= 1")
+        if self.cpu_quant not in (None, "auto", "none"):
+            from ..export.quantize import QUANT_TYPES
+
+            if self.cpu_quant.upper() not in QUANT_TYPES:
+                raise ValueError(f"--cpu-quant {self.cpu_quant!r}: auto, none or one of {', '.join(QUANT_TYPES)}")
         if self.seed == 0:
             raise ValueError("--seed 0 means 'random' to llama.cpp; pass a nonzero seed")
         parse_duration(self.time_budget)
@@ -100,14 +107,16 @@ def llm_options(llm: dict) -> dict:
     return {**serve, **llm, "lora_path": path}
 
 
-def build_predictor(cfg: PredictConfig, mean: MeanPrompt):
+def build_predictor(cfg: PredictConfig, mean: MeanPrompt, log=print):
     if cfg.predictor == "mean":
         return MeanPredictor(mean)
     if cfg.predictor == "llm":
-        from .defaults import resolve_model_path
+        from .defaults import serve_model_path
         from .llm import LlamaConfig, LlamaPredictor
 
-        return LlamaPredictor(LlamaConfig(model=resolve_model_path(cfg.model), seed=cfg.seed, **llm_options(cfg.llm)))
+        model = serve_model_path(cfg.model, cfg.llm, cfg.cpu_quant, log)
+        cfg.model_served = model  # recorded in the run folder
+        return LlamaPredictor(LlamaConfig(model=model, seed=cfg.seed, **llm_options(cfg.llm)))
     from .embed import EmbedPredictor
 
     return EmbedPredictor.load(cfg.model, embedder=cfg.embedder)
@@ -124,7 +133,7 @@ def resolve_combine(asked: str | None, predictor) -> str:
 def _fingerprint(cfg: PredictConfig, mean: MeanPrompt, input_path: Path) -> dict:
     digest = hashlib.sha256(input_path.read_bytes()).hexdigest()[:16]
     return {"input_sha": digest, "predictor": cfg.predictor, "model": cfg.model, "combine": cfg.combine,
-            "mean_prompt": mean.prompt, "seed": cfg.seed, "llm": cfg.llm}
+            "mean_prompt": mean.prompt, "seed": cfg.seed, "llm": cfg.llm, "cpu_quant": cfg.cpu_quant}
 
 
 def run_predict(cfg: PredictConfig, log=print) -> dict:
@@ -147,7 +156,7 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
 
     model_error = None
     try:
-        predictor = build_predictor(cfg, mean)
+        predictor = build_predictor(cfg, mean, log)
     except Exception as e:  # noqa: BLE001 - any load failure is reported in one line
         if cfg.on_model_error != "fallback":
             raise
@@ -198,7 +207,7 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
     stats = {"rows": len(ids), "status": counts, "seconds": round(time.monotonic() - t0, 2),
              "s_per_row_predicted": round(timed_s / timed_rows, 4) if timed_rows else None,
              "predictor": predictor.name, "combine": mode, "model_error": model_error,
-             "output": str(cfg.output), "run_dir": str(run_dir)}
+             "output": str(cfg.output), "run_dir": str(run_dir), "model_served": cfg.model_served}
     record_run(run_dir, cfg, cfg.seed, {"result": stats})
     log(f"wrote {cfg.output}: {len(ids)} rows " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     check_row_failures(counts, cfg.on_model_error, log)

@@ -33,6 +33,17 @@ from ..csvio import atomic_write_csv, atomic_write_json, atomic_write_text, read
 
 STAGES = ("base", "split", "rows", "sft", "sft_gguf", "pairs", "dpo", "dpo_gguf", "predict", "eval")
 MODELS = ("zero-shot", "sft", "sft+dpo")
+# What each stage's result depends on (its inputs' settings included): a finished stage is reused
+# only when these are unchanged. predict keys its reuse on file hashes itself.
+_COMMON = ("base", "base_hf", "base_quant", "data", "holdout", "seed")
+_SFT = _COMMON + ("sft_rows", "n_ctx", "max_new_tokens", "template", "sft_recipe", "sft_lr", "sft_epochs",
+                  "sft_batch", "sft_accum")
+_PAIRS = _SFT + ("dpo_rows", "k", "temperature", "top_p", "margin", "targets_file", "targets_weight")
+_DPO = _PAIRS + ("dpo_recipe", "dpo_lr", "dpo_beta", "dpo_epochs", "dpo_batch", "dpo_accum")
+STAGE_SETTINGS = {"base": ("base", "base_hf", "base_quant"), "split": ("data", "holdout", "eval_rows", "seed"),
+                  "rows": _COMMON + ("sft_rows", "dpo_rows", "n_ctx", "max_new_tokens", "template"),
+                  "sft": _SFT, "sft_gguf": _SFT, "pairs": _PAIRS, "dpo": _DPO, "dpo_gguf": _DPO, "predict": (),
+                  "eval": _DPO + ("eval_rows",)}
 
 
 @dataclass
@@ -119,6 +130,19 @@ class Chain:
     def done(self, stage: str) -> bool:
         return (self.cfg.root / "stages" / f"{stage}.json").is_file()
 
+    def settings(self, stage: str) -> dict:
+        return {k: getattr(self.cfg, k) for k in STAGE_SETTINGS[stage]}
+
+    def check_settings(self, stage: str) -> None:
+        """A finished stage is reused only if it was made with the same settings; otherwise one clear
+        error (reusing it silently would mix two recipes in one result)."""
+        was = json.loads((self.cfg.root / "stages" / f"{stage}.json").read_text()).get("settings")
+        now = json.loads(json.dumps(self.settings(stage)))
+        if was is not None and was != now:
+            diff = ", ".join(f"{k}: {was.get(k)!r} -> {now.get(k)!r}" for k in now if was.get(k) != now.get(k))
+            raise ValueError(f"chain stage {stage} in {self.cfg.root} was made with other settings ({diff}); "
+                             f"use another --out, or delete {self.cfg.root / 'stages'}/{stage}.json and later stages")
+
     def run(self, only: list[str] | None = None) -> dict:
         from ..runs import record_run
 
@@ -129,12 +153,14 @@ class Chain:
             if only and stage not in only:
                 continue
             if self.done(stage):
+                self.check_settings(stage)
                 self.log(f"[{stage}] done earlier ({self.cfg.root / 'stages' / (stage + '.json')})")
                 continue
             self.log(f"[{stage}] start {time.strftime('%H:%M:%S')}")
             t0 = time.time()
             info = getattr(self, f"stage_{stage}")() or {}
             info["seconds"] = round(time.time() - t0, 1)
+            info["settings"] = self.settings(stage)
             atomic_write_json(self.cfg.root / "stages" / f"{stage}.json", info)
             self.log(f"[{stage}] finished in {info['seconds'] / 60:.1f} min: {json.dumps(info)[:300]}")
         return {"seconds": round(time.time() - t_all, 1)}
@@ -313,7 +339,8 @@ class Chain:
                 continue
             stats = run_predict(PredictConfig(input=str(test), output=self.predictions()[name], predictor="llm",
                                               model=self.base_gguf(), mean_prompt=str(self.p["mean"]), combine="llm",
-                                              seed=c.seed, llm={k: v for k, v in llm.items() if v is not None}),
+                                              seed=c.seed, llm={k: v for k, v in llm.items() if v is not None},
+                                              cpu_quant="none"),  # the base the adapters were sampled and verified on
                                 log=self.log)
             out[name] = {"seconds": stats["seconds"], "s_per_row": stats["s_per_row_predicted"], "status": stats["status"]}
             atomic_write_json(done, {"key": key, "stats": out[name]})
@@ -337,8 +364,8 @@ class Chain:
     def stage_eval(self) -> dict:
         res = self._eval(self.predictions(), report=str(self.cfg.root / "eval"))
         lb = res["leaderboard"]
-        return {"leaderboard": lb.to_dict(orient="records"), "report": str(self.cfg.root / "eval"),
-                "config": asdict(self.cfg)}
+        return {"leaderboard": lb.to_dict(orient="records"), "paired_steps": res["paired_steps"],
+                "report": str(self.cfg.root / "eval"), "config": asdict(self.cfg)}
 
 
 def run_chain(cfg: ChainConfig, only: list[str] | None = None, log=print) -> dict:
@@ -354,37 +381,3 @@ def resolve_chain_recipe(recipe: str | None) -> str | None:
     from .recipe import resolve_recipe
 
     return str(resolve_recipe(recipe))
-
-
-def ship_adapter(cfg: ChainConfig, name: str, command: str, log=print) -> Path:
-    """Copy the SFT+DPO LoRA GGUF to recover/assets/lora/NAME with a manifest: base file hash, training
-    data, held-out figures (from the eval stage) and the command that made it."""
-    import shutil
-
-    from ..hashing import file_sha256
-    from ..predict.defaults import ASSETS
-
-    ch = Chain(cfg, log)
-    if not ch.done("eval"):
-        raise RuntimeError(f"--ship {name}: the chain in {cfg.root} has not finished its eval stage")
-    src = ch.p["dpo_gguf"]
-    export = json.loads(src.with_suffix(".manifest.json").read_text())
-    ev = json.loads((cfg.root / "stages" / "eval.json").read_text())
-    stages = {s: json.loads((cfg.root / "stages" / f"{s}.json").read_text()) for s in STAGES if ch.done(s)}
-    dest = ASSETS / C.LORA_ASSETS_DIR / name
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(src, dest / f"{name}.gguf")
-    manifest = {"format_version": C.LORA_FORMAT_VERSION, "kind": "lora_gguf", "name": name, "file": f"{name}.gguf",
-                "sha256": file_sha256(dest / f"{name}.gguf"), "base": ch.base_gguf(), "base_file": export["base_file"],
-                "base_sha256": export["base_sha256"], "llama_cpp_python": C.LLAMA_CPP_PYTHON_VERSION,
-                "serve": cfg.serve(), "verification": export["verification"],
-                "training": {"data": [Path(p).name for p in cfg.data], "holdout": cfg.holdout,
-                             "sft_rows": stages["rows"]["sft_rows"], "dpo_pairs": stages["pairs"]["pairs"],
-                             "recipe": {k: v for k, v in asdict(cfg).items() if k not in ("data", "launcher", "out")},
-                             "seconds": {s: v["seconds"] for s, v in stages.items()}},
-                "heldout_figures": {"protocol": f"loso:{cfg.holdout}", "metric": "PROXY SCS (all-MiniLM-L6-v2)",
-                                    "leaderboard": ev["leaderboard"]},
-                "command": command}
-    atomic_write_json(dest / C.MANIFEST_FILE, manifest)
-    log(f"shipped {dest / manifest['file']} ({(dest / manifest['file']).stat().st_size / 1e6:.1f} MB)")
-    return dest

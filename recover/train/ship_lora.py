@@ -1,0 +1,43 @@
+"""`recover train chain --ship NAME`: the chain's SFT+DPO LoRA GGUF into recover/assets/lora/NAME."""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+from .. import constants as C
+from ..csvio import atomic_write_json
+from .chain import STAGES, Chain, ChainConfig
+
+
+def ship_adapter(cfg: ChainConfig, name: str, command: str, log=print) -> Path:
+    """Copy the SFT+DPO LoRA GGUF to recover/assets/lora/NAME with a manifest: base file hash, training
+    data, held-out figures (from the eval stage) and the command that made it."""
+    from ..hashing import file_sha256
+    from ..predict.defaults import ASSETS
+
+    ch = Chain(cfg, log)
+    if not ch.done("eval"):
+        raise RuntimeError(f"--ship {name}: the chain in {cfg.root} has not finished its eval stage")
+    src = ch.p["dpo_gguf"]
+    export = json.loads(src.with_suffix(".manifest.json").read_text())
+    ev = json.loads((cfg.root / "stages" / "eval.json").read_text())
+    stages = {s: json.loads((cfg.root / "stages" / f"{s}.json").read_text()) for s in STAGES if ch.done(s)}
+    dest = ASSETS / C.LORA_ASSETS_DIR / name
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dest / f"{name}.gguf")
+    manifest = {"format_version": C.LORA_FORMAT_VERSION, "kind": "lora_gguf", "name": name, "file": f"{name}.gguf",
+                "sha256": file_sha256(dest / f"{name}.gguf"), "base": ch.base_gguf(), "base_file": export["base_file"],
+                "base_sha256": export["base_sha256"], "llama_cpp_python": C.LLAMA_CPP_PYTHON_VERSION,
+                "serve": cfg.serve(), "verification": export["verification"],
+                "training": {"data": [Path(p).name for p in cfg.data], "holdout": cfg.holdout,
+                             "sft_rows": stages["rows"]["sft_rows"], "dpo_pairs": stages["pairs"]["pairs"],
+                             "recipe": {k: v for k, v in asdict(cfg).items() if k not in ("data", "launcher", "out")},
+                             "seconds": {s: v["seconds"] for s, v in stages.items()}},
+                "heldout_figures": {"protocol": f"loso:{cfg.holdout}", "metric": "PROXY SCS (all-MiniLM-L6-v2)",
+                                    "leaderboard": ev["leaderboard"], "paired_steps": ev.get("paired_steps", [])},
+                "command": command}
+    atomic_write_json(dest / C.MANIFEST_FILE, manifest)
+    log(f"shipped {dest / manifest['file']} ({(dest / manifest['file']).stat().st_size / 1e6:.1f} MB)")
+    return dest
