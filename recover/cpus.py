@@ -36,6 +36,11 @@ def _cgroup_quota() -> int | None:
         return None
 
 
+def user_cache_dir() -> Path:
+    """$RECOVER_CACHE or ~/.cache/recover: requant copies, the CPU claim file."""
+    return Path(os.environ.get("RECOVER_CACHE") or Path.home() / ".cache" / "recover")
+
+
 _CLAIM: int | None = None  # this process's lock on the CPU claim file, held until it exits
 
 
@@ -53,7 +58,7 @@ def claim_cpus(log=None) -> bool:
     import fcntl
     import sys
 
-    path = Path(os.environ.get("RECOVER_CACHE") or Path.home() / ".cache" / "recover") / "cpu.lock"
+    path = user_cache_dir() / "cpu.lock"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

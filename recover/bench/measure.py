@@ -10,8 +10,6 @@ hf-raw: the same, tokenized by HF and with no stop rule but EOS and the token li
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import multiprocessing as mp
 import resource
 import time
@@ -26,10 +24,6 @@ BACKENDS = ("llama", "hf", "hf-raw")
 def _rows(data: str, n: int) -> tuple[list[str], list[str]]:
     df = read_test(data).head(n)
     return [clean_text(x) for x in df[C.COL_ORIGINAL]], [clean_text(x) for x in df[C.COL_REWRITTEN]]
-
-
-def ids_digest(ids: list[list[int]]) -> str:
-    return hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:16]
 
 
 def _finish(name, t_load, t_run, per_row, prompt_counts, evaluated, gen_toks, t_prompt, t_gen, preds):
@@ -62,7 +56,7 @@ def bench_llama(model: str, data: str, rows: int, llm: dict) -> dict:
         per_row.append(time.perf_counter() - t)
     out = _finish("llama.cpp (recover engine)", t_load, sum(per_row), per_row, [len(x) for x in ids],
                   s.prompt_tokens - base_eval, s.gen_tokens, s.t_prompt - base_tp, s.t_gen, preds)
-    out.update(prompt_ids=ids, prompt_ids_sha=ids_digest(ids), n_params=p.engine.model.n_params(),
+    out.update(prompt_ids=ids, n_params=p.engine.model.n_params(),
                file_bytes=Path(model).stat().st_size, model_desc=p.engine.model.desc(),
                max_new_tokens=p.cfg.max_new_tokens)
     p.engine.close()

@@ -53,7 +53,6 @@ def build_twin(full: bool = False, cache: Path | None = None, log=print) -> Path
         shutil.rmtree(venv)  # a half-built twin from a killed run
     subprocess.run([find_python312(), "-m", "venv", str(venv)], check=True)
     pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    # the image has one, recent setuptools; the venv's bundled copy must not shadow what torch wants
     deps = [r for r, m in reqs if "nodeps" not in m and (full or "full" not in m)]
     nodeps = [r for r, m in reqs if "nodeps" in m and (full or "full" not in m)]
     log(f"kaggle twin ({kind}): {find_python312()} + {', '.join(deps + nodeps)}")

@@ -92,12 +92,6 @@ def default_cpu_quant() -> dict | None:
     return json.loads(f.read_text()) if f.is_file() else None
 
 
-def cache_dir() -> Path:
-    import os
-
-    return Path(os.environ.get("RECOVER_CACHE") or Path.home() / ".cache" / "recover")
-
-
 def serve_model_path(model: str, llm: dict, cpu_quant: str | None = "auto", log=print) -> str:
     """The GGUF llama.cpp loads. On CPU the packaged model is served as a cached requant in the
     measured fastest quant (`auto`); `--cpu-quant Q8_0` asks for it with any GGUF, `none` never."""
@@ -112,8 +106,9 @@ def serve_model_path(model: str, llm: dict, cpu_quant: str | None = "auto", log=
         quant, why = cpu_quant, "--cpu-quant"
     if not quant:
         return path
+    from ..cpus import user_cache_dir
     from ..export.quantize import cached_requant
 
-    out = cached_requant(path, quant, cache_dir())
+    out = cached_requant(path, quant, user_cache_dir())
     log(f"CPU: serving {out} ({quant} requant of {Path(path).name}; {why})")
     return str(out)
