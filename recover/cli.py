@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -148,7 +149,7 @@ def _train_lora(a):
 
 
 CHAIN_KEYS = ("data", "holdout", "out", "sft_rows", "dpo_rows", "k", "eval_rows", "n_ctx", "temperature", "margin",
-              "sft_lr", "dpo_lr", "dpo_beta", "seed")
+              "sft_lr", "dpo_lr", "dpo_beta", "dpo_sft_weight", "seed")
 
 
 def _train_chain(a):
@@ -162,9 +163,14 @@ def _train_chain(a):
 
 
 def _export_lora(a):
-    from .export.lora import export_lora
+    from .export.lora import export_lora, verify_lora_file
 
-    export_lora(a.base, a.adapter, a.out, a.outtype)
+    if not a.check_only:
+        return export_lora(a.base, a.adapter, a.out, a.outtype)
+    check = verify_lora_file(a.base, a.out, a.adapter)
+    print(json.dumps(check))
+    if not check["passed"]:
+        sys.exit(1)
 
 
 def _export_thresholds(a):
@@ -266,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stages", help="comma-separated subset, in order (default: all)")
     for key, typ in (("sft_rows", int), ("dpo_rows", int), ("k", int), ("eval_rows", int), ("n_ctx", int),
                      ("temperature", float), ("margin", float), ("sft_lr", float), ("dpo_lr", float),
-                     ("dpo_beta", float), ("seed", int)):
+                     ("dpo_beta", float), ("dpo_sft_weight", float), ("seed", int)):
         t.add_argument("--" + key.replace("_", "-"), dest=key, type=typ)
     t.add_argument("--ship", metavar="NAME", help="after the chain: copy the SFT+DPO LoRA GGUF to recover/assets/lora/NAME")
     t.set_defaults(fn=_train_chain)
@@ -327,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--adapter", required=True, help="peft LoRA folder")
     s.add_argument("--out", required=True, help="LoRA GGUF file to write (+ .manifest.json beside it)")
     s.add_argument("--outtype", default="q8_0", choices=["q8_0", "f16"])
+    s.add_argument("--check-only", action="store_true", help="only verify the LoRA GGUF already at --out")
     s.set_defaults(fn=_export_lora)
 
     s = sub.add_parser("export", help="merge adapter -> GGUF (runtime's own converter) -> quantize -> verify")

@@ -205,6 +205,12 @@ def test_notebook_runs_offline_in_a_fresh_venv_from_staged_wheels(tmp_path, cfg,
     run = json.loads(runs[0].read_text())
     assert run["result"]["predictor"] == "llm" and run["result"]["status"] == {"ok": len(sample_df)}
     assert run["config"]["llm"]["lora_path"].endswith(f"lora/{C.DEFAULT_LORA}.gguf")
+    # with the --combine its manifest chose on the held-out source (llm alone, or llm+mean)
+    from recover.predict.base import normalize_combine
+    from recover.predict.defaults import ASSETS
+
+    shipped = json.loads((ASSETS / C.LORA_ASSETS_DIR / C.DEFAULT_LORA / C.MANIFEST_FILE).read_text())
+    assert run["config"]["combine"] == normalize_combine(shipped["combine"])
 
     # 6. the same broken GPU setup in an interactive/commit run fails VISIBLY, the fallback file valid
     r, executed = run_notebook("commit", RECOVER_ASSUME_GPU="1")

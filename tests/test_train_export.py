@@ -106,3 +106,23 @@ def test_a_top1_flip_is_measured_by_how_much_hf_preferred_its_own_pick():
     ref = [np.array([5.0, 4.8, 0.0]), np.array([9.0, 1.0, 0.0]), np.array([0.0, 2.0, 1.0])]
     got = [np.array([4.9, 5.0, 0.0]), np.array([1.0, 9.0, 0.0]), np.array([0.0, 3.0, 1.0])]
     assert flip_margins(got, ref, 3) == [0.2, 8.0]  # a near-tie (0.2) and a real flip (8.0); row 3 agrees
+
+
+def test_lora_residual_is_measured_against_the_bases_own_error():
+    """The applied-adapter rule: per prompt, |llama(base+LoRA) - HF(merged)| over |llama(base) - HF(base)|.
+    An adapter applied as HF applies it stays near 1; one left out (or a wrong one) lands far off."""
+    import numpy as np
+
+    from recover.export.lora import RESID_RATIO, residual_ratios
+
+    rng = np.random.default_rng(1)
+    q = [rng.normal(size=50) for _ in range(3)]  # HF base
+    effect = [rng.normal(scale=10, size=50) for _ in range(3)]  # what the adapter does in HF
+    noise = [rng.normal(scale=0.5, size=50) for _ in range(3)]  # the 4-bit base's error in llama.cpp
+    p = [a + b for a, b in zip(q, noise)]
+    r = [a + b for a, b in zip(q, effect)]
+    applied = [a + b for a, b in zip(p, effect)]
+    assert max(residual_ratios(applied, p, r, q, 50)) <= 1.001  # the same error as the plain base
+    assert min(residual_ratios(p, p, r, q, 50)) > RESID_RATIO  # left out: off by the whole effect
+    wrong = [a + b for a, b in zip(p, effect[1:] + effect[:1])]
+    assert min(residual_ratios(wrong, p, r, q, 50)) > RESID_RATIO

@@ -108,6 +108,8 @@ def test_onpolicy_and_chain_configs_reject_bad_values(tmp_path):
         ChainConfig(data=data, holdout="src_c")
     with pytest.raises(ValueError, match="at least two"):
         ChainConfig(data=data[:1], holdout="src_a")
+    with pytest.raises(ValueError, match="dpo_sft_weight"):
+        ChainConfig(data=data, holdout="src_a", dpo_sft_weight=-1.0)
     y = tmp_path / "chain.yaml"
     y.write_text("data: [a.csv, b.csv]\nholdout: a\nsft_rowz: 3\n")
     with pytest.raises(ValueError, match="unknown key.*sft_rowz"):
@@ -192,6 +194,17 @@ def test_shipped_adapter_manifest_matches_the_packaged_base():
     assert {"n_ctx", "max_new_tokens"} <= set(serve)
     names = {r["method"] for r in m["heldout_figures"]["leaderboard"]}
     assert {"mean", "zero-shot", "sft", "sft+dpo", "sft+dpo+mean"} <= names
+    scs = {r["method"]: r["scs"] for r in m["heldout_figures"]["leaderboard"]}  # the notebook's --combine
+    assert m["combine"] == ("llm+mean" if scs["sft+dpo+mean"] > scs["sft+dpo"] else "llm")
+
+
+def test_the_adapters_combine_is_the_better_one_on_the_held_out_source():
+    from recover.train.ship_lora import choose_combine
+
+    lb = lambda a, b: {"leaderboard": [{"method": "sft+dpo", "scs": a}, {"method": "sft+dpo+mean", "scs": b}]}
+    assert choose_combine(lb(0.09, 0.07))[0] == "llm" and choose_combine(lb(0.06, 0.07))[0] == "llm+mean"
+    with pytest.raises(ValueError, match="cannot choose"):
+        choose_combine({"leaderboard": [{"method": "sft", "scs": 0.1}]})
 
 
 @pytest.mark.e2e
@@ -251,6 +264,21 @@ def test_cpu_and_t4_recipes_run_the_same_training_code(tmp_path, monkeypatch, re
     dpo = calls[1]
     assert dpo[dpo.index("--adapter_name_or_path") + 1] == str(tmp_path / "sft")  # DPO starts from the SFT adapter
     assert dpo[dpo.index("--recipe") + 1] == cfg.dpo_recipe and dpo[dpo.index("--beta") + 1] == str(cfg.dpo_beta)
+
+
+def test_dpo_sft_weight_adds_an_nll_term_on_chosen_that_trl_accepts(tmp_path):
+    """RPO: with dpo_sft_weight > 0 the DPO stage asks trl for [sigmoid, sft] losses weighted [1, w];
+    0 keeps plain DPO. The flags go through the real recipe parser (TrlParser + DPOConfig)."""
+    from recover.train import chain as ch
+    from recover.train.recipe import parse_recipe
+
+    data = [str(tmp_path / "src_a.csv"), str(tmp_path / "src_b.csv")]
+    assert ch.Chain(ch.ChainConfig(data=data, holdout="src_b", out=str(tmp_path))).dpo_loss() == []
+    flags = ch.Chain(ch.ChainConfig(data=data, holdout="src_b", out=str(tmp_path), dpo_sft_weight=0.5)).dpo_loss()
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("{}\n")
+    _, _, t = parse_recipe("dpo", "smollm2-cpu", ["--train_file", str(pairs), "--output_dir", str(tmp_path / "o"), *flags])
+    assert list(t.loss_type) == ["sigmoid", "sft"] and list(t.loss_weights) == [1.0, 0.5]
 
 
 def test_staging_a_lora_checks_its_base_and_keeps_its_serve_settings(tmp_path):

@@ -36,6 +36,8 @@ def leaderboard(per_row: pd.DataFrame, baseline: str, speeds: dict[str, float | 
             for s, gs in g.groupby("source", sort=True):
                 line[f"gain[{s}]"] = (gs.set_index("id")["scs"] - base.reindex(gs.id).to_numpy()).mean()
         line["rows_per_s"] = speeds.get(m)
+        if "pred" in g:  # answer length: how a policy drifts (e.g. DPO running to the token cap)
+            line["chars"] = round(float(g["pred"].astype(str).str.len().mean()), 1)
         lines.append(line)
     return pd.DataFrame(lines).sort_values("scs", ascending=False).reset_index(drop=True)
 
@@ -62,14 +64,15 @@ def format_steps(steps: list[dict]) -> str:
 def format_leaderboard(lb: pd.DataFrame, title: str) -> str:
     sources = [c[4:-1] for c in lb.columns if c.startswith("scs[")]
     head = f"{'method':<16} {'SCS':>7} {'95% CI':>17} " + " ".join(f"{s[:18]:>18}" for s in sources) \
-        + f" {'gain vs mean [95% CI]':>26} {'rows/s':>8}"
+        + f" {'gain vs mean [95% CI]':>26} {'rows/s':>8} {'chars':>6}"
     out = [title, head, "-" * len(head)]
     for _, r in lb.iterrows():
         per = " ".join(f"{r[f'scs[{s}]']:>8.4f} ({r.get(f'gain[{s}]', float('nan')):+.3f})" for s in sources)
         rate = f"{r['rows_per_s']:8.1f}" if pd.notna(r.get("rows_per_s")) else f"{'-':>8}"
         gain = f"{r.get('gain_vs_mean', float('nan')):+.4f} [{r.get('gain_ci_low', float('nan')):+.4f}, " \
                f"{r.get('gain_ci_high', float('nan')):+.4f}]"
-        out.append(f"{r['method']:<16} {r['scs']:7.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}] {per} {gain:>26} {rate}")
+        chars = f"{r['chars']:6.0f}" if pd.notna(r.get("chars")) else f"{'-':>6}"
+        out.append(f"{r['method']:<16} {r['scs']:7.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}] {per} {gain:>26} {rate} {chars}")
     out.append("per-source cells: SCS (gain over the mean prompt fitted on the same training rows)")
     if "mean:shipped" in set(lb.method):
         out.append("mean:shipped = the package's current default.json, fitted on ALL rows: a reference, not a held-out figure")

@@ -7,7 +7,8 @@
   sft_gguf the SFT adapter as a LoRA GGUF on the base GGUF, verified
   pairs    k samples per DPO row from the SFT policy (llama.cpp, temperature > 0), SCS-ranked:
            chosen = best, rejected = worst, kept above a margin
-  dpo      DPO from the SFT adapter (a frozen copy is the reference) (`recover train dpo`)
+  dpo      DPO from the SFT adapter (a frozen copy is the reference), + NLL on chosen when
+           dpo_sft_weight > 0 (RPO)                                   (`recover train dpo`)
   dpo_gguf the DPO adapter as a LoRA GGUF, verified
   predict  zero-shot / SFT / SFT+DPO on the held-out source with `recover predict`
   eval     `recover eval --holdout ... --pred ...`: bootstrap intervals, gains vs the fold's mean prompt
@@ -39,7 +40,7 @@ _COMMON = ("base", "base_hf", "base_quant", "data", "holdout", "seed")
 _SFT = _COMMON + ("sft_rows", "n_ctx", "max_new_tokens", "template", "sft_recipe", "sft_lr", "sft_epochs",
                   "sft_batch", "sft_accum")
 _PAIRS = _SFT + ("dpo_rows", "k", "temperature", "top_p", "margin", "targets_file", "targets_weight")
-_DPO = _PAIRS + ("dpo_recipe", "dpo_lr", "dpo_beta", "dpo_epochs", "dpo_batch", "dpo_accum")
+_DPO = _PAIRS + ("dpo_recipe", "dpo_lr", "dpo_beta", "dpo_epochs", "dpo_batch", "dpo_accum", "dpo_sft_weight")
 STAGE_SETTINGS = {"base": ("base", "base_hf", "base_quant"), "split": ("data", "holdout", "eval_rows", "seed"),
                   "rows": _COMMON + ("sft_rows", "dpo_rows", "n_ctx", "max_new_tokens", "template"),
                   "sft": _SFT, "sft_gguf": _SFT, "pairs": _PAIRS, "dpo": _DPO, "dpo_gguf": _DPO, "predict": (),
@@ -75,6 +76,9 @@ class ChainConfig:
     dpo_epochs: float = 1.0
     dpo_batch: int = 4  # pairs per device (each is a chosen + a rejected sequence)
     dpo_accum: int = 2
+    # > 0: add an NLL term on the chosen answer (RPO; trl loss_type [sigmoid, sft]) with this weight. Why:
+    # plain DPO at lr 5e-4 lowered the end-of-answer token with everything else and answers ran to the cap
+    dpo_sft_weight: float = 0.0
     eval_rows: int = 0  # 0: every held-out row
     n_gpu_layers: int = 0
     targets_file: list[str] = field(default_factory=list)  # as `recover eval --targets-file`
@@ -91,6 +95,8 @@ class ChainConfig:
             raise ValueError("sft_rows and dpo_rows must be >= 1")
         if self.seed == 0:
             raise ValueError("seed 0 means 'random' to llama.cpp; pass a nonzero seed")
+        if self.dpo_sft_weight < 0:
+            raise ValueError("dpo_sft_weight: >= 0 (0 = plain DPO)")
         if not self.base and not self.base_hf:
             raise ValueError("base: give the base GGUF (or pypi:smollm2), or base_hf to convert one")
 
@@ -292,7 +298,11 @@ class Chain:
                                                  "--beta", str(c.dpo_beta), "--num_train_epochs", str(c.dpo_epochs),
                                                  "--per_device_train_batch_size", str(c.dpo_batch),
                                                  "--gradient_accumulation_steps", str(c.dpo_accum),
-                                                 "--max_length", str(c.n_ctx + 64)])
+                                                 "--max_length", str(c.n_ctx + 64), *self.dpo_loss()])
+
+    def dpo_loss(self) -> list[str]:
+        w = self.cfg.dpo_sft_weight
+        return ["--loss_type", "sigmoid", "sft", "--loss_weights", "1.0", str(w)] if w else []
 
     def stage_dpo_gguf(self) -> dict:
         return self._gguf(self.p["dpo"], self.p["dpo_gguf"])
@@ -332,7 +342,8 @@ class Chain:
         for name in MODELS:
             llm = {**c.serve(), "n_gpu_layers": c.n_gpu_layers, **({"lora_path": str(lora[name])} if lora[name] else {})}
             key = {"test": file_sha256(test), "model": file_sha256(Path(resolve_model_path(self.base_gguf()))),
-                   "lora": file_sha256(lora[name]) if lora[name] else None, "llm": llm, "mean": mean, "seed": c.seed}
+                   "lora": file_sha256(lora[name]) if lora[name] else None, "seed": c.seed, "mean": mean,
+                   "llm": {k: v for k, v in llm.items() if k != "lora_path"}}  # content, not path: a copied folder reuses
             done = Path(self.predictions()[name]).with_suffix(".json")
             if done.is_file() and json.loads(done.read_text()).get("key") == key:  # same inputs: reuse (resume)
                 out[name] = {**json.loads(done.read_text())["stats"], "reused": True}

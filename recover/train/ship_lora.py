@@ -24,6 +24,7 @@ def ship_adapter(cfg: ChainConfig, name: str, command: str, log=print) -> Path:
     export = json.loads(src.with_suffix(".manifest.json").read_text())
     ev = json.loads((cfg.root / "stages" / "eval.json").read_text())
     stages = {s: json.loads((cfg.root / "stages" / f"{s}.json").read_text()) for s in STAGES if ch.done(s)}
+    combine, evidence = choose_combine(ev)
     dest = ASSETS / C.LORA_ASSETS_DIR / name
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(src, dest / f"{name}.gguf")
@@ -37,7 +38,18 @@ def ship_adapter(cfg: ChainConfig, name: str, command: str, log=print) -> Path:
                              "seconds": {s: v["seconds"] for s, v in stages.items()}},
                 "heldout_figures": {"protocol": f"loso:{cfg.holdout}", "metric": "PROXY SCS (all-MiniLM-L6-v2)",
                                     "leaderboard": ev["leaderboard"], "paired_steps": ev.get("paired_steps", [])},
-                "command": command}
+                "combine": combine, "combine_evidence": evidence, "command": command}
     atomic_write_json(dest / C.MANIFEST_FILE, manifest)
     log(f"shipped {dest / manifest['file']} ({(dest / manifest['file']).stat().st_size / 1e6:.1f} MB)")
     return dest
+
+
+def choose_combine(ev: dict) -> tuple[str, dict]:
+    """`--combine` for this adapter, by the held-out figures: the model alone ("llm") or with the fold's
+    mean prompt appended ("llm+mean"), whichever scored higher (the submission notebook reads it)."""
+    scs = {r["method"]: r["scs"] for r in ev["leaderboard"]}
+    step = next((s for s in ev.get("paired_steps", []) if s["from"] == "sft+dpo" and s["to"] == "sft+dpo+mean"), None)
+    if "sft+dpo" not in scs or "sft+dpo+mean" not in scs:
+        raise ValueError("the chain's eval has no sft+dpo / sft+dpo+mean rows: cannot choose --combine")
+    return ("llm+mean" if scs["sft+dpo+mean"] > scs["sft+dpo"] else "llm"), {
+        "sft+dpo": round(scs["sft+dpo"], 4), "sft+dpo+mean": round(scs["sft+dpo+mean"], 4), "paired_step": step}
