@@ -210,7 +210,7 @@ def test_notebook_runs_offline_in_a_fresh_venv_from_staged_wheels(tmp_path, cfg,
     from recover.predict.defaults import ASSETS
 
     shipped = json.loads((ASSETS / C.LORA_ASSETS_DIR / C.DEFAULT_LORA / C.MANIFEST_FILE).read_text())
-    assert run["config"]["combine"] == normalize_combine(shipped["combine"])
+    assert run["result"]["combine"] == normalize_combine(shipped["combine"])
 
     # 6. the same broken GPU setup in an interactive/commit run fails VISIBLY, the fallback file valid
     r, executed = run_notebook("commit", RECOVER_ASSUME_GPU="1")

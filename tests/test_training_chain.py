@@ -198,6 +198,24 @@ def test_shipped_adapter_manifest_matches_the_packaged_base():
     assert m["combine"] == ("llm+mean" if scs["sft+dpo+mean"] > scs["sft+dpo"] else "llm")
 
 
+def test_a_lora_without_combine_flag_is_served_with_its_manifests_combine(test_csv):
+    from recover.predict.base import normalize_combine
+    from recover.predict.defaults import ASSETS
+    from recover.predict.runner import PredictConfig, build_predictor, resolve_combine
+
+    m = json.loads((ASSETS / C.LORA_ASSETS_DIR / C.DEFAULT_LORA / C.MANIFEST_FILE).read_text())
+    cfg = PredictConfig(str(test_csv), "unused.csv", predictor="llm", model=C.PYPI_SMOLLM2,
+                        llm={"lora_path": C.DEFAULT_LORA, "max_new_tokens": 4}, cpu_quant="none")
+    p = build_predictor(cfg, None)
+    assert resolve_combine(None, p) == normalize_combine(m["combine"])
+    assert resolve_combine("llm+mean", p) == "llm+mean"  # a flag wins
+    p.engine.close()
+    plain = build_predictor(PredictConfig(str(test_csv), "unused.csv", predictor="llm", model=C.PYPI_SMOLLM2,
+                                          llm={"max_new_tokens": 4}, cpu_quant="none"), None)
+    assert resolve_combine(None, plain) == "pred+mean"  # no adapter: the model + the mean prompt
+    plain.engine.close()
+
+
 def test_the_adapters_combine_is_the_better_one_on_the_held_out_source():
     from recover.train.ship_lora import choose_combine
 
@@ -264,6 +282,7 @@ def test_cpu_and_t4_recipes_run_the_same_training_code(tmp_path, monkeypatch, re
     dpo = calls[1]
     assert dpo[dpo.index("--adapter_name_or_path") + 1] == str(tmp_path / "sft")  # DPO starts from the SFT adapter
     assert dpo[dpo.index("--recipe") + 1] == cfg.dpo_recipe and dpo[dpo.index("--beta") + 1] == str(cfg.dpo_beta)
+    assert cfg.dpo_sft_weight > 0 and dpo[dpo.index("--loss_weights") + 2] == str(cfg.dpo_sft_weight)  # RPO on both
 
 
 def test_dpo_sft_weight_adds_an_nll_term_on_chosen_that_trl_accepts(tmp_path):

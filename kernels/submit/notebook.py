@@ -118,10 +118,8 @@ budget = max(60, int(LIMIT_S - SAFETY_S - (time.time() - T0)))
 cmd = [sys.executable, "-m", "recover", "predict", "--input", TEST, "--output", SUB, "--time-budget", f"{budget}s",
        "--on-model-error", "fallback"] + (["--mean-prompt", means[0]] if means else [])
 if ggufs:
-    # the adapter's manifest says whether its held-out eval scored higher alone or with the mean appended
-    lora_m = os.path.join(os.path.dirname(loras[0]), "manifest.json") if loras else ""
-    combine = json.load(open(lora_m)).get("combine", "llm+mean") if os.path.isfile(lora_m) else "llm+mean"
-    cmd += ["--model", ggufs[0], "--predictor", "llm", "--combine", combine, "--max-new-tokens", "32"]
+    # no --combine: recover picks it (a LoRA's manifest holds what its held-out eval chose; else llm+mean)
+    cmd += ["--model", ggufs[0], "--predictor", "llm", "--max-new-tokens", "32"]
     cmd += ["--lora", loras[0]] if loras else []  # its manifest beside it brings the n_ctx/template it was trained with
     cmd += ["--n-gpu-layers", "-1", "--split-mode", "1", "--tensor-split", "0.5,0.5", "--flash-attn", "on",
             "--n-seq", "4"] if OFFLOAD else []

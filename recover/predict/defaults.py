@@ -57,16 +57,22 @@ def resolve_lora(name_or_path: str) -> tuple[str, dict]:
 
     -> (GGUF path, serve settings). A shipped adapter was trained on prompts built with a given
     template and context, so it is served with the same ones unless the user overrides them."""
+    path, m = lora_manifest(name_or_path)
+    return path, dict(m.get("serve", {}))
+
+
+def lora_manifest(name_or_path: str) -> tuple[str, dict]:
+    """-> (GGUF path, its manifest or {}): a shipped adapter's, or the one staged beside a LoRA GGUF."""
     folder = ASSETS / C.LORA_ASSETS_DIR / name_or_path
     mf = folder / C.MANIFEST_FILE
     if mf.is_file():
         m = json.loads(mf.read_text())
-        return str(folder / m["file"]), dict(m.get("serve", {}))
+        return str(folder / m["file"]), m
     f = Path(name_or_path)
     if f.is_file():  # a staged copy (e.g. a Kaggle dataset) keeps its manifest beside it
         beside = f.with_name(C.MANIFEST_FILE)
         m = json.loads(beside.read_text()) if beside.is_file() else {}
-        return name_or_path, dict(m.get("serve", {})) if m.get("file") == f.name else {}
+        return name_or_path, m if m.get("file") == f.name else {}
     names = ", ".join(shipped_loras()) or "none shipped"
     raise FileNotFoundError(f"--lora {name_or_path}: not a file and not a shipped adapter ({names})")
 

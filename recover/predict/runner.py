@@ -116,7 +116,12 @@ def build_predictor(cfg: PredictConfig, mean: MeanPrompt, log=print):
 
         model = serve_model_path(cfg.model, cfg.llm, cfg.cpu_quant, log)
         cfg.model_served = model  # recorded in the run folder
-        return LlamaPredictor(LlamaConfig(model=model, seed=cfg.seed, **llm_options(cfg.llm)))
+        p = LlamaPredictor(LlamaConfig(model=model, seed=cfg.seed, **llm_options(cfg.llm)))
+        if cfg.llm.get("lora_path"):  # an adapter's manifest carries the --combine its held-out eval chose
+            from .defaults import lora_manifest
+
+            p.manifest = {k: v for k, v in lora_manifest(cfg.llm["lora_path"])[1].items() if k == "combine"}
+        return p
     from .embed import EmbedPredictor
 
     return EmbedPredictor.load(cfg.model, embedder=cfg.embedder)
