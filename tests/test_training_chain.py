@@ -300,6 +300,49 @@ def test_dpo_sft_weight_adds_an_nll_term_on_chosen_that_trl_accepts(tmp_path):
     assert list(t.loss_type) == ["sigmoid", "sft"] and list(t.loss_weights) == [1.0, 0.5]
 
 
+def _flags(argv: list[str]) -> dict[str, list[str]]:
+    out, key = {}, None
+    for a in argv:
+        if a.startswith("--"):
+            key = a
+            out[key] = []
+        elif key:
+            out[key].append(a)
+    return out
+
+
+def test_the_dpo_seed_rerun_script_uses_the_chains_dpo_arguments(tmp_path, monkeypatch):
+    """scripts/dpo_seed_rerun.sh reruns the recipe's DPO stage by hand: its arguments must not drift
+    from what the chain passes (or its figure would be about another recipe)."""
+    import shlex
+
+    from recover.train import chain as ch
+
+    script = (Path(__file__).resolve().parent.parent / "scripts" / "dpo_seed_rerun.sh").read_text()
+    line = next(x for x in script.replace("\\\n", " ").splitlines() if " train dpo " in x)
+    got = _flags(shlex.split(line.replace('"', "")))
+    data = [str(tmp_path / "src_a.csv"), str(tmp_path / "gemma_rewrites_b.csv")]
+    cfg = ch.ChainConfig.load(ch.resolve_chain_recipe("chain-smollm2-cpu"),
+                              {"data": data, "holdout": "gemma_rewrites_b", "out": str(tmp_path)})
+    calls = []
+
+    def fake_run(cmd, check):
+        calls.append(cmd)
+        out = Path(cmd[cmd.index("--output_dir") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps({"rows": 3, "seconds": 1.0, "log_history": [{"loss": 1.0}]}))
+
+    monkeypatch.setattr(ch.subprocess, "run", fake_run)
+    ch.Chain(cfg, log=lambda *a: None).stage_dpo()
+    want = _flags(calls[0])
+    same = lambda a, b: [float(x) if x.replace(".", "", 1).replace("e-", "", 1).isdigit() else x for x in a] == \
+        [float(x) if x.replace(".", "", 1).replace("e-", "", 1).isdigit() else x for x in b]
+    for k in ("--recipe", "--model_name_or_path", "--learning_rate", "--beta", "--num_train_epochs",
+              "--per_device_train_batch_size", "--gradient_accumulation_steps", "--max_length", "--loss_type",
+              "--loss_weights"):
+        assert k in got and same(got[k], want[k]), (k, got.get(k), want[k])
+
+
 def test_staging_a_lora_checks_its_base_and_keeps_its_serve_settings(tmp_path):
     from recover.hashing import file_sha256
     from recover.kaggle.stage import stage_lora
