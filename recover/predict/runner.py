@@ -97,14 +97,15 @@ def make_cap(embedder: str | None, log=print):
         return lambda s: s[:_NO_TOKENIZER_CHAR_CAP].rstrip() if len(s) > _NO_TOKENIZER_CHAR_CAP else s
 
 
-def llm_options(llm: dict) -> dict:
-    """A shipped `--lora NAME` brings the settings it was trained with (template, n_ctx); flags win."""
+def llm_options(llm: dict) -> tuple[dict, dict]:
+    """-> (LlamaConfig options, the adapter's manifest or {}). A `--lora` brings the settings it was
+    trained with (template, n_ctx; flags win) and the --combine its held-out eval chose."""
     if not llm.get("lora_path"):
-        return dict(llm)
-    from .defaults import resolve_lora
+        return dict(llm), {}
+    from .defaults import lora_manifest
 
-    path, serve = resolve_lora(llm["lora_path"])
-    return {**serve, **llm, "lora_path": path}
+    path, m = lora_manifest(llm["lora_path"])
+    return {**m.get("serve", {}), **llm, "lora_path": path}, m
 
 
 def build_predictor(cfg: PredictConfig, mean: MeanPrompt, log=print):
@@ -116,11 +117,9 @@ def build_predictor(cfg: PredictConfig, mean: MeanPrompt, log=print):
 
         model = serve_model_path(cfg.model, cfg.llm, cfg.cpu_quant, log)
         cfg.model_served = model  # recorded in the run folder
-        p = LlamaPredictor(LlamaConfig(model=model, seed=cfg.seed, **llm_options(cfg.llm)))
-        if cfg.llm.get("lora_path"):  # an adapter's manifest carries the --combine its held-out eval chose
-            from .defaults import lora_manifest
-
-            p.manifest = {k: v for k, v in lora_manifest(cfg.llm["lora_path"])[1].items() if k == "combine"}
+        options, lora = llm_options(cfg.llm)
+        p = LlamaPredictor(LlamaConfig(model=model, seed=cfg.seed, **options))
+        p.manifest = {"combine": lora["combine"]} if "combine" in lora else {}  # read by resolve_combine
         return p
     from .embed import EmbedPredictor
 
