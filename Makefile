@@ -18,7 +18,7 @@ SHARED := ../shared/data
 DEV_DATA := $(wildcard $(SHARED)/gemma_rewrites_a.csv $(SHARED)/gemma_rewrites_b.csv)
 BENCH_ROWS ?= 100
 
-.PHONY: data gemma-model wheels datasets publish-datasets kernel kernel-wheels bench-kernel kernel-rewrite kernel-train kernel-tune kaggle-twin setup demo test test-fast bench bench-cpu export-thresholds bench-meanprompt eval eval-kfold ship-default dev-split train-dev ship-lora submit clean llama-wheel
+.PHONY: probes probe-sim eval-settings data gemma-model wheels datasets publish-datasets kernel kernel-wheels bench-kernel kernel-rewrite kernel-train kernel-tune kaggle-twin setup demo test test-fast bench bench-cpu export-thresholds bench-meanprompt eval eval-kfold ship-default dev-split train-dev ship-lora submit clean llama-wheel
 
 setup: $(STAMP)
 
@@ -72,7 +72,9 @@ bench-meanprompt: setup
 	$(RECOVER) meanprompt bench --targets $(SHARED)/rewrite_prompts.txt --max-targets 3750 --vocab-size 3000 --bench-steps 4 --out build/meanprompt/bench/bench.json
 
 # --- honest evaluation: leave-one-source-out over ../shared/data (README: Evaluation) -------------
-EVAL_DATA := $(wildcard $(SHARED)/gemma_rewrites_a.csv $(SHARED)/gemma_rewrites_b.csv $(SHARED)/gpt35_rewrites_c.csv)
+# Five sources: three Gemma (a, b, d: the folds that CHOOSE, see recover/eval/select.py) and two that are
+# not (gpt35 c, llama e: printed as robustness).
+EVAL_DATA := $(wildcard $(SHARED)/gemma_rewrites_a.csv $(SHARED)/gemma_rewrites_b.csv $(SHARED)/gemma_rewrites_d.csv $(SHARED)/gpt35_rewrites_c.csv $(SHARED)/llama_rewrites_e.csv)
 # What a fit may use besides its training rows: sources weighed, public prompt lists as mean-prompt targets.
 EVAL_FIT_ARGS ?= --targets-file $(SHARED)/rewrite_prompts.txt --targets-weight 2
 EVAL_ARGS = $(foreach f,$(EVAL_DATA),--data $(f)) $(EVAL_FIT_ARGS)
@@ -101,7 +103,17 @@ ship-lora: train-dev
 # Refit the LOSO winner on every row and write the package defaults (mean prompt, embed predictor,
 # default_predictor.json), each carrying its LOSO figures and this command.
 ship-default: setup
-	$(RECOVER) eval $(EVAL_ARGS) --report build/eval/loso --ship
+	$(RECOVER) eval $(EVAL_ARGS) $(if $(PROBES),--probes $(PROBES)) --report build/eval/loso --ship
+
+# Leaderboard probes (README "Kaggle: leaderboard probes"): K prompts to submit as constant submissions,
+# then `make ship-default PROBES=build/probes/probes.csv` with their public scores filled in.
+PROBE_K ?= 20
+probes: setup
+	$(RECOVER) probes pick $(EVAL_ARGS) --k $(PROBE_K) --out build/probes/probes.csv
+
+# Does probe matching help? Each Gemma source plays the leaderboard (public half) under LOSO; K = 20, 50.
+probe-sim: setup
+	$(RECOVER) probes sim $(EVAL_ARGS) --k 20,50 --out build/probes/sim.json
 
 # One source held out on disk (for scripts that train outside `recover eval`).
 dev-split: setup

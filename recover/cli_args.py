@@ -9,7 +9,7 @@ def _named_files(items) -> dict[str, str]:
     for item in items or []:
         name, sep, path = item.partition("=")
         if not sep or not name.strip() or not path.strip():
-            raise ValueError(f"--pred {item!r}: use NAME=path/to/submission.csv")
+            raise ValueError(f"{item!r}: use NAME=path (e.g. --pred llm=submission.csv, --reference old=mean_prompt.json)")
         out[name.strip()] = path.strip()
     return out
 
@@ -29,9 +29,12 @@ def _fit_settings(a):
     def prompts(files):
         return [b.prompt for f in files or [] for b in load_prompt_file(f)]
 
+    from .meanprompt.probes import load_probes
+
     extra, bank = prompts(a.targets_file), prompts(a.bank_file)
     return FitSettings(source_weights=weights, extra_targets=extra, extra_weight=a.targets_weight if extra else 0.0,
-                       bank_size=a.bank_size, extra_bank=bank)
+                       bank_size=a.bank_size, extra_bank=bank, vocab=a.vocab,
+                       probes=load_probes(a.probes) if a.probes else [], probe_groups=a.probe_groups)
 
 
 def _llm_options(a) -> dict:
@@ -59,6 +62,10 @@ def _add_fit_args(s):
     g.add_argument("--targets-weight", type=float, default=0.5, help="their total weight relative to the training rows")
     g.add_argument("--bank-size", type=int, default=2000, help="project bank prompts the embed predictor decodes to")
     g.add_argument("--bank-file", action="append", help="more decoding prompts, one a line (they ship in the artifact)")
+    g.add_argument("--vocab", default="words", choices=["words", "words+pieces"],
+                   help="mean-prompt search vocabulary: the targets' words, or also every piece of the embedder's tokenizer")
+    g.add_argument("--probes", help="CSV prompt,score: leaderboard probes; target weights are matched to them")
+    g.add_argument("--probe-groups", type=int, default=24, help="target clusters whose weights the probes fit")
 
 
 def _add_llm_args(s):

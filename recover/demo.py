@@ -21,6 +21,24 @@ def default_predictor_config(inp: str, out: str, **kw) -> PredictConfig:
     return PredictConfig(inp, out, predictor=predictor, model=model, **kw)
 
 
+def loso_lines(choice: dict) -> str:
+    """The default's held-out figures: the Gemma folds that chose it first (*), then the robustness folds."""
+    loso = choice.get("loso", {})
+    mine, mean = loso.get(choice.get("method", ""), {}), loso.get("mean", {})
+    rule = mine.get("rule", {})
+    folds = rule.get("folds", [])
+    out = []
+    if rule:
+        out.append(f"  selection rule: {rule['name']}: {rule['macro']:.4f} [{rule['ci95'][0]:.4f}, {rule['ci95'][1]:.4f}] "
+                   f"over {', '.join(folds)} (mean prompt {mean.get('rule', {}).get('macro', float('nan')):.4f})")
+    order = [s for s in mine.get("scs", {}) if s in folds] + [s for s in mine.get("scs", {}) if s not in folds]
+    for src in order:
+        tag = "*" if src in folds else " (robustness)"
+        out.append(f"  leave-one-source-out, held out {src}{tag}: {mine['scs'][src]:.4f} "
+                   f"(mean prompt {mean.get('scs', {}).get(src, float('nan')):.4f})")
+    return "\n".join(out)
+
+
 def run_demo(out_dir: str | None = None, embedder: str | None = None) -> dict:
     out = Path(out_dir or tempfile.mkdtemp(prefix="recover-demo-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -47,9 +65,7 @@ def run_demo(out_dir: str | None = None, embedder: str | None = None) -> dict:
     print()
     print(format_table(rows, f"recover demo: {len(full)} built-in sample rows, {tag}"))
     print(f"DEFAULT = what `recover predict` runs with no flags: {choice.get('why', '')}")
-    for src, v in choice.get("loso", {}).get(choice.get("method", ""), {}).get("scs", {}).items():
-        print(f"  leave-one-source-out, held out {src}: {v:.4f} "
-              f"(mean prompt {choice['loso']['mean']['scs'].get(src, float('nan')):.4f})")
+    print(loso_lines(choice))
     print(emb.spec.describe())
     print(f"outputs: {out}")
     return {"scores": dict(rows), "embedder": str(emb.spec.path), "proxy": emb.spec.is_proxy, "out": str(out)}

@@ -190,12 +190,12 @@ def test_shipped_manifests_have_the_schema_ship_writes(tmp_path, monkeypatch):
             assert set(a["loso"]) == set(b["loso"])
 
 
-def test_pick_winner_needs_every_held_out_source_at_or_above_the_mean():
-    from recover.eval.ship import pick_winner
+def test_pick_winner_needs_every_selection_fold_at_or_above_the_mean():
+    from recover.eval.select import pick_winner
 
     lb = pd.DataFrame({"method": ["embed", "mean:shipped", "mean"],
                        "scs[a]": [0.30, 0.90, 0.10], "scs[b]": [0.09, 0.90, 0.10],
                        "gain[a]": [0.20, 0.80, 0.0], "gain[b]": [-0.01, 0.80, 0.0]})
-    assert pick_winner(lb) == "mean"  # embed's higher macro does not excuse a loss on source b
+    assert pick_winner(lb, ["a", "b"]) == "mean"  # embed's higher macro does not excuse a loss on source b
     lb.loc[0, ["scs[b]", "gain[b]"]] = [0.11, 0.01]
-    assert pick_winner(lb) == "embed"  # and mean:shipped, which has seen every row, is never picked
+    assert pick_winner(lb, ["a", "b"]) == "embed"  # and mean:shipped, which has seen every row, is never picked

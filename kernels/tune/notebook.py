@@ -45,17 +45,32 @@ def labelled(path):
 
 
 # The competition's own train.csv holds one example row: not a source.
-DATA = [p for p in find("*.csv") if labelled(p) and "/competitions/" not in p]
+DATA = [p for p in find("*.csv") if labelled(p) and "/competitions/" not in p]  # five sources: make datasets DATA=...
 TARGETS = [p for p in find("*.txt") if "prompt" in os.path.basename(p).lower()]
 if len(DATA) < 2:
     raise SystemExit(f"need labelled CSVs from at least two sources (leave-one-source-out), found {DATA}")
 print("embedder:", ST5, "\ndata:", DATA, "\nprompt files:", TARGETS)
 
 # %%
+# The fit settings the shipped default was CHOSEN with (Gemma folds, recover/eval/select.py), read from the
+# installed package: the same search, run against sentence-t5 (its own sentencepiece pieces with
+# vocab=words+pieces). Leaderboard probes (a CSV prompt,score named *probes*.csv) reweight the targets.
+from recover.predict.defaults import default_choice  # noqa: E402
+
+FIT = default_choice().get("fit_settings", {})
+PROBES = [p for p in find("*probes*.csv")]
+import torch  # noqa: E402
+
+print("embedder device:", "cuda (GPU)" if torch.cuda.is_available() else "cpu (no GPU seen by torch)")
+print("fit settings from the shipped default:", FIT, "| probes:", PROBES or "none attached")
 cmd = [sys.executable, "-m", "recover", "eval", "--embedder", str(ST5), "--methods", "mean,embed",
        "--report", f"{WORK}/tune_report", "--cache-dir", "/tmp/recover-cache", "--ship-to", WORK]
 cmd += [x for p in DATA for x in ("--data", p)] + [x for p in TARGETS for x in ("--targets-file", p)]
-cmd += ["--targets-weight", "2"] if TARGETS else []
+cmd += ["--targets-weight", str(FIT.get("targets_weight", 2.0))] if TARGETS else []
+cmd += ["--vocab", FIT.get("vocab", "words")]
+cmd += [x for k, v in FIT.get("source_weights", {}).items() if any(os.path.basename(p).startswith(k) for p in DATA)
+        for x in ("--source-weight", f"{k}={v}")]
+cmd += ["--probes", PROBES[0]] if PROBES else []
 print(" ".join(cmd))
 subprocess.run(cmd, check=True)
 choice = json.load(open(f"{WORK}/default_predictor.json"))

@@ -20,8 +20,12 @@ def bootstrap_ci(x: np.ndarray, n: int = 1000, seed: int = 1234, level: float = 
     return float(lo), float(hi)
 
 
-def leaderboard(per_row: pd.DataFrame, baseline: str, speeds: dict[str, float | None], seed: int = 1234) -> pd.DataFrame:
-    """per_row: columns method, id, source, scs. One line per method, best first."""
+def leaderboard(per_row: pd.DataFrame, baseline: str, speeds: dict[str, float | None], seed: int = 1234,
+                select: list[str] | None = None) -> pd.DataFrame:
+    """per_row: columns method, id, source, scs. One line per method, best by the selection rule first
+    (`select`: the folds that choose, see select.py; None: every source)."""
+    from .select import rule_figures
+
     base = per_row[per_row.method == baseline].set_index("id")["scs"] if baseline in set(per_row.method) else None
     lines = []
     for m, g in per_row.groupby("method", sort=False):
@@ -39,7 +43,11 @@ def leaderboard(per_row: pd.DataFrame, baseline: str, speeds: dict[str, float | 
         if "pred" in g:  # answer length: how a policy drifts (e.g. DPO running to the token cap)
             line["chars"] = round(float(g["pred"].astype(str).str.len().mean()), 1)
         lines.append(line)
-    return pd.DataFrame(lines).sort_values("scs", ascending=False).reset_index(drop=True)
+    lb = pd.DataFrame(lines)
+    sel = select or sorted(per_row.source.unique())
+    lb = lb.merge(rule_figures(per_row, sel, seed=seed), on="method")
+    lb.attrs["select"] = list(sel)
+    return lb.sort_values(["rule", "scs"], ascending=False).reset_index(drop=True)
 
 
 def paired_steps(per_row: pd.DataFrame, names: list[str], seed: int = 1234) -> list[dict]:
@@ -61,22 +69,36 @@ def format_steps(steps: list[dict]) -> str:
                       for s in steps])
 
 
-def format_leaderboard(lb: pd.DataFrame, title: str) -> str:
+def format_leaderboard(lb: pd.DataFrame, title: str, select: list[str] | None = None) -> str:
     sources = [c[4:-1] for c in lb.columns if c.startswith("scs[")]
-    head = f"{'method':<16} {'SCS':>7} {'95% CI':>17} " + " ".join(f"{s[:18]:>18}" for s in sources) \
+    select = select or lb.attrs.get("select") or sources
+    # the rule's folds first, marked *; the others are robustness columns
+    sources = [s for s in sources if s in select] + [s for s in sources if s not in select]
+    head = f"{'method':<16} {'RULE':>7} {'95% CI':>17} {'worst*':>7} {'macro':>7} {'SCS':>7} " \
+        + " ".join(f"{(s + ('*' if s in select else ''))[:18]:>18}" for s in sources) \
         + f" {'gain vs mean [95% CI]':>26} {'rows/s':>8} {'chars':>6}"
     out = [title, head, "-" * len(head)]
     for _, r in lb.iterrows():
+        rule = f"{r['rule']:7.4f} [{r['rule_low']:.4f}, {r['rule_high']:.4f}] {r['worst']:7.4f} {r['macro']:7.4f}" \
+            if pd.notna(r.get("rule")) else f"{'-':>7} {'-':>17} {'-':>7} {r.get('macro', float('nan')):7.4f}"
         per = " ".join(f"{r[f'scs[{s}]']:>8.4f} ({r.get(f'gain[{s}]', float('nan')):+.3f})" for s in sources)
         rate = f"{r['rows_per_s']:8.1f}" if pd.notna(r.get("rows_per_s")) else f"{'-':>8}"
         gain = f"{r.get('gain_vs_mean', float('nan')):+.4f} [{r.get('gain_ci_low', float('nan')):+.4f}, " \
                f"{r.get('gain_ci_high', float('nan')):+.4f}]"
         chars = f"{r['chars']:6.0f}" if pd.notna(r.get("chars")) else f"{'-':>6}"
-        out.append(f"{r['method']:<16} {r['scs']:7.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}] {per} {gain:>26} {rate} {chars}")
+        out.append(f"{r['method']:<16} {rule} {r['scs']:7.4f} {per} {gain:>26} {rate} {chars}")
+    out.append(f"RULE = macro SCS over the selection folds (* = {', '.join(select)}), bootstrap 95% CI; worst* = the "
+               "worst of them; macro = over all folds; SCS = all rows pooled. Unstarred folds: robustness, never read "
+               "by the rule")
     out.append("per-source cells: SCS (gain over the mean prompt fitted on the same training rows)")
-    if "mean:shipped" in set(lb.method):
-        out.append("mean:shipped = the package's current default.json, fitted on ALL rows: a reference, not a held-out figure")
+    if "mean:shipped" in set(lb.method) or lb.method.str.startswith("ref:").any():
+        out.append("mean:shipped (the package's current default.json) and ref:* (fixed prompt files) were fitted "
+                   "outside these folds: references, not held-out figures")
     return "\n".join(out)
+
+
+def _ref(method: str) -> bool:
+    return method == "mean:shipped" or method.startswith("ref:")
 
 
 def write_report(out: Path, lb: pd.DataFrame, per_row: pd.DataFrame, meta: dict, title: str) -> None:
@@ -92,8 +114,8 @@ def write_report(out: Path, lb: pd.DataFrame, per_row: pd.DataFrame, meta: dict,
     fig, ax = plt.subplots(figsize=(7, 1.2 + 0.45 * len(lb)))
     y = np.arange(len(lb))[::-1]
     # a reference that has seen every row is drawn hatched, never like a held-out figure
-    ax.barh(y, lb.scs, color=["#bbbbbb" if m == "mean:shipped" else "#4477aa" for m in lb.method],
-            hatch=["//" if m == "mean:shipped" else "" for m in lb.method])
+    ax.barh(y, lb.scs, color=["#bbbbbb" if _ref(m) else "#4477aa" for m in lb.method],
+            hatch=["//" if _ref(m) else "" for m in lb.method])
     ax.errorbar(lb.scs, y, xerr=[lb.scs - lb.ci_low, lb.ci_high - lb.scs], fmt="none", ecolor="black", capsize=3)
     ax.set_yticks(y, lb.method)
     ax.set_xlabel("mean SCS (bootstrap 95% CI)")

@@ -18,7 +18,8 @@ import pandas as pd
 from .. import constants as C
 from ..csvio import atomic_write_json
 from ..data.prompt_bank import generate_bank
-from ..meanprompt.optimize import MeanPromptOptimizer, OptimizeConfig, vocab_from_texts
+from ..meanprompt.optimize import MeanPromptOptimizer, OptimizeConfig, vocab_from_texts, vocab_from_tokenizer
+from ..meanprompt.probes import probe_weights
 from ..predict.base import DEFAULT_MEAN_PROMPT_PATH, MeanPrompt
 from ..predict.embed import EmbedPredictor, features, fit_ridge, normalise
 from .protocols import grouped_kfold, loso_folds, normalise_prompt
@@ -56,8 +57,26 @@ class FitSettings:
     search: OptimizeConfig = field(default_factory=lambda: OptimizeConfig(beam=3, steps=20, prerank=192,
                                                                           insert_words=12, max_tokens=64))
     vocab_size: int = 3000
+    # the mean-prompt search vocabulary: "words" (the training targets' words) or "words+pieces" (plus every
+    # piece of the metric embedder's tokenizer: sentencepiece for sentence-t5, wordpieces for the proxy)
+    vocab: str = "words"
+    # leaderboard probes (prompt, public score): target weights are matched to them (meanprompt/probes.py)
+    probes: list[tuple[str, float]] = field(default_factory=list)
+    probe_groups: int = 24
     inner_k: int = 3  # prompt-grouped inner folds when the training rows come from one source
     seed: int = C.DEFAULT_SEED
+
+    def __post_init__(self):
+        if self.vocab not in VOCABS:
+            raise ValueError(f"--vocab {self.vocab!r}: choose one of {', '.join(VOCABS)}")
+        if self.probes and len(self.probes) < 2:
+            raise ValueError("--probes: at least 2 probe prompts with their leaderboard scores")
+        negative = [k for k, v in self.source_weights.items() if v < 0]
+        if negative:
+            raise ValueError(f"--source-weight {negative[0]}: a weight is >= 0")
+
+
+VOCABS = ("words", "words+pieces")
 
 
 # --- the mean prompt ----------------------------------------------------------------------------
@@ -75,11 +94,31 @@ def mean_targets(train: Rows, s: FitSettings, exclude: set[str] = frozenset()) -
     return keys, np.array([w[k] for k in keys])
 
 
+def search_vocab(targets: list[str], s: FitSettings, embedder) -> list[str]:
+    """The training targets' words, plus the embedder tokenizer's pieces with vocab=words+pieces."""
+    words = vocab_from_texts(targets, max_words=s.vocab_size)
+    if s.vocab == "words+pieces":
+        words = list(dict.fromkeys(words + vocab_from_tokenizer(embedder.tokenizer)))
+    return words
+
+
+def matched_weights(targets: list[str], weights: np.ndarray, s: FitSettings, cache, log=print) -> np.ndarray:
+    """The targets' weights matched to the leaderboard probes (unchanged without probes)."""
+    if not s.probes:
+        return weights
+    w, rep = probe_weights(cache.encode(targets), weights, cache.encode([p for p, _ in s.probes]),
+                           [v for _, v in s.probes], groups=s.probe_groups, seed=s.seed)
+    log(f"    probes: {rep['probes']} matched over {rep['groups']} target groups, rmse {rep['rmse_before']:.4f} -> "
+        f"{rep['rmse_after']:.4f} ({rep['group_weight_moved']:.0%} of the weight moved)")
+    return w * weights.sum()
+
+
 def fit_mean(train: Rows, s: FitSettings, embedder, cache, exclude: set[str] = frozenset(),
              store: str | Path | None = "build/cache/meanprompt", log=print) -> MeanPrompt:
     """Beam search on the weighted targets; results are stored by a hash of (targets, weights, config)."""
     targets, weights = mean_targets(train, s, exclude)
-    vocab = vocab_from_texts(targets, max_words=s.vocab_size)
+    weights = matched_weights(targets, weights, s, cache, log)
+    vocab = search_vocab(targets, s, embedder)
     key = hashlib.sha256(json.dumps([targets, np.round(weights, 6).tolist(), vocab, s.search.__dict__,
                                      cache.path.name if cache.path else ""], default=str).encode()).hexdigest()[:16]
     f = Path(store) / f"mean-{key}.json" if store else None

@@ -17,6 +17,7 @@ from .cache import EmbeddingCache
 from .leaderboard import format_leaderboard, format_steps, leaderboard, paired_steps, write_report
 from .methods import FitSettings, Rows, fit_embed, fit_mean, shipped_mean
 from .protocols import PROTOCOLS, check_disjoint, folds_for, normalise_prompt
+from .select import RULE, paired_by_fold, selection_sources
 
 METHODS = ("mean", "mean:shipped", "embed")
 BASELINE = "mean"
@@ -39,6 +40,8 @@ class EvalConfig:
     ship: bool = False  # refit the winner on all rows and write the package's default artifacts
     ship_to: str | None = None  # ... into this folder instead (kernels/tune: against the real sentence-t5)
     command: str = ""  # recorded in the shipped manifests
+    select_on: list[str] = field(default_factory=list)  # the folds that choose (default: gemma*; select.py)
+    references: dict[str, str] = field(default_factory=dict)  # NAME -> mean_prompt JSON scored on every fold
 
     def __post_init__(self):
         if not self.data:
@@ -56,6 +59,8 @@ class EvalConfig:
         clash = sorted(set(self.preds) & set(METHODS))
         if clash:
             raise ValueError(f"--pred {clash[0]}=...: that name is a built-in method; pick another")
+        if set(self.references) & set(self.preds):
+            raise ValueError("--reference and --pred share a name")
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ValueError(f"--methods: unknown {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}")
@@ -119,10 +124,16 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
     run_dir = new_run_dir(cfg.runs_dir, "eval")
     record_run(run_dir, cfg, cfg.settings.seed)
     emb = Embedder.resolve(cfg.embedder)
-    log(emb.spec.describe())
+    log(f"{emb.spec.describe()} (device: {emb.device})")
     cache = EmbeddingCache(emb, cfg.cache_dir)
     df = load_pairs(cfg.data)
     log(f"pairs: {len(df)} rows from " + ", ".join(f"{s} ({n})" for s, n in df[C.COL_SOURCE].value_counts(sort=False).items()))
+    unknown = sorted(set(cfg.settings.source_weights) - set(df[C.COL_SOURCE]))
+    if unknown:
+        raise ValueError(f"--source-weight {unknown[0]}=...: not a source (sources: {', '.join(df[C.COL_SOURCE].unique())})")
+    select = selection_sources(df[C.COL_SOURCE], cfg.select_on)
+    log(f"selection rule: {RULE}; folds that choose: {', '.join(select)}")
+    refs = {f"ref:{n}": MeanPrompt.load(p) for n, p in cfg.references.items()}
     rows = embed_rows(df, cache)
     folds = folds_for(cfg.protocol, df[C.COL_SOURCE], df[C.COL_PROMPT], cfg.k, cfg.settings.seed, cfg.holdout or None)
     per_row, speeds, fits = [], {}, []
@@ -144,25 +155,35 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
             if fold is folds[-1]:
                 speeds[name] = measure_speed(pred, va, cfg.speed_rows) if pred.name != "mean" else None
             log(f"  {name:<14} SCS {scs.mean():.4f}  ({time.time() - t1:.0f} s)")
-        for name, path in cfg.preds.items():
-            preds = read_predictions(path, va.ids)
+        outside = {n: (lambda ids, m=m: [m.prompt] * len(ids)) for n, m in refs.items()}
+        outside.update({n: (lambda ids, p=p: read_predictions(p, ids)) for n, p in cfg.preds.items()})
+        for name, get in outside.items():
+            preds, path = get(va.ids), cfg.preds.get(name) or cfg.references.get(name[4:])
             scs = np.sum(cache.encode(preds) * va.ep, 1) ** C.SCS_EXPONENT
             per_row.append(pd.DataFrame({"fold": fold.name, "method": name, "id": va.ids, "source": va.df[C.COL_SOURCE],
                                          "pred": preds, "true": va.df[C.COL_PROMPT], "scs": scs}))
             log(f"  {name:<14} SCS {scs.mean():.4f}  (predictions from {path})")
     cache.save()
     per_row = pd.concat(per_row, ignore_index=True)
-    lb = leaderboard(per_row, BASELINE, speeds, cfg.settings.seed)
+    lb = leaderboard(per_row, BASELINE, speeds, cfg.settings.seed, select=select)
     metric = "PROXY SCS (all-MiniLM-L6-v2, not sentence-t5-base)" if emb.spec.is_proxy else "SCS (sentence-t5-base)"
-    title = f"recover eval: {cfg.protocol}, {len(df)} rows, {metric}"
-    log(format_leaderboard(lb, title))
+    title = f"recover eval: {cfg.protocol}, {len(df)} rows, {metric}; rule: {RULE}"
+    log(format_leaderboard(lb, title, select))
     steps = paired_steps(per_row, list(cfg.preds), cfg.settings.seed) if len(cfg.preds) > 1 else []
     if steps:
         log(format_steps(steps))
+    # every other method against the mean prompt fitted on the same rows, per selection fold
+    by_fold = [x for m in lb.method if m != BASELINE and BASELINE in set(per_row.method)
+               for x in paired_by_fold(per_row, BASELINE, m, select, cfg.settings.seed)]
+    if by_fold:
+        log("paired gains on the selection folds (row by row, bootstrap 95% CI):")
+        for x in by_fold:
+            log(f"  {x['from']:>8} -> {x['to']:<16} {x['source']:<20} {x['gain']:+.4f} [{x['ci_low']:+.4f}, {x['ci_high']:+.4f}]")
     meta = {"protocol": cfg.protocol, "metric": metric, "embedder": str(emb.spec.path), "is_proxy": emb.spec.is_proxy,
             "data": [str(p) for p in cfg.data], "folds": [{"name": f.name, "train": len(f.train), "val": len(f.val),
                                                            "purged": f.purged} for f in folds],
-            "config": asdict(cfg), "seconds": round(time.time() - t0, 1), "paired_steps": steps}
+            "config": asdict(cfg), "seconds": round(time.time() - t0, 1), "paired_steps": steps,
+            "rule": RULE, "select": select, "paired_by_fold": by_fold}
     if cfg.report:
         write_report(Path(cfg.report), lb, per_row, {**meta, "fits": [{k: v for k, v in f.items() if k != "train_ids"}
                                                                       for f in fits]}, title)

@@ -17,16 +17,7 @@ from ..csvio import atomic_write_json
 from ..predict.base import DEFAULT_MEAN_PROMPT_PATH
 from ..predict.defaults import ASSETS, DEFAULT_FILE
 from .methods import fit_embed, fit_mean
-
-
-def pick_winner(lb: pd.DataFrame, baseline: str = "mean") -> str:
-    """Best macro-average over held-out sources among methods never below the mean prompt on a source."""
-    sources = [c for c in lb.columns if c.startswith("scs[")]
-    gains = [c for c in lb.columns if c.startswith("gain[")]
-    lb = lb[lb.method != "mean:shipped"].copy()  # has seen every row: never a candidate
-    lb["macro"] = lb[sources].mean(axis=1)
-    ok = lb[(lb[gains] >= 0).all(axis=1)] if gains else lb
-    return str((ok if len(ok) else lb[lb.method == baseline]).sort_values("macro", ascending=False).method.iloc[0])
+from .select import RULE, pick_winner
 
 
 def loso_figures(lb: pd.DataFrame, method: str) -> dict:
@@ -34,7 +25,11 @@ def loso_figures(lb: pd.DataFrame, method: str) -> dict:
     out = {k[4:-1]: round(float(v), 4) for k, v in r.items() if k.startswith("scs[")}
     gains = {k[5:-1]: round(float(v), 4) for k, v in r.items() if k.startswith("gain[")}
     return {"scs": out, "gain_vs_mean": gains, "all_rows": round(float(r["scs"]), 4),
-            "ci95": [round(float(r["ci_low"]), 4), round(float(r["ci_high"]), 4)]}
+            "ci95": [round(float(r["ci_low"]), 4), round(float(r["ci_high"]), 4)],
+            "rule": {"name": RULE, "folds": list(lb.attrs.get("select", [])), "macro": round(float(r["rule"]), 4),
+                     "ci95": [round(float(r["rule_low"]), 4), round(float(r["rule_high"]), 4)],
+                     "worst": round(float(r["worst"]), 4)},
+            "macro_all_folds": round(float(r["macro"]), 4)}
 
 
 def ship(result: dict, rows, cfg, emb, cache, command: str, log=print, to: str | None = None) -> dict:
@@ -44,10 +39,13 @@ def ship(result: dict, rows, cfg, emb, cache, command: str, log=print, to: str |
     mean_path, art, choice_path = (DEFAULT_MEAN_PROMPT_PATH, ASSETS / C.EMBED_PREDICTOR_DIR, DEFAULT_FILE) if to is None \
         else (Path(to) / "mean_prompt.json", Path(to) / C.EMBED_PREDICTOR_DIR, Path(to) / C.DEFAULT_PREDICTOR_FILE)
     lb = result["leaderboard"]
-    winner = pick_winner(lb)
     meta = result["meta"]
+    winner = pick_winner(lb, meta["select"])
     provenance = {"command": command, "protocol": meta["protocol"], "metric": meta["metric"],
-                  "data": [Path(p).name for p in cfg.data], "train_rows": len(rows.df)}
+                  "data": [Path(p).name for p in cfg.data], "train_rows": len(rows.df),
+                  "fit_settings": {"vocab": cfg.settings.vocab, "source_weights": cfg.settings.source_weights,
+                                   "targets_weight": cfg.settings.extra_weight, "probes": len(cfg.settings.probes),
+                                   "select_on": meta["select"]}}
     mean = fit_mean(rows, cfg.settings, emb, cache, store=Path(cfg.cache_dir) / "meanprompt", log=log)
     atomic_write_json(mean_path, {
         "format_version": C.MANIFEST_FORMAT_VERSION, "kind": "mean_prompt", "prompt": mean.prompt,
@@ -64,9 +62,9 @@ def ship(result: dict, rows, cfg, emb, cache, command: str, log=print, to: str |
         choice.update(predictor="embed", model=C.EMBED_PREDICTOR_DIR)
     elif art.exists():
         shutil.rmtree(art)  # a stale artifact must not look like the default
-    fitted = [m for m in lb.method if m != "mean:shipped"]  # the old default is no held-out figure
-    choice.update(method=winner, why=f"best leave-one-source-out macro SCS of {', '.join(fitted)}; "
-                  "never below the mean prompt on a held-out source",
+    fitted = [m for m in lb.method if m != "mean:shipped" and not m.startswith("ref:")]  # no held-out figures
+    choice.update(method=winner, why=f"the selection rule ({RULE}; folds {', '.join(meta['select'])}) "
+                  f"among {', '.join(fitted)} under leave-one-source-out",
                   loso={m: loso_figures(lb, m) for m in fitted}, **provenance)
     atomic_write_json(choice_path, choice)
     log(f"shipped default: {winner} -> {choice_path}")

@@ -186,10 +186,28 @@ def vocab_from_texts(texts: list[str], min_count: int = 2, max_words: int = 3000
     return [w for w, n in c.most_common() if n >= min_count and w.isalpha()][:max_words]
 
 
-def vocab_from_tokenizer(tokenizer, max_words: int = 3000) -> list[str]:
-    """Whole-word entries of the embedder's tokenizer vocabulary."""
-    words = [w.lstrip("▁Ġ") for w in tokenizer.get_vocab()]
-    return sorted({w for w in words if w.isalpha() and len(w) > 1})[:max_words]
+def vocab_from_tokenizer(tokenizer, max_words: int = 0) -> list[str]:
+    """The metric embedder's own pieces that stand alone as one token when written as a word:
+    sentencepiece pieces that open a word ('\u2581lucrarea' -> 'lucrarea', sentence-t5) or wordpieces
+    that are not continuations ('##ing'), for the proxy. Taken from the tokenizer alone, never from any
+    target, so a held-out prompt cannot leak through it. In tokenizer order (sentencepiece: by score);
+    max_words=0 keeps all."""
+    vocab = tokenizer.get_vocab()
+    special = set(getattr(tokenizer, "all_special_tokens", []))
+    spm = any(p.startswith("\u2581") for p in vocab)
+    words = []
+    for piece, _ in sorted(vocab.items(), key=lambda kv: kv[1]):
+        if piece in special or (spm and not piece.startswith("\u2581")) or piece.startswith("##"):
+            continue
+        w = piece.lstrip("\u2581")
+        if len(w) > 1 and any(ch.isalpha() for ch in w) and not (w.startswith("[") and w.endswith("]")) \
+                and not (w.startswith("<") and w.endswith(">")):
+            words.append(w)
+    words = list(dict.fromkeys(words))
+    if words:  # keep only what the tokenizer writes back as exactly that one piece
+        ids = tokenizer(words, add_special_tokens=False)["input_ids"]
+        words = [w for w, t in zip(words, ids) if len(t) == 1]
+    return words[:max_words] if max_words else words
 
 
 def plot_trajectory(traj: list[dict], path: str | Path) -> None:

@@ -110,12 +110,22 @@ def resolve_embedder(explicit: str | os.PathLike | None = None) -> EmbedderSpec:
     )
 
 
+def _auto_device() -> str:
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
 class Embedder:
     """A local sentence-transformers model, loaded offline, returning L2-normalised float32."""
 
-    def __init__(self, spec: EmbedderSpec, device: str = "cpu", batch_size: int = 64):
+    def __init__(self, spec: EmbedderSpec, device: str = "auto", batch_size: int = 64):
         self.spec = spec
-        self.device = device
+        # auto: the GPU when torch sees one (kernels/tune holds a T4 while it refits against sentence-t5)
+        self.device = device if device != "auto" else _auto_device()
         self.batch_size = batch_size
 
     @classmethod

@@ -1,0 +1,63 @@
+"""The selection rule chooses on the Gemma folds only; the other folds are robustness columns."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from recover.eval.leaderboard import leaderboard
+from recover.eval.select import pick_winner, rule_figures, selection_sources
+
+SOURCES = ["gemma_rewrites_a", "gemma_rewrites_b", "gemma_rewrites_d", "gpt35_rewrites_c", "llama_rewrites_e"]
+
+
+def per_row(means: dict[str, dict[str, float]], n: int = 40, seed: int = 0) -> pd.DataFrame:
+    """Rows whose SCS per (method, source) has the given mean (small noise, same ids for every method)."""
+    rng = np.random.default_rng(seed)
+    noise = {s: rng.normal(0, 0.01, n) for s in SOURCES}
+    out = []
+    for m, by in means.items():
+        for s, v in by.items():
+            out.append(pd.DataFrame({"method": m, "source": s, "id": [f"{s}-{i}" for i in range(n)],
+                                     "scs": v + noise[s] - noise[s].mean()}))
+    return pd.concat(out, ignore_index=True)
+
+
+def test_default_selection_folds_are_the_gemma_sources():
+    assert selection_sources(SOURCES) == ["gemma_rewrites_a", "gemma_rewrites_b", "gemma_rewrites_d"]
+    assert selection_sources(["mine", "yours"]) == ["mine", "yours"]  # no Gemma source: every fold chooses
+    assert selection_sources(SOURCES, ["gpt35_rewrites_c"]) == ["gpt35_rewrites_c"]
+    with pytest.raises(ValueError, match="not a source"):
+        selection_sources(SOURCES, ["nope"])
+
+
+def test_the_rule_never_reads_a_non_gemma_fold():
+    """X wins every Gemma fold and loses the two others badly: X is chosen, whatever the others say."""
+    gemma = {"gemma_rewrites_a": 0.10, "gemma_rewrites_b": 0.09, "gemma_rewrites_d": 0.08}
+    for other in (0.01, 0.50):  # the non-Gemma figures swing from terrible to excellent for "x"
+        means = {"mean": {**gemma, "gpt35_rewrites_c": 0.20, "llama_rewrites_e": 0.20},
+                 "x": {**{k: v + 0.02 for k, v in gemma.items()}, "gpt35_rewrites_c": other, "llama_rewrites_e": other},
+                 "y": {**{k: v + 0.01 for k, v in gemma.items()}, "gpt35_rewrites_c": 0.9, "llama_rewrites_e": 0.9}}
+        pr = per_row(means)
+        sel = selection_sources(pr.source)
+        lb = leaderboard(pr, "mean", {}, select=sel)
+        assert pick_winner(lb, sel) == "x"
+        assert lb.method.iloc[0] == "x"  # the printed order is the rule's
+        r = lb.set_index("method")
+        assert r.loc["x", "rule"] == pytest.approx(np.mean(list(gemma.values())) + 0.02, abs=1e-9)
+        assert r.loc["x", "worst"] == pytest.approx(0.10, abs=1e-9)
+
+
+def test_a_loss_on_one_gemma_fold_disqualifies_but_a_non_gemma_loss_does_not():
+    base = {s: 0.10 for s in SOURCES}
+    pr = per_row({"mean": base,
+                  "big_but_loses_b": {**base, "gemma_rewrites_a": 0.3, "gemma_rewrites_b": 0.099},
+                  "small_everywhere": {**base, "gemma_rewrites_a": 0.11, "gemma_rewrites_b": 0.101,
+                                       "gemma_rewrites_d": 0.101, "gpt35_rewrites_c": 0.0}})
+    sel = selection_sources(pr.source)
+    assert pick_winner(leaderboard(pr, "mean", {}, select=sel), sel) == "small_everywhere"
+
+
+def test_rule_interval_brackets_the_macro():
+    pr = per_row({"m": {s: 0.1 + 0.01 * i for i, s in enumerate(SOURCES)}})
+    r = rule_figures(pr, SOURCES[:3]).iloc[0]
+    assert r.rule_low < r.rule < r.rule_high
+    assert r.rule == pytest.approx(0.11, abs=1e-9) and r.macro == pytest.approx(0.12, abs=1e-9)
