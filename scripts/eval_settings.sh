@@ -13,8 +13,8 @@ declare -A V=(
   [file-w2]="$FILE --targets-weight 2"
   [file-w0.5]="$FILE --targets-weight 0.5"
   [rows-only]=""
-  [file-w0.5-gemma-rows]="$FILE --targets-weight 0.5 $NONGEMMA0"
-  [file-w0.5-pieces]="$FILE --targets-weight 0.5 --vocab words+pieces"
+  [rows-only-gemma-rows]="$NONGEMMA0"
+  [rows-only-pieces]="--vocab words+pieces"
 )
 ONLY=${ONLY:-"${!V[@]}"}
 for name in $ONLY; do
