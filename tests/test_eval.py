@@ -199,3 +199,25 @@ def test_pick_winner_needs_every_selection_fold_at_or_above_the_mean():
     assert pick_winner(lb, ["a", "b"]) == "mean"  # embed's higher macro does not excuse a loss on source b
     lb.loc[0, ["scs[b]", "gain[b]"]] = [0.11, 0.01]
     assert pick_winner(lb, ["a", "b"]) == "embed"  # and mean:shipped, which has seen every row, is never picked
+
+
+def test_flags_that_would_be_ignored_are_errors_or_real(tmp_path):
+    from recover.eval.methods import FitSettings, project_bank
+    from recover.eval.run import EvalConfig
+
+    with pytest.raises(ValueError, match="needs --protocol loso"):
+        EvalConfig(data=["x.csv"], protocol="kfold", holdout=["gemma_rewrites_a"])
+    with pytest.raises(ValueError, match="--vocab"):
+        FitSettings(vocab="letters")
+    s = FitSettings(bank_size=5, extra_bank=["Make it a POEM!", "Turn it into a haiku"])
+    bank = project_bank(s, exclude={normalise_prompt("make it a poem")})
+    assert "Turn it into a haiku" in bank and "Make it a POEM!" not in bank  # a held-out line is purged
+
+
+def test_unknown_source_weight_is_an_error(tmp_path):
+    from recover.eval.methods import FitSettings
+    from recover.eval.run import EvalConfig, run_eval
+
+    with pytest.raises(ValueError, match="--source-weight src_z"):
+        run_eval(EvalConfig(data=write_sources(tmp_path, n=4), settings=FitSettings(source_weights={"src_z": 0.5}),
+                            cache_dir=str(tmp_path / "c"), runs_dir=str(tmp_path / "r")), log=lambda *a: None)

@@ -14,6 +14,7 @@ import pandas as pd
 
 from .. import constants as C
 from ..csvio import atomic_write_csv, atomic_write_json, read_table
+from ..score.metric import scs_rows
 
 REFUSAL = re.compile(r"^\s*(?:i'?m sorry|i am sorry|sorry,|i cannot|i can'?t|i'?m unable|i am unable|as an ai\b|"
                      r"i'?m not able|i will not|i won'?t)", re.IGNORECASE)
@@ -50,7 +51,7 @@ def run_label(rewrites_csv: str, out_dir: str, embedder=None, copy_threshold: fl
     if embedder is not None and len(kept):
         e = embedder.encode(list(kept[C.COL_ORIGINAL]) + list(kept[C.COL_REWRITTEN]))
         n = len(kept)
-        kept["scs_original_rewrite"] = np.round(np.sum(e[:n] * e[n:], axis=1) ** C.SCS_EXPONENT, 5)
+        kept["scs_original_rewrite"] = np.round(scs_rows(e[:n], e[n:]), 5)
     out = Path(out_dir)
     atomic_write_csv(out / "labelled.csv", kept)
     atomic_write_csv(out / "dropped.csv", df[df["filter"] != "keep"])

@@ -23,6 +23,7 @@ import numpy as np
 from .. import constants as C
 from ..csvio import atomic_write_json, atomic_write_text, read_table
 from ..progress import progress
+from ..score.metric import scs_matrix
 from ..predict.postprocess import clean_llm_output
 from ..predict.prompting import build_messages
 from .rewrite import done_ids
@@ -103,7 +104,7 @@ def sample_rows(cfg: OnPolicyConfig, embedder, log=print) -> Path:
             # Scored as it would be submitted with --combine llm: nothing usable -> the fallback prompt.
             submitted = [c if c.strip() else (cfg.fallback or " ") for c in cands]
             e = embedder.encode([true] + submitted)
-            scs = (e[1:] @ e[0]) ** C.SCS_EXPONENT
+            scs = scs_matrix(e[1:], e[:1])[:, 0]
             if not cfg.fallback:
                 scs = np.where([bool(c.strip()) for c in cands], scs, -1.0)  # nothing usable is the worst answer
             f.write(json.dumps({"id": rid, "original": o, "rewritten": r, "true": true, "raw": raw,

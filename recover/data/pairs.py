@@ -17,6 +17,7 @@ import numpy as np
 from .. import constants as C
 from ..csvio import atomic_write_json, atomic_write_text, read_table
 from ..predict.prompting import build_messages, load_template
+from ..score.metric import scs_matrix, scs_rows
 from .prompt_bank import generate_bank
 
 
@@ -48,7 +49,7 @@ def build_pairs(cfg: PairsConfig, embedder, log=print) -> dict:
     bank = [b.prompt for b in generate_bank(cfg.bank_size, cfg.seed)]
     truths = list(df[C.COL_PROMPT])
     T, B = embedder.encode(truths), embedder.encode(bank)
-    S = (T @ B.T) ** C.SCS_EXPONENT  # rows x bank
+    S = scs_matrix(T, B)  # rows x bank
     preds = [None] * len(df)
     if cfg.model:
         from ..predict.llm import LlamaConfig, LlamaPredictor
@@ -56,7 +57,7 @@ def build_pairs(cfg: PairsConfig, embedder, log=print) -> dict:
         p = LlamaPredictor(LlamaConfig(model=cfg.model, seed=cfg.seed))
         preds = p.predict_batch(list(df[C.COL_ORIGINAL]), list(df[C.COL_REWRITTEN]))
         P = embedder.encode([x or " " for x in preds])
-        pred_scs = np.sum(P * T, axis=1) ** C.SCS_EXPONENT
+        pred_scs = scs_rows(P, T)
     lines, counts = [], {"model": 0, "bank_band": 0, "rows_without_negative": 0}
     for i, row in df.iterrows():
         negs = []

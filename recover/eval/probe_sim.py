@@ -22,6 +22,7 @@ from ..csvio import atomic_write_json
 from ..data.pairs_io import load_pairs
 from ..meanprompt.probes import pick_probes
 from ..score.embedder import Embedder
+from ..score.metric import scs_matrix
 from .cache import EmbeddingCache
 from .leaderboard import bootstrap_ci
 from .methods import FitSettings, fit_mean, mean_targets
@@ -55,7 +56,7 @@ def public_mask(prompts, share: float, seed: int) -> np.ndarray:
 
 
 def scs_of(cache, prompt: str, ep: np.ndarray) -> np.ndarray:
-    return (ep @ cache.encode([prompt])[0]) ** C.SCS_EXPONENT
+    return scs_matrix(ep, cache.encode([prompt]))[:, 0]
 
 
 def run_probe_sim(cfg: ProbeSimConfig, log=print) -> dict:
@@ -81,7 +82,7 @@ def run_probe_sim(cfg: ProbeSimConfig, log=print) -> dict:
         for k in cfg.ks:
             probes = pick_probes(T, targets, k, s.seed)
             P = cache.encode(probes)
-            public = ((va.ep[pub] @ P.T) ** C.SCS_EXPONENT).mean(0)  # what the leaderboard would show
+            public = scs_matrix(va.ep[pub], P).mean(0)  # what the leaderboard would show
             matched = fit_mean(tr, replace(s, probes=list(zip(probes, public.tolist()))), emb, cache, exclude,
                                store=store, log=log)
             d = scs_of(cache, matched.prompt, va.ep[~pub]) - base

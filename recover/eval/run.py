@@ -13,6 +13,7 @@ from ..data.pairs_io import has_texts, load_pairs
 from ..predict.base import MeanPredictor, MeanPrompt
 from ..runs import new_run_dir, record_run
 from ..score.embedder import Embedder
+from ..score.metric import scs_rows
 from .cache import EmbeddingCache
 from .leaderboard import format_leaderboard, format_steps, leaderboard, paired_steps, write_report
 from .methods import FitSettings, Rows, fit_embed, fit_mean, shipped_mean
@@ -53,6 +54,8 @@ class EvalConfig:
         if self.ship and (self.protocol != "loso" or BASELINE not in self.methods):
             raise ValueError("--ship: the default is chosen under leave-one-source-out against the mean prompt; "
                              "use --protocol loso with 'mean' in --methods")
+        if self.holdout and self.protocol != "loso":
+            raise ValueError("--holdout names a source to leave out: it needs --protocol loso")
         if self.preds and (self.protocol != "loso" or len(self.holdout) != 1):
             raise ValueError("--pred: predictions made outside eval are scored on ONE held-out source; "
                              "use --protocol loso with one --holdout")
@@ -80,7 +83,7 @@ def fit_method(name: str, train: Rows, cfg: EvalConfig, emb, cache, exclude: set
     mean = fit_mean(train, cfg.settings, emb, cache, exclude, store=Path(cfg.cache_dir) / "meanprompt", log=log)
     if name == "mean":
         return MeanPredictor(mean), mean
-    return fit_embed(train, cfg.settings, mean, cache, emb, log=log), mean
+    return fit_embed(train, cfg.settings, mean, cache, emb, log=log, exclude=exclude), mean
 
 
 def predict_rows(pred, mean: MeanPrompt, rows: Rows) -> list[str]:
@@ -146,7 +149,7 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
             t1 = time.time()
             pred, mean = fit_method(name, tr, cfg, emb, cache, exclude, log)
             preds = predict_rows(pred, mean, va)
-            scs = np.sum(cache.encode(preds) * va.ep, 1) ** C.SCS_EXPONENT
+            scs = scs_rows(cache.encode(preds), va.ep)
             per_row.append(pd.DataFrame({"fold": fold.name, "method": name, "id": va.ids, "source": va.df[C.COL_SOURCE],
                                          "pred": preds, "true": va.df[C.COL_PROMPT], "scs": scs}))
             fits.append({"fold": fold.name, "method": name, "train_ids": tr.ids, "val_rows": len(va.df),
@@ -159,7 +162,7 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
         outside.update({n: (lambda ids, p=p: read_predictions(p, ids)) for n, p in cfg.preds.items()})
         for name, get in outside.items():
             preds, path = get(va.ids), cfg.preds.get(name) or cfg.references.get(name[4:])
-            scs = np.sum(cache.encode(preds) * va.ep, 1) ** C.SCS_EXPONENT
+            scs = scs_rows(cache.encode(preds), va.ep)
             per_row.append(pd.DataFrame({"fold": fold.name, "method": name, "id": va.ids, "source": va.df[C.COL_SOURCE],
                                          "pred": preds, "true": va.df[C.COL_PROMPT], "scs": scs}))
             log(f"  {name:<14} SCS {scs.mean():.4f}  (predictions from {path})")

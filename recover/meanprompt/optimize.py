@@ -20,7 +20,7 @@ import numpy as np
 from .. import constants as C
 from ..csvio import atomic_write_json
 from ..progress import progress
-from ..score.metric import scs_against_many
+from ..score.metric import scs_against_many, scs_matrix, sharpen
 
 
 @dataclass
@@ -95,7 +95,7 @@ class MeanPromptOptimizer:
             e = self.emb.encode(new)
             self.encode_s += time.perf_counter() - t0
             self.encoded += len(new)
-            for t, s in zip(new, ((e @ self.T.T) ** C.SCS_EXPONENT) @ self.w):
+            for t, s in zip(new, scs_matrix(e, self.T) @ self.w):
                 self._cache[t] = float(s)
         return np.array([self._cache[t] for t in texts])
 
@@ -118,7 +118,7 @@ class MeanPromptOptimizer:
             a = (self.word_tokens / max(1, len(self.tok(text, add_special_tokens=False)["input_ids"])))[:, None]
             norm = np.sqrt(1 + a[:, 0] ** 2 + 2 * a[:, 0] * (self.V @ e))[:, None]
             approx = ((e @ self.T_pre.T)[None, :] + a * self.VT) / norm
-        est = (approx ** C.SCS_EXPONENT) @ self.w_pre
+        est = sharpen(approx) @ self.w_pre
         idx = np.argpartition(-est, k)[:k]
         return [self.vocab[i] for i in idx]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import constants as C
+from ..score.metric import scs_matrix
 
 PROBE_COLUMNS = ("prompt", "score")
 
@@ -97,7 +98,7 @@ def probe_weights(target_emb: np.ndarray, base: np.ndarray, probe_emb: np.ndarra
     labels = kmeans(target_emb, groups, seed)
     G = labels.max() + 1
     prior = np.bincount(labels, weights=base, minlength=G)
-    cube = (probe_emb @ target_emb.T).astype(np.float64) ** C.SCS_EXPONENT  # (probes, targets)
+    cube = scs_matrix(probe_emb.astype(np.float64), target_emb.astype(np.float64))  # (probes, targets)
     S = np.stack([cube[:, labels == g] @ base[labels == g] / max(prior[g], 1e-12) for g in range(G)], 1)
     w = match_group_weights(S, y, prior, ridge)
     new = base * (w / np.maximum(prior, 1e-12))[labels]

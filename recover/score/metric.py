@@ -21,8 +21,19 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(normalize(a) * normalize(b), axis=-1)
 
 
+def sharpen(cos: np.ndarray, exponent: int = C.SCS_EXPONENT) -> np.ndarray:
+    """The ONE place the cosine is cubed: every SCS figure in the project goes through here."""
+    return np.asarray(cos) ** exponent
+
+
 def scs_rows(pred_emb: np.ndarray, true_emb: np.ndarray, exponent: int = C.SCS_EXPONENT) -> np.ndarray:
-    return cosine_rows(pred_emb, true_emb) ** exponent
+    """Per-row SCS of two (n, d) arrays (normalised here)."""
+    return sharpen(cosine_rows(pred_emb, true_emb), exponent)
+
+
+def scs_matrix(a_emb: np.ndarray, b_emb: np.ndarray) -> np.ndarray:
+    """SCS of every row of a against every row of b: (n, m). Both already L2-normalised (hot paths)."""
+    return sharpen(a_emb @ b_emb.T)
 
 
 def scs(pred_emb: np.ndarray, true_emb: np.ndarray, exponent: int = C.SCS_EXPONENT) -> float:
@@ -34,4 +45,4 @@ def scs_against_many(cand_emb: np.ndarray, targets_emb: np.ndarray, exponent: in
 
     Both inputs must already be L2-normalised; this is the mean-prompt objective's hot path.
     """
-    return np.mean((cand_emb @ targets_emb.T) ** exponent, axis=1)
+    return np.mean(sharpen(cand_emb @ targets_emb.T, exponent), axis=1)
