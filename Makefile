@@ -18,7 +18,7 @@ SHARED := ../shared/data
 DEV_DATA := $(wildcard $(SHARED)/gemma_rewrites_a.csv $(SHARED)/gemma_rewrites_b.csv)
 BENCH_ROWS ?= 100
 
-.PHONY: probes probe-sim eval-settings data gemma-model wheels datasets publish-datasets kernel kernel-wheels bench-kernel kernel-rewrite kernel-train kernel-tune kaggle-twin setup demo test test-fast bench bench-cpu export-thresholds bench-meanprompt eval eval-kfold ship-default dev-split train-dev ship-lora submit clean llama-wheel
+.PHONY: probes probe-sim reference-prompts data gemma-model wheels datasets publish-datasets kernel kernel-wheels bench-kernel kernel-rewrite kernel-train kernel-tune kaggle-twin setup demo test test-fast bench bench-cpu export-thresholds bench-meanprompt eval eval-kfold ship-default dev-split train-dev ship-lora submit clean llama-wheel
 
 setup: $(STAMP)
 
@@ -76,14 +76,25 @@ bench-meanprompt: setup
 # Five sources: three Gemma (a, b, d: the folds that CHOOSE, see recover/eval/select.py) and two that are
 # not (gpt35 c, llama e: printed as robustness).
 EVAL_DATA := $(wildcard $(SHARED)/gemma_rewrites_a.csv $(SHARED)/gemma_rewrites_b.csv $(SHARED)/gemma_rewrites_d.csv $(SHARED)/gpt35_rewrites_c.csv $(SHARED)/llama_rewrites_e.csv)
-# What a fit may use besides its training rows: sources weighed, public prompt lists as mean-prompt targets.
-EVAL_FIT_ARGS ?= --targets-file $(SHARED)/rewrite_prompts.txt --targets-weight 2
+# What a fit may use besides its training rows (source weights, prompt files as extra mean-prompt targets,
+# --vocab): none. Chosen by the Gemma-fold rule over five candidate settings (scripts/eval_settings.sh,
+# README "Evaluation"): the training rows alone, target words only.
+EVAL_FIT_ARGS ?=
 EVAL_ARGS = $(foreach f,$(EVAL_DATA),--data $(f)) $(EVAL_FIT_ARGS)
 HOLDOUT ?= gemma_rewrites_a
 
+# REFS="--reference NAME=mean_prompt.json ...": fixed prompts scored on every fold beside the fits, e.g. the
+# previous default: `make reference-prompts` writes build/reference/{prev,older}_default.json from git history.
+REFS ?=
+
 eval: setup
 	@test -n "$(EVAL_DATA)" || { echo "needs ../shared/data/*.csv"; exit 1; }
-	$(RECOVER) eval $(EVAL_ARGS) --report build/eval/loso
+	$(RECOVER) eval $(EVAL_ARGS) $(REFS) --report build/eval/loso
+
+reference-prompts:
+	mkdir -p build/reference
+	git show aa7e096:recover/meanprompt/default.json > build/reference/prev_default.json
+	git show 481a2fc~1:recover/meanprompt/default.json > build/reference/older_default.json
 
 eval-kfold: setup
 	$(RECOVER) eval $(EVAL_ARGS) --protocol kfold --k 5 --report build/eval/kfold
@@ -104,7 +115,7 @@ ship-lora: train-dev
 # Refit the LOSO winner on every row and write the package defaults (mean prompt, embed predictor,
 # default_predictor.json), each carrying its LOSO figures and this command.
 ship-default: setup
-	$(RECOVER) eval $(EVAL_ARGS) $(if $(PROBES),--probes $(PROBES)) --report build/eval/loso --ship
+	$(RECOVER) eval $(EVAL_ARGS) $(REFS) $(if $(PROBES),--probes $(PROBES)) --report build/eval/loso --ship
 
 # Leaderboard probes (README "Kaggle: leaderboard probes"): K prompts to submit as constant submissions,
 # then `make ship-default PROBES=build/probes/probes.csv` with their public scores filled in.

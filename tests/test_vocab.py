@@ -40,7 +40,7 @@ def test_no_held_out_word_reaches_the_search(monkeypatch):
 
     class Capture:
         def __init__(self, embedder, targets, vocab, *a, **k):
-            seen["vocab"], seen["targets"] = set(vocab), list(targets)
+            seen["vocab"], seen["targets"] = set(vocab) | set(k.get("pieces") or []), list(targets)
 
         def run(self):
             from recover.meanprompt.optimize import SearchState
@@ -68,3 +68,20 @@ def test_no_held_out_word_reaches_the_search(monkeypatch):
         assert not set(held) & set(seen["targets"])
         if vocab == "words+pieces":
             assert "lighthearted" in seen["vocab"] or "story" in seen["vocab"]
+
+
+def test_pieces_get_their_own_share_of_the_prerank():
+    """Adding ~thousands of pieces never pushes the target words out of the candidates of a step."""
+    from recover.meanprompt.optimize import MeanPromptOptimizer, OptimizeConfig
+
+    emb = Embedder.resolve(None)
+    words = ["poem", "letter", "formal", "story", "pirate", "shorter"]
+    pieces = vocab_from_tokenizer(emb.tokenizer)[2000:2600]
+    opt = MeanPromptOptimizer(emb, ["Make it a poem", "Write a formal letter"], words,
+                              OptimizeConfig(beam=1, steps=1, prerank=4, insert_words=2), log=lambda *a: None,
+                              pieces=pieces)
+    got = opt._ranked_words("rewrite", 4)
+    assert len([w for w in got if w in words]) == 4 and len([w for w in got if w not in words]) == 2
+    plain = MeanPromptOptimizer(emb, ["Make it a poem", "Write a formal letter"], words,
+                                OptimizeConfig(beam=1, steps=1, prerank=4, insert_words=2), log=lambda *a: None)
+    assert set(plain._ranked_words("rewrite", 4)) <= set(words)

@@ -95,12 +95,10 @@ def mean_targets(train: Rows, s: FitSettings, exclude: set[str] = frozenset()) -
     return keys, np.array([w[k] for k in keys])
 
 
-def search_vocab(targets: list[str], s: FitSettings, embedder) -> list[str]:
-    """The training targets' words, plus the embedder tokenizer's pieces with vocab=words+pieces."""
+def search_vocab(targets: list[str], s: FitSettings, embedder) -> tuple[list[str], list[str]]:
+    """(the training targets' words, the embedder tokenizer's pieces with vocab=words+pieces, else [])."""
     words = vocab_from_texts(targets, max_words=s.vocab_size)
-    if s.vocab == "words+pieces":
-        words = list(dict.fromkeys(words + vocab_from_tokenizer(embedder.tokenizer)))
-    return words
+    return words, vocab_from_tokenizer(embedder.tokenizer) if s.vocab == "words+pieces" else []
 
 
 def matched_weights(targets: list[str], weights: np.ndarray, s: FitSettings, cache, log=print) -> np.ndarray:
@@ -119,15 +117,16 @@ def fit_mean(train: Rows, s: FitSettings, embedder, cache, exclude: set[str] = f
     """Beam search on the weighted targets; results are stored by a hash of (targets, weights, config)."""
     targets, weights = mean_targets(train, s, exclude)
     weights = matched_weights(targets, weights, s, cache, log)
-    vocab = search_vocab(targets, s, embedder)
+    vocab, pieces = search_vocab(targets, s, embedder)
     key = hashlib.sha256(json.dumps([targets, np.round(weights, 6).tolist(), vocab, s.search.__dict__,
-                                     cache.path.name if cache.path else ""], default=str).encode()).hexdigest()[:16]
+                                     cache.path.name if cache.path else ""] + ([pieces] if pieces else []),
+                                    default=str).encode()).hexdigest()[:16]
     f = Path(store) / f"mean-{key}.json" if store else None
     if f and f.is_file():
         d = json.loads(f.read_text())
         return MeanPrompt(d["prompt"], str(f), d["scores"])
     opt = MeanPromptOptimizer(embedder, targets, vocab, s.search, log=lambda *a: None, weights=weights,
-                              encode_cached=cache.encode)
+                              encode_cached=cache.encode, pieces=pieces)
     st = opt.run()
     best, score = st.beam[0]
     log(f"    mean prompt: {len(targets)} targets, {len(st.trajectory)} steps, weighted SCS {score:.4f}: {best!r}")

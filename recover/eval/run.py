@@ -178,10 +178,12 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
     # every other method against the mean prompt fitted on the same rows, per selection fold
     by_fold = [x for m in lb.method if m != BASELINE and BASELINE in set(per_row.method)
                for x in paired_by_fold(per_row, BASELINE, m, select, cfg.settings.seed)]
+    if "mean:shipped" in set(per_row.method):  # the package's mean prompt against each fixed reference
+        by_fold += [x for r in refs for x in paired_by_fold(per_row, r, "mean:shipped", select, cfg.settings.seed)]
     if by_fold:
         log("paired gains on the selection folds (row by row, bootstrap 95% CI):")
         for x in by_fold:
-            log(f"  {x['from']:>8} -> {x['to']:<16} {x['source']:<20} {x['gain']:+.4f} [{x['ci_low']:+.4f}, {x['ci_high']:+.4f}]")
+            log(f"  {x['from']:>9} -> {x['to']:<14} {x['source']:<20} {x['gain']:+.4f} [{x['ci_low']:+.4f}, {x['ci_high']:+.4f}]")
     meta = {"protocol": cfg.protocol, "metric": metric, "embedder": str(emb.spec.path), "is_proxy": emb.spec.is_proxy,
             "data": [str(p) for p in cfg.data], "folds": [{"name": f.name, "train": len(f.train), "val": len(f.val),
                                                            "purged": f.purged} for f in folds],

@@ -57,7 +57,8 @@ PRERANK_TARGETS = 2000
 
 class MeanPromptOptimizer:
     def __init__(self, embedder, targets: list[str], vocab: list[str], cfg: OptimizeConfig,
-                 heldout: list[str] | None = None, log=print, weights=None, encode_cached=None):
+                 heldout: list[str] | None = None, log=print, weights=None, encode_cached=None,
+                 pieces: list[str] | None = None):
         self.emb, self.cfg, self.log = embedder, cfg, log
         # Targets and vocabulary are encoded once; a content-hash cache (eval) makes refits cheap.
         enc = encode_cached or embedder.encode
@@ -68,7 +69,11 @@ class MeanPromptOptimizer:
             raise ValueError("weights: one non-negative weight per target, not all zero")
         self.w = (w / w.sum()).astype(np.float32)
         self.H = embedder.encode(heldout) if heldout else None
-        self.vocab = sorted(set(w for w in vocab if w.strip()))
+        words = set(w for w in vocab if w.strip())
+        self.vocab = sorted(words | set(p for p in pieces or [] if p.strip()))
+        # Tokenizer pieces are a second pool with its own share of the pre-rank: ~25k pieces ranked with the
+        # words would crowd out the words the approximation ranks well (measured: a worse local optimum).
+        self.is_piece = np.array([w not in words for w in self.vocab], dtype=bool)
         self.V = enc(self.vocab)  # cheap pre-rank features
         # The pre-ranker only orders words, so a weighted sample of the targets serves it: with ~15k
         # targets the full word x target table made each step 5x slower for the same order.
@@ -109,7 +114,7 @@ class MeanPromptOptimizer:
 
     # --- moves -------------------------------------------------------------------------------
     def _ranked_words(self, text: str, k: int) -> list[str]:
-        if k <= 0 or k >= len(self.vocab):
+        if k <= 0 or (k >= len(self.vocab) and not self.is_piece.any()):
             return self.vocab
         if not text:
             approx = self.VT
@@ -119,8 +124,15 @@ class MeanPromptOptimizer:
             norm = np.sqrt(1 + a[:, 0] ** 2 + 2 * a[:, 0] * (self.V @ e))[:, None]
             approx = ((e @ self.T_pre.T)[None, :] + a * self.VT) / norm
         est = sharpen(approx) @ self.w_pre
-        idx = np.argpartition(-est, k)[:k]
-        return [self.vocab[i] for i in idx]
+        if not self.is_piece.any():
+            idx = np.argpartition(-est, k)[:k]
+            return [self.vocab[i] for i in idx]
+        out = []
+        for pool, n in ((~self.is_piece, k), (self.is_piece, max(1, k // 2))):
+            ids = np.flatnonzero(pool)
+            top = ids[np.argsort(-est[ids])[:n]]
+            out += [self.vocab[i] for i in top]
+        return out
 
     def candidates(self, text: str) -> list[str]:
         words, moves, out = text.split(), self.cfg.moves, []
