@@ -4,7 +4,7 @@ import json
 import pytest
 
 from recover.export import thresholds as T
-from recover.export.quantize import QUANT_TYPES
+from recover.predict.quantize import QUANT_TYPES
 from recover.export.verify import threshold
 
 

@@ -132,7 +132,7 @@ def run_backend(name: str, model: str, data: str, rows: int, llm: dict, hf_dir: 
                 prompt_ids: list[list[int]] | None = None, cache_dir: str = "build/cache") -> dict:
     if name.startswith("llama"):
         if ":" in name:
-            from ..export.quantize import cached_requant
+            from ..predict.quantize import cached_requant
 
             model = str(cached_requant(model, name.split(":", 1)[1], cache_dir))
         fn, args = bench_llama, (model, data, rows, llm)

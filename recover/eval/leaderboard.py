@@ -7,17 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ..csvio import atomic_write_csv, atomic_write_json
-
-
-def bootstrap_ci(x: np.ndarray, n: int = 1000, seed: int = 1234, level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of the mean, resampling rows with replacement."""
-    x = np.asarray(x, dtype=np.float64)
-    if len(x) == 0:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(n, len(x)))].mean(1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(lo), float(hi)
+from .stats import bootstrap_ci
 
 
 def leaderboard(per_row: pd.DataFrame, baseline: str, speeds: dict[str, float | None], seed: int = 1234,

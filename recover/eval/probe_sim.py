@@ -24,7 +24,7 @@ from ..meanprompt.probes import pick_probes
 from ..score.embedder import Embedder
 from ..score.metric import scs_matrix
 from .cache import EmbeddingCache
-from .leaderboard import bootstrap_ci
+from .stats import bootstrap_ci
 from .methods import FitSettings, fit_mean, mean_targets
 from .protocols import loso_folds, normalise_prompt
 from .run import embed_rows

@@ -122,6 +122,21 @@ def measure_speed(pred, rows: Rows, n: int) -> float | None:
     return len(live) / (time.perf_counter() - t0)
 
 
+def fold_gains(per_row: pd.DataFrame, methods: list[str], refs: list[str], select: list[str], seed: int,
+               log=print) -> list[dict]:
+    """Each method against the mean prompt fitted on the same rows, and the package's mean prompt against
+    each fixed reference, on every selection fold (paired rows, bootstrap interval)."""
+    have = set(per_row.method)
+    pairs = [(BASELINE, m) for m in methods if m != BASELINE and BASELINE in have]
+    pairs += [(r, "mean:shipped") for r in refs if "mean:shipped" in have]
+    out = [x for a, b in pairs for x in paired_by_fold(per_row, a, b, select, seed)]
+    if out:
+        log("paired gains on the selection folds (row by row, bootstrap 95% CI):")
+    for x in out:
+        log(f"  {x['from']:>9} -> {x['to']:<14} {x['source']:<20} {x['gain']:+.4f} [{x['ci_low']:+.4f}, {x['ci_high']:+.4f}]")
+    return out
+
+
 def run_eval(cfg: EvalConfig, log=print) -> dict:
     t0 = time.time()
     run_dir = new_run_dir(cfg.runs_dir, "eval")
@@ -175,15 +190,7 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
     steps = paired_steps(per_row, list(cfg.preds), cfg.settings.seed) if len(cfg.preds) > 1 else []
     if steps:
         log(format_steps(steps))
-    # every other method against the mean prompt fitted on the same rows, per selection fold
-    by_fold = [x for m in lb.method if m != BASELINE and BASELINE in set(per_row.method)
-               for x in paired_by_fold(per_row, BASELINE, m, select, cfg.settings.seed)]
-    if "mean:shipped" in set(per_row.method):  # the package's mean prompt against each fixed reference
-        by_fold += [x for r in refs for x in paired_by_fold(per_row, r, "mean:shipped", select, cfg.settings.seed)]
-    if by_fold:
-        log("paired gains on the selection folds (row by row, bootstrap 95% CI):")
-        for x in by_fold:
-            log(f"  {x['from']:>9} -> {x['to']:<14} {x['source']:<20} {x['gain']:+.4f} [{x['ci_low']:+.4f}, {x['ci_high']:+.4f}]")
+    by_fold = fold_gains(per_row, list(lb.method), list(refs), select, cfg.settings.seed, log)
     meta = {"protocol": cfg.protocol, "metric": metric, "embedder": str(emb.spec.path), "is_proxy": emb.spec.is_proxy,
             "data": [str(p) for p in cfg.data], "folds": [{"name": f.name, "train": len(f.train), "val": len(f.val),
                                                            "purged": f.purged} for f in folds],

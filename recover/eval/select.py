@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .. import constants as C
+from .stats import bootstrap_ci
 
 RULE = "gemma-macro, no Gemma fold below the mean prompt"
 
@@ -71,8 +72,6 @@ def pick_winner(lb: pd.DataFrame, select: list[str], baseline: str = "mean",
 
 def paired_by_fold(per_row: pd.DataFrame, a: str, b: str, select: list[str], seed: int = 1234) -> list[dict]:
     """b - a on each selection fold, row by row, with its bootstrap interval."""
-    from .leaderboard import bootstrap_ci
-
     out = []
     for s in select:
         x = per_row[(per_row.method == a) & (per_row.source == s)].set_index("id").scs

@@ -10,7 +10,7 @@ from .. import constants as C
 from ..csvio import atomic_write_json
 from .llama_src import run_converter
 from .merge import merge_adapter
-from .quantize import QUANT_TYPES, quantize_gguf
+from ..predict.quantize import QUANT_TYPES, quantize_gguf
 from .verify import hf_logits, llama_logits, verify_gguf
 
 

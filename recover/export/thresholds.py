@@ -10,7 +10,6 @@ quant. Written to recover/export/thresholds.json with the distribution and the c
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -20,7 +19,8 @@ import numpy as np
 from .. import constants as C
 from ..csvio import atomic_write_json
 
-THRESHOLDS_FILE = Path(__file__).with_name("thresholds.json")
+from .verify import THRESHOLDS_FILE  # the table verify reads
+
 MARGIN = 1.5
 
 
@@ -35,16 +35,11 @@ def measurement_prompts() -> list[str]:
     return list(PROMPTS) + rows + list(df[C.COL_PROMPT])
 
 
-def load_thresholds() -> dict[str, float]:
-    d = json.loads(THRESHOLDS_FILE.read_text())
-    return {q: v["threshold"] for q, v in d["quants"].items()}
-
-
 def measure_thresholds(base: str, quants: list[str], out_dir: str, command: str, write: bool = True,
                        log=print) -> dict:
     from ..train.hf_model import materialize_hf
     from .llama_src import run_converter
-    from .quantize import quantize_gguf
+    from ..predict.quantize import quantize_gguf
     from .verify import hf_logits, llama_logits
 
     t0 = time.time()

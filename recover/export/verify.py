@@ -2,6 +2,9 @@
 model on fixed prompts (max |diff| under a per-quant threshold), and the chat template is there."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from .. import constants as C
@@ -16,9 +19,15 @@ PROMPTS = ("Rewrite the following text as a haiku about autumn.",
            "Original text: Sales rose 8% this quarter.\nRewritten text: Arr, our plunder grew by eight parts in a hundred!")
 # max |logit diff| allowed against the fp32 HF model, per quant: measured by `make export-thresholds`
 # (recover/export/thresholds.json holds the distribution over 68 prompts and the command).
-def threshold(quant: str) -> float:
-    from .thresholds import load_thresholds
+THRESHOLDS_FILE = Path(__file__).with_name("thresholds.json")
 
+
+def load_thresholds() -> dict[str, float]:
+    d = json.loads(THRESHOLDS_FILE.read_text())
+    return {q: v["threshold"] for q, v in d["quants"].items()}
+
+
+def threshold(quant: str) -> float:
     t = load_thresholds()
     if quant.upper() not in t:
         raise ValueError(f"no measured logit threshold for {quant}: run `make export-thresholds`")

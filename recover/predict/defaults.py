@@ -113,7 +113,7 @@ def serve_model_path(model: str, llm: dict, cpu_quant: str | None = "auto", log=
     if not quant:
         return path
     from ..cpus import user_cache_dir
-    from ..export.quantize import cached_requant
+    from .quantize import cached_requant
 
     out = cached_requant(path, quant, user_cache_dir())
     log(f"CPU: serving {out} ({quant} requant of {Path(path).name}; {why})")

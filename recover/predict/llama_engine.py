@@ -189,27 +189,7 @@ class LlamaEngine:
                     ll.llama_memory_seq_rm(self.mem, seq, -1, -1)
                 slots.clear()
                 return outputs  # unfinished (and never started) prompts stay None
-            entries, owners = [], []
-            for seq, st in slots.items():  # generating slots first: one token each
-                if st["last"] is not None:
-                    entries.append((st["last"], st["pos"], seq, True))
-                    owners.append(seq)
-                    st["pos"] += 1
-            room = self.n_batch - len(entries)
-            has_prompt = False
-            for seq, st in slots.items():  # then prompt tokens, as many as fit
-                if st["last"] is None and st["pending"] and room > 0:
-                    take = st["pending"][:room]
-                    st["pending"] = st["pending"][len(take):]
-                    done = not st["pending"]
-                    for k, t in enumerate(take):
-                        entries.append((t, st["pos"] + k, seq, done and k == len(take) - 1))
-                    st["pos"] += len(take)
-                    room -= len(take)
-                    has_prompt = True
-                    self.stats.prompt_tokens += len(take)
-                    if done:
-                        owners.append(seq)
+            entries, owners, has_prompt = self._batch(slots)
             self._fill(entries)
             t = time.perf_counter()
             self._decode()
@@ -221,20 +201,7 @@ class LlamaEngine:
             idx = {e[2]: i for i, e in enumerate(entries) if e[3]}
             for seq in owners:
                 st = slots[seq]
-                tok = self._next_token(idx[seq], temperature, top_p)
-                text = None
-                if ll.llama_vocab_is_eog(self.vocab, tok) or len(st["gen"]) >= max_new_tokens:
-                    text = self.detokenize(st["gen"])
-                else:
-                    st["gen"].append(tok)
-                    st["last"] = tok
-                    self.stats.gen_tokens += 1
-                    if len(st["gen"]) >= max_new_tokens:
-                        text = self.detokenize(st["gen"])
-                    elif stop_on_blank_line and tok_has_newline(self, tok):
-                        sofar = self.detokenize(st["gen"])
-                        if blank_line_stop(sofar):
-                            text = sofar
+                text = self._step(st, self._next_token(idx[seq], temperature, top_p), max_new_tokens, stop_on_blank_line)
                 if text is not None:
                     outputs[st["job"]] = text
                     self.stats.per_job_gen.append(len(st["gen"]))
@@ -243,6 +210,47 @@ class LlamaEngine:
                     if queue:
                         start(seq)
         return [o or "" for o in outputs]
+
+    def _batch(self, slots: dict[int, dict]) -> tuple[list[tuple], list[int], bool]:
+        """One decode call: each generating slot's last token first, then prompt tokens as many as fit.
+        Returns (entries (token, pos, seq, wants_logits), the slots sampled after it, any prompt tokens)."""
+        entries, owners = [], []
+        for seq, st in slots.items():
+            if st["last"] is not None:
+                entries.append((st["last"], st["pos"], seq, True))
+                owners.append(seq)
+                st["pos"] += 1
+        room = self.n_batch - len(entries)
+        has_prompt = False
+        for seq, st in slots.items():
+            if st["last"] is None and st["pending"] and room > 0:
+                take = st["pending"][:room]
+                st["pending"] = st["pending"][len(take):]
+                done = not st["pending"]
+                for k, t in enumerate(take):
+                    entries.append((t, st["pos"] + k, seq, done and k == len(take) - 1))
+                st["pos"] += len(take)
+                room -= len(take)
+                has_prompt = True
+                self.stats.prompt_tokens += len(take)
+                if done:
+                    owners.append(seq)
+        return entries, owners, has_prompt
+
+    def _step(self, st: dict, tok: int, max_new_tokens: int, stop_on_blank_line: bool) -> str | None:
+        """Take a sampled token into a slot: the slot's finished text when it stops here, else None."""
+        if self._ll.llama_vocab_is_eog(self.vocab, tok) or len(st["gen"]) >= max_new_tokens:
+            return self.detokenize(st["gen"])
+        st["gen"].append(tok)
+        st["last"] = tok
+        self.stats.gen_tokens += 1
+        if len(st["gen"]) >= max_new_tokens:
+            return self.detokenize(st["gen"])
+        if stop_on_blank_line and tok_has_newline(self, tok):
+            sofar = self.detokenize(st["gen"])
+            if blank_line_stop(sofar):
+                return sofar
+        return None
 
     def perf(self) -> dict:
         d = self._ll.llama_perf_context(self.ctx.ctx)

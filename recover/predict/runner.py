@@ -78,7 +78,7 @@ class PredictConfig:
         if self.batch_size < 1:
             raise ValueError("--batch-size must be >= 1")
         if self.cpu_quant not in (None, "auto", "none"):
-            from ..export.quantize import QUANT_TYPES
+            from .quantize import QUANT_TYPES
 
             if self.cpu_quant.upper() not in QUANT_TYPES:
                 raise ValueError(f"--cpu-quant {self.cpu_quant!r}: auto, none or one of {', '.join(QUANT_TYPES)}")

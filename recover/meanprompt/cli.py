@@ -1,0 +1,33 @@
+"""`recover meanprompt`: the parser and the handler, beside the code they wire (recover/cli.py lists the verbs)."""
+from __future__ import annotations
+
+
+def _meanprompt(a):
+    from .optimize import OptimizeConfig
+    from .run import MeanPromptJob, run_optimize, run_speed_bench
+
+    job = MeanPromptJob(targets=a.targets or [], bank=a.bank, out=a.out, vocab=a.vocab, vocab_size=a.vocab_size,
+                        max_targets=a.max_targets, embedder=a.embedder, resume=a.resume,
+                        search=OptimizeConfig(beam=a.beam, steps=a.steps, prerank=a.prerank,
+                                              insert_words=a.insert_words, max_tokens=a.max_tokens))
+    run_speed_bench(job, a.bench_steps) if a.action == "bench" else run_optimize(job)
+
+
+def add_cli(sub) -> None:
+    s = sub.add_parser("meanprompt", help="optimise a constant mean prompt (or bench the search)")
+    s.add_argument("action", choices=["optimize", "bench"])
+    s.add_argument("--targets", action="append", help=".txt (one prompt a line) or CSV with rewrite_prompt; repeat")
+    s.add_argument("--bank", type=int, default=0, help="add N prompts of the project's own bank as targets")
+    s.add_argument("--out", default="build/meanprompt/mean_prompt.json")
+    s.add_argument("--vocab", default="targets", choices=["targets", "tokenizer"])
+    s.add_argument("--vocab-size", type=int, default=3000)
+    s.add_argument("--max-targets", type=int, default=0)
+    s.add_argument("--beam", type=int, default=4)
+    s.add_argument("--steps", type=int, default=30)
+    s.add_argument("--prerank", type=int, default=256, help="words sent to the encoder per append; 0 = all")
+    s.add_argument("--insert-words", type=int, default=16)
+    s.add_argument("--max-tokens", type=int, default=96)
+    s.add_argument("--bench-steps", type=int, default=4)
+    s.add_argument("--embedder")
+    s.add_argument("--resume", action="store_true", help="continue from --out")
+    s.set_defaults(fn=_meanprompt)

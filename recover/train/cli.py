@@ -1,0 +1,46 @@
+"""`recover train sft|dpo|chain`: the parser and the handler, beside the code they wire (recover/cli.py lists the verbs)."""
+from __future__ import annotations
+
+import sys
+
+
+def _train_lora(a):
+    from .run import train
+
+    train(a.what, a.recipe, a.overrides)
+
+
+CHAIN_KEYS = ("data", "holdout", "out", "sft_rows", "dpo_rows", "k", "eval_rows", "n_ctx", "temperature", "margin",
+              "sft_lr", "dpo_lr", "dpo_beta", "dpo_sft_weight", "seed")
+
+
+def _train_chain(a):
+    from .chain import ChainConfig, resolve_chain_recipe, run_chain
+    from .ship_lora import ship_adapter
+
+    cfg = ChainConfig.load(resolve_chain_recipe(a.recipe), {k: getattr(a, k) for k in CHAIN_KEYS})
+    run_chain(cfg, a.stages.split(",") if a.stages else None)
+    if a.ship:
+        ship_adapter(cfg, a.ship, "recover " + " ".join(sys.argv[1:]))
+
+
+def add_cli(sub) -> None:
+    s = sub.add_parser("train", help="train a predictor")
+    tsub = s.add_subparsers(dest="what", required=True)
+    for stage in ("sft", "dpo"):
+        t = tsub.add_parser(stage, help=f"{stage.upper()} LoRA/QLoRA adapter (trl + peft); extra --key value override the recipe")
+        t.add_argument("--recipe", help="YAML path or built-in name (smollm2-cpu, phi-2-t4, ...)")
+        t.set_defaults(fn=_train_lora, overrides=[])
+
+    t = tsub.add_parser("chain", help="SFT -> on-policy pairs -> DPO -> LoRA GGUFs -> held-out eval, under LOSO; resumable")
+    t.add_argument("--recipe", help="chain YAML (built-in: chain-smollm2-cpu, chain-gemma-2b-t4) or a path")
+    t.add_argument("--data", action="append", help="labelled pairs CSV per source; repeat (overrides the recipe)")
+    t.add_argument("--holdout", help="source (file stem) held out for evaluation")
+    t.add_argument("--out", help="chain folder (default build/train-dev)")
+    t.add_argument("--stages", help="comma-separated subset, in order (default: all)")
+    for key, typ in (("sft_rows", int), ("dpo_rows", int), ("k", int), ("eval_rows", int), ("n_ctx", int),
+                     ("temperature", float), ("margin", float), ("sft_lr", float), ("dpo_lr", float),
+                     ("dpo_beta", float), ("dpo_sft_weight", float), ("seed", int)):
+        t.add_argument("--" + key.replace("_", "-"), dest=key, type=typ)
+    t.add_argument("--ship", metavar="NAME", help="after the chain: copy the SFT+DPO LoRA GGUF to recover/assets/lora/NAME")
+    t.set_defaults(fn=_train_chain)
