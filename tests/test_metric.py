@@ -24,3 +24,13 @@ def test_scs_against_many_is_mean_over_targets():
     got = scs_against_many(c, t)
     want = [scs(np.repeat(c[i:i + 1], 5, 0), t) for i in range(3)]
     assert got == pytest.approx(want, abs=1e-6)
+
+
+def test_the_cube_is_computed_in_one_place():
+    """Every SCS figure (score, eval, probes, pairs, labels, the mean-prompt search) goes through
+    score/metric.sharpen: no other module may raise a cosine to the metric's exponent itself."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "recover"
+    users = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py") if "SCS_EXPONENT" in p.read_text())
+    assert users == ["constants.py", "score/metric.py"]

@@ -78,3 +78,58 @@ def test_a_backend_failing_every_row_exits_non_zero_after_writing_a_valid_file(t
     assert main(["predict", "--input", str(test_csv), "--output", str(out), "--predictor", "embed",
                  "--on-model-error", "fallback", "--restart"]) == 0
     assert "ERROR: 30 of 30 rows failed" in capsys.readouterr().out
+
+
+def test_a_resumed_run_predicts_only_the_rows_it_is_missing(tmp_path, monkeypatch):
+    """Killed after two chunks, rerun: the second run asks the backend for the other rows only, once each."""
+    import pandas as pd
+
+    from recover.predict import runner
+    from recover.predict.base import MeanPredictor
+
+    n = 30
+    pd.DataFrame({"id": [f"r{i}" for i in range(n)], "original_text": [f"text {i}" for i in range(n)],
+                  "rewritten_text": [f"rewrite {i}" for i in range(n)]}).to_csv(tmp_path / "t.csv", index=False)
+    asked: list[str] = []
+
+    class Backend(MeanPredictor):
+        name = "fake"
+        manifest = {"combine": "pred"}
+        calls = 0
+
+        def predict_batch(self, originals, rewrites):
+            Backend.calls += 1
+            if kill_after and Backend.calls > kill_after:
+                raise KeyboardInterrupt  # a kill, not a row error: nothing past here is written
+            asked.extend(originals)
+            return [f"Rewrite {o}" for o in originals]
+
+    monkeypatch.setattr(runner, "build_predictor", lambda cfg, mean, log: Backend(mean))
+    cfg = dict(input=str(tmp_path / "t.csv"), output=str(tmp_path / "sub.csv"), batch_size=5,
+               run_root=str(tmp_path / "runs"))
+    kill_after = 2
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_predict(runner.PredictConfig(**cfg), log=lambda *a: None)
+    assert len(asked) == 10 and not (tmp_path / "sub.csv").exists()
+    kill_after, asked[:] = 0, []
+    runner.run_predict(runner.PredictConfig(**cfg), log=lambda *a: None)
+    assert sorted(asked) == sorted(f"text {i}" for i in range(10, n))  # the missing 20, none twice
+    out = pd.read_csv(tmp_path / "sub.csv")
+    assert list(out.id) == [f"r{i}" for i in range(n)]
+    assert list(out.rewrite_prompt) == [f"Rewrite text {i}" for i in range(n)]
+
+
+def test_a_failed_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    from recover import csvio
+
+    out = tmp_path / "sub.csv"
+    out.write_text("id,rewrite_prompt\nold,previous run\n")
+
+    def disk_full(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(csvio.os, "replace", disk_full)
+    with pytest.raises(OSError):
+        csvio.write_submission(out, ["a"], ["new prompt"])
+    assert out.read_text() == "id,rewrite_prompt\nold,previous run\n"  # never half a file
+    assert [p.name for p in tmp_path.iterdir()] == ["sub.csv"]  # and no temp file left behind
