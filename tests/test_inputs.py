@@ -82,3 +82,18 @@ def test_a_bad_switch_is_an_error_not_a_silent_default(tmp_path, flag, value, ne
     r = run_cli("predict", "--input", str(p), "--output", str(tmp_path / "o.csv"), "--model", "pypi:smollm2", flag, value)
     assert r.returncode != 0 and needle in r.stderr, r.stderr[-500:]
     assert not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.parametrize("predictor, flag, value", [("mean", "--lora", "smollm2-dpo"), ("embed", "--n-seq", "4"),
+                                                    ("mean", "--template", "short")])
+def test_llama_flags_with_a_predictor_that_ignores_them_are_an_error(tmp_path, capsys, predictor, flag, value):
+    p = write(tmp_path, b"id,original_text,rewritten_text\n1,a,b\n")
+    args = ["predict", "--input", str(p), "--output", str(tmp_path / "o.csv"), "--predictor", predictor, flag, value]
+    if predictor == "embed":
+        from recover.predict.defaults import default_choice
+
+        args += ["--model", default_choice()["model"]]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{flag}: a llama.cpp flag, but the predictor is {predictor!r}" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.csv").exists()

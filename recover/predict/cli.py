@@ -1,8 +1,8 @@
 """`recover predict`: the parser and the handler, beside the code they wire (recover/cli.py lists the verbs)."""
 from __future__ import annotations
 
-from ..cli_args import _add_llm_args, _llm_options
 from .. import constants as C
+from ..cli_args import _add_llm_args, _llm_options
 
 
 def _predict(a):
@@ -11,6 +11,10 @@ def _predict(a):
 
     llm = _llm_options(a)
     predictor, model = resolve_predictor(a.predictor, a.model)
+    if llm and predictor != "llm":
+        flag = "--" + next(iter(llm)).replace("_", "-").replace("prefixes", "prefix").replace("lora-path", "lora")
+        raise ValueError(f"{flag}: a llama.cpp flag, but the predictor is {predictor!r} (it would be ignored); "
+                         "give --model GGUF or --predictor llm")
     cfg = PredictConfig(a.input, a.output, predictor=predictor, model=model, mean_prompt=a.mean_prompt,
                         combine=a.combine, time_budget=a.time_budget, on_model_error=a.on_model_error,
                         batch_size=a.batch_size, seed=a.seed, embedder=a.embedder, restart=a.restart, llm=llm,
