@@ -49,3 +49,12 @@ def test_bad_config():
         OptimizeConfig(max_tokens=500)
     with pytest.raises(ValueError):
         OptimizeConfig(moves=("teleport",))
+
+
+def test_bench_refuses_search_flags_it_would_ignore(tmp_path, capsys):
+    from recover.cli import main
+
+    (tmp_path / "t.txt").write_text("Make it a poem\nTurn it into a letter\n")
+    for flag, value in (("--beam", "8"), ("--steps", "3"), ("--insert-words", "2")):
+        assert main(["meanprompt", "bench", "--targets", str(tmp_path / "t.txt"), flag, value]) == 2
+        assert f"recover meanprompt: error: {flag}: `meanprompt bench` times" in capsys.readouterr().err

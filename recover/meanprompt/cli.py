@@ -6,6 +6,12 @@ def _meanprompt(a):
     from .optimize import OptimizeConfig
     from .run import MeanPromptJob, run_optimize, run_speed_bench
 
+    if a.action == "bench":  # it times single-beam append steps: the search's own knobs would be ignored
+        given = [f for f, v, d in (("--beam", a.beam, 4), ("--steps", a.steps, 30), ("--insert-words", a.insert_words, 16),
+                                   ("--resume", a.resume, False)) if v != d]
+        if given:
+            raise ValueError(f"{given[0]}: `meanprompt bench` times --bench-steps greedy append steps (beam 1, "
+                             "append only); it takes --prerank, --vocab, --vocab-size, --max-targets, --max-tokens")
     job = MeanPromptJob(targets=a.targets or [], bank=a.bank, out=a.out, vocab=a.vocab, vocab_size=a.vocab_size,
                         max_targets=a.max_targets, embedder=a.embedder, resume=a.resume,
                         search=OptimizeConfig(beam=a.beam, steps=a.steps, prerank=a.prerank,

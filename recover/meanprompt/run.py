@@ -80,8 +80,9 @@ def run_speed_bench(job: MeanPromptJob, steps: int = 4, log=print) -> dict:
     emb = Embedder.resolve(job.embedder)
     targets = load_targets(job.targets, job.bank, job.search.seed)[: job.max_targets or None]
     train, held = split_targets(targets)
-    vocab = vocab_from_texts(train, min_count=1, max_words=job.vocab_size)
-    log(f"{emb.spec.describe()}\nbench: {len(train)} targets, {len(vocab)} words, {steps} greedy append steps")
+    vocab = vocab_from_texts(train, min_count=1, max_words=job.vocab_size) if job.vocab == "targets" else \
+        vocab_from_tokenizer(emb.tokenizer, job.vocab_size)
+    log(f"{emb.spec.describe()}\nbench: {len(train)} targets, {len(vocab)} words ({job.vocab}), {steps} greedy append steps")
     res = {}
     for name, prerank in (("exhaustive", 0), ("pre-ranked", job.search.prerank)):
         cfg = OptimizeConfig(beam=1, steps=steps, prerank=prerank, moves=("append",), min_gain=-1.0,
@@ -97,5 +98,5 @@ def run_speed_bench(job: MeanPromptJob, steps: int = 4, log=print) -> dict:
     res["speedup_per_step"] = round(res["exhaustive"]["s_per_step"] / res["pre-ranked"]["s_per_step"], 2)
     log(f"speed-up per step: {res['speedup_per_step']}x; final score pre-ranked {res['pre-ranked']['final_score']} "
         f"vs exhaustive {res['exhaustive']['final_score']}")
-    atomic_write_json(Path(job.out).parent / "bench.json", {"job": asdict(job), "steps": steps, **res})
+    atomic_write_json(job.out, {"job": asdict(job), "steps": steps, **res})
     return res
