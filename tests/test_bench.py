@@ -95,3 +95,12 @@ def test_cpu_quant_is_the_fastest_that_does_not_lose_scs():
     assert choose_cpu_quant(report)["quant"] == "Q4_0"
     report["backends"]["llama"]["s_per_row"] = 0.1
     assert choose_cpu_quant(report)["quant"] is None  # the packaged file itself is fastest
+
+
+def test_hf_backends_refuse_what_they_cannot_apply(smollm2_gguf):
+    """The hf backends load the base model alone: with --lora or --prefix, 'equal work' would not be equal."""
+    with pytest.raises(ValueError, match="--lora: the hf backend cannot apply it"):
+        BenchConfig(model=str(smollm2_gguf), backends=["llama", "hf"], llm={"lora_path": "x.gguf"})
+    with pytest.raises(ValueError, match="--prefix: the hf-raw backend"):
+        BenchConfig(model=str(smollm2_gguf), backends=["hf-raw"], llm={"prefixes": ["Rewrite"]})
+    BenchConfig(model=str(smollm2_gguf), backends=["llama"], llm={"lora_path": "x.gguf"})  # llama applies both

@@ -133,3 +133,36 @@ def test_bank_is_labelled_distinct_and_dedupes_near_duplicates():
            BankPrompt("Summarize the text in one sentence.", "length")]
     kept = dedupe_by_embedding(dup, Embedder.resolve(None), threshold=0.95)
     assert [k.prompt for k in kept] == ["Rewrite this text as a poem.", "Summarize the text in one sentence."]
+
+
+def test_pairs_hard_negatives_come_from_the_model_under_the_pairs_template(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from recover.data import pairs as P
+    from recover.predict import llm
+
+    seen = {}
+
+    class Fake:
+        def __init__(self, cfg):
+            seen["template"] = cfg.template
+
+        def predict_batch(self, originals, rewrites):
+            return ["Make it shorter" for _ in originals]
+
+    monkeypatch.setattr(llm, "LlamaPredictor", Fake)
+    lab = tmp_path / "labelled.csv"
+    pd.DataFrame({"id": ["1", "2"], "original_text": ["a cat sat", "the sun"], "rewritten_text": ["a cat, sat!", "sun."],
+                  "rewrite_prompt": ["Add punctuation", "Shorten it"]}).to_csv(lab, index=False)
+
+    class Emb:
+        def encode(self, texts):
+            import numpy as np
+
+            rng = np.random.default_rng(len(texts))
+            x = rng.normal(size=(len(texts), 8)).astype("float32")
+            return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    P.build_pairs(P.PairsConfig(labelled=str(lab), out=str(tmp_path / "p.jsonl"), model="m.gguf", template="short"),
+                  Emb(), log=lambda *a: None)
+    assert seen["template"] == "short"

@@ -34,6 +34,11 @@ class BenchConfig:
             raise ValueError(f"--backends: unknown {', '.join(bad)}; choose from {', '.join(BACKENDS)}")
         if self.rows < 1:
             raise ValueError("--rows must be >= 1")
+        hf = [b for b in self.backends if b.startswith("hf")]
+        unequal = [k for k in ("lora_path", "prefixes") if self.llm.get(k)]
+        if hf and unequal:  # the hf backends load the base alone: "equal work" would not be equal
+            raise ValueError(f"--{unequal[0].replace('_path', '').replace('prefixes', 'prefix')}: the {hf[0]} backend "
+                             "cannot apply it; bench llama backends only (--backends llama,llama:Q8_0)")
         if not Path(self.model).is_file():
             raise FileNotFoundError(f"--model {self.model}: file not found")
 

@@ -54,7 +54,8 @@ def build_pairs(cfg: PairsConfig, embedder, log=print) -> dict:
     if cfg.model:
         from ..predict.llm import LlamaConfig, LlamaPredictor
 
-        p = LlamaPredictor(LlamaConfig(model=cfg.model, seed=cfg.seed))
+        # the hard negatives come from the model prompted exactly as the pairs are (train as you serve)
+        p = LlamaPredictor(LlamaConfig(model=cfg.model, seed=cfg.seed, template=cfg.template))
         preds = p.predict_batch(list(df[C.COL_ORIGINAL]), list(df[C.COL_REWRITTEN]))
         P = embedder.encode([x or " " for x in preds])
         pred_scs = scs_rows(P, T)
