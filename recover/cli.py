@@ -9,7 +9,7 @@ import sys
 from .csvio import InputError
 
 # module whose add_cli(sub) registers its verbs, in the order `recover --help` lists them
-VERBS = ("predict", "bench", "meanprompt", "train", "data", "export", "kaggle", "score", "eval", "demo_cli")
+VERBS = ("predict", "bench", "meanprompt", "train", "data", "export", "gpu_check_cli", "kaggle", "score", "eval", "demo_cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,29 +14,6 @@ def _named_files(items) -> dict[str, str]:
     return out
 
 
-def _fit_settings(a):
-    from .eval.methods import FitSettings
-
-    weights = {}
-    for item in a.source_weight or []:
-        name, _, w = item.partition("=")
-        try:
-            weights[name] = float(w)
-        except ValueError:
-            raise ValueError(f"--source-weight {item!r}: use SOURCE=WEIGHT, e.g. gpt35_rewrites_c=0.25") from None
-    from .data.prompt_bank import load_prompt_file
-
-    def prompts(files):
-        return [b.prompt for f in files or [] for b in load_prompt_file(f)]
-
-    from .meanprompt.probes import load_probes
-
-    extra, bank = prompts(a.targets_file), prompts(a.bank_file)
-    return FitSettings(source_weights=weights, extra_targets=extra, extra_weight=a.targets_weight if extra else 0.0,
-                       bank_size=a.bank_size, extra_bank=bank, vocab=a.vocab,
-                       probes=load_probes(a.probes) if a.probes else [], probe_groups=a.probe_groups)
-
-
 def _llm_options(a) -> dict:
     return {k: v for k, v in {
         "template": a.template, "prefixes": a.prefix, "n_ctx": a.n_ctx, "max_new_tokens": a.max_new_tokens,
@@ -53,19 +30,6 @@ def on_off(text: str) -> bool:
     if t in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"{text!r}: use on or off")
-
-
-def _add_fit_args(s):
-    g = s.add_argument_group("what a fit may use besides its training rows")
-    g.add_argument("--source-weight", action="append", help="SOURCE=W: weight of a source's rows (default 1)")
-    g.add_argument("--targets-file", action="append", help="extra mean-prompt targets, one prompt a line (no texts)")
-    g.add_argument("--targets-weight", type=float, default=0.5, help="their total weight relative to the training rows")
-    g.add_argument("--bank-size", type=int, default=2000, help="project bank prompts the embed predictor decodes to")
-    g.add_argument("--bank-file", action="append", help="more decoding prompts, one a line (they ship in the artifact)")
-    g.add_argument("--vocab", default="words", choices=["words", "words+pieces"],
-                   help="mean-prompt search vocabulary: the targets' words, or also every piece of the embedder's tokenizer")
-    g.add_argument("--probes", help="CSV prompt,score: leaderboard probes; target weights are matched to them")
-    g.add_argument("--probe-groups", type=int, default=24, help="target clusters whose weights the probes fit")
 
 
 def _add_llm_args(s):

@@ -3,7 +3,43 @@ from __future__ import annotations
 
 import sys
 
-from ..cli_args import _add_fit_args, _fit_settings, _named_files
+from ..cli_args import _named_files
+
+
+def _fit_settings(a):
+    from .methods import FitSettings
+
+    weights = {}
+    for item in a.source_weight or []:
+        name, _, w = item.partition("=")
+        try:
+            weights[name] = float(w)
+        except ValueError:
+            raise ValueError(f"--source-weight {item!r}: use SOURCE=WEIGHT, e.g. gpt35_rewrites_c=0.25") from None
+    from ..data.prompt_bank import load_prompt_file
+
+    def prompts(files):
+        return [b.prompt for f in files or [] for b in load_prompt_file(f)]
+
+    from ..meanprompt.probes import load_probes
+
+    extra, bank = prompts(a.targets_file), prompts(a.bank_file)
+    return FitSettings(source_weights=weights, extra_targets=extra, extra_weight=a.targets_weight if extra else 0.0,
+                       bank_size=a.bank_size, extra_bank=bank, vocab=a.vocab,
+                       probes=load_probes(a.probes) if a.probes else [], probe_groups=a.probe_groups)
+
+
+def _add_fit_args(s):
+    g = s.add_argument_group("what a fit may use besides its training rows")
+    g.add_argument("--source-weight", action="append", help="SOURCE=W: weight of a source's rows (default 1)")
+    g.add_argument("--targets-file", action="append", help="extra mean-prompt targets, one prompt a line (no texts)")
+    g.add_argument("--targets-weight", type=float, default=0.5, help="their total weight relative to the training rows")
+    g.add_argument("--bank-size", type=int, default=2000, help="project bank prompts the embed predictor decodes to")
+    g.add_argument("--bank-file", action="append", help="more decoding prompts, one a line (they ship in the artifact)")
+    g.add_argument("--vocab", default="words", choices=["words", "words+pieces"],
+                   help="mean-prompt search vocabulary: the targets' words, or also every piece of the embedder's tokenizer")
+    g.add_argument("--probes", help="CSV prompt,score: leaderboard probes; target weights are matched to them")
+    g.add_argument("--probe-groups", type=int, default=24, help="target clusters whose weights the probes fit")
 
 
 def _eval(a):

