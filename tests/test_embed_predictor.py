@@ -81,3 +81,55 @@ def test_wrong_artifact_is_a_clear_error(tmp_path):
     (tmp_path / C.MANIFEST_FILE).write_text('{"format_version": 1, "kind": "embed_predictor"}')
     with pytest.raises(ValueError, match="unsupported artifact"):
         EmbedPredictor.load(tmp_path)
+
+
+def test_weighted_ridge_equals_duplicated_rows_and_zero_drops_a_row():
+    """Independent of the code under test's algebra: weight 2 == the row written twice; weight 0 == the row
+    left out (alpha rescaled, since weights are scaled to mean 1)."""
+    import numpy as np
+
+    from recover.predict.embed import fit_ridge
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(12, 4)), rng.normal(size=(12, 3))
+    w = np.ones(12)
+    w[0] = 2.0
+    W1, xm1, _ = fit_ridge(X, Y, 1.0, w)
+    Xd, Yd = np.vstack([X, X[:1]]), np.vstack([Y, Y[:1]])
+    W2, xm2, _ = fit_ridge(Xd, Yd, 1.0 * w.sum() / 12)  # weights scaled to mean 1: alpha x 13/12
+    assert np.allclose(W1, W2, atol=1e-5) and np.allclose(xm1, xm2, atol=1e-6)
+    w0 = np.ones(12)
+    w0[:3] = 0
+    W3, _, _ = fit_ridge(X, Y, 1.0, w0)
+    W4, _, _ = fit_ridge(X[3:], Y[3:], 1.0 * 9 / 12)
+    assert np.allclose(W3, W4, atol=1e-5)
+
+
+def test_source_weights_reach_the_ridge_fit(monkeypatch):
+    import numpy as np
+    import pandas as pd
+
+    from recover import constants as C
+    from recover.eval import methods as M
+    from recover.predict.base import MeanPrompt
+
+    rng = np.random.default_rng(1)
+    n = 12
+    e = rng.normal(size=(n, 8)).astype(np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    df = pd.DataFrame({C.COL_ID: [str(i) for i in range(n)], C.COL_PROMPT: [f"p{i}" for i in range(n)],
+                       C.COL_SOURCE: ["a"] * 6 + ["b"] * 6})
+    rows = M.Rows(df, e, e, e, np.ones(n, bool))
+
+    class Cache:
+        def encode(self, texts):
+            x = rng.normal(size=(len(texts), 8)).astype(np.float32)
+            return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    seen = []
+    real = M.fit_ridge
+    monkeypatch.setattr(M, "fit_ridge", lambda X, Y, alpha, w=None: seen.append(w) or real(X, Y, alpha, w))
+    M.fit_embed(rows, M.FitSettings(bank_size=5, source_weights={"b": 0.25}), MeanPrompt("m", "x", {}), Cache(), None,
+                log=lambda *a: None)
+    final = seen[-1]
+    assert final is not None and list(final) == [1.0] * 6 + [0.25] * 6

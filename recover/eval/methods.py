@@ -162,8 +162,13 @@ def inner_folds(tr: Rows, s: FitSettings):
     return grouped_kfold(list(tr.df[C.COL_PROMPT]), s.inner_k, s.seed)
 
 
-def _ridge_pred(tr: Rows, va: Rows, alpha: float) -> np.ndarray:
-    W, xm, ym = fit_ridge(features(tr.eo, tr.er), tr.ep, alpha)
+def row_weights(rows: Rows, s: FitSettings) -> np.ndarray:
+    """--source-weight for the ridge: each row weighs what its source does (default 1)."""
+    return np.array([s.source_weights.get(so, 1.0) for so in rows.df[C.COL_SOURCE]], dtype=np.float64)
+
+
+def _ridge_pred(tr: Rows, va: Rows, alpha: float, s: FitSettings) -> np.ndarray:
+    W, xm, ym = fit_ridge(features(tr.eo, tr.er), tr.ep, alpha, row_weights(tr, s))
     return normalise((features(va.eo, va.er) - xm) @ W + ym)
 
 
@@ -181,10 +186,10 @@ def fit_embed(train: Rows, s: FitSettings, mean: MeanPrompt, cache, embedder, lo
         a, b = tr.take(f.train), tr.take(f.val)
         truth = scs_matrix(b.ep, B)  # every candidate's real score on each inner-val row
         for alpha in ALPHAS:
-            pick = np.argmax(_ridge_pred(a, b, alpha) @ B.T, 1)
+            pick = np.argmax(_ridge_pred(a, b, alpha, s) @ B.T, 1)
             scores[alpha].append(float(np.mean(truth[np.arange(len(pick)), pick])))
     alpha = max(ALPHAS, key=lambda x: np.mean(scores[x]))
-    W, xm, ym = fit_ridge(features(tr.eo, tr.er), tr.ep, alpha)
+    W, xm, ym = fit_ridge(features(tr.eo, tr.er), tr.ep, alpha, row_weights(tr, s))
     manifest = {"format_version": C.EMBED_FORMAT_VERSION, "kind": "embed_predictor", "decode": "nearest",
                 "alpha": alpha, "mean_prompt": mean.prompt, "candidates": len(cands), "bank_size": s.bank_size,
                 "inner_cv": {"folds": [f.name for f in inner], "scs_by_alpha": {str(k): round(float(np.mean(v)), 5)

@@ -32,12 +32,18 @@ def features(e_orig: np.ndarray, e_rew: np.ndarray) -> np.ndarray:
     return np.concatenate([e_orig, e_rew, e_rew - e_orig], axis=1).astype(np.float32)
 
 
-def fit_ridge(X: np.ndarray, Y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Closed-form ridge on centred features: returns (W, x_mean, y_mean)."""
+def fit_ridge(X: np.ndarray, Y: np.ndarray, alpha: float,
+              weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Closed-form ridge on centred features: returns (W, x_mean, y_mean). `weights` (one per row, e.g.
+    by source) are scaled to mean 1 so alpha keeps its meaning; a row of weight 0 does not count."""
     X, Y = X.astype(np.float64), Y.astype(np.float64)
-    xm, ym = X.mean(0), Y.mean(0)
+    w = np.ones(len(X)) if weights is None else np.asarray(weights, np.float64)
+    if w.shape != (len(X),) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError("ridge weights: one non-negative weight per row, not all zero")
+    w = w / w.mean()
+    xm, ym = (w @ X) / w.sum(), (w @ Y) / w.sum()
     Xc, Yc = X - xm, Y - ym
-    W = np.linalg.solve(Xc.T @ Xc + alpha * np.eye(X.shape[1]), Xc.T @ Yc)
+    W = np.linalg.solve(Xc.T @ (Xc * w[:, None]) + alpha * np.eye(X.shape[1]), Xc.T @ (Yc * w[:, None]))
     return W.astype(np.float32), xm.astype(np.float32), ym.astype(np.float32)
 
 
