@@ -117,6 +117,32 @@ def test_loso_fits_never_see_a_held_out_row(loso_run):
         assert fit["train_ids"]
 
 
+def test_relabelling_the_held_out_rows_changes_no_fit(tmp_path):
+    """The fits of a fold are functions of its training rows only: give the held-out source other prompts
+    (the purged shared prompt kept) and every fitted method must predict exactly the same strings."""
+    from recover.eval.methods import FitSettings
+    from recover.eval.run import EvalConfig, run_eval
+    from recover.meanprompt.optimize import OptimizeConfig
+
+    settings = FitSettings(bank_size=30, search=OptimizeConfig(beam=1, steps=3, prerank=16, insert_words=2, max_tokens=24))
+    paths = write_sources(tmp_path, n=14)
+    preds = []
+    for relabel in (False, True):
+        if relabel:
+            a = pd.read_csv(paths[0], keep_default_na=False)
+            keep = a.rewrite_prompt == "Improve this text."
+            a.loc[~keep, "rewrite_prompt"] = [f"Zebracorn style number {i}" for i in range(int((~keep).sum()))]
+            a.to_csv(paths[0], index=False)
+        res = run_eval(EvalConfig(data=paths, methods=["mean", "embed"], holdout=["src_a"], settings=settings,
+                                  cache_dir=str(tmp_path / "cache"), runs_dir=str(tmp_path / "runs"), speed_rows=2),
+                       log=lambda *a: None)
+        pr = res["per_row"]
+        preds.append(pr.set_index(["method", "id"]).pred.sort_index())
+        if relabel:
+            assert pr.true.str.startswith("Zebracorn").any()  # the labels did change
+    assert preds[0].equals(preds[1])
+
+
 def test_leaderboard_report_and_every_row_scored_once(loso_run):
     res, tmp = loso_run
     pr = res["per_row"]
@@ -127,8 +153,11 @@ def test_leaderboard_report_and_every_row_scored_once(loso_run):
     assert e == pr[(pr.id == "aempty") & (pr.method == "mean")].pred.iloc[0]
     lb = res["leaderboard"]
     assert {"ci_low", "ci_high", "gain_vs_mean", "scs[src_a]", "rows_per_s"} <= set(lb.columns)
-    assert (lb.ci_low <= lb.scs).all() and (lb.scs <= lb.ci_high).all()
-    assert lb.set_index("method").loc["mean", "gain_vs_mean"] == 0
+    # gains recomputed here from the per-row scores, row by row (not read back from the leaderboard code)
+    pr_ = pr.pivot_table(index="id", columns="method", values="scs")
+    for m in ("embed", "mean:shipped"):
+        assert lb.set_index("method").loc[m, "gain_vs_mean"] == pytest.approx((pr_[m] - pr_["mean"]).mean(), abs=1e-9)
+        assert lb.set_index("method").loc[m, "scs"] == pytest.approx(pr_[m].mean(), abs=1e-9)
     for f in ("leaderboard.csv", "leaderboard.json", "per_row.csv", "leaderboard.png"):
         assert (tmp / "report" / f).stat().st_size > 0
     # the learnable map is learnt: the embed predictors beat the constant across sources
@@ -136,15 +165,18 @@ def test_leaderboard_report_and_every_row_scored_once(loso_run):
     assert s["embed"] > s["mean"] + 0.05
 
 
-def test_bootstrap_ci_brackets_the_mean_and_shrinks_with_n():
+def test_bootstrap_ci_matches_the_normal_approximation():
+    """Against an independent expectation: for n=5000 draws the 95% percentile interval of the mean is
+    mean +- 1.96 sd / sqrt(n) within 10% of its half-width."""
     from recover.eval.leaderboard import bootstrap_ci
 
     rng = np.random.default_rng(0)
-    small, big = rng.normal(0.3, 0.1, 50), rng.normal(0.3, 0.1, 5000)
-    lo_s, hi_s = bootstrap_ci(small)
-    lo_b, hi_b = bootstrap_ci(big)
-    assert lo_s < small.mean() < hi_s and lo_b < big.mean() < hi_b
-    assert hi_b - lo_b < (hi_s - lo_s) / 4
+    for n in (400, 5000):
+        x = rng.normal(0.3, 0.1, n)
+        lo, hi = bootstrap_ci(x, n=2000)
+        half = 1.96 * x.std(ddof=1) / np.sqrt(n)
+        assert abs((hi - lo) / 2 - half) < 0.1 * half
+        assert abs((hi + lo) / 2 - x.mean()) < 0.2 * half
 
 
 def test_blank_prediction_fails_recover_score(tmp_path, capsys):

@@ -10,10 +10,11 @@ from recover.export.verify import threshold
 
 def test_shipped_thresholds_cover_every_quant_and_sit_above_what_was_measured():
     d = json.loads(T.THRESHOLDS_FILE.read_text())
-    assert d["kind"] == "export_thresholds" and d["prompts"] == len(T.measurement_prompts()) >= 60
+    # 8 verification prompts + 30 sample rows x (texts, prompt): written out here, not read from the code
+    assert d["kind"] == "export_thresholds" and d["prompts"] == 68 == len(T.measurement_prompts())
     assert set(d["quants"]) == set(QUANT_TYPES) and d["command"].startswith("recover export-thresholds")
     for q, v in d["quants"].items():
-        assert v["p50"] <= v["p95"] <= v["max"] <= v["threshold"] <= T.MARGIN * v["max"] + 0.1, q
+        assert v["p50"] <= v["p95"] <= v["max"] <= v["threshold"] <= 1.5 * v["max"] + 0.1, q  # README: 1.5x the max
         assert threshold(q) == v["threshold"]
     with pytest.raises(ValueError, match="no measured logit threshold"):
         threshold("Q9_9")
