@@ -44,3 +44,12 @@ def test_predict_records_the_file_it_served(chosen, test_csv, tmp_path):
     assert "requant-Q8_0" in stats["model_served"] and stats["status"].get("ok", 0) > 0
     rec = json.loads((Path(stats["run_dir"]) / "config.json").read_text())
     assert rec["result"]["model_served"] == stats["model_served"] and rec["config"]["cpu_quant"] == "Q8_0"
+
+
+def test_shipped_json_holds_no_path_of_the_machine_that_made_it():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "recover"
+    for f in list((root / "assets").rglob("*.json")) + list(root.glob("*/*.json")):
+        text = f.read_text()
+        assert "/work/" not in text and "/root/" not in text and "/home/" not in text, f

@@ -113,7 +113,8 @@ def _scs(data: str, rows: int, ok: dict) -> dict:
     emb, truth, mean = Embedder.resolve(None), list(df[C.COL_PROMPT]), MeanPrompt.load().prompt
     # an empty answer is submitted as the mean prompt (`--combine llm`), and scored so
     per = {k: score_texts([p or mean for p in v["predictions"]], truth, emb) for k, v in ok.items()}
-    out = {"embedder": emb.spec.describe(), "rows": len(truth), "mean": {k: round(float(v.mean()), 4) for k, v in per.items()}}
+    # a label, not this machine's path (the file ships)
+    out = {"embedder": f"PROXY {C.PROXY_MODEL_NAME}" if emb.spec.is_proxy else f"sentence-t5 layout: {emb.spec.path.name}", "rows": len(truth), "mean": {k: round(float(v.mean()), 4) for k, v in per.items()}}
     base = next((k for k in per if k == "llama"), None)
     if base:  # paired: does a requant (or HF) lose anything against the packaged file, row by row?
         out["diff_vs_llama"] = {k: {"mean": round(float((v - per[base]).mean()), 4),

@@ -23,8 +23,8 @@ from .base import MeanPredictor, MeanPrompt, combine, normalize_combine
 from .checkpoint import Checkpoint
 
 PREDICTORS = ("mean", "llm", "embed")
-# Rows per chunk: the embedder is ~1.4x faster on 64-row batches than on 8 (1,400 rows: 2m05s -> see
-# README); an LLM chunk is a checkpoint unit and a time-budget step, so it stays small.
+# Rows per chunk: the embedder runs faster on 64-row batches than on 8 (scripts/predict_speed.sh times
+# the default); an LLM chunk is a checkpoint unit and a time-budget step, so it stays small.
 BATCH_SIZES = {"mean": 256, "llm": 8, "embed": 64}
 _NO_TOKENIZER_CHAR_CAP = 127  # a T5 piece covers >= 1 char, so 127 chars + </s> fit 128 tokens
 
