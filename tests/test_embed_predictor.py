@@ -69,9 +69,30 @@ def test_embed_predictor_learns_and_round_trips(fitted, tmp_path):
 
 
 def test_alpha_is_chosen_by_decoded_score_on_inner_folds(fitted):
-    p, _ = fitted
-    by_alpha = p.manifest["inner_cv"]["scs_by_alpha"]
-    assert p.manifest["alpha"] == float(max(by_alpha, key=by_alpha.get))
+    """Recomputed here with an independent ridge (numpy lstsq on an augmented system) and decoding:
+    each alpha's inner-fold decoded SCS, and the chosen alpha is the best of them."""
+    from recover.eval.protocols import grouped_kfold
+
+    p, tmp = fitted
+    emb = Embedder.resolve(None)
+    rows = embed_rows(load_pairs([str(tmp / "pairs.csv")]), EmbeddingCache(emb, tmp / "cache"))
+    X = np.concatenate([rows.eo, rows.er, rows.er - rows.eo], 1).astype(np.float64)
+    B = EmbeddingCache(emb, tmp / "cache").encode(p.candidates).astype(np.float64)
+    by_alpha = {}
+    for alpha in (1.0, 3.0, 10.0, 30.0, 100.0):
+        got = []
+        for f in grouped_kfold(list(rows.df[C.COL_PROMPT]), 3, 1234):
+            Xa, Ya = X[f.train], rows.ep[f.train].astype(np.float64)
+            xm, ym = Xa.mean(0), Ya.mean(0)
+            aug_x = np.vstack([Xa - xm, np.sqrt(alpha) * np.eye(X.shape[1])])
+            aug_y = np.vstack([Ya - ym, np.zeros((X.shape[1], Ya.shape[1]))])
+            W = np.linalg.lstsq(aug_x, aug_y, rcond=None)[0]
+            pick = np.argmax(((X[f.val] - xm) @ W + ym) @ B.T, 1)
+            got.append(np.mean(np.sum(B[pick] * rows.ep[f.val], 1) ** 3))
+        by_alpha[alpha] = float(np.mean(got))
+    recorded = {float(k): v for k, v in p.manifest["inner_cv"]["scs_by_alpha"].items()}
+    assert recorded == pytest.approx({k: round(v, 5) for k, v in by_alpha.items()}, abs=2e-5)
+    assert p.manifest["alpha"] == max(by_alpha, key=by_alpha.get)
     assert p.candidates[0] == "Rewrite this text." and "Rewrite this text as a rhyming poem. Rewrite this text." in p.candidates
 
 
