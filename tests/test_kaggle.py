@@ -261,3 +261,32 @@ def test_wheel_kernel_smoke_fails_loudly_without_gpu_offload(tmp_path, smollm2_g
     assert m["import_ok"] is True and m["gpu_offload"] is False and m["offload_ok"] is False
     assert "-DGGML_NATIVE=OFF" in m["cmake_args"] and "-DCMAKE_CUDA_ARCHITECTURES=75" in m["cmake_args"]
     assert m["llama_cpp"] == C.LLAMA_CPP_PYTHON_VERSION and m["python"]
+
+
+def fake_kaggle(tmp_path, output: str) -> dict:
+    """A `kaggle` on PATH that prints what kaggle 2.2.5 prints and exits 0, as it does."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kaggle").write_text(f"#!/bin/sh\ncat <<'OUT'\n{output}\nOUT\nexit 0\n")
+    (bin_dir / "kaggle").chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "KAGGLE_USERNAME": "someone",
+            "KAGGLE_KEY": "0" * 32, "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.mark.parametrize("printed, needle", [
+    ("The following are not valid dataset sources and could not be added to the kernel: ['someone/recover-model']",
+     "kaggle dropped an input"),
+    ("Kernel push error: Notebook not found", "Kernel push error: Notebook not found"),
+])
+def test_make_kernel_fails_when_kaggle_drops_an_input_but_exits_0(tmp_path, printed, needle):
+    env = fake_kaggle(tmp_path, printed)
+    r = subprocess.run(["make", "-s", "kernel"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0, r.stdout[-2000:]
+    assert needle in r.stderr and "recover kaggle: error:" in r.stderr
+
+
+def test_a_good_push_prints_the_submit_line(tmp_path):
+    env = fake_kaggle(tmp_path, "Kernel version 7 successfully pushed.  Please check progress at https://www.kaggle.com/x")
+    r = subprocess.run(["make", "-s", "kernel"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "make submit VERSION=7" in r.stdout

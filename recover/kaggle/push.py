@@ -67,7 +67,7 @@ def validate_dataset_folder(folder: str | Path) -> dict:
     return meta
 
 
-def _kaggle_cli(args: list[str]) -> None:
+def _kaggle_cli(args: list[str]) -> str:
     if not find_credentials():
         raise KaggleError(NO_CREDENTIALS)
     exe = shutil.which("kaggle") or str(Path(sys.executable).with_name("kaggle"))
@@ -77,11 +77,40 @@ def _kaggle_cli(args: list[str]) -> None:
     print(out)
     if r.returncode != 0:
         raise KaggleError(f"kaggle {' '.join(args[:2])} failed (exit {r.returncode}): {out.splitlines()[-1] if out else ''}")
+    return out
 
 
-def push_kernel(folder: str | Path) -> None:
+# kaggle 2.2.5's `kernels push` exits 0 on these (only exceptions exit 1): a "successful" push of a kernel
+# with missing inputs, whose run then dies far from the cause.
+_DROPPED = "could not be added"
+_PUSH_ERROR = "Kernel push error"
+
+
+def check_push_output(out: str, folder: str | Path) -> int | None:
+    """The version number a push reported; KaggleError (one line: what is missing, what to run first) when
+    kaggle dropped a source or reported an error while exiting 0."""
+    import re
+
+    for line in out.splitlines():
+        if _PUSH_ERROR in line:
+            raise KaggleError(f"{folder}: {line.strip()}")
+        if _DROPPED in line:
+            raise KaggleError(f"{folder}: kaggle dropped an input ({line.strip()}): wait until the datasets have "
+                              "finished processing (`kaggle datasets status OWNER/SLUG`) and the wheel/tune kernel's "
+                              "run has finished (`kaggle kernels status OWNER/SLUG`), then push again")
+    m = re.search(r"Kernel version (\d+) successfully", out)
+    return int(m.group(1)) if m else None
+
+
+def push_kernel(folder: str | Path) -> int | None:
     validate_kernel_folder(folder)
-    _kaggle_cli(["kernels", "push", "-p", str(folder)])
+    version = check_push_output(_kaggle_cli(["kernels", "push", "-p", str(folder)]), folder)
+    meta = json.loads((Path(folder) / "kernel-metadata.json").read_text())
+    if version and meta.get("competition_sources"):
+        print(f"pushed {meta['id']} version {version}; when its run has finished: make submit VERSION={version}")
+    elif version:
+        print(f"pushed {meta['id']} version {version}")
+    return version
 
 
 def publish_dataset(folder: str | Path, new: bool, message: str = "recover update") -> None:
