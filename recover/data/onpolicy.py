@@ -45,6 +45,7 @@ class OnPolicyConfig:
     template: str | None = None
     fallback: str | None = None  # what an unusable sample is submitted as (the mean prompt); None: scored -1
     seed: int = C.DEFAULT_SEED
+    n_gpu_layers: int = 0  # the recipe's offload (-1 on a T4): sampling is most of the pair stage's time
 
     def __post_init__(self):
         if self.k < 2:
@@ -75,7 +76,7 @@ def policy(cfg: OnPolicyConfig):
 
     return LlamaPredictor(LlamaConfig(model=resolve_model_path(cfg.model), seed=cfg.seed, template=cfg.template,
                                       n_ctx=cfg.n_ctx, max_new_tokens=cfg.max_new_tokens, n_seq=cfg.k,
-                                      lora_path=cfg.lora))
+                                      lora_path=cfg.lora, n_gpu_layers=cfg.n_gpu_layers))
 
 
 def sample_rows(cfg: OnPolicyConfig, embedder, log=print) -> Path:

@@ -220,12 +220,18 @@ class Chain:
             info["eval_rows"] = len(df)
         return info
 
-    def policy_tokenizer(self):
-        from ..data.onpolicy import OnPolicyConfig, policy
+    def onpolicy_config(self, **kw):
+        """The sampler's settings: the recipe's serving settings (n_ctx, template, GPU offload) on every path."""
+        from ..data.onpolicy import OnPolicyConfig
 
         c = self.cfg
-        return policy(OnPolicyConfig(rows="", out="", model=self.base_gguf(), k=2, n_ctx=c.n_ctx,
-                                     max_new_tokens=c.max_new_tokens, template=c.template, seed=c.seed))
+        return OnPolicyConfig(model=self.base_gguf(), n_ctx=c.n_ctx, max_new_tokens=c.max_new_tokens,
+                              template=c.template, seed=c.seed, n_gpu_layers=c.n_gpu_layers, **kw)
+
+    def policy_tokenizer(self):
+        from ..data.onpolicy import policy
+
+        return policy(self.onpolicy_config(rows="", out="", k=2))
 
     def stage_rows(self) -> dict:
         """Shuffle the training rows once (seeded); the first sft_rows train SFT, the next dpo_rows are
@@ -280,15 +286,14 @@ class Chain:
         return self._gguf(self.p["sft"], self.p["sft_gguf"])
 
     def stage_pairs(self) -> dict:
-        from ..data.onpolicy import OnPolicyConfig, build_onpolicy_pairs
+        from ..data.onpolicy import build_onpolicy_pairs
         from ..score.embedder import Embedder
 
         c = self.cfg
         fallback = self._fold_mean()  # an unusable sample is submitted as this prompt, and scored so
-        cfg = OnPolicyConfig(rows=str(self.p["dpo_rows"]), out=str(self.p["pairs"]), model=self.base_gguf(),
-                             fallback=fallback,
-                             lora=str(self.p["sft_gguf"]), k=c.k, temperature=c.temperature, top_p=c.top_p, margin=c.margin,
-                             n_ctx=c.n_ctx, max_new_tokens=c.max_new_tokens, template=c.template, seed=c.seed)
+        cfg = self.onpolicy_config(rows=str(self.p["dpo_rows"]), out=str(self.p["pairs"]), fallback=fallback,
+                                   lora=str(self.p["sft_gguf"]), k=c.k, temperature=c.temperature, top_p=c.top_p,
+                                   margin=c.margin)
         return build_onpolicy_pairs(cfg, Embedder.resolve(None), self.log)
 
     def stage_dpo(self) -> dict:
