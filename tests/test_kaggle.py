@@ -212,10 +212,18 @@ def test_notebook_runs_offline_in_a_fresh_venv_from_staged_wheels(tmp_path, cfg,
     shipped = json.loads((ASSETS / C.LORA_ASSETS_DIR / C.DEFAULT_LORA / C.MANIFEST_FILE).read_text())
     assert run["result"]["combine"] == normalize_combine(shipped["combine"])
 
-    # 6. the same broken GPU setup in an interactive/commit run fails VISIBLY, the fallback file valid
+    # 6a. the same broken GPU setup in a rerun WITHOUT the variable (unconfirmed for this competition): the
+    # hidden test's rows give the rerun away, so it still never raises
+    r, executed = run_notebook("rerun-unset", RECOVER_ASSUME_GPU="1")
+    assert r.returncode == 0 and "hidden rerun: True (30 test rows" in executed, (r.stdout + r.stderr)[-3000:]
+    assert "WARNING: a GPU is attached but llama.cpp cannot use it" in executed
+    # 6b. ... and in an interactive/commit run (the public one-row test.csv) it fails VISIBLY, the fallback valid
+    full = pd.read_csv(comp / "test.csv", dtype=str, keep_default_na=False)
+    full.head(1).to_csv(comp / "test.csv", index=False)
     r, executed = run_notebook("commit", RECOVER_ASSUME_GPU="1")
-    assert r.returncode != 0 and "cannot use it" in executed
-    assert pd.read_csv(work / "submission.csv", dtype=str, keep_default_na=False)["id"].tolist() == list(sample_df["id"])
+    assert r.returncode != 0 and "cannot use it" in executed and "hidden rerun: False" in executed
+    assert pd.read_csv(work / "submission.csv", dtype=str, keep_default_na=False)["id"].tolist() == list(full["id"][:1])
+    full.to_csv(comp / "test.csv", index=False)
     shutil.rmtree(broken)
 
     # 7. an invalid model output is repaired from the fallback before the notebook ends

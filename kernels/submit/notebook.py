@@ -55,7 +55,13 @@ def has_gpu():
 
 
 GPU = has_gpu() or os.environ.get("RECOVER_ASSUME_GPU") == "1"  # the env var: tests of the GPU branch on a CPU
-RERUN = bool(os.environ.get("KAGGLE_IS_COMPETITION_RERUN"))  # the hidden-test rerun: never raise there
+# The hidden-test rerun never raises. KAGGLE_IS_COMPETITION_RERUN is documented for the newer evaluation-API
+# competitions, not confirmed for this CSV one, so the rerun is ALSO recognised by its data: the public
+# test.csv holds one example row, only the rerun sees the hidden ~1,400. Set or unset, the rerun is safe.
+PUBLIC_TEST_ROWS = 1
+RERUN = bool(os.environ.get("KAGGLE_IS_COMPETITION_RERUN")) or len(ids) > PUBLIC_TEST_ROWS
+print("hidden rerun:", RERUN, "(variable set)" if os.environ.get("KAGGLE_IS_COMPETITION_RERUN") else
+      f"({len(ids)} test rows; the public test.csv has {PUBLIC_TEST_ROWS})")
 wheels = find("*.whl")
 llama = [w for w in wheels if "llama_cpp_python" in os.path.basename(w)]
 cuda = [w for w in llama if "llama-cpu" not in w]
@@ -123,9 +129,13 @@ if ggufs:
     cmd += ["--lora", loras[0]] if loras else []  # its manifest beside it brings the n_ctx/template it was trained with
     cmd += ["--n-gpu-layers", "-1", "--split-mode", "1", "--tensor-split", "0.5,0.5", "--flash-attn", "on",
             "--n-seq", "4"] if OFFLOAD else []
-elif embeds:  # an embed predictor attached to the model dataset (e.g. refit by kernels/tune)
-    cmd += ["--predictor", "embed", "--model", embeds[0]]
-# else: no flags, i.e. the package's default predictor (recover/assets/default_predictor.json)
+elif INSTALLED:  # kernels/tune's choice (default_predictor.json) when it can be served, else the package default
+    from recover.kaggle.choose import tuned_flags
+
+    st5 = [os.path.dirname(p) for p in find("modules.json") if "sentence-t5" in p.lower().replace("_", "-")]
+    flags, why = tuned_flags(find("default_predictor.json"), embeds, st5[0] if st5 else None)
+    cmd += flags
+    print("predictor:", why)
 shutil.copy2(SUB, SUB + ".fallback")
 if INSTALLED:
     print(" ".join(cmd))
