@@ -83,7 +83,11 @@ manifest = {"wheel": os.path.basename(wheel), "python": platform.python_version(
             "cuda_archs": ARCHS, "driver_stub": stub,
             "cuda_runtime": probe(["sh", "-c", "nvcc --version | tail -n 2 | head -n 1"]),
             "driver": probe(["nvidia-smi", "--query-gpu=driver_version,name", "--format=csv,noheader"]),
-            "import_ok": r.returncode == 0, **smoke}
+            "import_ok": r.returncode == 0, **smoke,
+            # the Kaggle image this wheel was built on (every image carries these two files); the image's id for
+            # kernel-metadata is in the pulled metadata: see setup.cfg [recover.kaggle] docker_image
+            "image": {k: (open(f"/etc/{k}").read().strip() if os.path.isfile(f"/etc/{k}") else None)
+                      for k in ("git_commit", "build_date")}}
 manifest["offload_ok"] = bool(smoke.get("gpu_offload") and smoke.get("tokens"))
 with open(f"{OUT}/wheel_manifest.json", "w") as f:
     json.dump(manifest, f, indent=1)
