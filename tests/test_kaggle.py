@@ -269,6 +269,7 @@ def test_wheel_kernel_smoke_fails_loudly_without_gpu_offload(tmp_path, smollm2_g
     assert m["import_ok"] is True and m["gpu_offload"] is False and m["offload_ok"] is False
     assert "-DGGML_NATIVE=OFF" in m["cmake_args"] and "-DCMAKE_CUDA_ARCHITECTURES=75" in m["cmake_args"]
     assert m["llama_cpp"] == C.LLAMA_CPP_PYTHON_VERSION and m["python"]
+    assert set(m["image"]) == {"git_commit", "build_date"}  # None off Kaggle; the image's own files on it
 
 
 def fake_kaggle(tmp_path, output: str) -> dict:
