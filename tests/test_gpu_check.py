@@ -13,8 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_gpu_check_dry_run_runs_every_step(tmp_path):
     out = tmp_path / "gpu-check"
     r = subprocess.run([str(ROOT / "scripts" / "gpu_check.sh"), "--cpu-dry-run"], capture_output=True, text=True,
-                       env={**os.environ, "OUT": str(out), "HF_HUB_OFFLINE": "1"}, timeout=900)
+                       env={**os.environ, "OUT": str(out), "HF_HUB_OFFLINE": "1"}, timeout=1800)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    # the wheel was built from the pinned sdist by the same command the CUDA run uses, and it imports
+    from recover import constants as C
+
+    assert list((tmp_path / "gpu-check-wheel" / "wheel").glob(f"llama_cpp_python-{C.LLAMA_CPP_PYTHON_VERSION}-*.whl"))
+    assert f"built wheel imports: {C.LLAMA_CPP_PYTHON_VERSION}" in r.stdout
     rep = json.loads((out / "gpu_check.json").read_text())
     assert rep["device"] == "cpu" and rep["offload"]["n_gpu_layers"] == 0
     assert rep["offload"]["gen_tokens"] > 0 and rep["offload"]["tokens_per_s"] > 0

@@ -189,6 +189,7 @@ def test_notebook_runs_offline_in_a_fresh_venv_from_staged_wheels(tmp_path, cfg,
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     assert "cuda llama wheel unusable" in executed and "installed: True" in executed
     assert f"mean prompt from: {tuned}" in executed
+    assert f"tuned mean_prompt.json: {tuned}" in executed and "tuned default_predictor.json: NOT FOUND" in executed
     assert "recover predict exit code: 0" in executed and "repaired: False" in executed
     # 4. a valid submission
     sub = pd.read_csv(work / "submission.csv", dtype=str, keep_default_na=False)

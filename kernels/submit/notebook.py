@@ -31,6 +31,10 @@ def fitted_on_sentence_t5(path):  # kernels/tune's output (attached with `make k
 
 
 means = sorted(find("mean_prompt.json"), key=lambda p: not fitted_on_sentence_t5(p))
+# Say loudly what kernels/tune left here (attached by `make kernel TUNE=1`), and what it did not.
+for name in ("mean_prompt.json", "default_predictor.json", "embed_predictor/manifest.json"):
+    got = [p for p in find(name) if "/notebooks/" in p]
+    print(f"tuned {name}: {got[0] if got else 'NOT FOUND (no kernels/tune output attached: make kernel TUNE=1)'}")
 # `recover kaggle kernel` writes the package's default mean prompt here (recover/meanprompt/default.json),
 # so the first fallback file holds the same string `recover predict` falls back to.
 DEFAULT_MEAN = None
@@ -66,6 +70,9 @@ wheels = find("*.whl")
 llama = [w for w in wheels if "llama_cpp_python" in os.path.basename(w)]
 cuda = [w for w in llama if "llama-cpu" not in w]
 cpu = [w for w in llama if "llama-cpu" in w]
+if GPU and not cuda:
+    print("WARNING: no CUDA llama wheel under /kaggle/input (attach the wheel kernel's output: `make kernel` lists "
+          "recover-llama-cpp-cuda-wheel in kernel_sources; run `make kernel-wheels` first)")
 dirs = sorted({os.path.dirname(w) for w in wheels if "llama_cpp_python" not in w})
 links = [x for d in dirs for x in ("--find-links", d)]
 pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--disable-pip-version-check"]
