@@ -176,7 +176,8 @@ def fit_embed(train: Rows, s: FitSettings, mean: MeanPrompt, cache, embedder, lo
               exclude: set[str] = frozenset()) -> EmbedPredictor:
     """Ridge + nearest-candidate decoding, alpha chosen by the DECODED SCS on inner folds: the ridge's
     own cos(pred, true) prefers heavy shrinkage, which collapses every prediction onto one hedge and
-    decodes worse on a new source (alpha 10 vs 30 on held-out gemma_rewrites_a: 0.0816 vs 0.0735)."""
+    decodes worse on a new source (seen once on held-out gemma_rewrites_a; test_embed_predictor recomputes
+    the choice)."""
     tr = train.take(np.flatnonzero(train.live))
     cands = candidate_strings(mean.prompt, project_bank(s, exclude))
     B = cache.encode(cands)

@@ -47,6 +47,8 @@ class ProbeSimConfig:
             raise ValueError("--k: probe counts >= 2, e.g. 20,50")
         if not 0 < self.public_share < 1:
             raise ValueError("--public-share: between 0 and 1")
+        if self.settings.probes:
+            raise ValueError("--probes: the simulation reads its own probes from the held-out source; give none")
 
 
 def public_mask(prompts, share: float, seed: int) -> np.ndarray:
