@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ..csvio import atomic_write_csv, atomic_write_json
+from .select import rule_figures
 from .stats import bootstrap_ci
 
 
@@ -14,7 +15,6 @@ def leaderboard(per_row: pd.DataFrame, baseline: str, speeds: dict[str, float | 
                 select: list[str] | None = None) -> pd.DataFrame:
     """per_row: columns method, id, source, scs. One line per method, best by the selection rule first
     (`select`: the folds that choose, see select.py; None: every source)."""
-    from .select import rule_figures
 
     base = per_row[per_row.method == baseline].set_index("id")["scs"] if baseline in set(per_row.method) else None
     lines = []
@@ -36,7 +36,6 @@ def leaderboard(per_row: pd.DataFrame, baseline: str, speeds: dict[str, float | 
     lb = pd.DataFrame(lines)
     sel = select or sorted(per_row.source.unique())
     lb = lb.merge(rule_figures(per_row, sel, seed=seed), on="method")
-    lb.attrs["select"] = list(sel)
     return lb.sort_values(["rule", "scs"], ascending=False).reset_index(drop=True)
 
 
@@ -61,7 +60,7 @@ def format_steps(steps: list[dict]) -> str:
 
 def format_leaderboard(lb: pd.DataFrame, title: str, select: list[str] | None = None) -> str:
     sources = [c[4:-1] for c in lb.columns if c.startswith("scs[")]
-    select = select or lb.attrs.get("select") or sources
+    select = select or sources
     # the rule's folds first, marked *; the others are robustness columns
     sources = [s for s in sources if s in select] + [s for s in sources if s not in select]
     head = f"{'method':<16} {'RULE':>7} {'95% CI':>17} {'worst*':>7} {'macro':>7} {'SCS':>7} " \

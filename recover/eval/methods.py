@@ -81,10 +81,11 @@ VOCABS = ("words", "words+pieces")
 
 
 # --- the mean prompt ----------------------------------------------------------------------------
-def mean_targets(train: Rows, s: FitSettings, exclude: set[str] = frozenset()) -> tuple[list[str], np.ndarray]:
-    """Unique target prompts and their weights: rows weighted by source, plus the prompt files."""
+def mean_targets(df: pd.DataFrame, s: FitSettings, exclude: set[str] = frozenset()) -> tuple[list[str], np.ndarray]:
+    """Unique target prompts and their weights: rows (their prompt and source columns) weighted by source,
+    plus the prompt files."""
     w: dict[str, float] = {}
-    for p, so in zip(train.df[C.COL_PROMPT], train.df[C.COL_SOURCE]):
+    for p, so in zip(df[C.COL_PROMPT], df[C.COL_SOURCE]):
         w[p] = w.get(p, 0.0) + s.source_weights.get(so, 1.0)
     total = sum(w.values())
     extra = [t for t in dict.fromkeys(s.extra_targets) if t not in w and normalise_prompt(t) not in exclude]
@@ -115,7 +116,7 @@ def matched_weights(targets: list[str], weights: np.ndarray, s: FitSettings, cac
 def fit_mean(train: Rows, s: FitSettings, embedder, cache, exclude: set[str] = frozenset(),
              store: str | Path | None = "build/cache/meanprompt", log=print) -> MeanPrompt:
     """Beam search on the weighted targets; results are stored by a hash of (targets, weights, config)."""
-    targets, weights = mean_targets(train, s, exclude)
+    targets, weights = mean_targets(train.df, s, exclude)
     weights = matched_weights(targets, weights, s, cache, log)
     vocab, pieces = search_vocab(targets, s, embedder)
     key = hashlib.sha256(json.dumps([targets, np.round(weights, 6).tolist(), vocab, s.search.__dict__,

@@ -18,17 +18,17 @@ import numpy as np
 import pandas as pd
 
 from .. import constants as C
-from ..csvio import atomic_write_json
+from ..csvio import atomic_write_csv, atomic_write_json
 from ..data.pairs_io import load_pairs
 from ..meanprompt.probes import pick_probes
 from ..score.embedder import Embedder
 from ..score.metric import scs_matrix
 from .cache import EmbeddingCache
-from .stats import bootstrap_ci
-from .methods import FitSettings, fit_mean, mean_targets
+from .methods import FitSettings, fit_mean, matched_weights, mean_targets
 from .protocols import loso_folds, normalise_prompt
 from .run import embed_rows
 from .select import selection_sources
+from .stats import bootstrap_ci
 
 
 @dataclass
@@ -79,7 +79,7 @@ def run_probe_sim(cfg: ProbeSimConfig, log=print) -> dict:
         log(f"{fold.name}: {len(tr.df)} training rows; held out {pub.sum()} public / {(~pub).sum()} private rows")
         plain = fit_mean(tr, s, emb, cache, exclude, store=store, log=log)
         base = scs_of(cache, plain.prompt, va.ep[~pub])
-        targets, _ = mean_targets(tr, s, exclude)
+        targets, _ = mean_targets(tr.df, s, exclude)
         T = cache.encode(targets)
         for k in cfg.ks:
             probes = pick_probes(T, targets, k, s.seed)
@@ -118,19 +118,20 @@ def format_sim(results: list[dict], proxy: bool) -> str:
     return "\n".join(lines)
 
 
+def _targets(data: list[str], settings: FitSettings, embedder: str | None, cache_dir: str):
+    """The local targets of the given sources (prompts only: no text is encoded) and an embedding cache."""
+    cache = EmbeddingCache(Embedder.resolve(embedder), cache_dir)
+    targets, w = mean_targets(load_pairs(data), settings)
+    return targets, w, cache
+
+
 def pick_probes_for_kaggle(data: list[str], k: int, settings: FitSettings, embedder: str | None, cache_dir: str,
                            out: str, log=print) -> list[str]:
     """`recover probes pick`: K prompts to submit as constant submissions; fill in their public scores in
     the `score` column and pass the file as --probes."""
-    emb = Embedder.resolve(embedder)
-    cache = EmbeddingCache(emb, cache_dir)
-    df = load_pairs(data)
-    rows = embed_rows(df, cache)
-    targets, _ = mean_targets(rows, settings)
+    targets, _, cache = _targets(data, settings, embedder, cache_dir)
     probes = pick_probes(cache.encode(targets), targets, k, settings.seed)
     cache.save()
-    from ..csvio import atomic_write_csv
-
     atomic_write_csv(out, pd.DataFrame({"prompt": probes, "score": [""] * len(probes)}))
     log(f"wrote {out}: {len(probes)} probe prompts; submit each as every row's prompt, write its PUBLIC score in "
         "the score column, then: make ship-default PROBES=" + out)
@@ -141,15 +142,9 @@ def match_to_file(data: list[str], settings: FitSettings, embedder: str | None, 
                   log=print) -> pd.DataFrame:
     """`recover probes match`: the local targets with their weights before and after matching the probes
     (the weights `recover eval --probes` fits the mean prompt with)."""
-    from ..csvio import atomic_write_csv
-    from .methods import matched_weights
-
     if not settings.probes:
         raise ValueError("--probes: a CSV of probe prompts with their leaderboard scores")
-    emb = Embedder.resolve(embedder)
-    cache = EmbeddingCache(emb, cache_dir)
-    rows = embed_rows(load_pairs(data), cache)
-    targets, w = mean_targets(rows, settings)
+    targets, w, cache = _targets(data, settings, embedder, cache_dir)
     m = matched_weights(targets, w, settings, cache, log)
     cache.save()
     table = pd.DataFrame({"target": targets, "weight": w / w.sum(), "matched_weight": m / m.sum()})

@@ -175,10 +175,10 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
             if fold is folds[-1]:
                 speeds[name] = measure_speed(pred, va, cfg.speed_rows) if pred.name != "mean" else None
             log(f"  {name:<14} SCS {scs.mean():.4f}  ({time.time() - t1:.0f} s)")
-        outside = {n: (lambda ids, m=m: [m.prompt] * len(ids)) for n, m in refs.items()}
-        outside.update({n: (lambda ids, p=p: read_predictions(p, ids)) for n, p in cfg.preds.items()})
-        for name, get in outside.items():
-            preds, path = get(va.ids), cfg.preds.get(name) or cfg.references.get(name[4:])
+        # made outside this fold: a fixed reference prompt on every row, or a submission file's rows
+        outside = [(n, [m.prompt] * len(va.ids), cfg.references[n[4:]]) for n, m in refs.items()]
+        outside += [(n, read_predictions(p, va.ids), p) for n, p in cfg.preds.items()]
+        for name, preds, path in outside:
             scs = scs_rows(cache.encode(preds), va.ep)
             per_row.append(pd.DataFrame({"fold": fold.name, "method": name, "id": va.ids, "source": va.df[C.COL_SOURCE],
                                          "pred": preds, "true": va.df[C.COL_PROMPT], "scs": scs}))

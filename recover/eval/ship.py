@@ -20,13 +20,13 @@ from .methods import fit_embed, fit_mean
 from .select import RULE, pick_winner
 
 
-def loso_figures(lb: pd.DataFrame, method: str) -> dict:
+def loso_figures(lb: pd.DataFrame, method: str, select: list[str]) -> dict:
     r = lb.set_index("method").loc[method]
     out = {k[4:-1]: round(float(v), 4) for k, v in r.items() if k.startswith("scs[")}
     gains = {k[5:-1]: round(float(v), 4) for k, v in r.items() if k.startswith("gain[")}
     return {"scs": out, "gain_vs_mean": gains, "all_rows": round(float(r["scs"]), 4),
             "ci95": [round(float(r["ci_low"]), 4), round(float(r["ci_high"]), 4)],
-            "rule": {"name": RULE, "folds": list(lb.attrs.get("select", [])), "macro": round(float(r["rule"]), 4),
+            "rule": {"name": RULE, "folds": list(select), "macro": round(float(r["rule"]), 4),
                      "ci95": [round(float(r["rule_low"]), 4), round(float(r["rule_high"]), 4)],
                      "worst": round(float(r["worst"]), 4)},
             "macro_all_folds": round(float(r["macro"]), 4)}
@@ -49,13 +49,13 @@ def ship(result: dict, rows, cfg, emb, cache, command: str, log=print, to: str |
     mean = fit_mean(rows, cfg.settings, emb, cache, store=Path(cfg.cache_dir) / "meanprompt", log=log)
     atomic_write_json(mean_path, {
         "format_version": C.MANIFEST_FORMAT_VERSION, "kind": "mean_prompt", "prompt": mean.prompt,
-        "embedder": meta["metric"], "embedder_path": None if emb.spec.is_proxy else str(emb.spec.path), "fit": mean.scores, "loso": loso_figures(lb, "mean"), **provenance})
+        "embedder": meta["metric"], "embedder_path": None if emb.spec.is_proxy else str(emb.spec.path), "fit": mean.scores, "loso": loso_figures(lb, "mean", meta["select"]), **provenance})
     choice = {"format_version": C.MANIFEST_FORMAT_VERSION, "predictor": "mean", "model": None}
     if winner == "embed":
         pred = fit_embed(rows, cfg.settings, mean, cache, emb, log=log)
         pred.manifest.update(embedder=C.PROXY_MODEL_NAME if emb.spec.is_proxy else str(emb.spec.path),
                              embedder_is_proxy=emb.spec.is_proxy, embedder_dim=emb.dim, combine="pred",
-                             loso=loso_figures(lb, winner), seed=cfg.settings.seed, **provenance)
+                             loso=loso_figures(lb, winner, meta["select"]), seed=cfg.settings.seed, **provenance)
         if art.exists():
             shutil.rmtree(art)
         pred.save(art)
@@ -65,7 +65,7 @@ def ship(result: dict, rows, cfg, emb, cache, command: str, log=print, to: str |
     fitted = [m for m in lb.method if m != "mean:shipped" and not m.startswith("ref:")]  # no held-out figures
     choice.update(method=winner, why=f"the selection rule ({RULE}; folds {', '.join(meta['select'])}) "
                   f"among {', '.join(fitted)} under leave-one-source-out",
-                  loso={m: loso_figures(lb, m) for m in fitted}, **provenance)
+                  loso={m: loso_figures(lb, m, meta["select"]) for m in fitted}, **provenance)
     atomic_write_json(choice_path, choice)
     log(f"shipped default: {winner} -> {choice_path}")
     return choice

@@ -114,7 +114,7 @@ class MeanPromptOptimizer:
 
     # --- moves -------------------------------------------------------------------------------
     def _ranked_words(self, text: str, k: int) -> list[str]:
-        if k <= 0 or (k >= len(self.vocab) and not self.is_piece.any()):
+        if k <= 0:
             return self.vocab
         if not text:
             approx = self.VT
@@ -124,14 +124,12 @@ class MeanPromptOptimizer:
             norm = np.sqrt(1 + a[:, 0] ** 2 + 2 * a[:, 0] * (self.V @ e))[:, None]
             approx = ((e @ self.T_pre.T)[None, :] + a * self.VT) / norm
         est = sharpen(approx) @ self.w_pre
-        if not self.is_piece.any():
-            idx = np.argpartition(-est, k)[:k]
-            return [self.vocab[i] for i in idx]
         out = []
-        for pool, n in ((~self.is_piece, k), (self.is_piece, max(1, k // 2))):
+        for pool, n in ((~self.is_piece, k), (self.is_piece, max(1, k // 2))):  # words, then pieces (if any)
             ids = np.flatnonzero(pool)
-            top = ids[np.argsort(-est[ids])[:n]]
-            out += [self.vocab[i] for i in top]
+            if n < len(ids):
+                ids = ids[np.argpartition(-est[ids], n)[:n]]
+            out += [self.vocab[i] for i in ids]
         return out
 
     def candidates(self, text: str) -> list[str]:

@@ -124,13 +124,17 @@ class Embedder:
 
     def __init__(self, spec: EmbedderSpec, device: str = "auto", batch_size: int = 64):
         self.spec = spec
-        # auto: the GPU when torch sees one (kernels/tune holds a T4 while it refits against sentence-t5)
-        self.device = device if device != "auto" else _auto_device()
+        self._device = device
         self.batch_size = batch_size
 
     @classmethod
     def resolve(cls, explicit=None, **kw) -> "Embedder":
         return cls(resolve_embedder(explicit), **kw)
+
+    @cached_property
+    def device(self) -> str:
+        """auto: the GPU when torch sees one (kernels/tune holds a T4 while it refits against sentence-t5)."""
+        return _auto_device() if self._device == "auto" else self._device
 
     @cached_property
     def model(self):
