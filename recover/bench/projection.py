@@ -122,6 +122,24 @@ def largest_fitting(prompt_tokens: float, gen_tokens: float, rows: int = 1400, c
     return max(fits, key=lambda f: sizes[f["model"]]) if fits else None
 
 
+# kernels/tune on a T4: sentence-t5-base encodes every text once (a cold cache) in fp32, the fit itself is
+# numpy on the CPU. Encoding is compute bound: 2 FLOPs per non-embedding weight per token.
+T4_FP32_FLOPS = 8.1e12  # FLOP/s, datasheet (sentence-transformers runs fp32 unless told otherwise)
+ENCODE_EFF = 0.5  # ASSUMED fraction of fp32 peak for batched encoder GEMMs (not measured on a T4)
+ST5_BASE_FLOP_PARAMS = 85e6  # T5-base encoder without the token embedding: 12 x (4*768^2 + 2*768*3072)
+TUNE_LOAD_S = 30.0  # load sentence-t5 from the dataset mount + CUDA init
+
+
+def tune_projection(tokens: int, other_s: float) -> dict:
+    """PROJECTED wall time of kernels/tune on a T4 for a run that encoded `tokens` (cold cache) and spent
+    `other_s` outside the encoder on this machine's CPU (kept as is: Kaggle's GPU box has 4 vCPUs, this
+    one 2, so it errs long)."""
+    enc = tokens * 2 * ST5_BASE_FLOP_PARAMS / (T4_FP32_FLOPS * ENCODE_EFF)
+    total = WHEEL_INSTALL_S + TUNE_LOAD_S + enc + other_s
+    return {"label": "projected", "tokens": int(tokens), "encode_s": round(enc, 1), "other_s": round(other_s, 1),
+            "total_s": round(total, 1), "fits": total < LIMIT_S}
+
+
 def constants() -> dict:
     return {"t4_bandwidth": T4_BANDWIDTH, "t4_fp16_flops": T4_FP16_FLOPS, "gen_eff_bandwidth": GEN_EFF_BANDWIDTH,
             "gen_fixed_s": GEN_FIXED_S, "prompt_eff": PROMPT_EFF, "row_overhead_s": ROW_OVERHEAD_S,

@@ -10,7 +10,7 @@ from ..cpus import usable_cpus
 from ..csvio import atomic_write_json
 from ..runs import new_run_dir, record_run
 from . import projection as P
-from .measure import BACKENDS, run_backend
+from .measure import BACKENDS, ENGINES, PEERS, run_backend
 
 PROJECT_MODELS = ("Phi-2 Q4_K_M", "Mistral-7B Q4_K_M")
 
@@ -64,10 +64,13 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
               "threads": usable_cpus(), "backends": results}
     ok = {k: v for k, v in results.items() if "error" not in v}
     llamas = [k for k in ok if k.startswith("llama")]
-    if llamas and "hf" in ok:  # same ids, row by row, or the equal-work ratio means nothing
+    engines = [k for k in ok if k.split(":")[0] in ENGINES]
+    equal = [k for k in ok if k in PEERS and k != "hf-raw"]
+    if llamas and equal:  # same ids, row by row, or the equal-work ratio means nothing
         ref = ok[llamas[0]]["prompt_token_counts"]
-        if ok["hf"]["prompt_token_counts"] != ref:
-            raise RuntimeError("bench: hf and llama saw different prompt token counts; the equal-work ratio is void")
+        for k in equal + [e for e in engines if e.startswith("torch")]:
+            if ok[k]["prompt_token_counts"] != ref:
+                raise RuntimeError(f"bench: {k} and llama saw different prompt token counts; the equal-work ratio is void")
         report["prompt_tokens_match"] = True
     report["ratios"] = {k: {"raw": _ratio(ok, "hf-raw", k), "equal_work": _ratio(ok, "hf", k)} for k in llamas}
     scs = _scs(data, cfg.rows, ok)
@@ -75,6 +78,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
         report["proxy_scs"] = scs
     if cfg.choose_cpu_quant and llamas:
         report["cpu_quant"] = write_cpu_quant(choose_cpu_quant(report), "recover " + " ".join(sys.argv[1:]), log)
+    report["headline"] = headline(report, equal)
     if llamas:
         lm = ok[llamas[0]]
         pt, gt = lm["prompt_tokens_per_row"], lm["gen_tokens_per_row"]
@@ -123,16 +127,39 @@ def _scs(data: str, rows: int, ok: dict) -> dict:
     return out
 
 
+def headline(report: dict, peers: list[str]) -> dict | None:
+    """The ratio that matters: the CPU default (what `recover predict` runs here: the backend just chosen,
+    else the shipped choice) against the FASTEST equal-work peer, by measured s/row."""
+    from ..predict.defaults import default_cpu_quant
+
+    ok = {k: v for k, v in report["backends"].items() if "error" not in v}
+    chosen = (report.get("cpu_quant") or default_cpu_quant() or {}).get("backend")
+    default = chosen if chosen in ok else next((k for k in ok if k == "llama"), None)
+    peers = [p for p in peers if p in ok]
+    if not default or not peers:
+        return None
+    best = min(peers, key=lambda k: ok[k]["s_per_row"])
+    d, b = ok[default], ok[best]
+    return {"default": default, "best_peer": best, "speedup": round(b["s_per_row"] / d["s_per_row"], 3),
+            "default_s_per_row": d["s_per_row"], "peer_s_per_row": b["s_per_row"],
+            "prompt_tok_s": [d.get("prompt_tok_s"), b.get("prompt_tok_s")], "gen_tok_s": [d.get("gen_tok_s"), b.get("gen_tok_s")]}
+
+
 def choose_cpu_quant(report: dict) -> dict:
-    """The fastest llama backend whose SCS is not lower than the packaged file's (paired 95% CI
-    not wholly below 0), by measured s/row on these rows."""
-    ok = {k: v for k, v in report["backends"].items() if k.startswith("llama") and "error" not in v}
+    """The fastest of recover's engines (llama.cpp in each quant, torch) whose SCS is not lower than the
+    packaged file's on llama.cpp (paired 95% CI not wholly below 0), by measured s/row on these rows."""
+    ok = {k: v for k, v in report["backends"].items() if k.split(":")[0] in ENGINES and "error" not in v}
     diffs = report.get("proxy_scs", {}).get("diff_vs_llama", {})
     if not diffs and len(ok) > 1:
         raise ValueError("--choose-cpu-quant needs rows with the true prompt (rewrite_prompt) to check quality")
     keep = [k for k in ok if k == "llama" or diffs.get(k, {}).get("ci95", [0, 0])[1] >= 0]
     best = min(keep, key=lambda k: ok[k]["s_per_row"])
-    return {"quant": best.split(":", 1)[1] if ":" in best else None, "backend": best,
+    torch = best.startswith("torch")
+    llama_best = min((k for k in keep if k.startswith("llama")), key=lambda k: ok[k]["s_per_row"])
+    # the quant still matters with torch chosen: llama.cpp serves where torch is not used (no bf16 hardware)
+    quant_from = llama_best if torch else best
+    return {"quant": quant_from.split(":", 1)[1] if ":" in quant_from else None, "backend": best,
+            "engine": "torch" if torch else "llama", "n_seq": ok[best].get("n_seq", 1),
             "s_per_row": {k: v["s_per_row"] for k, v in ok.items()}, "scs": report.get("proxy_scs", {}),
             "ratios": report.get("ratios", {}), "rows": report["rows"], "data": Path(report["data"]).name,
             "threads": report["threads"]}
@@ -151,6 +178,11 @@ def format_report(r: dict) -> str:
     keys = ("load_s", "prompt_tokens_per_row", "prompt_tokens_evaluated_per_row", "gen_tokens_per_row",
             "prompt_tok_s", "gen_tok_s", "prompt_s_per_row", "gen_s_per_row", "s_per_row", "rows_per_s", "peak_rss_mb")
     lines = [f"MEASURED on this machine: {r['rows']} rows of {r['data']}", f"model: {r['model']}"]
+    h = r.get("headline")
+    if h:
+        lines.append(f"CPU default {h['default']} vs the best peer {h['best_peer']} (equal work): {h['speedup']:.2f}x "
+                     f"({h['default_s_per_row']} vs {h['peer_s_per_row']} s/row; prompt tok/s {h['prompt_tok_s'][0]} vs "
+                     f"{h['prompt_tok_s'][1]}, generation tok/s {h['gen_tok_s'][0]} vs {h['gen_tok_s'][1]})")
     names = list(r["backends"])
     lines.append(f"{'':24}" + "".join(f"{n:>16}" for n in names))
     lines.append(f"{'model file':24}" + "".join(f"{r['backends'][n].get('model_file', '-')[-15:]:>16}" for n in names))
@@ -159,7 +191,7 @@ def format_report(r: dict) -> str:
                                           for n in names))
     lines.append(f"{'threads':24}{r.get('threads', '-'):>16}")
     if r.get("prompt_tokens_match"):
-        lines.append("hf (equal work) ran on the engine's prompt token ids: counts match on every row")
+        lines.append("equal-work backends ran on the llama engine's prompt token ids: counts match on every row")
     for k, v in r.get("ratios", {}).items():
         f = lambda x: f"{x:.2f}x" if x is not None else "-"  # noqa: E731
         lines.append(f"speed {k} over hf fp32: raw {f(v['raw'])} (hf-raw: no stop rule), "

@@ -40,13 +40,15 @@ class EmbeddingCache:
 
     def __init__(self, embedder, cache_dir: str | Path | None = "build/cache"):
         self.emb = embedder
-        self.path = Path(cache_dir) / f"emb-{embedder_fingerprint(embedder.spec.path)}.npz" if cache_dir else None
+        kind = "" if getattr(embedder, "dtype", "fp32") == "fp32" else f"-{embedder.dtype}"  # bf16 rows apart
+        self.path = Path(cache_dir) / f"emb-{embedder_fingerprint(embedder.spec.path)}{kind}.npz" if cache_dir else None
         self._rows: dict[str, np.ndarray] = {}
         self._dirty = False
         if self.path and self.path.is_file():
             z = np.load(self.path)
             self._rows = dict(zip(z["keys"].tolist(), z["emb"]))
         self.encoded = 0
+        self.preloaded = len(self._rows)  # 0: a cold run, every text this run needs gets encoded
 
     def encode(self, texts, progress: bool = False) -> np.ndarray:
         texts = list(texts)

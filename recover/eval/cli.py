@@ -69,7 +69,8 @@ def _probes(a):
 def add_cli(sub) -> None:
     s = sub.add_parser("eval", help="fit predictors under an honest protocol (LOSO / grouped k-fold) and rank them")
     s.add_argument("--data", action="append", required=True, help="labelled pairs CSV, one per source; repeat")
-    s.add_argument("--methods", default="mean,mean:shipped,embed", help="comma-separated: mean, mean:shipped, embed")
+    s.add_argument("--methods", default="mean,mean:shipped,embed", help="comma-separated: mean, mean:shipped, embed, "
+                   "embed:bf16 (embed fed bf16-encoded held-out features, as predict on a bf16 CPU)")
     s.add_argument("--protocol", default="loso", help="loso (leave one source out) or kfold (prompt-grouped)")
     s.add_argument("--k", type=int, default=5, help="kfold: number of folds")
     s.add_argument("--holdout", action="append", help="loso: hold out only this source (repeat); default each in turn")

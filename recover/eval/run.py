@@ -1,6 +1,7 @@
 """`recover eval`: fit each predictor under an honest protocol, score it, print a leaderboard."""
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .. import constants as C
+from ..bench.projection import tune_projection
 from ..data.pairs_io import has_texts, load_pairs
 from ..predict.base import MeanPredictor, MeanPrompt
 from ..runs import new_run_dir, record_run
@@ -20,7 +22,10 @@ from .methods import FitSettings, Rows, fit_embed, fit_mean, shipped_mean
 from .protocols import PROTOCOLS, check_disjoint, folds_for, normalise_prompt
 from .select import RULE, paired_by_fold, selection_sources
 
-METHODS = ("mean", "mean:shipped", "embed")
+METHODS = ("mean", "mean:shipped", "embed", "embed:bf16")
+# embed:bf16 is embed's own fit fed held-out features encoded in bf16 (what `recover predict` does on a CPU
+# with bf16 hardware): a runtime variant that decides the feature precision, never a winner itself.
+VARIANTS = {"embed:bf16": "embed"}
 BASELINE = "mean"
 
 
@@ -86,13 +91,45 @@ def fit_method(name: str, train: Rows, cfg: EvalConfig, emb, cache, exclude: set
     return fit_embed(train, cfg.settings, mean, cache, emb, log=log, exclude=exclude), mean
 
 
-def predict_rows(pred, mean: MeanPrompt, rows: Rows) -> list[str]:
-    """Rows with an empty text get the mean prompt, exactly as `recover predict` does."""
+def predict_rows(pred, mean: MeanPrompt, rows: Rows, features: tuple | None = None) -> list[str]:
+    """Rows with an empty text get the mean prompt, exactly as `recover predict` does. `features`:
+    (e_orig, e_rew) of these rows from another encoding (bf16) instead of the cached fp32 ones."""
     out = [mean.prompt] * len(rows.df)
     live = np.flatnonzero(rows.live)
+    eo, er = features or (rows.eo, rows.er)
     if len(live) and pred.name != "mean":
-        for i, s in zip(live, pred.decode(pred.predict_from_embeddings(rows.eo[live], rows.er[live]))):
+        for i, s in zip(live, pred.decode(pred.predict_from_embeddings(eo[live], er[live]))):
             out[i] = s
+    return out
+
+
+def bf16_features(df: pd.DataFrame, rows: Rows, emb, cfg: EvalConfig, log=print) -> tuple:
+    """Every row's (e_orig, e_rew) encoded in bf16 by the same embedder, cached apart from fp32;
+    and that bf16 embedder (the variant's speed is measured with it)."""
+    e16 = Embedder(emb.spec, device=emb.device, dtype="bf16")
+    c16 = EmbeddingCache(e16, cfg.cache_dir)
+    n = len(df)
+    e = c16.encode(list(df[C.COL_ORIGINAL]) + list(df[C.COL_REWRITTEN]), progress=True)
+    c16.save()
+    diff = np.einsum("ij,ij->i", e, np.concatenate([rows.eo, rows.er]))
+    log(f"bf16 features: {len(e)} texts, cos to fp32 min {diff.min():.5f}, mean {diff.mean():.6f}")
+    return e[:n], e[n:], e16
+
+
+def encode_report(cache: EmbeddingCache, seconds: float, log=print) -> dict:
+    """What the embedder did, and (from a cold cache, as kernels/tune always starts) the tune kernel's
+    PROJECTED time on a T4 with sentence-t5-base (recover/bench/projection.py)."""
+    e = cache.emb
+    out = {"strings": e.strings, "tokens": e.tokens, "encode_s": round(e.seconds, 1), "device": e.device,
+           "cold": cache.preloaded == 0}
+    log(f"encoding: {e.strings} strings, {e.tokens} tokens in {e.seconds:.0f} s on {e.device}; "
+        f"the rest of the run {seconds - e.seconds:.0f} s")
+    if out["cold"]:
+        out["t4_tune"] = tune_projection(e.tokens, seconds - e.seconds)
+        log(f"kernels/tune on a T4 for these rows (PROJECTED: sentence-t5-base encodes {e.tokens} tokens in "
+            f"{out['t4_tune']['encode_s']:.0f} s, the rest as here): ~{out['t4_tune']['total_s'] / 60:.0f} min")
+    else:
+        log("(warm cache: the T4 projection of kernels/tune needs a cold run, e.g. --cache-dir /tmp/cold)")
     return out
 
 
@@ -124,11 +161,13 @@ def measure_speed(pred, rows: Rows, n: int) -> float | None:
 
 def fold_gains(per_row: pd.DataFrame, methods: list[str], refs: list[str], select: list[str], seed: int,
                log=print) -> list[dict]:
-    """Each method against the mean prompt fitted on the same rows, and the package's mean prompt against
-    each fixed reference, on every selection fold (paired rows, bootstrap interval)."""
+    """Each method against the mean prompt fitted on the same rows, the package's mean prompt against each
+    fixed reference, and a runtime variant against its method, on every selection fold (paired rows,
+    bootstrap interval)."""
     have = set(per_row.method)
     pairs = [(BASELINE, m) for m in methods if m != BASELINE and BASELINE in have]
     pairs += [(r, "mean:shipped") for r in refs if "mean:shipped" in have]
+    pairs += [(VARIANTS[v], v) for v in VARIANTS if {v, VARIANTS[v]} <= have]  # what the runtime variant costs
     out = [x for a, b in pairs for x in paired_by_fold(per_row, a, b, select, seed)]
     if out:
         log("paired gains on the selection folds (row by row, bootstrap 95% CI):")
@@ -153,6 +192,7 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
     log(f"selection rule: {RULE}; folds that choose: {', '.join(select)}")
     refs = {f"ref:{n}": MeanPrompt.load(p) for n, p in cfg.references.items()}
     rows = embed_rows(df, cache)
+    bf16 = bf16_features(df, rows, emb, cfg, log) if "embed:bf16" in cfg.methods else None
     folds = folds_for(cfg.protocol, df[C.COL_SOURCE], df[C.COL_PROMPT], cfg.k, cfg.settings.seed, cfg.holdout or None)
     per_row, speeds, fits = [], {}, []
     for fold in folds:
@@ -160,10 +200,14 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
         tr, va = rows.take(fold.train), rows.take(fold.val)
         exclude = {normalise_prompt(p) for p in va.df[C.COL_PROMPT]}
         log(f"{fold.name}: fit on {len(tr.df)} rows ({fold.purged} purged: prompt also held out), score {len(va.df)}")
+        fitted = {}
         for name in cfg.methods:
             t1 = time.time()
-            pred, mean = fit_method(name, tr, cfg, emb, cache, exclude, log)
-            preds = predict_rows(pred, mean, va)
+            base = VARIANTS.get(name, name)
+            pred, mean = fitted.get(base) or fit_method(base, tr, cfg, emb, cache, exclude, log)
+            fitted[base] = (pred, mean)
+            feats = (bf16[0][fold.val], bf16[1][fold.val]) if name == "embed:bf16" else None
+            preds = predict_rows(pred, mean, va, feats)
             scs = scs_rows(cache.encode(preds), va.ep)
             per_row.append(pd.DataFrame({"fold": fold.name, "method": name, "id": va.ids, "source": va.df[C.COL_SOURCE],
                                          "pred": preds, "true": va.df[C.COL_PROMPT], "scs": scs}))
@@ -173,7 +217,11 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
                          "scs": round(float(scs.mean()), 5), "fit_s": round(time.time() - t1, 1),
                          "params": getattr(pred, "manifest", {"mean_prompt": mean.prompt})})
             if fold is folds[-1]:
-                speeds[name] = measure_speed(pred, va, cfg.speed_rows) if pred.name != "mean" else None
+                runtime = pred
+                if name == "embed:bf16":
+                    runtime = copy.copy(pred)
+                    runtime.embedder = bf16[2]
+                speeds[name] = measure_speed(runtime, va, cfg.speed_rows) if pred.name != "mean" else None
             log(f"  {name:<14} SCS {scs.mean():.4f}  ({time.time() - t1:.0f} s)")
         # made outside this fold: a fixed reference prompt on every row, or a submission file's rows
         outside = [(n, [m.prompt] * len(va.ids), cfg.references[n[4:]]) for n, m in refs.items()]
@@ -184,6 +232,7 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
                                          "pred": preds, "true": va.df[C.COL_PROMPT], "scs": scs}))
             log(f"  {name:<14} SCS {scs.mean():.4f}  (predictions from {path})")
     cache.save()
+    tune = encode_report(cache, time.time() - t0, log)
     per_row = pd.concat(per_row, ignore_index=True)
     lb = leaderboard(per_row, BASELINE, speeds, cfg.settings.seed, select=select)
     metric = "PROXY SCS (all-MiniLM-L6-v2, not sentence-t5-base)" if emb.spec.is_proxy else "SCS (sentence-t5-base)"
@@ -197,7 +246,7 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
             "data": [str(p) for p in cfg.data], "folds": [{"name": f.name, "train": len(f.train), "val": len(f.val),
                                                            "purged": f.purged} for f in folds],
             "config": asdict(cfg), "seconds": round(time.time() - t0, 1), "paired_steps": steps,
-            "rule": RULE, "select": select, "paired_by_fold": by_fold}
+            "rule": RULE, "select": select, "paired_by_fold": by_fold, "encoding": tune}
     if cfg.report:
         write_report(Path(cfg.report), lb, per_row, {**meta, "fits": [{k: v for k, v in f.items() if k != "train_ids"}
                                                                       for f in fits]}, title)

@@ -55,9 +55,10 @@ def rule_figures(per_row: pd.DataFrame, select: list[str], n_boot: int = 1000, s
 
 
 def pick_winner(lb: pd.DataFrame, select: list[str], baseline: str = "mean",
-                exclude: tuple[str, ...] = ("mean:shipped",)) -> str:
+                exclude: tuple[str, ...] = ("mean:shipped", "embed:bf16")) -> str:
     """The rule on a leaderboard with `rule`, `scs[src]` and `gain[src]` columns. Only the selection
-    sources' columns are read: a non-Gemma fold can never change the choice."""
+    sources' columns are read: a non-Gemma fold can never change the choice. Excluded: the shipped
+    reference and runtime variants of a method (embed:bf16 decides the feature precision, not the method)."""
     lb = lb[~lb.method.isin(exclude) & ~lb.method.str.startswith("ref:")]
     select = [s for s in select if f"scs[{s}]" in lb.columns]
     if not select:

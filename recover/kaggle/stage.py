@@ -19,15 +19,15 @@ LLAMA_CPU_DIR = "llama-cpu"  # the notebook tells the CPU wheel from the CUDA on
 
 
 def build_wheels(out: str | Path = "build/wheels", llama_wheelhouse: str | None = None,
-                 ship: str | Path = ROOT / "offline_wheels" / "ship.txt", download: bool = True) -> Path:
+                 download: bool = True) -> Path:
     """Binary wheels for the Kaggle image (cp312 manylinux) + the CPU llama wheel + recover itself."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if download:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--no-deps",
-                        "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64",
-                        "--platform", "any", "--python-version", "3.12", "--implementation", "cp",
-                        "-d", str(out), "-r", str(ship)], check=True)
+    if download:  # from the cache `make setup` fills (downloaded there once, if it is missing)
+        from .twin import fill_ship_cache
+
+        for whl in fill_ship_cache().glob("*.whl"):
+            shutil.copy2(whl, out / whl.name)
     cpu = out / LLAMA_CPU_DIR
     cpu.mkdir(exist_ok=True)
     found = sorted(glob.glob(str(Path(llama_wheelhouse or _default_wheelhouse()) /

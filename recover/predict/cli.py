@@ -18,7 +18,7 @@ def _predict(a):
     cfg = PredictConfig(a.input, a.output, predictor=predictor, model=model, mean_prompt=a.mean_prompt,
                         combine=a.combine, time_budget=a.time_budget, on_model_error=a.on_model_error,
                         batch_size=a.batch_size, seed=a.seed, embedder=a.embedder, restart=a.restart, llm=llm,
-                        cpu_quant=a.cpu_quant)
+                        cpu_quant=a.cpu_quant, embed_dtype=a.embed_dtype)
     run_predict(cfg)
 
 
@@ -38,6 +38,9 @@ def add_cli(sub) -> None:
     s.add_argument("--seed", type=int, default=C.DEFAULT_SEED)
     s.add_argument("--embedder", help="sentence-transformers folder whose tokenizer caps prompts at 128 tokens")
     s.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    s.add_argument("--embed-dtype", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="embed predictor's feature encoding: auto = bf16 on a CPU with bf16 hardware (AMX/AVX512_BF16; "
+                        "no loss under LOSO, README), else fp32. Scoring always uses fp32")
     s.add_argument("--cpu-quant", default="auto",
                    help="on CPU: auto (the packaged model in the quant `make bench-cpu` measured fastest), none, or a quant")
     _add_llm_args(s)

@@ -97,7 +97,7 @@ class EmbedPredictor:
         return out
 
     @classmethod
-    def load(cls, path: str | Path, embedder: str | None = None) -> "EmbedPredictor":
+    def load(cls, path: str | Path, embedder: str | None = None, dtype: str = "fp32") -> "EmbedPredictor":
         path = Path(path)
         mf = path / C.MANIFEST_FILE
         if not mf.is_file():
@@ -108,7 +108,7 @@ class EmbedPredictor:
                              f"{manifest.get('format_version')}; this recover reads format {C.EMBED_FORMAT_VERSION})")
         w = np.load(path / "weights.npz")
         cands = (path / "candidates.txt").read_text(encoding="utf-8").splitlines()
-        emb = Embedder(feature_embedder_spec(manifest, embedder))
+        emb = Embedder(feature_embedder_spec(manifest, embedder), dtype=dtype)
         if emb.dim != manifest["embedder_dim"]:
             raise ValueError(f"{path}: trained with {manifest['embedder']} (dim {manifest['embedder_dim']}), "
                              f"but {emb.spec.path} has dim {emb.dim}; pass --embedder")

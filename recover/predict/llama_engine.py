@@ -42,7 +42,20 @@ class EngineStats:
     per_job_gen: list = field(default_factory=list)
 
 
-class LlamaEngine:
+class GGUFTokens:
+    """llama.cpp's tokenizer of the GGUF (self.model): both engines tokenize through it."""
+
+    def tokenize(self, text: str, add_bos: bool = False, special: bool = False) -> list[int]:
+        return self.model.tokenize(text.encode("utf-8"), add_bos, special)
+
+    def detokenize(self, tokens) -> str:
+        return self.model.detokenize(list(tokens)).decode("utf-8", errors="ignore")
+
+    def token_text(self, tok: int) -> str:
+        return self.model.token_get_text(tok)
+
+
+class LlamaEngine(GGUFTokens):
     def __init__(self, model_path: str, *, n_ctx_row: int, n_seq: int, n_batch: int, seed: int,
                  n_threads: int | None = None, n_gpu_layers: int = 0, split_mode: int = 1,
                  tensor_split: list[float] | None = None, main_gpu: int = 0, flash_attn: bool = False,
@@ -103,16 +116,6 @@ class LlamaEngine:
 
     def reseed(self, seed: int) -> None:
         self._rng = np.random.default_rng(seed)
-
-    # --- tokens -----------------------------------------------------------------------
-    def tokenize(self, text: str, add_bos: bool = False, special: bool = False) -> list[int]:
-        return self.model.tokenize(text.encode("utf-8"), add_bos, special)
-
-    def detokenize(self, tokens) -> str:
-        return self.model.detokenize(list(tokens)).decode("utf-8", errors="ignore")
-
-    def token_text(self, tok: int) -> str:
-        return self.model.token_get_text(tok)
 
     # --- KV cache -------------------------------------------------------------------------
     def set_head(self, tokens: list[int]) -> None:

@@ -31,6 +31,10 @@ class LlamaConfig:
     flash_attn: bool = False
     offload_kqv: bool = True
     lora_path: str | None = None
+    # "llama" (llama.cpp), "torch" (the GGUF's weights in torch bf16, batched: predict/torch_engine.py), or
+    # "auto": llama.cpp on a GPU; on a CPU the engine `make bench-cpu` measured fastest at no loss of SCS
+    # (recover/assets/cpu_quant.json), torch only where the CPU has bf16 hardware. Resolved at load.
+    engine: str = "auto"
 
     def __post_init__(self):
         if self.seed == 0:
@@ -42,6 +46,28 @@ class LlamaConfig:
         if self.tensor_split and sum(self.tensor_split) <= 0:
             raise ValueError("tensor_split must have a positive sum")
         self.prefixes = [p for p in (self.prefixes or []) if p is not None]
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine {self.engine!r}: choose one of {', '.join(ENGINES)}")
+        if self.engine == "torch" and self.n_gpu_layers:
+            raise ValueError("engine torch is the CPU engine; n_gpu_layers asks for llama.cpp on a GPU")
+
+
+ENGINES = ("auto", "llama", "torch")
+
+
+def resolve_engine(cfg: LlamaConfig) -> tuple[str, int]:
+    """(engine, rows in flight) for this config; see LlamaConfig.engine."""
+    if cfg.engine != "auto":
+        return cfg.engine, cfg.n_seq
+    if cfg.n_gpu_layers:
+        return "llama", cfg.n_seq
+    from ..score.embedder import cpu_has_fast_bf16
+    from .defaults import default_cpu_quant
+
+    choice = default_cpu_quant() or {}
+    if choice.get("engine") == "torch" and cpu_has_fast_bf16():
+        return "torch", max(cfg.n_seq, int(choice.get("n_seq", 1)))
+    return "llama", cfg.n_seq
 
 
 class LlamaPredictor:
@@ -52,10 +78,17 @@ class LlamaPredictor:
         check_gguf(cfg.model)
         self.cfg = cfg
         self.template = load_template(cfg.template)
-        self.engine = LlamaEngine(cfg.model, n_ctx_row=cfg.n_ctx, n_seq=cfg.n_seq, n_batch=cfg.n_batch, seed=cfg.seed,
-                                  n_threads=cfg.n_threads, n_gpu_layers=cfg.n_gpu_layers, split_mode=cfg.split_mode,
-                                  tensor_split=cfg.tensor_split, flash_attn=cfg.flash_attn,
-                                  offload_kqv=cfg.offload_kqv, lora_path=cfg.lora_path)
+        cfg.engine, cfg.n_seq = resolve_engine(cfg)  # recorded resolved, in the run folder
+        if cfg.engine == "torch":
+            from .torch_engine import TorchEngine
+
+            self.engine = TorchEngine(cfg.model, n_ctx_row=cfg.n_ctx, n_seq=cfg.n_seq, seed=cfg.seed,
+                                      n_threads=cfg.n_threads, lora_path=cfg.lora_path)
+        else:
+            self.engine = LlamaEngine(cfg.model, n_ctx_row=cfg.n_ctx, n_seq=cfg.n_seq, n_batch=cfg.n_batch,
+                                      seed=cfg.seed, n_threads=cfg.n_threads, n_gpu_layers=cfg.n_gpu_layers,
+                                      split_mode=cfg.split_mode, tensor_split=cfg.tensor_split,
+                                      flash_attn=cfg.flash_attn, offload_kqv=cfg.offload_kqv, lora_path=cfg.lora_path)
         self.chat = ChatFormat(self.engine, cfg.model)
         self.chat_template = self.chat.template
         e = self.engine

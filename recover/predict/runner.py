@@ -18,7 +18,7 @@ from .. import constants as C
 from ..csvio import clean_text, read_test, write_submission
 from ..progress import progress
 from ..runs import new_run_dir, record_run
-from ..score.embedder import EmbedderNotFound, TokenCap, resolve_embedder
+from ..score.embedder import DTYPES, EmbedderNotFound, TokenCap, resolve_embedder
 from .base import MeanPredictor, MeanPrompt, combine, normalize_combine
 from .checkpoint import Checkpoint
 
@@ -59,6 +59,7 @@ class PredictConfig:
     restart: bool = False
     run_root: str | None = None
     llm: dict = field(default_factory=dict)  # LlamaConfig fields, see predict/llm.py
+    embed_dtype: str = "auto"  # the embed predictor's FEATURE encoding: auto = bf16 on a bf16 CPU (LOSO: no loss)
     cpu_quant: str | None = "auto"  # on CPU: "auto" (packaged model in the measured quant), "none", or a quant
     model_served: str | None = None  # set at load: the GGUF actually served (a cached requant on CPU)
 
@@ -82,6 +83,8 @@ class PredictConfig:
 
             if self.cpu_quant.upper() not in QUANT_TYPES:
                 raise ValueError(f"--cpu-quant {self.cpu_quant!r}: auto, none or one of {', '.join(QUANT_TYPES)}")
+        if self.embed_dtype not in DTYPES:
+            raise ValueError(f"--embed-dtype {self.embed_dtype!r}: choose one of {', '.join(DTYPES)}")
         if self.seed == 0:
             raise ValueError("--seed 0 means 'random' to llama.cpp; pass a nonzero seed")
         parse_duration(self.time_budget)
@@ -123,7 +126,9 @@ def build_predictor(cfg: PredictConfig, mean: MeanPrompt, log=print):
         return p
     from .embed import EmbedPredictor
 
-    return EmbedPredictor.load(cfg.model, embedder=cfg.embedder)
+    p = EmbedPredictor.load(cfg.model, embedder=cfg.embedder, dtype=cfg.embed_dtype)
+    log(f"embed features: {p.embedder.dtype} on {p.embedder.device}")
+    return p
 
 
 def resolve_combine(asked: str | None, predictor) -> str:

@@ -110,6 +110,19 @@ def resolve_embedder(explicit: str | os.PathLike | None = None) -> EmbedderSpec:
     )
 
 
+def cpu_has_fast_bf16() -> bool:
+    """AMX or AVX512_BF16: torch runs bf16 matmuls in hardware (2.7x fp32 measured here); without
+    them bf16 is emulated and slower than fp32."""
+    try:
+        flags = next((ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+DTYPES = ("fp32", "bf16", "auto")
+
+
 def _auto_device() -> str:
     try:
         import torch
@@ -120,12 +133,22 @@ def _auto_device() -> str:
 
 
 class Embedder:
-    """A local sentence-transformers model, loaded offline, returning L2-normalised float32."""
+    """A local sentence-transformers model, loaded offline, returning L2-normalised float32.
 
-    def __init__(self, spec: EmbedderSpec, device: str = "auto", batch_size: int = 64):
+    dtype: fp32 (the metric's own precision: scoring always uses it), bf16, or auto = bf16 on a CPU
+    with bf16 hardware, else fp32. bf16 is for FEATURES only (the embed predictor's inputs), where
+    leave-one-source-out measured no loss (README, "Embed features in bf16"). `seconds`/`tokens`
+    count what was encoded (the T4 projection of kernels/tune reads them).
+    """
+
+    def __init__(self, spec: EmbedderSpec, device: str = "auto", batch_size: int = 64, dtype: str = "fp32"):
+        if dtype not in DTYPES:
+            raise ValueError(f"embedder dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
         self.spec = spec
         self._device = device
+        self._dtype = dtype
         self.batch_size = batch_size
+        self.seconds, self.tokens, self.strings = 0.0, 0, 0
 
     @classmethod
     def resolve(cls, explicit=None, **kw) -> "Embedder":
@@ -137,12 +160,23 @@ class Embedder:
         return _auto_device() if self._device == "auto" else self._device
 
     @cached_property
+    def dtype(self) -> str:
+        if self._dtype != "auto":
+            return self._dtype
+        return "bf16" if self.device == "cpu" and cpu_has_fast_bf16() else "fp32"
+
+    @cached_property
     def model(self):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
-        return SentenceTransformer(str(self.spec.path), device=self.device, local_files_only=True)
+        m = SentenceTransformer(str(self.spec.path), device=self.device, local_files_only=True)
+        if self.dtype == "bf16":
+            import torch
+
+            m.to(torch.bfloat16)
+        return m
 
     @property
     def tokenizer(self):
@@ -155,12 +189,25 @@ class Embedder:
         return int(fn())
 
     def encode(self, texts, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
+        import time
+
         texts = [t if t else " " for t in texts]
-        emb = self.model.encode(
-            texts, batch_size=batch_size or self.batch_size, convert_to_numpy=True,
-            normalize_embeddings=True, show_progress_bar=progress and is_terminal(),
+        model = self.model
+        t0 = time.perf_counter()
+        emb = model.encode(
+            texts, batch_size=batch_size or self.batch_size, convert_to_tensor=True,
+            normalize_embeddings=False, show_progress_bar=progress and is_terminal(),
         )
-        return np.asarray(emb, dtype=np.float32)
+        # normalised in float32: a bf16 norm is off by up to ~0.4%, which the cube would carry
+        emb = emb.float().cpu().numpy() if len(texts) else np.zeros((0, self.dim), np.float32)
+        self.seconds += time.perf_counter() - t0
+        self.strings += len(texts)
+        if texts:  # what the model saw: its own cap (a tokenizer without one reports ~1e30: no cap)
+            lim = getattr(model, "max_seq_length", None)
+            lim = lim if lim and lim < 1 << 20 else None
+            ids = self.tokenizer(texts, truncation=lim is not None, max_length=lim)["input_ids"]
+            self.tokens += sum(len(x) for x in ids)
+        return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
 
 
 class TokenCap:
