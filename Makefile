@@ -65,7 +65,7 @@ bench: setup
 # fastest engine whose proxy SCS is not lower, paired interval).
 bench-cpu: setup
 	@test -n "$(DEV_DATA)" || { echo "needs ../shared/data/*.csv (rows with the true prompt)"; exit 1; }
-	$(RECOVER) bench --data $(firstword $(DEV_DATA)) --rows $(BENCH_ROWS) --backends llama,llama:Q8_0,llama:Q4_0,torch,hf,hf-bf16,hf-bf16-batch --choose-cpu-quant
+	$(RECOVER) bench --data $(firstword $(DEV_DATA)) --rows $(BENCH_ROWS) --backends llama,llama:Q8_0,llama:Q4_0,torch,torch-amp,hf,hf-bf16,hf-bf16-batch --choose-cpu-quant
 
 # The per-quant logit thresholds `recover export` verifies against, from measured distributions
 # (68 prompts, SmolLM2 fp32 HF twin vs each quant): writes recover/export/thresholds.json.

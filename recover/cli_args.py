@@ -19,7 +19,7 @@ def _llm_options(a) -> dict:
         "template": a.template, "prefixes": a.prefix, "n_ctx": a.n_ctx, "max_new_tokens": a.max_new_tokens,
         "n_gpu_layers": a.n_gpu_layers, "split_mode": a.split_mode, "tensor_split": a.tensor_split,
         "flash_attn": a.flash_attn, "offload_kqv": a.offload_kqv, "n_batch": a.n_batch, "n_threads": a.n_threads,
-        "n_seq": a.n_seq, "lora_path": a.lora, "engine": a.engine}.items() if v is not None}
+        "n_seq": a.n_seq, "lora_path": a.lora, "engine": a.engine, "torch_dtype": a.torch_dtype}.items() if v is not None}
 
 
 def on_off(text: str) -> bool:
@@ -41,7 +41,10 @@ def _add_llm_args(s):
     g.add_argument("--n-seq", type=int, help="rows decoded together in one batch")
     g.add_argument("--engine", choices=["auto", "llama", "torch"],
                    help="auto (default): llama.cpp on a GPU, the CPU engine `make bench-cpu` measured fastest on a CPU; "
-                        "torch = the GGUF's weights in torch bf16, batched (fast on CPUs with bf16 hardware)")
+                        "torch = the GGUF's weights in torch, rows batched (fast on CPUs with bf16 hardware)")
+    g.add_argument("--torch-dtype", choices=["bf16", "amp", "fp32"],
+                   help="torch engine: bf16 (weights + activations), amp (fp32 weights, bf16 matmuls), fp32; "
+                        "default: what `make bench-cpu` chose")
     g.add_argument("--n-gpu-layers", type=int)
     g.add_argument("--split-mode", type=int, help="0 none, 1 layer, 2 row (llama.cpp LLAMA_SPLIT_MODE_*)")
     g.add_argument("--tensor-split", type=lambda s: [float(x) for x in s.split(",")], help="e.g. 0.5,0.5")

@@ -99,6 +99,31 @@ def test_cpu_quant_is_the_fastest_that_does_not_lose_scs():
     assert choose_cpu_quant(report)["quant"] is None  # the packaged file itself is fastest
 
 
+def test_the_cpu_default_may_be_the_torch_engine_and_keeps_a_llama_quant():
+    """torch is a candidate engine like any llama quant; the quant for llama.cpp (where torch is not used)
+    is still the fastest llama backend that does not lose SCS."""
+    report = {"rows": 100, "data": "d.csv", "threads": 2, "backends": {
+        "llama": {"s_per_row": 1.0}, "llama:Q8_0": {"s_per_row": 0.7},
+        "torch": {"s_per_row": 0.3, "n_seq": 8, "torch_dtype": "bf16"}, "torch-amp": {"s_per_row": 0.4, "n_seq": 8}},
+        "proxy_scs": {"diff_vs_llama": {"llama:Q8_0": {"mean": 0.0, "ci95": [-0.004, 0.006]},
+                                        "torch": {"mean": -0.003, "ci95": [-0.007, 0.0003]},
+                                        "torch-amp": {"mean": -0.001, "ci95": [-0.005, 0.002]}}}}
+    c = choose_cpu_quant(report)
+    assert (c["backend"], c["engine"], c["n_seq"], c["torch_dtype"], c["quant"]) == ("torch", "torch", 8, "bf16", "Q8_0")
+    report["proxy_scs"]["diff_vs_llama"]["torch"]["ci95"] = [-0.007, -0.0001]  # now it loses: the next fastest
+    assert choose_cpu_quant(report)["backend"] == "torch-amp"
+
+
+def test_headline_is_the_cpu_default_against_the_fastest_peer():
+    from recover.bench.report import headline
+
+    report = {"cpu_quant": {"backend": "torch"}, "backends": {
+        "torch": {"s_per_row": 0.5, "prompt_tok_s": 2000, "gen_tok_s": 70}, "llama": {"s_per_row": 1.3},
+        "hf": {"s_per_row": 1.0}, "hf-bf16-batch": {"s_per_row": 0.4}, "hf-bf16": {"error": "x"}}}
+    h = headline(report, ["hf", "hf-bf16", "hf-bf16-batch"])
+    assert (h["default"], h["best_peer"], h["speedup"]) == ("torch", "hf-bf16-batch", 0.8)
+
+
 def test_hf_backends_refuse_what_they_cannot_apply(smollm2_gguf):
     """The hf backends load the base model alone: with --lora or --prefix, 'equal work' would not be equal."""
     with pytest.raises(ValueError, match="--lora: the hf backend cannot apply it"):

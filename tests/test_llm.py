@@ -13,7 +13,7 @@ from recover import constants as C
 from recover.predict.llm import LlamaConfig, LlamaPredictor
 from recover.predict.runner import PredictConfig, run_predict
 
-FAST = {"max_new_tokens": 12, "n_ctx": 512}
+FAST = {"max_new_tokens": 12, "n_ctx": 512, "engine": "llama"}  # this file tests llama.cpp (the GPU engine)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_each_llama_flag_reaches_llama_cpp_params(monkeypatch, tmp_path, test_cs
     monkeypatch.setattr(_internals, "LlamaContext", Context)
     rc = main(["predict", "--input", str(test_csv), "--output", str(tmp_path / "s.csv"), "--model", str(smollm2_gguf),
                "--n-gpu-layers", "0", "--split-mode", "2", "--tensor-split", "0.25,0.75", "--flash-attn", "on",
-               "--offload-kqv", "off", "--n-threads", "1", "--n-batch", "64"])
+               "--offload-kqv", "off", "--n-threads", "1", "--n-batch", "64", "--engine", "llama"])
     assert rc == 2 and "model" in seen and "ctx" in seen
     mp, cp = seen["model"], seen["ctx"]
     assert mp.n_gpu_layers == 0 and mp.split_mode == 2

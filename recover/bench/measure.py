@@ -2,7 +2,8 @@
 
 llama:  recover's LlamaPredictor on llama.cpp; "llama:Q8_0" = the same weights requantized (cached,
         keyed by content).
-torch:  recover's LlamaPredictor on its torch engine (bf16, rows batched; "torch:4" = 4 rows per batch).
+torch:  recover's LlamaPredictor on its torch engine (bf16, rows batched; "torch:4" = 4 rows per batch);
+        torch-amp: the same with fp32 weights and bf16 matmuls (torch.autocast).
 hf:     PEERS, plain transformers `generate` (greedy, weights dequantised from the same GGUF) doing
         EQUAL work: fed the llama engine's own prompt token ids, stopped by the engine's rules (end-of-
         generation token, max new tokens, `blank_line_stop`). hf = fp32 row by row; hf-bf16 = bf16 row by
@@ -20,10 +21,10 @@ from pathlib import Path
 from .. import constants as C
 from ..csvio import clean_text, read_test
 
-BACKENDS = ("llama", "torch", "hf", "hf-bf16", "hf-bf16-batch", "hf-raw")
-ENGINES = ("llama", "torch")  # recover's own engines: the candidates for the CPU default
+BACKENDS = ("llama", "torch", "torch-amp", "hf", "hf-bf16", "hf-bf16-batch", "hf-raw")
+ENGINES = ("llama", "torch", "torch-amp")  # recover's own engines: the candidates for the CPU default
 PEERS = {"hf": ("fp32", 1), "hf-bf16": ("bf16", 1), "hf-bf16-batch": ("bf16", 8), "hf-raw": ("fp32", 1)}
-TORCH_ROWS = 8  # rows per batch of the torch engine unless "torch:N"
+TORCH_ROWS = 8  # rows per batch of the torch engine unless "torch:N" (predict/llm.py uses the same default)
 
 
 def _rows(data: str, n: int) -> tuple[list[str], list[str]]:
@@ -54,7 +55,7 @@ def bench_llama(model: str, data: str, rows: int, llm: dict) -> dict:
     ids = [p.build_prompt_tokens(o, r) for o, r in zip(originals, rewrites)]  # what predict_batch builds
     s = p.engine.stats
     base_eval, base_tp = s.prompt_tokens, s.t_prompt  # the head was evaluated at load
-    per_row, preds, step = [], [], p.cfg.n_seq  # as `recover predict` feeds it: n_seq rows per call
+    per_row, preds, step = [], [], p.chunk_rows  # as `recover predict` feeds it: chunk_rows rows per call
     for i in range(0, len(originals), step):
         t = time.perf_counter()
         preds += p.predict_batch(originals[i:i + step], rewrites[i:i + step])
@@ -66,6 +67,7 @@ def bench_llama(model: str, data: str, rows: int, llm: dict) -> dict:
     n_params = sum(x.numel() for x in p.engine.hf.parameters()) if torch_engine else p.engine.model.n_params()
     out.update(prompt_ids=ids, n_params=n_params, file_bytes=Path(model).stat().st_size,
                model_desc="torch " + p.engine.dtype if torch_engine else p.engine.model.desc(),
+               torch_dtype=p.engine.dtype if torch_engine else None,
                max_new_tokens=p.cfg.max_new_tokens, engine=p.cfg.engine, n_seq=p.cfg.n_seq)
     p.engine.close()
     return out
@@ -164,7 +166,8 @@ def run_backend(name: str, model: str, data: str, rows: int, llm: dict, hf_dir: 
         fn, args = bench_llama, (model, data, rows, {**llm, "engine": "llama"})
     elif name.startswith("torch"):
         n_seq = int(name.split(":", 1)[1]) if ":" in name else TORCH_ROWS
-        fn, args = bench_llama, (model, data, rows, {**llm, "engine": "torch", "n_seq": n_seq})
+        dtype = "amp" if name.split(":")[0] == "torch-amp" else "bf16"
+        fn, args = bench_llama, (model, data, rows, {**llm, "engine": "torch", "n_seq": n_seq, "torch_dtype": dtype})
     else:
         equal = name != "hf-raw"
         if equal and prompt_ids is None:

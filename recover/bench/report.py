@@ -160,6 +160,7 @@ def choose_cpu_quant(report: dict) -> dict:
     quant_from = llama_best if torch else best
     return {"quant": quant_from.split(":", 1)[1] if ":" in quant_from else None, "backend": best,
             "engine": "torch" if torch else "llama", "n_seq": ok[best].get("n_seq", 1),
+            "torch_dtype": ok[best].get("torch_dtype"),
             "s_per_row": {k: v["s_per_row"] for k, v in ok.items()}, "scs": report.get("proxy_scs", {}),
             "ratios": report.get("ratios", {}), "rows": report["rows"], "data": Path(report["data"]).name,
             "threads": report["threads"]}

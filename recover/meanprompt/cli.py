@@ -37,3 +37,30 @@ def add_cli(sub) -> None:
     s.add_argument("--embedder")
     s.add_argument("--resume", action="store_true", help="continue from --out")
     s.set_defaults(fn=_meanprompt)
+    add_suffix_cli(sub)
+
+
+def _suffix(a):
+    from .optimize import OptimizeConfig
+    from .suffix import SUFFIX_DEFAULTS, run_suffix
+
+    search = OptimizeConfig(**{**SUFFIX_DEFAULTS, **{k: v for k, v in (("steps", a.steps), ("beam", a.beam)) if v}})
+    run_suffix(a.pred, a.data, a.out, rows=a.rows, seed=a.seed, embedder=a.embedder, mean_prompt=a.mean_prompt,
+               apply_to=a.apply_to or [], into=a.into, make_default=a.make_default, cfg=search)
+
+
+def add_suffix_cli(sub) -> None:
+    s = sub.add_parser("suffix", help="fit a suffix to follow a predictor's own out-of-fold predictions")
+    s.add_argument("--pred", required=True, help="submission CSV (id, rewrite_prompt): the predictor's OOF predictions")
+    s.add_argument("--data", action="append", required=True, help="labelled pairs CSV holding those ids; repeat")
+    s.add_argument("--out", default="build/suffix/suffix.json")
+    s.add_argument("--rows", type=int, default=200, help="seeded sample of rows the objective is computed on")
+    s.add_argument("--seed", type=int, default=1234)
+    s.add_argument("--steps", type=int, help="search steps (default 12)")
+    s.add_argument("--beam", type=int)
+    s.add_argument("--mean-prompt", help="the mean prompt the beam also starts from (default: the shipped one)")
+    s.add_argument("--embedder")
+    s.add_argument("--apply-to", action="append", help="prediction CSV to join the suffix to (-> FILE.suffix.csv); repeat")
+    s.add_argument("--into", help="write the suffix into this artifact's manifest (LoRA name/folder, embed folder)")
+    s.add_argument("--make-default", action="store_true", help="with --into: the artifact's default combine becomes pred+suffix")
+    s.set_defaults(fn=_suffix)

@@ -8,10 +8,13 @@ from typing import Protocol, Sequence
 
 
 DEFAULT_MEAN_PROMPT_PATH = Path(__file__).resolve().parent.parent / "meanprompt" / "default.json"
-COMBINE_MODES = ("mean", "pred", "pred+mean", "mean+pred")
+COMBINE_MODES = ("mean", "pred", "pred+mean", "mean+pred", "pred+suffix")
 # "llm" and "embed" read naturally on the command line; they name the same thing as "pred".
+# pred+suffix: the prediction followed by the suffix fitted to follow this artifact's own predictions
+# (its manifest's "suffix", meanprompt/suffix.py); a blank prediction gets the mean prompt.
 COMBINE_ALIASES = {"llm": "pred", "embed": "pred", "llm+mean": "pred+mean", "embed+mean": "pred+mean",
-                   "mean+llm": "mean+pred", "mean+embed": "mean+pred"}
+                   "mean+llm": "mean+pred", "mean+embed": "mean+pred", "llm+suffix": "pred+suffix",
+                   "embed+suffix": "pred+suffix"}
 
 
 class Predictor(Protocol):
@@ -73,6 +76,6 @@ def combine(pred: str, mean: str, mode: str) -> str:
         return mean
     if mode == "pred":
         return pred
-    if mode == "pred+mean":
-        return f"{pred} {mean}"
+    if mode in ("pred+mean", "pred+suffix"):  # the caller passes the suffix as `mean` for pred+suffix
+        return f"{pred} {mean}".strip()
     return f"{mean} {pred}"

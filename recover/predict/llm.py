@@ -1,6 +1,7 @@
 """LLM predictor: the GGUF's own chat template, token-exact truncation, forced prefixes, cleaning."""
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import dataclass, field
 
@@ -20,7 +21,9 @@ class LlamaConfig:
     prefixes: list[str] = field(default_factory=list)  # forced openings; several = concatenated runs
     n_ctx: int = 1024  # per row
     max_new_tokens: int = 32
-    n_seq: int = 1  # rows decoded together; >1 pays off on GPU, not on a 2-core CPU (unified KV attention grows)
+    # rows decoded together. None: llama.cpp 1 (>1 pays off on GPU, not on a 2-core CPU: unified KV attention
+    # grows), torch the batch `make bench-cpu` measured (TORCH_ROWS unless its choice says otherwise)
+    n_seq: int | None = None
     n_batch: int = 512
     n_threads: int | None = None
     temperature: float = 0.0  # greedy by default: deterministic
@@ -35,11 +38,12 @@ class LlamaConfig:
     # "auto": llama.cpp on a GPU; on a CPU the engine `make bench-cpu` measured fastest at no loss of SCS
     # (recover/assets/cpu_quant.json), torch only where the CPU has bf16 hardware. Resolved at load.
     engine: str = "auto"
+    torch_dtype: str | None = None  # torch engine: bf16 | amp | fp32; None: what `make bench-cpu` chose, else bf16
 
     def __post_init__(self):
         if self.seed == 0:
             raise ValueError("seed 0 means 'random' to llama.cpp; pass a nonzero seed")
-        if self.max_new_tokens < 1 or self.n_seq < 1 or self.n_batch < 16:
+        if self.max_new_tokens < 1 or (self.n_seq is not None and self.n_seq < 1) or self.n_batch < 16:
             raise ValueError("max_new_tokens >= 1, n_seq >= 1 and n_batch >= 16 are required")
         if self.n_ctx < self.max_new_tokens + 128:
             raise ValueError(f"n_ctx {self.n_ctx} leaves no room for the texts (max_new_tokens {self.max_new_tokens})")
@@ -48,26 +52,35 @@ class LlamaConfig:
         self.prefixes = [p for p in (self.prefixes or []) if p is not None]
         if self.engine not in ENGINES:
             raise ValueError(f"engine {self.engine!r}: choose one of {', '.join(ENGINES)}")
+        if self.torch_dtype not in (None, "bf16", "amp", "fp32"):
+            raise ValueError(f"torch_dtype {self.torch_dtype!r}: bf16, amp or fp32")
         if self.engine == "torch" and self.n_gpu_layers:
             raise ValueError("engine torch is the CPU engine; n_gpu_layers asks for llama.cpp on a GPU")
 
 
 ENGINES = ("auto", "llama", "torch")
+TORCH_ROWS = 8  # rows per torch batch unless told: `recover bench` measured batches faster than single rows
 
 
 def resolve_engine(cfg: LlamaConfig) -> tuple[str, int]:
-    """(engine, rows in flight) for this config; see LlamaConfig.engine."""
-    if cfg.engine != "auto":
-        return cfg.engine, cfg.n_seq
-    if cfg.n_gpu_layers:
-        return "llama", cfg.n_seq
-    from ..score.embedder import cpu_has_fast_bf16
+    """(engine, rows in flight) for this config; see LlamaConfig.engine and n_seq. Sets cfg.torch_dtype."""
     from .defaults import default_cpu_quant
 
     choice = default_cpu_quant() or {}
-    if choice.get("engine") == "torch" and cpu_has_fast_bf16():
-        return "torch", max(cfg.n_seq, int(choice.get("n_seq", 1)))
-    return "llama", cfg.n_seq
+    engine = cfg.engine
+    if engine == "auto":
+        from ..score.embedder import cpu_has_fast_bf16
+
+        use_torch = (not cfg.n_gpu_layers and choice.get("engine") == "torch" and cpu_has_fast_bf16()
+                     and all(importlib.util.find_spec(m) for m in ("torch", "transformers", "gguf")))
+        engine = "torch" if use_torch else "llama"
+    if engine == "torch" and cfg.torch_dtype is None:
+        cfg.torch_dtype = choice.get("torch_dtype", "bf16") if choice.get("engine") == "torch" else "bf16"
+    if cfg.n_seq is not None:
+        return engine, cfg.n_seq
+    if engine == "torch":
+        return engine, int(choice.get("n_seq", TORCH_ROWS)) if choice.get("engine") == "torch" else TORCH_ROWS
+    return engine, 1
 
 
 class LlamaPredictor:
@@ -79,11 +92,13 @@ class LlamaPredictor:
         self.cfg = cfg
         self.template = load_template(cfg.template)
         cfg.engine, cfg.n_seq = resolve_engine(cfg)  # recorded resolved, in the run folder
+        # rows `recover predict` hands over at once: the torch engine sorts them by length into batches of n_seq
+        self.chunk_rows = 8 * cfg.n_seq if cfg.engine == "torch" else 8
         if cfg.engine == "torch":
             from .torch_engine import TorchEngine
 
             self.engine = TorchEngine(cfg.model, n_ctx_row=cfg.n_ctx, n_seq=cfg.n_seq, seed=cfg.seed,
-                                      n_threads=cfg.n_threads, lora_path=cfg.lora_path)
+                                      n_threads=cfg.n_threads, lora_path=cfg.lora_path, dtype=cfg.torch_dtype)
         else:
             self.engine = LlamaEngine(cfg.model, n_ctx_row=cfg.n_ctx, n_seq=cfg.n_seq, n_batch=cfg.n_batch,
                                       seed=cfg.seed, n_threads=cfg.n_threads, n_gpu_layers=cfg.n_gpu_layers,

@@ -74,9 +74,7 @@ class PredictConfig:
                 raise ValueError(f"--combine {self.combine} needs a model predictor; the mean predictor only writes the mean prompt")
         if self.on_model_error not in ("fail", "fallback"):
             raise ValueError("--on-model-error: choose fail or fallback")
-        if self.batch_size is None:
-            self.batch_size = BATCH_SIZES[self.predictor]
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError("--batch-size must be >= 1")
         if self.cpu_quant not in (None, "auto", "none"):
             from .quantize import QUANT_TYPES
@@ -122,7 +120,8 @@ def build_predictor(cfg: PredictConfig, mean: MeanPrompt, log=print):
         cfg.model_served = model  # recorded in the run folder
         options, lora = llm_options(cfg.llm)
         p = LlamaPredictor(LlamaConfig(model=model, seed=cfg.seed, **options))
-        p.manifest = {"combine": lora["combine"]} if "combine" in lora else {}  # read by resolve_combine
+        # read by resolve_combine and artifact_suffix: the adapter's chosen combine and its fitted suffix
+        p.manifest = {k: lora[k] for k in ("combine", "suffix") if k in lora}
         return p
     from .embed import EmbedPredictor
 
@@ -137,6 +136,15 @@ def resolve_combine(asked: str | None, predictor) -> str:
     if predictor.name == "mean":
         return "mean"
     return normalize_combine(getattr(predictor, "manifest", {}).get("combine", "pred+mean"))
+
+
+def artifact_suffix(predictor, mode: str) -> str | None:
+    """The suffix the artifact carries (fitted to follow its own predictions); pred+suffix needs one."""
+    suffix = (getattr(predictor, "manifest", None) or {}).get("suffix")
+    if mode == "pred+suffix" and suffix is None:
+        raise ValueError(f"--combine pred+suffix: the {predictor.name} artifact carries no suffix "
+                         "(recover suffix fit --into ARTIFACT writes one)")
+    return suffix
 
 
 def _fingerprint(cfg: PredictConfig, mean: MeanPrompt, input_path: Path) -> dict:
@@ -173,11 +181,17 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
         log(f"ERROR loading model ({model_error}); --on-model-error fallback: every row gets the mean prompt")
         predictor = MeanPredictor(mean)
 
+    # rows per checkpointed chunk: asked for, else the predictor's own (the torch engine sorts a chunk by
+    # length into batches, so a bigger chunk pads less), else the predictor kind's
+    chunk_rows = cfg.batch_size or getattr(predictor, "chunk_rows", None) or BATCH_SIZES[predictor.name]
     mode = resolve_combine(cfg.combine, predictor)
-    log(f"predictor: {predictor.name}, combine: {mode}")
+    suffix = artifact_suffix(predictor, mode)
+    log(f"predictor: {predictor.name}, combine: {mode}" + (f", suffix: {suffix!r}" if mode == "pred+suffix" else ""))
 
     def finish(raw: str | None) -> str:
-        out = cap(combine(raw or "", mean.prompt, mode).strip())
+        if mode == "pred+suffix" and not (raw or "").strip():
+            return fallback
+        out = cap(combine(raw or "", suffix if mode == "pred+suffix" else mean.prompt, mode).strip())
         return out if out.strip() else fallback
 
     todo = [i for i in range(len(df)) if df.at[i, C.COL_ID] not in done]
@@ -185,8 +199,8 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
     timed_rows, timed_s = 0, 0.0
     bar = progress(len(df), f"predict[{predictor.name}]", "row", initial=len(df) - len(todo))
     try:
-        for start in range(0, len(todo), cfg.batch_size):
-            chunk = todo[start:start + cfg.batch_size]
+        for start in range(0, len(todo), chunk_rows):
+            chunk = todo[start:start + chunk_rows]
             now = time.monotonic()
             rate = timed_s / timed_rows if timed_rows else 0.0
             if deadline is not None and now + rate * len(chunk) > deadline:

@@ -8,8 +8,9 @@ Equal work by construction: tokens come from llama.cpp itself (a vocab-only load
 so the prompt ids are exactly the llama engine's; the stop rules are the llama engine's (`_trim`
 replays them on each row's tokens); the weights are the GGUF's, dequantised by transformers, with
 a GGUF LoRA adapter merged in (W += alpha/r * B @ A, as llama.cpp applies it at scale 1).
-Rows of similar length are batched (left padding); the shared instruction head is recomputed per
-row (no KV sharing), which costs ~15% of the prompt tokens and buys batching.
+Rows of similar length are batched (padding masked out); the instruction head every row shares is
+evaluated once and its KV cache copied into each batch (~15% of a row's prompt tokens, as the llama
+engine's sequence 0), so one row's k samples cost one prompt evaluation.
 """
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ import numpy as np
 from ..cpus import claim_cpus, usable_cpus
 from .llama_engine import EngineStats, GGUFTokens, blank_line_stop, check_gguf
 
-DTYPES = {"bf16": "bfloat16", "fp32": "float32"}
+# bf16: weights and activations in bf16. amp: fp32 weights, matmuls in bf16 under torch.autocast (norms,
+# softmax and the residual stream stay fp32).
+DTYPES = {"bf16": "bfloat16", "fp32": "float32", "amp": "float32"}
 
 
 def quiet_gguf_loading() -> None:
@@ -44,7 +47,7 @@ def load_hf_from_gguf(model_path: str, dtype: str = "bf16", lora_path: str | Non
     m = AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name, dtype=torch.float32).eval()
     if lora_path:
         merge_gguf_lora(m, lora_path)
-    return m.to(getattr(torch, DTYPES[dtype]))
+    return m.to(getattr(torch, DTYPES[dtype]))  # amp keeps fp32 weights: autocast casts per matmul
 
 
 def merge_gguf_lora(model, lora_path: str, scale: float = 1.0) -> int:
@@ -97,13 +100,14 @@ class TorchEngine(GGUFTokens):
     """LlamaEngine's interface (tokenize, set_head, generate, reseed, stats, close) on torch."""
 
     def __init__(self, model_path: str, *, n_ctx_row: int, n_seq: int, seed: int, n_threads: int | None = None,
-                 lora_path: str | None = None, dtype: str = "bf16", **_llama_only):
+                 lora_path: str | None = None, dtype: str | None = None, **_llama_only):
         import llama_cpp
         import torch
         from llama_cpp import _internals
         from llama_cpp._logger import set_verbose
 
         check_gguf(model_path)
+        dtype = dtype or "bf16"
         if dtype not in DTYPES:
             raise ValueError(f"torch engine dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
         set_verbose(False)
@@ -117,12 +121,15 @@ class TorchEngine(GGUFTokens):
         self.n_vocab = self.model.n_vocab()
         self.eog = [t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(self.vocab, t)]
         self._eog = set(self.eog)
+        # tokens that write a newline: only after one can the blank-line stop rule fire (checked per step)
+        self._newline = {t for t in range(self.n_vocab) if "\n" in self.detokenize([t])}
         if not n_threads:
             claim_cpus()
         torch.set_num_threads(n_threads or usable_cpus())
         self.n_seq, self.n_ctx_row, self.seed, self.dtype = max(1, n_seq), n_ctx_row, seed, dtype
         self.hf = load_hf_from_gguf(model_path, dtype, lora_path)
         self.head: list[int] = []
+        self._head_cache = None
         self.stats = EngineStats()
         self.reseed(seed)
 
@@ -133,7 +140,14 @@ class TorchEngine(GGUFTokens):
         torch.manual_seed(seed)  # generate() samples from the global generator
 
     def set_head(self, tokens: list[int]) -> None:
-        self.head = list(tokens)  # nothing is cached: each row carries its own head
+        """Evaluate the instruction head every row shares once; each batch starts from a copy of its KV
+        cache (the llama engine does the same with its sequence 0): ~15% of a row's prompt tokens."""
+        import torch
+
+        self.head, self._head_cache = list(tokens), None
+        if len(self.head) > 1:
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == "amp"):
+                self._head_cache = self.hf(torch.tensor([self.head[:-1]]), use_cache=True).past_key_values
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
                  stop_on_blank_line: bool = True, top_p: float = 1.0,
@@ -157,38 +171,53 @@ class TorchEngine(GGUFTokens):
         if width > self.n_ctx_row + len(self.head):
             raise ValueError(f"prompt of {width} tokens exceeds the context")
         pad = self.eog[0] if self.eog else 0
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-        engine, eog = self, self._eog
+        # rows that all open with the cached head (less its last token, so every row has one to evaluate):
+        # head + padding + the rest, the padding masked out (positions follow the mask, as without a gap)
+        h = len(self.head) - 1 if self._head_cache is not None else 0
+        shared = h > 0 and all(len(p) > h and p[:h] == self.head[:h] for p in prompts)
+        h = h if shared else 0
+        ids = torch.tensor([p[:h] + [pad] * (width - len(p)) + p[h:] for p in prompts])
+        mask = torch.tensor([[1] * h + [0] * (width - len(p)) + [1] * (len(p) - h) for p in prompts])
+        cache = None
+        if shared:
+            import copy
 
-        class RowStop(StoppingCriteria):  # the llama engine's rules, per row; times the first token
+            cache = copy.deepcopy(self._head_cache)
+            cache.batch_repeat_interleave(len(prompts))
+        engine, eog, newline = self, self._eog, self._newline
+
+        class RowStop(StoppingCriteria):  # the llama engine's rules, per row, cheaply; times the first token
             t_first = None
+
+            def __init__(self):
+                self.done = [False] * len(prompts)
 
             def __call__(self, input_ids, scores, **kwargs):
                 RowStop.t_first = RowStop.t_first or time.perf_counter()
-                done = []
-                for row in input_ids[:, width:].tolist():
-                    gen = []
-                    for t in row:
-                        if t in eog:
-                            break
-                        gen.append(t)
-                    done.append(len(gen) < len(row) or (stop_on_blank_line and gen
-                                                        and blank_line_stop(engine.detokenize(gen))))
-                return torch.tensor(done, dtype=torch.bool)
+                last = input_ids[:, -1].tolist()
+                for i, t in enumerate(last):
+                    if self.done[i] or input_ids.shape[1] <= width:
+                        continue
+                    if t in eog:
+                        self.done[i] = True
+                    elif stop_on_blank_line and t in newline:
+                        self.done[i] = blank_line_stop(engine.detokenize(input_ids[i, width:].tolist()))
+                return torch.tensor(self.done, dtype=torch.bool)
 
         t0 = time.perf_counter()
-        with torch.no_grad():
-            out = self.hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                   do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
-                                   top_p=top_p if temperature > 0 else None, top_k=None,
-                                   stopping_criteria=StoppingCriteriaList([RowStop()]),
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == "amp"):
+            # sampling as the llama engine samples: temperature and top-p, no top-k
+            sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0} \
+                if temperature > 0 else {"do_sample": False}
+            out = self.hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, **sampling,
+                                   stopping_criteria=StoppingCriteriaList([RowStop()]), past_key_values=cache,
                                    pad_token_id=pad, eos_token_id=self.eog or None)
         end = time.perf_counter()
         first = RowStop.t_first or end
         rows = [r[width:] for r in out.tolist()]
         s = self.stats
-        s.prompt_tokens += sum(len(p) for p in prompts)
+        s.prompt_tokens += sum(len(p) - h for p in prompts)
+        s.cached_tokens += h * len(prompts)
         s.per_job_prompt += [len(p) for p in prompts]
         s.decode_calls += 1
         s.t_prompt += first - t0

@@ -1,0 +1,121 @@
+"""The torch CPU engine on the REAL SmolLM2-135M GGUF and the shipped GGUF LoRA: same tokens, same stop
+rules and (in fp32) the same answers as llama.cpp; the adapter merged as llama.cpp applies it."""
+import time
+
+import numpy as np
+import pytest
+
+from recover import constants as C
+from recover.predict.llm import LlamaConfig, LlamaPredictor, resolve_engine
+from recover.predict.torch_engine import TorchEngine
+
+LORA = f"recover/assets/lora/{C.DEFAULT_LORA}/{C.DEFAULT_LORA}.gguf"
+FAST = {"max_new_tokens": 12, "n_ctx": 512}
+
+
+def last_logits_llama(engine, toks):
+    engine._fill([(t, i, 0, i == len(toks) - 1) for i, t in enumerate(toks)])
+    engine._decode()
+    return np.ctypeslib.as_array(engine.ctx.get_logits_ith(len(toks) - 1), shape=(engine.n_vocab,)).copy()
+
+
+def last_logits_torch(engine, toks):
+    import torch
+
+    with torch.no_grad():
+        return engine.hf(torch.tensor([toks])).logits[0, -1].float().numpy()
+
+
+def test_gguf_lora_is_merged_as_llama_cpp_applies_it(smollm2_gguf):
+    """Against llama.cpp with the same adapter the logits differ by the quant's noise only (the base alone:
+    ~0.7, recover export's verification), far below what the adapter itself moves them (~5)."""
+    from recover.predict.llama_engine import LlamaEngine
+
+    text = "<|im_start|>user\nWhat instruction turned this text into a sea shanty?<|im_end|>\n<|im_start|>assistant\n"
+    ll = LlamaEngine(str(smollm2_gguf), n_ctx_row=256, n_seq=1, n_batch=256, seed=7, lora_path=LORA)
+    merged = TorchEngine(str(smollm2_gguf), n_ctx_row=256, n_seq=1, seed=7, lora_path=LORA, dtype="fp32")
+    plain = TorchEngine(str(smollm2_gguf), n_ctx_row=256, n_seq=1, seed=7, dtype="fp32")
+    toks = ll.tokenize(text, special=True)
+    assert merged.tokenize(text, special=True) == toks  # llama.cpp's own tokenizer on both sides
+    a, b, c = last_logits_llama(ll, toks), last_logits_torch(merged, toks), last_logits_torch(plain, toks)
+    ll.close()
+    diff, effect = np.abs(a - b[: len(a)]).max(), np.abs(b - c).max()
+    assert effect > 3.0 and diff < 1.5, (diff, effect)
+    assert a.argmax() == b.argmax()
+
+
+def test_trim_replays_the_llama_engine_stop_rules(smollm2_gguf):
+    e = TorchEngine(str(smollm2_gguf), n_ctx_row=256, n_seq=1, seed=7, dtype="fp32")
+    answer = e.tokenize("Rewrite it as a poem.")
+    tail = e.tokenize("\n\nSure, here is more")
+    assert e._trim(answer + tail, 32, True) == "Rewrite it as a poem.\n\n"  # blank line after content: stop
+    assert e._trim(answer + tail, 32, False).endswith("here is more")  # the rule off: runs on
+    assert e._trim(answer + [e.eog[0]] + tail, 32, True) == "Rewrite it as a poem."  # end token: stop, not kept
+    assert e._trim(answer + tail, 3, True) == e.detokenize(answer[:3])  # the token cap
+
+
+def test_torch_agrees_with_every_llama_cpp_token_up_to_near_ties(smollm2_gguf, sample_df):
+    """Teacher-forced on llama.cpp's own greedy answers (base + the shipped LoRA): at every generated position
+    torch (fp32, the same GGUF, the adapter merged) prefers llama's token or misses it by a near-tie.
+    Measured (6 rows): 0.012 logits at worst; bf16 0.25; Q/K adapter rows left in llama.cpp's rotary order
+    (no un-permute) 0.70; without the adapter 8.3. (Free-running greedy texts still part at near-ties:
+    5 of 8 sample rows identical for the base model alone.)"""
+    import torch
+
+    o, r = list(sample_df.original_text[:6]), list(sample_df.rewritten_text[:6])
+    llama = LlamaPredictor(LlamaConfig(model=str(smollm2_gguf), engine="llama", lora_path=LORA, **FAST))
+    tp = LlamaPredictor(LlamaConfig(model=str(smollm2_gguf), engine="torch", torch_dtype="fp32", lora_path=LORA, **FAST))
+    worst = 0.0
+    for a, b in zip(o, r):
+        ids = llama.build_prompt_tokens(a, b)
+        gen = llama.engine.tokenize(llama.engine.generate([ids], 12)[0])
+        if not gen:
+            continue
+        with torch.no_grad():
+            lg = tp.engine.hf(torch.tensor([ids + gen])).logits[0, len(ids) - 1: len(ids) - 1 + len(gen)].float()
+        margins = lg.max(-1).values - lg[torch.arange(len(gen)), torch.tensor(gen)]
+        worst = max(worst, float(margins.max()))
+    llama.engine.close()
+    assert worst < 0.3, worst
+
+
+def test_a_row_answers_the_same_alone_and_in_a_padded_batch(smollm2_gguf, sample_df):
+    o, r = list(sample_df.original_text[:4]), list(sample_df.rewritten_text[:4])
+    p = LlamaPredictor(LlamaConfig(model=str(smollm2_gguf), engine="torch", torch_dtype="fp32", n_seq=4, **FAST))
+    assert p.predict_batch(o, r) == [p.predict_batch([a], [b])[0] for a, b in zip(o, r)]
+
+
+def test_deadline_leaves_unstarted_rows_none(smollm2_gguf, sample_df):
+    p = LlamaPredictor(LlamaConfig(model=str(smollm2_gguf), engine="torch", n_seq=2, **FAST))
+    p.deadline = time.monotonic() - 1
+    assert p.predict_batch(list(sample_df.original_text[:3]), list(sample_df.rewritten_text[:3])) == [None] * 3
+
+
+def test_auto_engine_is_torch_only_where_measured_and_on_bf16_cpus(monkeypatch, smollm2_gguf):
+    import recover.predict.defaults as D
+    import recover.score.embedder as E
+
+    cfg = lambda **kw: LlamaConfig(model=str(smollm2_gguf), **kw)  # noqa: E731
+    monkeypatch.setattr(D, "default_cpu_quant", lambda: {"engine": "torch", "n_seq": 8})
+    monkeypatch.setattr(E, "cpu_has_fast_bf16", lambda: True)
+    assert resolve_engine(cfg()) == ("torch", 8)
+    assert resolve_engine(cfg(n_gpu_layers=-1)) == ("llama", 1)  # a GPU: llama.cpp
+    assert resolve_engine(cfg(engine="llama")) == ("llama", 1)  # asked for
+    monkeypatch.setattr(E, "cpu_has_fast_bf16", lambda: False)
+    assert resolve_engine(cfg()) == ("llama", 1)  # no bf16 hardware: torch bf16 would be slow
+    monkeypatch.setattr(D, "default_cpu_quant", lambda: {"engine": "llama"})
+    monkeypatch.setattr(E, "cpu_has_fast_bf16", lambda: True)
+    assert resolve_engine(cfg()) == ("llama", 1)
+    with pytest.raises(ValueError, match="CPU engine"):
+        cfg(engine="torch", n_gpu_layers=-1)
+
+
+def test_samples_are_seeded_and_share_one_prompt_evaluation(smollm2_gguf, sample_df):
+    """k samples of one row (on-policy pairs): the row's prompt becomes the cached head, so the k rows
+    evaluate one token each; the same seed gives the same samples."""
+    p = LlamaPredictor(LlamaConfig(model=str(smollm2_gguf), engine="torch", **FAST))
+    o, r = sample_df.original_text[0], sample_df.rewritten_text[0]
+    before = p.engine.stats.prompt_tokens
+    a = p.sample(o, r, k=4, temperature=1.0, seed=11)
+    assert p.engine.stats.prompt_tokens - before == 4  # the last prompt token of each copy, nothing more
+    assert a == p.sample(o, r, k=4, temperature=1.0, seed=11) and len(set(a)) > 1
