@@ -122,6 +122,9 @@ def build_predictor(cfg: PredictConfig, mean: MeanPrompt, log=print):
         p = LlamaPredictor(LlamaConfig(model=model, seed=cfg.seed, **options))
         # read by resolve_combine and artifact_suffix: the adapter's chosen combine and its fitted suffix
         p.manifest = {k: lora[k] for k in ("combine", "suffix") if k in lora}
+        c = p.cfg
+        log(f"llm engine: {c.engine}" + (f" ({c.torch_dtype}, {c.n_seq} rows a batch)" if c.engine == "torch" else
+                                         f" ({c.n_seq} sequence(s), {c.n_gpu_layers} GPU layers)"))
         return p
     from .embed import EmbedPredictor
 
@@ -230,7 +233,8 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
     stats = {"rows": len(ids), "status": counts, "seconds": round(time.monotonic() - t0, 2),
              "s_per_row_predicted": round(timed_s / timed_rows, 4) if timed_rows else None,
              "predictor": predictor.name, "combine": mode, "model_error": model_error,
-             "output": str(cfg.output), "run_dir": str(run_dir), "model_served": cfg.model_served}
+             "output": str(cfg.output), "run_dir": str(run_dir), "model_served": cfg.model_served,
+             "engine": getattr(getattr(predictor, "cfg", None), "engine", None)}
     record_run(run_dir, cfg, cfg.seed, {"result": stats})
     log(f"wrote {cfg.output}: {len(ids)} rows " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     check_row_failures(counts, cfg.on_model_error, log)
