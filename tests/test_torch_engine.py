@@ -48,10 +48,12 @@ def test_trim_replays_the_llama_engine_stop_rules(smollm2_gguf):
     e = TorchEngine(str(smollm2_gguf), n_ctx_row=256, n_seq=1, seed=7, dtype="fp32")
     answer = e.tokenize("Rewrite it as a poem.")
     tail = e.tokenize("\n\nSure, here is more")
-    assert e._trim(answer + tail, 32, True) == "Rewrite it as a poem.\n\n"  # blank line after content: stop
-    assert e._trim(answer + tail, 32, False).endswith("here is more")  # the rule off: runs on
-    assert e._trim(answer + [e.eog[0]] + tail, 32, True) == "Rewrite it as a poem."  # end token: stop, not kept
-    assert e._trim(answer + tail, 3, True) == e.detokenize(answer[:3])  # the token cap
+    stop = e._trim(answer + tail, 32, True)
+    assert stop[0] == "Rewrite it as a poem.\n\n"  # blank line after content: stop
+    assert e._trim(answer + tail, 32, False)[0].endswith("here is more")  # the rule off: runs on
+    # end token: stop, not kept, but read (its log-prob is part of the answer's confidence)
+    assert e._trim(answer + [e.eog[0]] + tail, 32, True) == ("Rewrite it as a poem.", len(answer) + 1)
+    assert e._trim(answer + tail, 3, True) == (e.detokenize(answer[:3]), 3)  # the token cap
 
 
 def test_torch_agrees_with_every_llama_cpp_token_up_to_near_ties(smollm2_gguf, sample_df):
@@ -119,3 +121,30 @@ def test_samples_are_seeded_and_share_one_prompt_evaluation(smollm2_gguf, sample
     a = p.sample(o, r, k=4, temperature=1.0, seed=11)
     assert p.engine.stats.prompt_tokens - before == 4  # the last prompt token of each copy, nothing more
     assert a == p.sample(o, r, k=4, temperature=1.0, seed=11) and len(set(a)) > 1
+
+
+def test_confidence_is_the_mean_log_prob_of_the_answer_tokens(smollm2_gguf, sample_df):
+    """The gate's signal: per row, the mean log-prob of the tokens the engine sampled for it (its end token
+    included), recomputed here by a teacher-forced forward pass; llama.cpp reports one per row too."""
+    import torch
+
+    o, r = list(sample_df.original_text[1:4]), list(sample_df.rewritten_text[1:4])
+    p = LlamaPredictor(LlamaConfig(model=str(smollm2_gguf), engine="torch", torch_dtype="fp32", n_seq=3, **FAST))
+    p.predict_batch(o, r)
+    got = list(p.confidence)
+    for a, b, c in zip(o, r, got):
+        ids = p.build_prompt_tokens(a, b)
+        text = p.engine.generate([ids], FAST["max_new_tokens"])[0]
+        gen = p.engine.tokenize(text)
+        from recover.predict.llama_engine import blank_line_stop
+
+        ended = len(gen) < FAST["max_new_tokens"] and not blank_line_stop(text)  # it sampled an end token
+        full = gen + ([p.engine.eog[0]] if ended else [])
+        with torch.no_grad():
+            lg = p.engine.hf(torch.tensor([ids + full])).logits[0, len(ids) - 1: len(ids) - 1 + len(full)].float()
+        want = lg.log_softmax(-1)[torch.arange(len(full)), torch.tensor(full)].mean().item()
+        assert c == pytest.approx(want, abs=0.05), (text, c, want)
+    llama = LlamaPredictor(LlamaConfig(model=str(smollm2_gguf), engine="llama", **FAST))
+    llama.predict_batch(o, r)
+    assert len(llama.confidence) == 3 and all(c is not None and c <= 0 for c in llama.confidence)
+    llama.engine.close()

@@ -157,6 +157,11 @@ class LlamaEngine(GGUFTokens):
             return int(keep[self._rng.choice(len(keep), p=p[keep] / p[keep].sum())])
         return int(self._rng.choice(self.n_vocab, p=p))
 
+    def _logprob(self, i: int, tok: int) -> float:
+        logits = np.ctypeslib.as_array(self.ctx.get_logits_ith(i), shape=(self.n_vocab,))
+        m = float(logits.max())
+        return float(logits[tok]) - m - float(np.log(np.exp(logits - m).sum()))
+
     # --- generation ---------------------------------------------------------------------
     def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
                  stop_on_blank_line: bool = True, top_p: float = 1.0,
@@ -166,6 +171,7 @@ class LlamaEngine(GGUFTokens):
         finished by then get None, so a caller can give those rows its fallback in time."""
         ll, n = self._ll, len(prompts)
         outputs: list[str | None] = [None] * n
+        self.confidence: list[float | None] = [None] * n  # per prompt: mean log-prob of the tokens it sampled
         queue = list(range(n))
         slots: dict[int, dict] = {}  # seq id -> state
 
@@ -181,7 +187,7 @@ class LlamaEngine(GGUFTokens):
                 ll.llama_memory_seq_cp(self.mem, 0, seq, 0, keep)
             self.stats.cached_tokens += keep
             self.stats.per_job_prompt.append(len(toks))
-            slots[seq] = {"job": j, "pending": toks[keep:], "pos": keep, "gen": [], "last": None}
+            slots[seq] = {"job": j, "pending": toks[keep:], "pos": keep, "gen": [], "last": None, "lp": []}
 
         for seq in range(1, self.n_seq + 1):
             if queue:
@@ -204,9 +210,12 @@ class LlamaEngine(GGUFTokens):
             idx = {e[2]: i for i, e in enumerate(entries) if e[3]}
             for seq in owners:
                 st = slots[seq]
-                text = self._step(st, self._next_token(idx[seq], temperature, top_p), max_new_tokens, stop_on_blank_line)
+                tok = self._next_token(idx[seq], temperature, top_p)
+                st["lp"].append(self._logprob(idx[seq], tok))
+                text = self._step(st, tok, max_new_tokens, stop_on_blank_line)
                 if text is not None:
                     outputs[st["job"]] = text
+                    self.confidence[st["job"]] = float(np.mean(st["lp"]))
                     self.stats.per_job_gen.append(len(st["gen"]))
                     ll.llama_memory_seq_rm(self.mem, seq, -1, -1)
                     del slots[seq]

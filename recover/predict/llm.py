@@ -5,6 +5,8 @@ import importlib.util
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .. import constants as C
 from .llama_engine import LlamaEngine, check_gguf
 from .postprocess import clean_llm_output
@@ -144,6 +146,11 @@ class LlamaPredictor:
         prefixes = self.cfg.prefixes or [""]
         jobs = [self.build_prompt_tokens(o, r, p) for o, r in zip(originals, rewrites) for p in prefixes]
         outs = self.engine.generate(jobs, self.cfg.max_new_tokens, self.cfg.temperature, deadline=self.deadline)
+        conf = self.engine.confidence
+        # per row: the mean token log-prob of its answer (over its prefixed runs): a confidence signal
+        self.confidence = [None if any(conf[i * len(prefixes) + k] is None for k in range(len(prefixes))) else
+                           float(np.mean([conf[i * len(prefixes) + k] for k in range(len(prefixes))]))
+                           for i in range(len(originals))]
         preds = []
         for i in range(len(originals)):
             if any(outs[i * len(prefixes) + k] is None for k in range(len(prefixes))):

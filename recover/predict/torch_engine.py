@@ -153,14 +153,17 @@ class TorchEngine(GGUFTokens):
                  stop_on_blank_line: bool = True, top_p: float = 1.0,
                  deadline: float | None = None) -> list[str | None]:
         outputs: list[str | None] = [None] * len(prompts)
+        self.confidence: list[float | None] = [None] * len(prompts)  # mean log-prob of each row's sampled tokens
         order = sorted(range(len(prompts)), key=lambda j: len(prompts[j]))  # similar lengths: little padding
         for start in range(0, len(order), self.n_seq):
             if deadline is not None and time.monotonic() >= deadline:
                 return outputs  # rows not started stay None: the runner gives them the fallback in time
             chunk = order[start:start + self.n_seq]
-            for j, toks in zip(chunk, self._generate_batch([prompts[j] for j in chunk], max_new_tokens,
-                                                            temperature, top_p, stop_on_blank_line)):
-                outputs[j] = self._trim(toks, max_new_tokens, stop_on_blank_line)
+            rows, lps = self._generate_batch([prompts[j] for j in chunk], max_new_tokens, temperature, top_p,
+                                             stop_on_blank_line)
+            for j, toks, lp in zip(chunk, rows, lps):
+                outputs[j], used = self._trim(toks, max_new_tokens, stop_on_blank_line)
+                self.confidence[j] = float(np.mean(lp[:max(1, used)]))
         return outputs
 
     def _generate_batch(self, prompts, max_new_tokens, temperature, top_p, stop_on_blank_line) -> list[list[int]]:
@@ -211,10 +214,15 @@ class TorchEngine(GGUFTokens):
                 if temperature > 0 else {"do_sample": False}
             out = self.hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, **sampling,
                                    stopping_criteria=StoppingCriteriaList([RowStop()]), past_key_values=cache,
-                                   pad_token_id=pad, eos_token_id=self.eog or None)
+                                   pad_token_id=pad, eos_token_id=self.eog or None,
+                                   return_dict_in_generate=True, output_logits=True)
         end = time.perf_counter()
         first = RowStop.t_first or end
-        rows = [r[width:] for r in out.tolist()]
+        rows = [r[width:] for r in out.sequences.tolist()]
+        # the log-prob of each sampled token under the model's raw logits (the gate's confidence signal)
+        steps = torch.stack(out.logits, 1).float().log_softmax(-1)  # (rows, steps, vocab)
+        chosen = out.sequences[:, width:width + steps.shape[1]]
+        lps = steps.gather(-1, chosen.unsqueeze(-1)).squeeze(-1).tolist()
         s = self.stats
         s.prompt_tokens += sum(len(p) - h for p in prompts)
         s.cached_tokens += h * len(prompts)
@@ -222,20 +230,25 @@ class TorchEngine(GGUFTokens):
         s.decode_calls += 1
         s.t_prompt += first - t0
         s.t_gen += end - first
-        return rows
+        return rows, lps
 
-    def _trim(self, toks: list[int], max_new_tokens: int, stop_on_blank_line: bool) -> str:
-        """The llama engine's `_step`, replayed over a row's generated tokens: the same text it would return."""
+    def _trim(self, toks: list[int], max_new_tokens: int, stop_on_blank_line: bool) -> tuple[str, int]:
+        """The llama engine's `_step`, replayed over a row's generated tokens: the same text it would return,
+        and how many sampled tokens it read (an end token counts: the llama engine sampled it too)."""
         gen: list[int] = []
+        used = 0
         for tok in toks:
-            if tok in self._eog or len(gen) >= max_new_tokens:
+            if len(gen) >= max_new_tokens:
+                break
+            used += 1
+            if tok in self._eog:
                 break
             gen.append(tok)
             if stop_on_blank_line and "\n" in self.detokenize([tok]) and blank_line_stop(self.detokenize(gen)):
                 break
         self.stats.gen_tokens += len(gen)
         self.stats.per_job_gen.append(len(gen))
-        return self.detokenize(gen)
+        return self.detokenize(gen), used
 
     def close(self) -> None:
         self.hf = None
