@@ -15,7 +15,7 @@ from ..data.pairs_io import has_texts, load_pairs
 from ..predict.base import MeanPredictor, MeanPrompt
 from ..runs import new_run_dir, record_run
 from ..score.embedder import Embedder
-from ..score.metric import scs_rows
+from ..score.metric import cosine_rows, scs_rows
 from .cache import EmbeddingCache
 from .leaderboard import format_leaderboard, format_steps, leaderboard, paired_steps, write_report
 from .methods import FitSettings, Rows, fit_embed, fit_mean, shipped_mean
@@ -111,7 +111,7 @@ def bf16_features(df: pd.DataFrame, rows: Rows, emb, cfg: EvalConfig, log=print)
     n = len(df)
     e = c16.encode(list(df[C.COL_ORIGINAL]) + list(df[C.COL_REWRITTEN]), progress=True)
     c16.save()
-    diff = np.einsum("ij,ij->i", e, np.concatenate([rows.eo, rows.er]))
+    diff = cosine_rows(e, np.concatenate([rows.eo, rows.er]))
     log(f"bf16 features: {len(e)} texts, cos to fp32 min {diff.min():.5f}, mean {diff.mean():.6f}")
     return e[:n], e[n:], e16
 

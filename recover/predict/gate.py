@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..score.metric import cosine_rows
+
+agreement = cosine_rows  # the signal: row-wise cosine of the two answers' embeddings
+
 QUANTILES = np.linspace(0.0, 1.0, 21)  # candidate thresholds: the signal's 0%, 5%, ..., 100% points
-
-
-def agreement(e_llm: np.ndarray, e_other: np.ndarray) -> np.ndarray:
-    """Row-wise cosine of two (n, d) L2-normalised embedding arrays."""
-    return np.einsum("ij,ij->i", e_llm, e_other)
 
 
 def apply_gate(signal: np.ndarray, tau: float, keep: list[str], hedge: list[str]) -> list[str]:

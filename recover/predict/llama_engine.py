@@ -144,23 +144,24 @@ class LlamaEngine(GGUFTokens):
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc} (KV cache full or backend error)")
 
-    def _next_token(self, i: int, temperature: float, top_p: float = 1.0) -> int:
+    def _next_token(self, i: int, temperature: float, top_p: float = 1.0) -> tuple[int, float]:
+        """(the next token at batch position i, its log-prob under the raw logits: the gate's signal)."""
         logits = np.ctypeslib.as_array(self.ctx.get_logits_ith(i), shape=(self.n_vocab,))
+        m = float(logits.max())
+        z = logits - m
+        log_norm = float(np.log(np.exp(z).sum()))
         if temperature <= 0:
-            return int(np.argmax(logits))
-        z = (logits - logits.max()) / temperature
-        p = np.exp(z)
+            tok = int(np.argmax(logits))
+            return tok, float(z[tok]) - log_norm
+        p = np.exp(z / temperature)
         p /= p.sum()
         if top_p < 1.0:  # nucleus: the smallest set of tokens holding top_p of the mass
             order = np.argsort(-p)
             keep = order[: int(np.searchsorted(np.cumsum(p[order]), top_p)) + 1]
-            return int(keep[self._rng.choice(len(keep), p=p[keep] / p[keep].sum())])
-        return int(self._rng.choice(self.n_vocab, p=p))
-
-    def _logprob(self, i: int, tok: int) -> float:
-        logits = np.ctypeslib.as_array(self.ctx.get_logits_ith(i), shape=(self.n_vocab,))
-        m = float(logits.max())
-        return float(logits[tok]) - m - float(np.log(np.exp(logits - m).sum()))
+            tok = int(keep[self._rng.choice(len(keep), p=p[keep] / p[keep].sum())])
+        else:
+            tok = int(self._rng.choice(self.n_vocab, p=p))
+        return tok, float(z[tok]) - log_norm
 
     # --- generation ---------------------------------------------------------------------
     def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
@@ -210,8 +211,8 @@ class LlamaEngine(GGUFTokens):
             idx = {e[2]: i for i, e in enumerate(entries) if e[3]}
             for seq in owners:
                 st = slots[seq]
-                tok = self._next_token(idx[seq], temperature, top_p)
-                st["lp"].append(self._logprob(idx[seq], tok))
+                tok, lp = self._next_token(idx[seq], temperature, top_p)
+                st["lp"].append(lp)
                 text = self._step(st, tok, max_new_tokens, stop_on_blank_line)
                 if text is not None:
                     outputs[st["job"]] = text
