@@ -18,7 +18,7 @@ SHARED := ../shared/data
 DEV_DATA := $(wildcard $(SHARED)/gemma_rewrites_a.csv $(SHARED)/gemma_rewrites_b.csv)
 BENCH_ROWS ?= 100
 
-.PHONY: probes probe-sim reference-prompts data gemma-model wheels datasets publish-datasets kernel kernel-wheels bench-kernel kernel-rewrite kernel-train kernel-tune kaggle-twin setup demo test test-fast bench bench-cpu export-thresholds bench-meanprompt eval eval-kfold ship-default dev-split train-dev ship-lora submit clean llama-wheel
+.PHONY: probes probe-sim reference-prompts data gemma-model wheels datasets publish-datasets kernel kernel-wheels bench-kernel kernel-rewrite kernel-train kernel-tune kaggle-twin setup demo test test-fast bench bench-cpu export-thresholds bench-meanprompt eval eval-llm eval-invert eval-kfold ship-default dev-split train-dev ship-lora submit clean llama-wheel
 
 setup: $(STAMP)
 
@@ -94,6 +94,17 @@ REFS ?=
 eval: setup
 	@test -n "$(EVAL_DATA)" || { echo "needs ../shared/data/*.csv"; exit 1; }
 	$(RECOVER) eval $(EVAL_ARGS) $(REFS) --report build/eval/loso
+
+# The LLM and per-row inversion in the same five folds (eval/llm_methods.py). llm* rows exist only for folds the
+# adapter never trained on (LORA_EVAL's manifest; the shipped smollm2-dpo: b, d, e); its answers are cached in
+# build/cache/llm/ (first run ~15 min here, reruns seconds). Inversion costs ~0.5 s/row, so eval-invert scores a
+# seeded 300 rows per fold (every method the same rows).
+LORA_EVAL ?= smollm2-dpo
+eval-llm: setup
+	$(RECOVER) eval $(EVAL_ARGS) --lora $(LORA_EVAL) --pool-rows 150 --methods mean,mean:shipped,embed,llm,llm+mean,llm+suffix,llm+gate --report build/eval/llm
+
+eval-invert: setup
+	$(RECOVER) eval $(EVAL_ARGS) --lora $(LORA_EVAL) --val-rows 300 --methods mean,embed,embed-invert,llm,llm+mean,llm+invert --report build/eval/invert
 
 reference-prompts:
 	mkdir -p build/reference

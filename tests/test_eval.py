@@ -257,3 +257,72 @@ def test_unknown_source_weight_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="--source-weight src_z"):
         run_eval(EvalConfig(data=write_sources(tmp_path, n=4), settings=FitSettings(source_weights={"src_z": 0.5}),
                             cache_dir=str(tmp_path / "c"), runs_dir=str(tmp_path / "r")), log=lambda *a: None)
+
+
+def test_llm_rows_held_out_by_the_adapters_manifest_and_resumed(tmp_path):
+    """The LLM is scored only on sources its adapter never trained on; its answers are stored chunk by chunk
+    and a rerun (or a killed run) predicts only the ids it does not have."""
+    from recover.eval.llm_rows import FoldLLM, trained_sources
+
+    assert trained_sources({"training": {"data": ["x/a.csv", "b.csv", "c.csv"], "holdout": "b"}}) == {"a", "c"}
+    with pytest.raises(ValueError, match="no training.data"):
+        trained_sources({})
+    f = FoldLLM("smollm2-dpo", tmp_path)  # the shipped adapter: trained on a and c, b held out
+    assert f.held_out("gemma_rewrites_b") and f.held_out("gemma_rewrites_d") and not f.held_out("gemma_rewrites_a")
+
+    class Stub:
+        chunk_rows, calls = 2, []
+
+        def predict_batch(self, originals, rewrites):
+            self.calls.append(len(originals))
+            self.confidence = [-0.5] * len(originals)
+            return [f"answer {o}" for o in originals]
+
+    f._pred = Stub()
+    df = pd.DataFrame({C.COL_ID: [f"r{i}" for i in range(5)], C.COL_ORIGINAL: [f"o{i}" for i in range(5)],
+                       C.COL_REWRITTEN: ["w"] * 5})
+    with pytest.raises(ValueError, match="trained on gemma_rewrites_a"):
+        f.rows("gemma_rewrites_a", df)
+    got = f.rows("gemma_rewrites_b", df.iloc[:3])
+    assert list(got.raw) == ["answer o0", "answer o1", "answer o2"] and Stub.calls == [2, 1]
+    got = f.rows("gemma_rewrites_b", df.iloc[::-1])  # two new ids, the rest stored; the caller's order kept
+    assert Stub.calls == [2, 1, 2] and list(got[C.COL_ID]) == ["r4", "r3", "r2", "r1", "r0"]
+    assert list(got.raw) == [f"answer o{i}" for i in (4, 3, 2, 1, 0)] and (got.confidence == -0.5).all()
+
+
+@pytest.mark.e2e
+def test_eval_scores_the_llm_only_where_its_adapter_never_trained(tmp_path):
+    """The shipped adapter trained on gemma_rewrites_a (and c): its llm* rows exist for b and d only; what
+    llm+gate and llm+suffix fit comes from the LLM's answers to the OTHER held-out source's rows; the
+    inversion keeps its per-row budget; a method missing a selection fold is never the winner."""
+    from recover.eval.methods import FitSettings
+    from recover.eval.run import EvalConfig, run_eval
+    from recover.eval.select import pick_winner
+    from recover.meanprompt.optimize import OptimizeConfig
+    from recover.predict.invert import InvertConfig
+
+    paths = []
+    for src, path in zip(("gemma_rewrites_a", "gemma_rewrites_b", "gemma_rewrites_d"), write_sources(tmp_path, n=8)):
+        df = pd.read_csv(path)
+        df["id"] = src + "-" + df["id"]
+        paths.append(str(tmp_path / f"{src}.csv"))
+        df.to_csv(paths[-1], index=False)
+    settings = FitSettings(bank_size=20, search=OptimizeConfig(beam=1, steps=2, prerank=8, insert_words=2, max_tokens=24),
+                           invert=InvertConfig(max_edits=2, top_words=8, replace_words=2),
+                           suffix=OptimizeConfig(beam=1, steps=2, prerank=8, insert_words=2, max_tokens=24))
+    methods = ["mean", "embed", "embed-invert", "llm", "llm+mean", "llm+gate", "llm+suffix", "llm+invert"]
+    res = run_eval(EvalConfig(data=paths, methods=methods, settings=settings, cache_dir=str(tmp_path / "cache"),
+                              runs_dir=str(tmp_path / "runs"), speed_rows=0), log=lambda *a: None)
+    pr = res["per_row"]
+    llm = pr[pr.method.str.startswith("llm")]
+    assert set(llm.source) == {"gemma_rewrites_b", "gemma_rewrites_d"} and len(llm.method.unique()) == 5
+    assert set(pr[pr.method == "embed-invert"].source) == {"gemma_rewrites_a", "gemma_rewrites_b", "gemma_rewrites_d"}
+    for f in res["fits"]:
+        held = f["fold"].split(":")[1]
+        if f["method"] in ("llm+gate", "llm+suffix"):
+            assert set(f["params"]["pool_by_source"]) == {"gemma_rewrites_b", "gemma_rewrites_d"} - {held}
+        if "invert" in f["method"]:
+            assert f["params"]["mean_edits"] <= 2 and sum(f["params"]["stops"].values()) == f["val_rows"]
+    assert (pr.pred.str.len() > 0).all()
+    assert not pick_winner(res["leaderboard"], res["meta"]["select"]).startswith("llm")
+    assert res["meta"]["shared_folds_ranking"]  # llm* lack fold a: ranked again on b and d

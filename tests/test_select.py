@@ -69,3 +69,22 @@ def test_a_runtime_variant_is_never_the_winner():
     pr = per_row({"mean": base, "embed": {s: 0.12 for s in SOURCES}, "embed:bf16": {s: 0.13 for s in SOURCES}})
     sel = selection_sources(pr.source)
     assert pick_winner(leaderboard(pr, "mean", {}, select=sel), sel) == "embed"
+
+
+def test_a_method_missing_a_selection_fold_is_never_picked_and_is_ranked_on_the_shared_folds():
+    """An LLM whose adapter trained on gemma_rewrites_a has no row there: its macro over b and d alone must
+    not be compared with the others' over a, b, d; the shared-fold ranking compares like with like."""
+    from recover.eval.select import shared_ranking
+
+    base = {s: 0.10 for s in SOURCES}
+    llm = {s: 0.30 for s in SOURCES if s not in ("gemma_rewrites_a", "gpt35_rewrites_c")}
+    pr = per_row({"mean": base, "embed": {s: 0.12 for s in SOURCES}, "llm": llm})
+    sel = selection_sources(pr.source)
+    lb = leaderboard(pr, "mean", {}, select=sel)
+    assert pick_winner(lb, sel) == "embed"
+    assert pick_winner(lb, sel, among=["mean"]) == "mean"
+    # without a baseline to guard against, the missing fold alone must keep the LLM out
+    assert pick_winner(leaderboard(pr, "no-such-baseline", {}, select=sel), sel) == "embed"
+    r = shared_ranking(pr, sel)
+    assert list(r.method) == ["llm", "embed", "mean"] and set(r.folds) == {"gemma_rewrites_b,gemma_rewrites_d"}
+    assert shared_ranking(pr[pr.method != "llm"], sel) is None

@@ -392,3 +392,29 @@ def test_a_recipes_gpu_offload_reaches_the_on_policy_sampler(tmp_path, monkeypat
     chain.policy_tokenizer()
     assert [c.n_gpu_layers for c in seen] == [layers, layers]
     assert seen[0].n_ctx == cfg.n_ctx and seen[0].template == cfg.template
+
+
+def test_the_final_fit_trains_on_every_source_and_carries_the_loso_adapters_figures(tmp_path):
+    """holdout none: every row trains, predict/eval are skipped, and the shipped manifest's held-out figures
+    are the LOSO adapter's, accepted only when it was made with the same recipe."""
+    from recover.train import chain as ch
+    from recover.train.ship_lora import loso_evidence
+
+    data = []
+    for name in ("gemma_rewrites_a", "gemma_rewrites_b"):
+        f = tmp_path / f"{name}.csv"
+        pd.DataFrame({C.COL_ID: [f"{name}-{i}" for i in range(4)], C.COL_ORIGINAL: ["o"] * 4, C.COL_REWRITTEN: ["r"] * 4,
+                      C.COL_PROMPT: [f"p{i} {name}" for i in range(4)]}).to_csv(f, index=False)
+        data.append(str(f))
+    cfg = ch.ChainConfig.load(ch.resolve_chain_recipe("chain-smollm2-cpu"), {"data": data, "holdout": "none",
+                                                                             "out": str(tmp_path / "c")})
+    chain = ch.Chain(cfg, log=lambda *a: None)
+    assert cfg.final and chain.stage_split()["train"] == 8  # nothing held out, nothing purged
+    assert len(pd.read_csv(chain.p["train"])) == 8
+    assert "skipped" in chain.stage_predict() and "skipped" in chain.stage_eval()
+    held, combine, ev = loso_evidence(cfg, C.DEFAULT_LORA)  # the shipped LOSO adapter: same recipe
+    assert held["from_adapter"]["holdout"] and combine in ("llm", "llm+mean") and ev["from_adapter"]
+    other = ch.ChainConfig.load(ch.resolve_chain_recipe("chain-smollm2-cpu"),
+                                {"data": data, "holdout": "none", "out": str(tmp_path / "c"), "dpo_lr": 1e-5})
+    with pytest.raises(ValueError, match="another recipe.*dpo_lr"):
+        loso_evidence(other, C.DEFAULT_LORA)

@@ -26,7 +26,8 @@ def _fit_settings(a):
     extra, bank = prompts(a.targets_file), prompts(a.bank_file)
     return FitSettings(source_weights=weights, extra_targets=extra, extra_weight=a.targets_weight if extra else 0.0,
                        bank_size=a.bank_size, extra_bank=bank, vocab=a.vocab,
-                       probes=load_probes(a.probes) if a.probes else [], probe_groups=a.probe_groups)
+                       probes=load_probes(a.probes) if a.probes else [], probe_groups=a.probe_groups,
+                       pool_rows=a.pool_rows)
 
 
 def _add_fit_args(s):
@@ -40,6 +41,8 @@ def _add_fit_args(s):
                    help="mean-prompt search vocabulary: the targets' words, or also every piece of the embedder's tokenizer")
     g.add_argument("--probes", help="CSV prompt,score: leaderboard probes; target weights are matched to them")
     g.add_argument("--probe-groups", type=int, default=24, help="target clusters whose weights the probes fit")
+    g.add_argument("--pool-rows", type=int, default=300, help="llm+suffix / llm+gate: the LLM's answers to this many "
+                   "training rows its adapter never saw (seeded) are what they fit on")
 
 
 def _eval(a):
@@ -48,7 +51,7 @@ def _eval(a):
     run_eval(EvalConfig(data=a.data, methods=a.methods.split(","), protocol=a.protocol, k=a.k, holdout=a.holdout or [],
                         preds=_named_files(a.pred), settings=_fit_settings(a), embedder=a.embedder, cache_dir=a.cache_dir, report=a.report,
                         ship=a.ship, ship_to=a.ship_to, select_on=a.select_on.split(",") if a.select_on else [],
-                        references=_named_files(a.reference),
+                        references=_named_files(a.reference), lora=a.lora, val_rows=a.val_rows,
                         command="recover " + " ".join(sys.argv[1:]) if a.ship or a.ship_to else ""))
 
 
@@ -70,7 +73,8 @@ def add_cli(sub) -> None:
     s = sub.add_parser("eval", help="fit predictors under an honest protocol (LOSO / grouped k-fold) and rank them")
     s.add_argument("--data", action="append", required=True, help="labelled pairs CSV, one per source; repeat")
     s.add_argument("--methods", default="mean,mean:shipped,embed", help="comma-separated: mean, mean:shipped, embed, "
-                   "embed:bf16 (embed fed bf16-encoded held-out features, as predict on a bf16 CPU)")
+                   "embed:bf16 (embed fed bf16-encoded held-out features, as predict on a bf16 CPU), embed-invert, "
+                   "llm, llm+mean, llm+suffix, llm+gate, llm+invert (eval/llm_methods.py)")
     s.add_argument("--protocol", default="loso", help="loso (leave one source out) or kfold (prompt-grouped)")
     s.add_argument("--k", type=int, default=5, help="kfold: number of folds")
     s.add_argument("--holdout", action="append", help="loso: hold out only this source (repeat); default each in turn")
@@ -80,6 +84,10 @@ def add_cli(sub) -> None:
     s.add_argument("--report", help="folder for leaderboard.csv/json, per_row.csv, leaderboard.png")
     s.add_argument("--pred", action="append", metavar="NAME=CSV",
                    help="also score a submission made outside eval (e.g. an LLM) on the one --holdout source; repeat")
+    s.add_argument("--lora", default="smollm2-dpo", help="the adapter llm* methods serve: a shipped name or a LoRA GGUF "
+                   "with its manifest; folds of sources it trained on are not scored")
+    s.add_argument("--val-rows", type=int, help="score a seeded sample of N held-out rows per fold (same rows for "
+                   "every method)")
     s.add_argument("--select-on", help="comma-separated sources whose folds choose the default (default: gemma*)")
     s.add_argument("--reference", action="append", metavar="NAME=JSON",
                    help="also score a fixed mean_prompt JSON on every fold as ref:NAME (e.g. a previous default)")

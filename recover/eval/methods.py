@@ -20,8 +20,10 @@ from ..csvio import atomic_write_json
 from ..data.prompt_bank import generate_bank
 from ..meanprompt.optimize import MeanPromptOptimizer, OptimizeConfig, vocab_from_texts, vocab_from_tokenizer
 from ..meanprompt.probes import probe_weights
+from ..meanprompt.suffix import SUFFIX_DEFAULTS
 from ..predict.base import DEFAULT_MEAN_PROMPT_PATH, MeanPrompt
 from ..predict.embed import EmbedPredictor, features, fit_ridge, normalise
+from ..predict.invert import InvertConfig
 from ..score.metric import scs_matrix
 from .protocols import grouped_kfold, loso_folds, normalise_prompt
 
@@ -65,6 +67,9 @@ class FitSettings:
     probes: list[tuple[str, float]] = field(default_factory=list)
     probe_groups: int = 24
     inner_k: int = 3  # prompt-grouped inner folds when the training rows come from one source
+    invert: InvertConfig = field(default_factory=InvertConfig)  # embed-invert, llm+invert (predict/invert.py)
+    suffix: OptimizeConfig = field(default_factory=lambda: OptimizeConfig(**SUFFIX_DEFAULTS))  # llm+suffix's search
+    pool_rows: int = 300  # LLM answers on training rows the adapter never saw: what llm+suffix / llm+gate fit on
     seed: int = C.DEFAULT_SEED
 
     def __post_init__(self):
@@ -72,6 +77,8 @@ class FitSettings:
             raise ValueError(f"--vocab {self.vocab!r}: choose one of {', '.join(VOCABS)}")
         if self.probes and len(self.probes) < 2:
             raise ValueError("--probes: at least 2 probe prompts with their leaderboard scores")
+        if self.pool_rows < 1:
+            raise ValueError("--pool-rows must be >= 1")
         negative = [k for k, v in self.source_weights.items() if v < 0]
         if negative:
             raise ValueError(f"--source-weight {negative[0]}: a weight is >= 0")

@@ -20,9 +20,13 @@ from .cache import EmbeddingCache
 from .leaderboard import format_leaderboard, format_steps, leaderboard, paired_steps, write_report
 from .methods import FitSettings, Rows, fit_embed, fit_mean, shipped_mean
 from .protocols import PROTOCOLS, check_disjoint, folds_for, normalise_prompt
-from .select import RULE, paired_by_fold, selection_sources
+from .select import RULE, paired_by_fold, selection_sources, shared_ranking
 
-METHODS = ("mean", "mean:shipped", "embed", "embed:bf16")
+from .llm_methods import INVERT_METHODS, LLM_METHODS, FoldMethods
+
+METHODS = ("mean", "mean:shipped", "embed", "embed:bf16") + tuple(dict.fromkeys(INVERT_METHODS + LLM_METHODS))
+# built on the fold's embed predictor (the inversion's target, llm+invert's predicted embedding)
+NEEDS_EMBED = set(INVERT_METHODS)
 # embed:bf16 is embed's own fit fed held-out features encoded in bf16 (what `recover predict` does on a CPU
 # with bf16 hardware): a runtime variant that decides the feature precision, never a winner itself.
 VARIANTS = {"embed:bf16": "embed"}
@@ -48,6 +52,8 @@ class EvalConfig:
     command: str = ""  # recorded in the shipped manifests
     select_on: list[str] = field(default_factory=list)  # the folds that choose (default: gemma*; select.py)
     references: dict[str, str] = field(default_factory=dict)  # NAME -> mean_prompt JSON scored on every fold
+    lora: str = C.DEFAULT_LORA  # the adapter the llm* methods serve (shipped name or LoRA GGUF with its manifest)
+    val_rows: int | None = None  # score a seeded sample of each fold's held-out rows (every method the same rows)
 
     def __post_init__(self):
         if not self.data:
@@ -69,6 +75,10 @@ class EvalConfig:
             raise ValueError(f"--pred {clash[0]}=...: that name is a built-in method; pick another")
         if set(self.references) & set(self.preds):
             raise ValueError("--reference and --pred share a name")
+        if set(self.methods) & set(LLM_METHODS) and self.protocol != "loso":
+            raise ValueError("--methods llm*: an adapter is held out from whole sources; use --protocol loso")
+        if self.val_rows is not None and self.val_rows < 1:
+            raise ValueError("--val-rows must be >= 1")
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ValueError(f"--methods: unknown {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}")
@@ -101,6 +111,14 @@ def predict_rows(pred, mean: MeanPrompt, rows: Rows, features: tuple | None = No
         for i, s in zip(live, pred.decode(pred.predict_from_embeddings(eo[live], er[live]))):
             out[i] = s
     return out
+
+
+def sample_val(val, n: int | None, seed: int) -> np.ndarray:
+    """A seeded sample of a fold's held-out rows (all of them when n is None or larger), in row order."""
+    val = np.asarray(val)
+    if n is None or len(val) <= n:
+        return val
+    return np.sort(np.random.default_rng(seed).choice(val, n, replace=False))
 
 
 def bf16_features(df: pd.DataFrame, rows: Rows, emb, cfg: EvalConfig, log=print) -> tuple:
@@ -195,19 +213,31 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
     bf16 = bf16_features(df, rows, emb, cfg, log) if "embed:bf16" in cfg.methods else None
     folds = folds_for(cfg.protocol, df[C.COL_SOURCE], df[C.COL_PROMPT], cfg.k, cfg.settings.seed, cfg.holdout or None)
     per_row, speeds, fits = [], {}, []
+    extra = FoldMethods(cfg, emb, cache, log)
     for fold in folds:
         check_disjoint(fold, df[C.COL_PROMPT])
-        tr, va = rows.take(fold.train), rows.take(fold.val)
-        exclude = {normalise_prompt(p) for p in va.df[C.COL_PROMPT]}
-        log(f"{fold.name}: fit on {len(tr.df)} rows ({fold.purged} purged: prompt also held out), score {len(va.df)}")
+        val = sample_val(fold.val, cfg.val_rows, cfg.settings.seed)
+        tr, va = rows.take(fold.train), rows.take(val)
+        exclude = {normalise_prompt(p) for p in rows.df[C.COL_PROMPT].iloc[fold.val]}
+        log(f"{fold.name}: fit on {len(tr.df)} rows ({fold.purged} purged: prompt also held out), score {len(va.df)}"
+            + (f" (a seeded sample of {len(fold.val)})" if len(val) < len(fold.val) else ""))
         fitted = {}
+        extra.start_fold(fold.name)
         for name in cfg.methods:
             t1 = time.time()
-            base = VARIANTS.get(name, name)
+            why = extra.skip_reason(name, va.df[C.COL_SOURCE].iloc[0]) if name in LLM_METHODS else None
+            if why:
+                log(f"  {name:<14} not scored: {why}")
+                continue
+            base = "embed" if name in NEEDS_EMBED else "mean" if name in LLM_METHODS else VARIANTS.get(name, name)
             pred, mean = fitted.get(base) or fit_method(base, tr, cfg, emb, cache, exclude, log)
             fitted[base] = (pred, mean)
-            feats = (bf16[0][fold.val], bf16[1][fold.val]) if name == "embed:bf16" else None
-            preds = predict_rows(pred, mean, va, feats)
+            if name in NEEDS_EMBED or name in LLM_METHODS:
+                preds, params = extra.predict(name, tr, va, mean, pred, exclude)
+                preds = [p if live else mean.prompt for p, live in zip(preds, va.live)]  # as predict: no text, the mean
+            else:
+                feats = (bf16[0][val], bf16[1][val]) if name == "embed:bf16" else None
+                preds, params = predict_rows(pred, mean, va, feats), getattr(pred, "manifest", {"mean_prompt": mean.prompt})
             scs = scs_rows(cache.encode(preds), va.ep)
             per_row.append(pd.DataFrame({"fold": fold.name, "method": name, "id": va.ids, "source": va.df[C.COL_SOURCE],
                                          "pred": preds, "true": va.df[C.COL_PROMPT], "scs": scs}))
@@ -215,8 +245,8 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
             fits.append({"fold": fold.name, "method": name, "val_rows": len(va.df),
                          "train_ids": [] if name == "mean:shipped" else tr.ids,
                          "scs": round(float(scs.mean()), 5), "fit_s": round(time.time() - t1, 1),
-                         "params": getattr(pred, "manifest", {"mean_prompt": mean.prompt})})
-            if fold is folds[-1]:
+                         "params": params})
+            if fold is folds[-1] and name not in NEEDS_EMBED and name not in LLM_METHODS:
                 runtime = pred
                 if name == "embed:bf16":
                     runtime = copy.copy(pred)
@@ -238,6 +268,11 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
     metric = "PROXY SCS (all-MiniLM-L6-v2, not sentence-t5-base)" if emb.spec.is_proxy else "SCS (sentence-t5-base)"
     title = f"recover eval: {cfg.protocol}, {len(df)} rows, {metric}; rule: {RULE}"
     log(format_leaderboard(lb, title, select))
+    shared = shared_ranking(per_row, select, cfg.settings.seed)
+    if shared is not None:
+        log(f"not every method was scored on every selection fold; on the ones all share ({shared.folds.iloc[0]}):")
+        for _, r in shared.iterrows():
+            log(f"  {r['method']:<16} {r['rule']:.4f} [{r['rule_low']:.4f}, {r['rule_high']:.4f}]  worst {r['worst']:.4f}")
     steps = paired_steps(per_row, list(cfg.preds), cfg.settings.seed) if len(cfg.preds) > 1 else []
     if steps:
         log(format_steps(steps))
@@ -246,7 +281,8 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
             "data": [str(p) for p in cfg.data], "folds": [{"name": f.name, "train": len(f.train), "val": len(f.val),
                                                            "purged": f.purged} for f in folds],
             "config": asdict(cfg), "seconds": round(time.time() - t0, 1), "paired_steps": steps,
-            "rule": RULE, "select": select, "paired_by_fold": by_fold, "encoding": tune}
+            "rule": RULE, "select": select, "paired_by_fold": by_fold, "encoding": tune,
+            "shared_folds_ranking": None if shared is None else shared.to_dict(orient="records")}
     if cfg.report:
         write_report(Path(cfg.report), lb, per_row, {**meta, "fits": [{k: v for k, v in f.items() if k != "train_ids"}
                                                                       for f in fits]}, title)

@@ -55,14 +55,19 @@ def rule_figures(per_row: pd.DataFrame, select: list[str], n_boot: int = 1000, s
 
 
 def pick_winner(lb: pd.DataFrame, select: list[str], baseline: str = "mean",
-                exclude: tuple[str, ...] = ("mean:shipped", "embed:bf16")) -> str:
+                exclude: tuple[str, ...] = ("mean:shipped", "embed:bf16"), among: list[str] | None = None) -> str:
     """The rule on a leaderboard with `rule`, `scs[src]` and `gain[src]` columns. Only the selection
     sources' columns are read: a non-Gemma fold can never change the choice. Excluded: the shipped
     reference and runtime variants of a method (embed:bf16 decides the feature precision, not the method)."""
     lb = lb[~lb.method.isin(exclude) & ~lb.method.str.startswith("ref:")]
+    if among is not None:  # e.g. what --ship can write
+        lb = lb[lb.method.isin(among)]
     select = [s for s in select if f"scs[{s}]" in lb.columns]
     if not select:
         raise ValueError("selection rule: none of the selection folds was scored")
+    # a method not scored on every selection fold (an LLM whose adapter trained on one) cannot be chosen:
+    # its macro would be over other folds than the rest's
+    lb = lb[lb[[f"scs[{s}]" for s in select]].notna().all(axis=1)]
     gains = [f"gain[{s}]" for s in select if f"gain[{s}]" in lb.columns]
     ok = lb[(lb[gains] >= 0).all(axis=1)] if gains else lb
     if not len(ok):
@@ -84,3 +89,19 @@ def paired_by_fold(per_row: pd.DataFrame, a: str, b: str, select: list[str], see
         out.append({"source": s, "from": a, "to": b, "gain": round(float(d.mean()), 4),
                     "ci_low": round(lo, 4), "ci_high": round(hi, 4)})
     return out
+
+
+def shared_folds(per_row: pd.DataFrame, select: list[str]) -> list[str]:
+    """The selection folds every method was scored on."""
+    have = per_row.groupby("method").source.agg(set)
+    return [s for s in select if all(s in v for v in have)]
+
+
+def shared_ranking(per_row: pd.DataFrame, select: list[str], seed: int = 1234) -> pd.DataFrame | None:
+    """When some method lacks a selection fold (an LLM whose adapter trained on it): every method's rule
+    figures on the selection folds they all share, best first; None when all have all."""
+    shared = shared_folds(per_row, select)
+    if not shared or shared == list(select):
+        return None
+    r = rule_figures(per_row[per_row.source.isin(shared)], shared, seed=seed)
+    return r.drop(columns="macro").assign(folds=",".join(shared)).sort_values("rule", ascending=False)

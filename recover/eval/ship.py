@@ -19,6 +19,8 @@ from ..predict.defaults import ASSETS, DEFAULT_FILE
 from .methods import fit_embed, fit_mean
 from .select import RULE, pick_winner
 
+SHIPPABLE = ("mean", "embed")  # what --ship writes (llm* ship as an adapter with its manifest)
+
 
 def loso_figures(lb: pd.DataFrame, method: str, select: list[str]) -> dict:
     r = lb.set_index("method").loc[method]
@@ -40,7 +42,7 @@ def ship(result: dict, rows, cfg, emb, cache, command: str, log=print, to: str |
         else (Path(to) / "mean_prompt.json", Path(to) / C.EMBED_PREDICTOR_DIR, Path(to) / C.DEFAULT_PREDICTOR_FILE)
     lb = result["leaderboard"]
     meta = result["meta"]
-    winner = pick_winner(lb, meta["select"])
+    winner = pick_winner(lb, meta["select"], among=list(SHIPPABLE))
     provenance = {"command": command, "protocol": meta["protocol"], "metric": meta["metric"],
                   "data": [Path(p).name for p in cfg.data], "train_rows": len(rows.df),
                   "fit_settings": {"vocab": cfg.settings.vocab, "source_weights": cfg.settings.source_weights,

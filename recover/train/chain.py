@@ -13,6 +13,10 @@
   predict  zero-shot / SFT / SFT+DPO on the held-out source with `recover predict`
   eval     `recover eval --holdout ... --pred ...`: bootstrap intervals, gains vs the fold's mean prompt
 
+`holdout: none` is the FINAL fit, once the recipe has been chosen under LOSO: every source trains, predict
+and eval are skipped (nothing is held out), and `--ship NAME --loso-from ADAPTER` carries the held-out
+figures of the LOSO adapter made with the same recipe into the new adapter's manifest.
+
 Each stage writes `stages/<name>.json` when it finishes; a rerun skips finished stages, and the
 long ones resume inside (trainer checkpoints, the samples file, the predict checkpoint). Training
 stages run as `recover train` subprocesses behind `launcher`, so the T4 x2 recipe runs the same
@@ -32,6 +36,7 @@ from pathlib import Path
 from .. import constants as C
 from ..csvio import atomic_write_csv, atomic_write_json, atomic_write_text, read_table
 
+FINAL = "none"
 STAGES = ("base", "split", "rows", "sft", "sft_gguf", "pairs", "dpo", "dpo_gguf", "predict", "eval")
 MODELS = ("zero-shot", "sft", "sft+dpo")
 # What each stage's result depends on (its inputs' settings included): a finished stage is reused
@@ -86,10 +91,10 @@ class ChainConfig:
     seed: int = C.DEFAULT_SEED
 
     def __post_init__(self):
-        if len(self.data) < 2:
+        if len(self.data) < (1 if self.final else 2):
             raise ValueError("data: at least two labelled source files (one is held out)")
         names = [Path(p).stem for p in self.data]
-        if self.holdout not in names:
+        if not self.final and self.holdout not in names:
             raise ValueError(f"holdout {self.holdout!r}: not one of the data files ({', '.join(names)})")
         if self.sft_rows < 1 or self.dpo_rows < 1:
             raise ValueError("sft_rows and dpo_rows must be >= 1")
@@ -112,6 +117,11 @@ class ChainConfig:
         if unknown:
             raise ValueError(f"{path or 'chain config'}: unknown key(s) {', '.join(unknown)}")
         return cls(**raw)
+
+    @property
+    def final(self) -> bool:
+        """holdout none: the final fit on every source (no held-out figures of its own)."""
+        return str(self.holdout).lower() == FINAL
 
     @property
     def root(self) -> Path:
@@ -210,6 +220,12 @@ class Chain:
         from ..data.splits import write_holdout_split
 
         c = self.cfg
+        if c.final:  # every row trains
+            from ..data.pairs_io import load_pairs
+
+            df = load_pairs(c.data)
+            atomic_write_csv(self.p["train"], df)
+            return {"holdout": None, "train": len(df), "by_source": {k: int(v) for k, v in df[C.COL_SOURCE].value_counts().items()}}
         info = write_holdout_split(c.data, str(self.p["train"].parent), c.holdout)
         if c.eval_rows:  # a seeded random subset of the held-out rows (the LLM runs dominate the wall time)
             src = next(p for p in c.data if Path(p).stem == c.holdout)
@@ -313,7 +329,14 @@ class Chain:
         return self._gguf(self.p["dpo"], self.p["dpo_gguf"])
 
     def _fold_mean(self) -> str:
-        """The mean prompt fitted on this fold's training rows only (the baseline and the fallback)."""
+        """The mean prompt fitted on this fold's training rows only (the baseline and the fallback); the final
+        fit's is the package's (fitted on every source by `make ship-default`)."""
+        if self.cfg.final:
+            from ..predict.base import MeanPrompt
+
+            prompt = MeanPrompt.load().prompt
+            atomic_write_json(self.p["mean"], {"prompt": prompt, "source": "the package's default mean prompt"})
+            return prompt
         res = self._eval({})
         prompt = next(f["params"]["mean_prompt"] for f in res["fits"] if f["method"] == "mean")
         atomic_write_json(self.p["mean"], {"prompt": prompt, "source": f"fit on the training rows of loso:{self.cfg.holdout}"})
@@ -340,6 +363,8 @@ class Chain:
         from ..predict.runner import PredictConfig, run_predict
 
         c = self.cfg
+        if c.final:
+            return {"skipped": "holdout none: no held-out rows"}
         mean = self._fold_mean()
         test = self.p["val_test"].with_name("eval_test.csv") if c.eval_rows else self.p["val_test"]
         lora = {"zero-shot": None, "sft": self.p["sft_gguf"], "sft+dpo": self.p["dpo_gguf"]}
@@ -378,6 +403,8 @@ class Chain:
         return {"derived_from": alone, "fallback_rows": int(sum(p == mean for p in df[C.COL_PROMPT]))}
 
     def stage_eval(self) -> dict:
+        if self.cfg.final:
+            return {"skipped": "holdout none: no held-out rows"}
         res = self._eval(self.predictions(), report=str(self.cfg.root / "eval"))
         lb = res["leaderboard"]
         return {"leaderboard": lb.to_dict(orient="records"), "paired_steps": res["paired_steps"],

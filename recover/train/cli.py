@@ -21,7 +21,7 @@ def _train_chain(a):
     cfg = ChainConfig.load(resolve_chain_recipe(a.recipe), {k: getattr(a, k) for k in CHAIN_KEYS})
     run_chain(cfg, a.stages.split(",") if a.stages else None)
     if a.ship:
-        ship_adapter(cfg, a.ship, "recover " + " ".join(sys.argv[1:]))
+        ship_adapter(cfg, a.ship, "recover " + " ".join(sys.argv[1:]), loso_from=a.loso_from)
 
 
 def add_cli(sub) -> None:
@@ -35,7 +35,7 @@ def add_cli(sub) -> None:
     t = tsub.add_parser("chain", help="SFT -> on-policy pairs -> DPO -> LoRA GGUFs -> held-out eval, under LOSO; resumable")
     t.add_argument("--recipe", help="chain YAML (built-in: chain-smollm2-cpu, chain-gemma-2b-t4) or a path")
     t.add_argument("--data", action="append", help="labelled pairs CSV per source; repeat (overrides the recipe)")
-    t.add_argument("--holdout", help="source (file stem) held out for evaluation")
+    t.add_argument("--holdout", help="source (file stem) held out for evaluation; none = the final fit on every source")
     t.add_argument("--out", help="chain folder (default build/train-dev)")
     t.add_argument("--stages", help="comma-separated subset, in order (default: all)")
     for key, typ in (("sft_rows", int), ("dpo_rows", int), ("k", int), ("eval_rows", int), ("n_ctx", int),
@@ -43,4 +43,6 @@ def add_cli(sub) -> None:
                      ("dpo_beta", float), ("dpo_sft_weight", float), ("seed", int)):
         t.add_argument("--" + key.replace("_", "-"), dest=key, type=typ)
     t.add_argument("--ship", metavar="NAME", help="after the chain: copy the SFT+DPO LoRA GGUF to recover/assets/lora/NAME")
+    t.add_argument("--loso-from", metavar="ADAPTER", help="--ship of a final fit (--holdout none): the LOSO adapter, "
+                   "same recipe, whose held-out figures and --combine it carries")
     t.set_defaults(fn=_train_chain)

@@ -11,20 +11,29 @@ from ..csvio import atomic_write_json
 from .chain import STAGES, Chain, ChainConfig
 
 
-def ship_adapter(cfg: ChainConfig, name: str, command: str, log=print) -> Path:
+def ship_adapter(cfg: ChainConfig, name: str, command: str, log=print, loso_from: str | None = None) -> Path:
     """Copy the SFT+DPO LoRA GGUF to recover/assets/lora/NAME with a manifest: base file hash, training
-    data, held-out figures (from the eval stage) and the command that made it."""
+    data, held-out figures (from the eval stage) and the command that made it. A final fit (holdout none)
+    has no eval of its own: `loso_from` names the LOSO adapter made with the same recipe whose held-out
+    figures and --combine it carries (recorded as such)."""
     from ..hashing import file_sha256
     from ..predict.defaults import ASSETS
 
     ch = Chain(cfg, log)
     if not ch.done("eval"):
         raise RuntimeError(f"--ship {name}: the chain in {cfg.root} has not finished its eval stage")
+    if cfg.final != bool(loso_from):
+        raise ValueError("--loso-from: needed by a final fit (holdout none), and only by one")
     src = ch.p["dpo_gguf"]
     export = json.loads(src.with_suffix(".manifest.json").read_text())
-    ev = json.loads((cfg.root / "stages" / "eval.json").read_text())
     stages = {s: json.loads((cfg.root / "stages" / f"{s}.json").read_text()) for s in STAGES if ch.done(s)}
-    combine, evidence = choose_combine(ev)
+    if cfg.final:
+        held, combine, evidence = loso_evidence(cfg, loso_from)
+    else:
+        ev = json.loads((cfg.root / "stages" / "eval.json").read_text())
+        combine, evidence = choose_combine(ev)
+        held = {"protocol": f"loso:{cfg.holdout}", "metric": "PROXY SCS (all-MiniLM-L6-v2)",
+                "leaderboard": ev["leaderboard"], "paired_steps": ev.get("paired_steps", [])}
     dest = ASSETS / C.LORA_ASSETS_DIR / name
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(src, dest / f"{name}.gguf")
@@ -36,12 +45,36 @@ def ship_adapter(cfg: ChainConfig, name: str, command: str, log=print) -> Path:
                              "sft_rows": stages["rows"]["sft_rows"], "dpo_pairs": stages["pairs"]["pairs"],
                              "recipe": {k: v for k, v in asdict(cfg).items() if k not in ("data", "launcher", "out")},
                              "seconds": {s: v["seconds"] for s, v in stages.items()}},
-                "heldout_figures": {"protocol": f"loso:{cfg.holdout}", "metric": "PROXY SCS (all-MiniLM-L6-v2)",
-                                    "leaderboard": ev["leaderboard"], "paired_steps": ev.get("paired_steps", [])},
+                "heldout_figures": held,
                 "combine": combine, "combine_evidence": evidence, "command": command}
     atomic_write_json(dest / C.MANIFEST_FILE, manifest)
     log(f"shipped {dest / manifest['file']} ({(dest / manifest['file']).stat().st_size / 1e6:.1f} MB)")
     return dest
+
+
+# recipe keys that may differ between a LOSO adapter and the final fit whose figures it stands for
+_FOLD_KEYS = ("holdout", "eval_rows")
+
+
+def loso_evidence(cfg: ChainConfig, loso_from: str) -> tuple[dict, str, dict]:
+    """(held-out figures, combine, its evidence) of the LOSO adapter `loso_from`, if it was made with this
+    recipe (all but the data and the held-out source)."""
+    from ..predict.defaults import lora_manifest
+
+    _, m = lora_manifest(loso_from)
+    if "heldout_figures" not in m:
+        raise ValueError(f"--loso-from {loso_from}: its manifest has no held-out figures")
+    was = {k: v for k, v in m["training"]["recipe"].items() if k not in _FOLD_KEYS}
+    now = {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items()
+           if k not in _FOLD_KEYS + ("data", "launcher", "out")}
+    diff = [k for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)]
+    if diff:
+        what = ", ".join(f"{k}: {was.get(k)!r} -> {now.get(k)!r}" for k in diff)
+        raise ValueError(f"--loso-from {loso_from}: made with another recipe ({what})")
+    held = {**m["heldout_figures"], "from_adapter": {"name": m.get("name", loso_from), "sha256": m.get("sha256"),
+                                                     "data": m["training"]["data"], "holdout": m["training"]["holdout"],
+                                                     "command": m.get("command")}}
+    return held, m["combine"], {**m.get("combine_evidence", {}), "from_adapter": m.get("name", loso_from)}
 
 
 def choose_combine(ev: dict) -> tuple[str, dict]:
