@@ -86,6 +86,8 @@ EVAL_DATA := $(wildcard $(SHARED)/gemma_rewrites_a.csv $(SHARED)/gemma_rewrites_
 EVAL_FIT_ARGS ?=
 EVAL_ARGS = $(foreach f,$(EVAL_DATA),--data $(f)) $(EVAL_FIT_ARGS)
 HOLDOUT ?= gemma_rewrites_a
+# the methods `make eval` ranks and `make ship-default` chooses among (embed-invert: README "Per-row inversion")
+EVAL_METHODS ?= mean,mean:shipped,embed,embed-invert
 
 # REFS="--reference NAME=mean_prompt.json ...": fixed prompts scored on every fold beside the fits, e.g. the
 # previous default: `make reference-prompts` writes build/reference/{prev,older}_default.json from git history.
@@ -93,18 +95,18 @@ REFS ?=
 
 eval: setup
 	@test -n "$(EVAL_DATA)" || { echo "needs ../shared/data/*.csv"; exit 1; }
-	$(RECOVER) eval $(EVAL_ARGS) $(REFS) --report build/eval/loso
+	$(RECOVER) eval $(EVAL_ARGS) $(REFS) --methods $(EVAL_METHODS) --report build/eval/loso
 
 # The LLM and per-row inversion in the same five folds (eval/llm_methods.py). llm* rows exist only for folds the
 # adapter never trained on (LORA_EVAL's manifest; the shipped smollm2-dpo: b, d, e); its answers are cached in
 # build/cache/llm/ (first run ~15 min here, reruns seconds). Inversion costs ~0.5 s/row, so eval-invert scores a
-# seeded 300 rows per fold (every method the same rows).
-LORA_EVAL ?= smollm2-dpo
+# seeded 150 rows per fold (every method the same rows).
+LORA_EVAL ?= $(LOSO_LORA_NAME)
 eval-llm: setup
 	$(RECOVER) eval $(EVAL_ARGS) --lora $(LORA_EVAL) --pool-rows 150 --methods mean,mean:shipped,embed,llm,llm+mean,llm+suffix,llm+gate --report build/eval/llm
 
 eval-invert: setup
-	$(RECOVER) eval $(EVAL_ARGS) --lora $(LORA_EVAL) --val-rows 300 --methods mean,embed,embed-invert,llm,llm+mean,llm+invert --report build/eval/invert
+	$(RECOVER) eval $(EVAL_ARGS) --lora $(LORA_EVAL) --val-rows 150 --methods mean,embed,embed-invert,llm,llm+mean,llm+invert --report build/eval/invert
 
 reference-prompts:
 	mkdir -p build/reference
@@ -117,20 +119,24 @@ eval-kfold: setup
 # --- the training half under LOSO: SFT -> on-policy DPO pairs -> DPO -> LoRA GGUFs -> held-out eval ---
 # Resumable: rerun after a kill and finished stages are skipped (build/train-dev/stages/*.json).
 CHAIN_RECIPE ?= chain-smollm2-cpu
-LORA_NAME ?= smollm2-dpo
+LORA_NAME ?= smollm2-dpo-all
 
 train-dev: setup
 	@test -n "$(EVAL_DATA)" || { echo "needs ../shared/data/*.csv"; exit 1; }
 	$(RECOVER) train chain --recipe $(CHAIN_RECIPE)
 
-# Copy the chain's SFT+DPO LoRA GGUF to recover/assets/lora/$(LORA_NAME) with its held-out figures.
+# Copy the chain's SFT+DPO LoRA GGUF to recover/assets/lora/$(LOSO_LORA_NAME) with its held-out figures, then
+# the FINAL fit of the same recipe on every source (holdout none, ~52 min here) to recover/assets/lora/$(LORA_NAME),
+# the adapter served by default; its manifest carries the LOSO twin's held-out figures and --combine.
+LOSO_LORA_NAME ?= smollm2-dpo
 ship-lora: train-dev
-	$(RECOVER) train chain --recipe $(CHAIN_RECIPE) --ship $(LORA_NAME)
+	$(RECOVER) train chain --recipe $(CHAIN_RECIPE) --ship $(LOSO_LORA_NAME)
+	$(RECOVER) train chain --recipe $(CHAIN_RECIPE) --holdout none --out build/train-all --ship $(LORA_NAME) --loso-from $(LOSO_LORA_NAME)
 
 # Refit the LOSO winner on every row and write the package defaults (mean prompt, embed predictor,
 # default_predictor.json), each carrying its LOSO figures and this command.
 ship-default: setup
-	$(RECOVER) eval $(EVAL_ARGS) $(REFS) $(if $(PROBES),--probes $(PROBES)) --report build/eval/loso --ship
+	$(RECOVER) eval $(EVAL_ARGS) $(REFS) --methods $(EVAL_METHODS) $(if $(PROBES),--probes $(PROBES)) --report build/eval/loso --ship
 
 # Leaderboard probes (README "Kaggle: leaderboard probes"): K prompts to submit as constant submissions,
 # then `make ship-default PROBES=build/probes/probes.csv` with their public scores filled in.

@@ -39,6 +39,7 @@ MEAN_PROMPT_FILE = "mean_prompt.json"
 # Embed-predictor artifact layout: 2 = candidates.txt + optional MBR posterior (1 had bank.txt).
 EMBED_FORMAT_VERSION = 2
 EMBED_PREDICTOR_DIR = "embed_predictor"
+INVERT_VOCAB_FILE = "invert_vocab.txt"  # an embed predictor's inversion vocabulary (predict/invert.py)
 DEFAULT_PREDICTOR_FILE = "default_predictor.json"
 CHECKPOINT_SUFFIX = ".partial.jsonl"
 RUN_CONFIG_FILE = "config.json"
@@ -62,4 +63,5 @@ LORA_FORMAT_VERSION = 1
 # The quant `recover predict` serves on CPU (a cached requant of the given GGUF), chosen by `make bench-cpu`
 CPU_QUANT_FILE = "cpu_quant.json"
 CPU_QUANT_FORMAT_VERSION = 1
-DEFAULT_LORA = "smollm2-dpo"
+DEFAULT_LORA = "smollm2-dpo-all"  # served by default: the final fit on every source (recipe chosen under LOSO)
+LOSO_LORA = "smollm2-dpo"  # the same recipe with gemma_rewrites_b held out (b, d, e never seen): what eval scores

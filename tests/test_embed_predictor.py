@@ -154,3 +154,38 @@ def test_source_weights_reach_the_ridge_fit(monkeypatch):
                 log=lambda *a: None)
     final = seen[-1]
     assert final is not None and list(final) == [1.0] * 6 + [0.25] * 6
+
+
+def test_embed_invert_ships_in_the_artifact_and_predict_runs_it(fitted, tmp_path):
+    """--combine embed+invert: each decoded string is edited toward its row's predicted embedding with the
+    vocabulary the artifact carries, within the per-row budget; an artifact without one says so."""
+    import copy
+
+    from recover.predict.invert import InvertConfig
+
+    p, _ = fitted
+    p = copy.copy(p)
+    p.manifest = {**p.manifest, "embedder": C.PROXY_MODEL_NAME, "embedder_is_proxy": True, "embedder_dim": 384,
+                  "combine": "pred"}
+    test = make_pairs(12, 3)
+    test[["id", "original_text", "rewritten_text"]].to_csv(tmp_path / "t.csv", index=False)
+    p.save(tmp_path / "plain")
+    with pytest.raises(ValueError, match="no inversion vocabulary"):
+        run_predict(PredictConfig(str(tmp_path / "t.csv"), str(tmp_path / "x.csv"), predictor="embed",
+                                  model=str(tmp_path / "plain"), combine="embed+invert"))
+    words = ["poem", "pirate", "email", "headline", "rhyming", "formal", "captain", "news", "verse", "french"]
+    p.with_invert_vocab(words, p.embedder.encode(words), InvertConfig(max_edits=2, exact=4))
+    p.save(tmp_path / "inv")
+    q = EmbedPredictor.load(tmp_path / "inv")
+    assert q.invert_vocab == words and q.manifest["invert"]["config"]["max_edits"] == 2
+    stats = run_predict(PredictConfig(str(tmp_path / "t.csv"), str(tmp_path / "s.csv"), predictor="embed",
+                                      model=str(tmp_path / "inv"), combine="embed+invert"))
+    assert stats["combine"] == "pred+invert" and stats["status"] == {"ok": 12}
+    plain = q.predict_batch(list(test.original_text), list(test.rewritten_text))  # inversion not enabled here
+    got = list(pd.read_csv(tmp_path / "s.csv")[C.COL_PROMPT])
+    assert got != plain
+    pe = q.predict_embeddings(list(test.original_text), list(test.rewritten_text))
+    # each edited string is at least as close to its row's predicted embedding as the decoded one, in <= 2 edits
+    e_got, e_plain = q.embedder.encode(got), q.embedder.encode(plain)
+    assert ((e_got * pe).sum(1) >= (e_plain * pe).sum(1) - 1e-3).all()
+    assert all(len(set(g.split()) - set(s.split())) <= 2 for g, s in zip(got, plain))

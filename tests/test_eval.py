@@ -267,7 +267,7 @@ def test_llm_rows_held_out_by_the_adapters_manifest_and_resumed(tmp_path):
     assert trained_sources({"training": {"data": ["x/a.csv", "b.csv", "c.csv"], "holdout": "b"}}) == {"a", "c"}
     with pytest.raises(ValueError, match="no training.data"):
         trained_sources({})
-    f = FoldLLM("smollm2-dpo", tmp_path)  # the shipped adapter: trained on a and c, b held out
+    f = FoldLLM(C.LOSO_LORA, tmp_path)  # the shipped LOSO adapter: trained on a and c, b held out
     assert f.held_out("gemma_rewrites_b") and f.held_out("gemma_rewrites_d") and not f.held_out("gemma_rewrites_a")
 
     class Stub:
@@ -292,7 +292,7 @@ def test_llm_rows_held_out_by_the_adapters_manifest_and_resumed(tmp_path):
 
 @pytest.mark.e2e
 def test_eval_scores_the_llm_only_where_its_adapter_never_trained(tmp_path):
-    """The shipped adapter trained on gemma_rewrites_a (and c): its llm* rows exist for b and d only; what
+    """The shipped LOSO adapter trained on gemma_rewrites_a (and c): its llm* rows exist for b and d only; what
     llm+gate and llm+suffix fit comes from the LLM's answers to the OTHER held-out source's rows; the
     inversion keeps its per-row budget; a method missing a selection fold is never the winner."""
     from recover.eval.methods import FitSettings

@@ -51,9 +51,21 @@ def test_the_per_row_time_budget_holds():
     inv = Inverter(slow, WORDS, bow(WORDS), InvertConfig(max_edits=50, max_seconds=2.5), clock=lambda: now[0])
     out, info = inv.row("rewrite this text as a formal letter", TARGET)
     assert info["stop"] == "seconds" and info["edits"] == 2
-    # rows are budgeted one by one: the next row gets its own 2.5 s
+    # rows() edits all rows in lockstep (one encoder call a round): 2 rows get 2 x 2.5 s, checked each round
+    now[0] = 0.0
     outs, infos = inv.rows(["a poem", "an email"], np.stack([TARGET, TARGET]))
-    assert [d["stop"] for d in infos] == ["seconds", "seconds"] and all(d["edits"] <= 2 for d in infos)
+    assert [d["stop"] for d in infos] == ["seconds", "seconds"] and [d["edits"] for d in infos] == [4, 4]
+    assert now[0] == 5.0  # the start's encoding + 4 rounds, then the budget stops it
+
+
+def test_rows_in_lockstep_equal_row_by_row():
+    inv = inverter(max_edits=3, exact=5)
+    starts = ["rewrite this text as a formal letter", "a poem", "summary email", "pirate"]
+    targets = bow(["pirate shanty", "formal letter", "rewrite as a poem", "email summary"])
+    together, info = inv.rows(starts, targets)
+    assert together == [inv.row(s, t)[0] for s, t in zip(starts, targets)]
+    assert all(d["edits"] <= 3 for d in info)
+    assert inverter(max_edits=0).rows(starts, targets)[0] == starts
 
 
 def test_blend_one_stays_put_and_config_errors():
@@ -69,3 +81,16 @@ def test_edit_neighbourhood():
     got = edits(["a", "b"], ["x"], 1, 10)
     assert ["a", "b", "x"] in got and ["x", "a", "b"] in got and ["x", "b"] in got and ["a"] in got
     assert all(len(g) <= 2 for g in edits(["a", "b"], ["x"], 1, 2))  # max_words: nothing grows past it
+
+
+def test_the_additive_shortlist_encodes_only_k_neighbours_and_still_finds_the_edits():
+    calls = []
+
+    def counting(texts):
+        calls.append(len(texts))
+        return bow(texts)
+
+    inv = Inverter(counting, WORDS, bow(WORDS), InvertConfig(max_edits=10, exact=3))
+    out, info = inv.row("rewrite this text as a formal letter", TARGET, bow(["rewrite this text as a formal letter"])[0])
+    assert {"pirate", "shanty"} <= set(out.split()) and info["stop"] == "converged"
+    assert calls and max(calls) <= 3  # each edit: 3 strings encoded, not the ~30 neighbours

@@ -189,8 +189,13 @@ def test_shipped_adapter_manifest_matches_the_packaged_base():
     assert m["format_version"] == C.LORA_FORMAT_VERSION and m["kind"] == "lora_gguf"
     assert m["base_sha256"] == file_sha256(smollm2_gguf()) and m["sha256"] == file_sha256(path)
     assert m["verification"]["passed"] and m["command"].startswith("recover train chain")
-    held = m["training"]["holdout"]
-    assert f"{held}.csv" in m["training"]["data"] and m["heldout_figures"]["protocol"] == f"loso:{held}"
+    # the default is the final fit on every source; its held-out figures are its LOSO twin's (same recipe)
+    assert m["training"]["holdout"] == "none" and len(m["training"]["data"]) == 5
+    held = m["heldout_figures"]["from_adapter"]["holdout"]
+    assert m["heldout_figures"]["from_adapter"]["name"] == C.LOSO_LORA and m["heldout_figures"]["protocol"] == f"loso:{held}"
+    loso = json.loads((ASSETS / C.LORA_ASSETS_DIR / C.LOSO_LORA / C.MANIFEST_FILE).read_text())
+    assert f"{held}.csv" in loso["training"]["data"] and loso["training"]["holdout"] == held
+    assert loso["training"]["recipe"]["dpo_lr"] == m["training"]["recipe"]["dpo_lr"] and loso["combine"] == m["combine"]
     assert {"n_ctx", "max_new_tokens"} <= set(serve)
     names = {r["method"] for r in m["heldout_figures"]["leaderboard"]}
     assert {"mean", "zero-shot", "sft", "sft+dpo", "sft+dpo+mean"} <= names
@@ -412,9 +417,9 @@ def test_the_final_fit_trains_on_every_source_and_carries_the_loso_adapters_figu
     assert cfg.final and chain.stage_split()["train"] == 8  # nothing held out, nothing purged
     assert len(pd.read_csv(chain.p["train"])) == 8
     assert "skipped" in chain.stage_predict() and "skipped" in chain.stage_eval()
-    held, combine, ev = loso_evidence(cfg, C.DEFAULT_LORA)  # the shipped LOSO adapter: same recipe
+    held, combine, ev = loso_evidence(cfg, C.LOSO_LORA)  # the shipped LOSO adapter: same recipe
     assert held["from_adapter"]["holdout"] and combine in ("llm", "llm+mean") and ev["from_adapter"]
     other = ch.ChainConfig.load(ch.resolve_chain_recipe("chain-smollm2-cpu"),
                                 {"data": data, "holdout": "none", "out": str(tmp_path / "c"), "dpo_lr": 1e-5})
     with pytest.raises(ValueError, match="another recipe.*dpo_lr"):
-        loso_evidence(other, C.DEFAULT_LORA)
+        loso_evidence(other, C.LOSO_LORA)

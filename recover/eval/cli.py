@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import sys
 
+from .. import constants as C
 from ..cli_args import _named_files
 
 
 def _fit_settings(a):
+    from ..predict.invert import InvertConfig
     from .methods import FitSettings
 
     weights = {}
@@ -27,7 +29,8 @@ def _fit_settings(a):
     return FitSettings(source_weights=weights, extra_targets=extra, extra_weight=a.targets_weight if extra else 0.0,
                        bank_size=a.bank_size, extra_bank=bank, vocab=a.vocab,
                        probes=load_probes(a.probes) if a.probes else [], probe_groups=a.probe_groups,
-                       pool_rows=a.pool_rows)
+                       pool_rows=a.pool_rows, invert=InvertConfig(max_edits=a.invert_edits, max_seconds=a.invert_seconds,
+                                                                  blend=a.invert_blend, exact=a.invert_exact))
 
 
 def _add_fit_args(s):
@@ -41,6 +44,11 @@ def _add_fit_args(s):
                    help="mean-prompt search vocabulary: the targets' words, or also every piece of the embedder's tokenizer")
     g.add_argument("--probes", help="CSV prompt,score: leaderboard probes; target weights are matched to them")
     g.add_argument("--probe-groups", type=int, default=24, help="target clusters whose weights the probes fit")
+    g.add_argument("--invert-edits", type=int, default=4, help="embed-invert / llm+invert: edits per row at most")
+    g.add_argument("--invert-seconds", type=float, default=0.06, help="... and seconds per row at most")
+    g.add_argument("--invert-blend", type=float, default=0.0, help="... target blended toward the start's embedding (0-1)")
+    g.add_argument("--invert-exact", type=int, default=8, help="... encode only the K neighbours best by the additive "
+                   "estimate (0: all)")
     g.add_argument("--pool-rows", type=int, default=300, help="llm+suffix / llm+gate: the LLM's answers to this many "
                    "training rows its adapter never saw (seeded) are what they fit on")
 
@@ -84,7 +92,7 @@ def add_cli(sub) -> None:
     s.add_argument("--report", help="folder for leaderboard.csv/json, per_row.csv, leaderboard.png")
     s.add_argument("--pred", action="append", metavar="NAME=CSV",
                    help="also score a submission made outside eval (e.g. an LLM) on the one --holdout source; repeat")
-    s.add_argument("--lora", default="smollm2-dpo", help="the adapter llm* methods serve: a shipped name or a LoRA GGUF "
+    s.add_argument("--lora", default=C.LOSO_LORA, help="the adapter llm* methods serve: a shipped name or a LoRA GGUF "
                    "with its manifest; folds of sources it trained on are not scored")
     s.add_argument("--val-rows", type=int, help="score a seeded sample of N held-out rows per fold (same rows for "
                    "every method)")

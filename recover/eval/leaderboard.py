@@ -70,7 +70,8 @@ def format_leaderboard(lb: pd.DataFrame, title: str, select: list[str] | None = 
     for _, r in lb.iterrows():
         rule = f"{r['rule']:7.4f} [{r['rule_low']:.4f}, {r['rule_high']:.4f}] {r['worst']:7.4f} {r['macro']:7.4f}" \
             if pd.notna(r.get("rule")) else f"{'-':>7} {'-':>17} {'-':>7} {r.get('macro', float('nan')):7.4f}"
-        per = " ".join(f"{r[f'scs[{s}]']:>8.4f} ({r.get(f'gain[{s}]', float('nan')):+.3f})" for s in sources)
+        per = " ".join(f"{r[f'scs[{s}]']:>8.4f} ({r.get(f'gain[{s}]', float('nan')):+.3f})" if pd.notna(r[f"scs[{s}]"])
+                       else f"{'-':>18}" for s in sources)  # not scored there (an adapter that trained on it)
         rate = f"{r['rows_per_s']:8.1f}" if pd.notna(r.get("rows_per_s")) else f"{'-':>8}"
         gain = f"{r.get('gain_vs_mean', float('nan')):+.4f} [{r.get('gain_ci_low', float('nan')):+.4f}, " \
                f"{r.get('gain_ci_high', float('nan')):+.4f}]"
@@ -80,6 +81,9 @@ def format_leaderboard(lb: pd.DataFrame, title: str, select: list[str] | None = 
                "worst of them; macro = over all folds; SCS = all rows pooled. Unstarred folds: robustness, never read "
                "by the rule")
     out.append("per-source cells: SCS (gain over the mean prompt fitted on the same training rows)")
+    if lb.rule.isna().any():
+        out.append("- = not scored on that fold (an adapter that trained on it): no RULE, never picked; ranked with "
+                   "the others on the selection folds all methods share (below)")
     if "mean:shipped" in set(lb.method) or lb.method.str.startswith("ref:").any():
         out.append("mean:shipped (the package's current default.json) and ref:* (fixed prompt files) were fitted "
                    "outside these folds: references, not held-out figures")

@@ -27,6 +27,9 @@ from .llm_methods import INVERT_METHODS, LLM_METHODS, FoldMethods
 METHODS = ("mean", "mean:shipped", "embed", "embed:bf16") + tuple(dict.fromkeys(INVERT_METHODS + LLM_METHODS))
 # built on the fold's embed predictor (the inversion's target, llm+invert's predicted embedding)
 NEEDS_EMBED = set(INVERT_METHODS)
+# each method against the one it adds to (paired on the selection folds): what the step itself is worth
+BUILDS_ON = {"llm+mean": "llm", "llm+suffix": "llm+mean", "llm+gate": "llm", "embed-invert": "embed",
+             "llm+invert": "llm+mean"}
 # embed:bf16 is embed's own fit fed held-out features encoded in bf16 (what `recover predict` does on a CPU
 # with bf16 hardware): a runtime variant that decides the feature precision, never a winner itself.
 VARIANTS = {"embed:bf16": "embed"}
@@ -52,7 +55,7 @@ class EvalConfig:
     command: str = ""  # recorded in the shipped manifests
     select_on: list[str] = field(default_factory=list)  # the folds that choose (default: gemma*; select.py)
     references: dict[str, str] = field(default_factory=dict)  # NAME -> mean_prompt JSON scored on every fold
-    lora: str = C.DEFAULT_LORA  # the adapter the llm* methods serve (shipped name or LoRA GGUF with its manifest)
+    lora: str = C.LOSO_LORA  # the adapter the llm* methods serve (shipped name or LoRA GGUF with its manifest)
     val_rows: int | None = None  # score a seeded sample of each fold's held-out rows (every method the same rows)
 
     def __post_init__(self):
@@ -186,11 +189,12 @@ def fold_gains(per_row: pd.DataFrame, methods: list[str], refs: list[str], selec
     pairs = [(BASELINE, m) for m in methods if m != BASELINE and BASELINE in have]
     pairs += [(r, "mean:shipped") for r in refs if "mean:shipped" in have]
     pairs += [(VARIANTS[v], v) for v in VARIANTS if {v, VARIANTS[v]} <= have]  # what the runtime variant costs
+    pairs += [(b, m) for m, b in BUILDS_ON.items() if {m, b} <= have]  # what each step on top of another adds
     out = [x for a, b in pairs for x in paired_by_fold(per_row, a, b, select, seed)]
     if out:
         log("paired gains on the selection folds (row by row, bootstrap 95% CI):")
     for x in out:
-        log(f"  {x['from']:>9} -> {x['to']:<14} {x['source']:<20} {x['gain']:+.4f} [{x['ci_low']:+.4f}, {x['ci_high']:+.4f}]")
+        log(f"  {x['from']:>12} -> {x['to']:<14} {x['source']:<20} {x['gain']:+.4f} [{x['ci_low']:+.4f}, {x['ci_high']:+.4f}]")
     return out
 
 

@@ -16,10 +16,11 @@ from .. import constants as C
 from ..csvio import atomic_write_json
 from ..predict.base import DEFAULT_MEAN_PROMPT_PATH
 from ..predict.defaults import ASSETS, DEFAULT_FILE
+from ..meanprompt.optimize import vocab_from_texts
 from .methods import fit_embed, fit_mean
 from .select import RULE, pick_winner
 
-SHIPPABLE = ("mean", "embed")  # what --ship writes (llm* ship as an adapter with its manifest)
+SHIPPABLE = ("mean", "embed", "embed-invert")  # what --ship writes (llm* ship as an adapter with its manifest)
 
 
 def loso_figures(lb: pd.DataFrame, method: str, select: list[str]) -> dict:
@@ -53,10 +54,14 @@ def ship(result: dict, rows, cfg, emb, cache, command: str, log=print, to: str |
         "format_version": C.MANIFEST_FORMAT_VERSION, "kind": "mean_prompt", "prompt": mean.prompt,
         "embedder": meta["metric"], "embedder_path": None if emb.spec.is_proxy else str(emb.spec.path), "fit": mean.scores, "loso": loso_figures(lb, "mean", meta["select"]), **provenance})
     choice = {"format_version": C.MANIFEST_FORMAT_VERSION, "predictor": "mean", "model": None}
-    if winner == "embed":
+    if winner in ("embed", "embed-invert"):
         pred = fit_embed(rows, cfg.settings, mean, cache, emb, log=log)
+        if winner == "embed-invert":  # the inversion's vocabulary: every training prompt's words, as in eval
+            words = vocab_from_texts(list(rows.df[C.COL_PROMPT]), max_words=cfg.settings.vocab_size)
+            pred.with_invert_vocab(words, cache.encode(words), cfg.settings.invert)
         pred.manifest.update(embedder=C.PROXY_MODEL_NAME if emb.spec.is_proxy else str(emb.spec.path),
-                             embedder_is_proxy=emb.spec.is_proxy, embedder_dim=emb.dim, combine="pred",
+                             embedder_is_proxy=emb.spec.is_proxy, embedder_dim=emb.dim,
+                             combine="pred+invert" if winner == "embed-invert" else "pred",
                              loso=loso_figures(lb, winner, meta["select"]), seed=cfg.settings.seed, **provenance)
         if art.exists():
             shutil.rmtree(art)
@@ -64,7 +69,8 @@ def ship(result: dict, rows, cfg, emb, cache, command: str, log=print, to: str |
         choice.update(predictor="embed", model=C.EMBED_PREDICTOR_DIR)
     elif art.exists():
         shutil.rmtree(art)  # a stale artifact must not look like the default
-    fitted = [m for m in lb.method if m != "mean:shipped" and not m.startswith("ref:")]  # no held-out figures
+    # references have no held-out figures; a method missing a selection fold (an LLM) has no rule figure
+    fitted = [m for m, r in zip(lb.method, lb.rule) if m != "mean:shipped" and not m.startswith("ref:") and pd.notna(r)]
     choice.update(method=winner, why=f"the selection rule ({RULE}; folds {', '.join(meta['select'])}) "
                   f"among {', '.join(fitted)} under leave-one-source-out",
                   loso={m: loso_figures(lb, m, meta["select"]) for m in fitted}, **provenance)

@@ -8,13 +8,15 @@ from typing import Protocol, Sequence
 
 
 DEFAULT_MEAN_PROMPT_PATH = Path(__file__).resolve().parent.parent / "meanprompt" / "default.json"
-COMBINE_MODES = ("mean", "pred", "pred+mean", "mean+pred", "pred+suffix")
+COMBINE_MODES = ("mean", "pred", "pred+mean", "mean+pred", "pred+suffix", "pred+invert")
 # "llm" and "embed" read naturally on the command line; they name the same thing as "pred".
 # pred+suffix: the prediction followed by the suffix fitted to follow this artifact's own predictions
 # (its manifest's "suffix", meanprompt/suffix.py); a blank prediction gets the mean prompt.
 COMBINE_ALIASES = {"llm": "pred", "embed": "pred", "llm+mean": "pred+mean", "embed+mean": "pred+mean",
                    "mean+llm": "mean+pred", "mean+embed": "mean+pred", "llm+suffix": "pred+suffix",
-                   "embed+suffix": "pred+suffix"}
+                   "embed+suffix": "pred+suffix", "embed+invert": "pred+invert"}
+# pred+invert: the embed predictor's string edited toward its predicted embedding (predict/invert.py); the
+# predictor does it, so the runner submits the prediction as is
 
 
 class Predictor(Protocol):
@@ -74,7 +76,7 @@ def combine(pred: str, mean: str, mode: str) -> str:
     pred = (pred or "").strip()
     if mode == "mean" or not pred:
         return mean
-    if mode == "pred":
+    if mode in ("pred", "pred+invert"):
         return pred
     if mode in ("pred+mean", "pred+suffix"):  # the caller passes the suffix as `mean` for pred+suffix
         return f"{pred} {mean}".strip()

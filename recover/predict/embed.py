@@ -7,7 +7,11 @@ prompt before or after it, so the hedge with the mean prompt is chosen per row. 
 risk decoding over a posterior of training prompts was measured and lost under leave-one-source-
 out: README, Evaluation.)
 
-The artifact is a folder: manifest.json + weights.npz + candidates.txt.
+With `--combine embed+invert` (or an artifact whose manifest's combine is pred+invert) each row's
+nearest candidate is then edited toward the row's predicted embedding (predict/invert.py, 2nd place's
+per-row inversion) over the vocabulary the artifact carries (invert_vocab.txt: its training prompts' words).
+
+The artifact is a folder: manifest.json + weights.npz + candidates.txt (+ invert_vocab.txt).
 """
 from __future__ import annotations
 
@@ -59,6 +63,9 @@ class EmbedPredictor:
         self.W, self.x_mean, self.y_mean = W, x_mean, y_mean
         self.candidates, self.cand_emb = candidates, cand_emb.astype(np.float32)
         self.embedder, self.manifest = embedder, manifest
+        self.invert_vocab: list[str] | None = None  # words + their embeddings, when the artifact carries them
+        self.invert_emb: np.ndarray | None = None
+        self.inverter = None  # set by enable_invert: predict_batch then edits each decoded string
         if manifest.get("decode", "nearest") not in DECODES:
             raise ValueError(f"decode {manifest.get('decode')!r}: this recover knows {', '.join(DECODES)}")
 
@@ -78,7 +85,31 @@ class EmbedPredictor:
         return [self.candidates[i] for i in self.choose(pred_emb)]
 
     def predict_batch(self, originals, rewrites) -> list[str]:
-        return self.decode(self.predict_embeddings(originals, rewrites))
+        pe = self.predict_embeddings(originals, rewrites)
+        if self.inverter is None:
+            return self.decode(pe)
+        idx = self.choose(pe)
+        out, self.invert_info = self.inverter.rows([self.candidates[i] for i in idx], pe, self.cand_emb[idx])
+        return out
+
+    def enable_invert(self, cap=None, cfg=None) -> None:
+        """Per-row inversion after decoding, with the artifact's vocabulary and settings (manifest "invert")."""
+        from .invert import InvertConfig, Inverter
+
+        if self.invert_vocab is None:
+            raise ValueError("--combine embed+invert: this embed predictor carries no inversion vocabulary "
+                             "(recover eval --ship writes one when embed-invert wins)")
+        cfg = cfg or InvertConfig(**self.manifest.get("invert", {}).get("config", {}))
+        self.inverter = Inverter(self.embedder.encode, self.invert_vocab, self.invert_emb, cfg, cap=cap)
+        # edits run in lockstep over a chunk's rows: 256 rows fill the encoder's batches (64 left ~30% idle)
+        self.chunk_rows = 256
+
+    def with_invert_vocab(self, words: list[str], emb: np.ndarray, cfg) -> "EmbedPredictor":
+        from dataclasses import asdict
+
+        self.invert_vocab, self.invert_emb = list(words), np.asarray(emb, np.float32)
+        self.manifest["invert"] = {"config": asdict(cfg), "vocab": len(words)}
+        return self
 
     # --- artifact ----------------------------------------------------------------------------
     def save(self, out: str | Path) -> Path:
@@ -89,6 +120,9 @@ class EmbedPredictor:
         # float16 embeddings halve the artifact; the decisions do not notice (tested).
         arrays = {"W": self.W, "x_mean": self.x_mean, "y_mean": self.y_mean,
                   "cand_emb": self.cand_emb.astype(np.float16)}
+        if self.invert_vocab is not None:
+            arrays["invert_emb"] = self.invert_emb.astype(np.float16)
+            atomic_write_text(out / C.INVERT_VOCAB_FILE, "\n".join(self.invert_vocab) + "\n")
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
         atomic_write_bytes(out / "weights.npz", buf.getvalue())
@@ -114,7 +148,14 @@ class EmbedPredictor:
                              f"but {emb.spec.path} has dim {emb.dim}; pass --embedder")
         if len(cands) != len(w["cand_emb"]):
             raise ValueError(f"{path}: candidates.txt has {len(cands)} lines but weights hold {len(w['cand_emb'])}")
-        return cls(w["W"], w["x_mean"], w["y_mean"], cands, w["cand_emb"].astype(np.float32), emb, manifest)
+        p = cls(w["W"], w["x_mean"], w["y_mean"], cands, w["cand_emb"].astype(np.float32), emb, manifest)
+        if "invert" in manifest:
+            words = (path / C.INVERT_VOCAB_FILE).read_text(encoding="utf-8").splitlines()
+            if len(words) != len(w["invert_emb"]):
+                raise ValueError(f"{path}: {C.INVERT_VOCAB_FILE} has {len(words)} lines but weights hold "
+                                 f"{len(w['invert_emb'])}")
+            p.invert_vocab, p.invert_emb = words, w["invert_emb"].astype(np.float32)
+        return p
 
 
 def feature_embedder_spec(manifest: dict, explicit: str | None) -> EmbedderSpec:

@@ -186,9 +186,14 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
 
     # rows per checkpointed chunk: asked for, else the predictor's own (the torch engine sorts a chunk by
     # length into batches, so a bigger chunk pads less), else the predictor kind's
-    chunk_rows = cfg.batch_size or getattr(predictor, "chunk_rows", None) or BATCH_SIZES[predictor.name]
     mode = resolve_combine(cfg.combine, predictor)
     suffix = artifact_suffix(predictor, mode)
+    if mode == "pred+invert" and predictor.name != "mean":  # mean: the model failed to load, rows get the fallback
+        if predictor.name != "embed":
+            raise ValueError(f"--combine {mode}: per-row inversion edits the embed predictor's strings; "
+                             f"not built for {predictor.name}")
+        predictor.enable_invert(cap=cap)
+    chunk_rows = cfg.batch_size or getattr(predictor, "chunk_rows", None) or BATCH_SIZES[predictor.name]
     log(f"predictor: {predictor.name}, combine: {mode}" + (f", suffix: {suffix!r}" if mode == "pred+suffix" else ""))
 
     def finish(raw: str | None) -> str:
