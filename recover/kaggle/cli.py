@@ -50,7 +50,7 @@ def add_cli(sub) -> None:
     s.add_argument("--out", help="default: build/datasets or build/kernels")
     s.add_argument("--model", help="datasets: GGUF to ship")
     s.add_argument("--embed", help="datasets: embed-predictor folder to ship")
-    s.add_argument("--lora", help="datasets: a LoRA GGUF (or shipped name, e.g. smollm2-dpo) staged beside --model")
+    s.add_argument("--lora", help="datasets: a LoRA GGUF (or shipped name, e.g. smollm2-dpo-all) staged beside --model")
     s.add_argument("--mean-prompt", help="datasets: mean_prompt.json to ship (default: the package's)")
     s.add_argument("--data", action="append", help="datasets: labelled CSV or prompt .txt for kernels/tune; repeat")
     s.add_argument("--new", action="store_true", help="publish: datasets create (default: datasets version)")
