@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .. import constants as C
 from ..csvio import atomic_write_json
@@ -56,13 +57,14 @@ class FoldMethods:
             self._llm = FoldLLM(self.cfg.lora, self.cfg.cache_dir, self.cfg.settings.seed, log=self.log)
         return self._llm
 
-    def fast_encode(self, texts: list[str]) -> np.ndarray:
-        """Inversion's candidates: one-off strings, encoded in bf16 where the CPU has it (eval's bf16 check:
-        cosine to fp32 >= 0.9998), never stored in the cache."""
+    @property
+    def fast(self) -> Embedder:
+        """Inversion's and the suffix search's candidates: one-off strings, encoded in bf16 where the CPU has it
+        (eval's bf16 check: cosine to fp32 >= 0.9998), never stored in the cache."""
         if self._fast is None:
             self._fast = Embedder(self.emb.spec, device=self.emb.device,
                                   dtype="bf16" if self.emb.device == "cpu" and cpu_has_fast_bf16() else "fp32")
-        return self._fast.encode(texts)
+        return self._fast
 
     def skip_reason(self, name: str, source: str) -> str | None:
         if name in LLM_METHODS and not self.llm.held_out(source):
@@ -75,9 +77,9 @@ class FoldMethods:
         out, conf = [""] * len(rows.df), np.full(len(rows.df), -np.inf)
         for src, idx in rows.df.groupby(C.COL_SOURCE).indices.items():
             got = self.llm.rows(src, rows.df.iloc[idx])
-            for j, raw, c in zip(idx, got["raw"], got["confidence"]):
+            conf[idx] = pd.to_numeric(got["confidence"], errors="coerce").fillna(-np.inf).to_numpy()  # none: hedge
+            for j, raw in zip(idx, got["raw"]):
                 out[j] = self.cap(raw.strip()) if isinstance(raw, str) and raw.strip() else mean
-                conf[j] = float(c) if str(c) not in ("", "nan", "None") else -np.inf
         return out, conf
 
     def pool(self, tr):
@@ -132,17 +134,13 @@ class FoldMethods:
         f = Path(self.cfg.cache_dir) / "suffix" / f"suffix-{key}.json"
         if f.is_file():
             return json.loads(f.read_text())
-        fit = fit_suffix(self._fast_embedder(), ans, truths, vocab_from_texts(truths), m, cfg, cap=self.cap,
+        fit = fit_suffix(self.fast, ans, truths, vocab_from_texts(truths), m, cfg, cap=self.cap,
                          log=lambda *a: None)
         out = {"suffix": fit["suffix"], "pool_rows": len(ans), "pool_by_source": by_source(p), "scores": fit["scores"],
                "seconds": fit["seconds"]}
         atomic_write_json(f, out)
         self.log(f"    suffix on {len(ans)} pool rows ({fit['seconds']:.0f} s): {fit['scores']} {fit['suffix']!r}")
         return out
-
-    def _fast_embedder(self):
-        self.fast_encode(["x"])
-        return self._fast
 
     def gate(self, tr, m: str) -> dict:
         p, ans, conf = self._pool_answers(tr, m)
@@ -159,7 +157,7 @@ class FoldMethods:
         if vocab is None:  # the words of the fold's training prompts, as the mean prompt's search uses
             words = vocab_from_texts([p for p in tr.df[C.COL_PROMPT] if p not in exclude], max_words=s.vocab_size)
             vocab = self.fold_state["vocab"] = (words, self.cache.encode(words))
-        inv = Inverter(self.fast_encode, vocab[0], vocab[1], s.invert, cap=self.cap)
+        inv = Inverter(self.fast.encode, vocab[0], vocab[1], s.invert, cap=self.cap)
         out, info = inv.rows(starts, predicted, self.cache.encode(starts))
         stops = {k: sum(d["stop"] == k for d in info) for k in ("edits", "seconds", "converged", "no edit")}
         rep = {"invert": s.invert.__dict__, "mean_edits": round(float(np.mean([d["edits"] for d in info])), 2),
