@@ -2,8 +2,9 @@
 
 llama:  recover's LlamaPredictor on llama.cpp; "llama:Q8_0" = the same weights requantized (cached,
         keyed by content).
-torch:  recover's LlamaPredictor on its torch engine (bf16, rows batched; "torch:4" = 4 rows per batch);
-        torch-amp: the same with fp32 weights and bf16 matmuls (torch.autocast).
+torch:  recover's LlamaPredictor on its torch engine (bf16, rows batched; "torch:16" = 16 rows in flight);
+        torch-amp: the same with fp32 weights and bf16 matmuls (torch.autocast); torch-int8: int8 weights
+        per channel, activations quantised per call.
 hf:     PEERS, plain transformers `generate` (greedy, weights dequantised from the same GGUF) doing
         EQUAL work: fed the llama engine's own prompt token ids, stopped by the engine's rules (end-of-
         generation token, max new tokens, `blank_line_stop`). hf = fp32 row by row; hf-bf16 = bf16 row by
@@ -21,8 +22,8 @@ from pathlib import Path
 from .. import constants as C
 from ..csvio import clean_text, read_test
 
-BACKENDS = ("llama", "torch", "torch-amp", "hf", "hf-bf16", "hf-bf16-batch", "hf-raw")
-ENGINES = ("llama", "torch", "torch-amp")  # recover's own engines: the candidates for the CPU default
+BACKENDS = ("llama", "torch", "torch-amp", "torch-int8", "hf", "hf-bf16", "hf-bf16-batch", "hf-raw")
+ENGINES = ("llama", "torch", "torch-amp", "torch-int8")  # recover's own engines: the candidates for the CPU default
 PEERS = {"hf": ("fp32", 1), "hf-bf16": ("bf16", 1), "hf-bf16-batch": ("bf16", 8), "hf-raw": ("fp32", 1)}
 TORCH_ROWS = 8  # rows per batch of the torch engine unless "torch:N" (predict/llm.py uses the same default)
 
@@ -64,8 +65,11 @@ def bench_llama(model: str, data: str, rows: int, llm: dict) -> dict:
     torch_engine = p.cfg.engine == "torch"
     out = _finish(f"recover engine: {p.cfg.engine}", t_load, sum(per_row), per_row, [len(x) for x in ids],
                   s.prompt_tokens - base_eval, s.gen_tokens, s.t_prompt - base_tp, s.t_gen, preds)
-    n_params = sum(x.numel() for x in p.engine.hf.parameters()) if torch_engine else p.engine.model.n_params()
-    out.update(prompt_ids=ids, n_params=n_params, file_bytes=Path(model).stat().st_size,
+    e = p.engine
+    n_params = e.n_params if torch_engine else e.model.n_params()
+    body = e.body_params if torch_engine else n_params - e.model.n_vocab() * e.model.n_embd()
+    out.update(prompt_ids=ids, n_params=n_params, file_bytes=Path(model).stat().st_size, body_params=body,
+               weight_bytes=e.weight_bytes if torch_engine else Path(model).stat().st_size, gen_steps=s.gen_steps,
                model_desc="torch " + p.engine.dtype if torch_engine else p.engine.model.desc(),
                torch_dtype=p.engine.dtype if torch_engine else None,
                max_new_tokens=p.cfg.max_new_tokens, engine=p.cfg.engine, n_seq=p.cfg.n_seq)
@@ -121,6 +125,7 @@ def bench_hf(model: str, data: str, rows: int, llm: dict, hf_dir: str | None = N
     n = len(originals)
     order = sorted(range(n), key=lambda j: len(prompt_ids[j])) if batch > 1 else list(range(n))
     per_row, counts, gen_counts, t_prompt, t_gen, preds = [0.0] * n, [0] * n, 0, 0.0, 0.0, [""] * n
+    steps = 0
     pad = tok.eos_token_id if tok.eos_token_id is not None else 0
     for k in range(0, n, batch):
         chunk = order[k:k + batch]
@@ -139,6 +144,7 @@ def bench_hf(model: str, data: str, rows: int, llm: dict, hf_dir: str | None = N
             out = m.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False,
                              stopping_criteria=StoppingCriteriaList([ph]), pad_token_id=pad)
         end = time.perf_counter()
+        steps += out.shape[1] - ids.shape[1]  # one forward per generated position, for the whole batch
         t_prompt += (ph.t or end) - t
         t_gen += end - (ph.t or end)
         for b, j in enumerate(chunk):
@@ -153,7 +159,11 @@ def bench_hf(model: str, data: str, rows: int, llm: dict, hf_dir: str | None = N
             text = clean_llm_output(tok.decode(gen), "")
             preds[j] = "" if is_echo(text, originals[j], rewrites[j]) else text
     name = f"hf generate {dtype}" + (f", {batch} rows/batch" if batch > 1 else "") + (", equal work" if equal else ", raw")
-    return _finish(name, t_load, sum(per_row), per_row, counts, sum(counts), gen_counts, t_prompt, t_gen, preds)
+    res = _finish(name, t_load, sum(per_row), per_row, counts, sum(counts), gen_counts, t_prompt, t_gen, preds)
+    n_params = sum(x.numel() for x in m.parameters())
+    res.update(body_params=n_params - m.config.vocab_size * m.config.hidden_size, gen_steps=steps,
+               weight_bytes=n_params * (2 if dtype == "bf16" else 4))
+    return res
 
 
 def run_backend(name: str, model: str, data: str, rows: int, llm: dict, hf_dir: str | None = None,
@@ -166,7 +176,7 @@ def run_backend(name: str, model: str, data: str, rows: int, llm: dict, hf_dir: 
         fn, args = bench_llama, (model, data, rows, {**llm, "engine": "llama"})
     elif name.startswith("torch"):
         n_seq = int(name.split(":", 1)[1]) if ":" in name else TORCH_ROWS
-        dtype = "amp" if name.split(":")[0] == "torch-amp" else "bf16"
+        dtype = {"torch-amp": "amp", "torch-int8": "int8"}.get(name.split(":")[0], "bf16")
         fn, args = bench_llama, (model, data, rows, {**llm, "engine": "torch", "n_seq": n_seq, "torch_dtype": dtype})
     else:
         equal = name != "hf-raw"

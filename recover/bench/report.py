@@ -10,6 +10,7 @@ from ..cpus import usable_cpus
 from ..csvio import atomic_write_json
 from ..runs import new_run_dir, record_run
 from . import projection as P
+from .limits import format_limits, measure_limits, phase_fractions
 from .measure import BACKENDS, ENGINES, PEERS, run_backend
 
 PROJECT_MODELS = ("Phi-2 Q4_K_M", "Mistral-7B Q4_K_M")
@@ -61,7 +62,10 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
         r.pop("prompt_ids", None)
     calibration = P.load_calibration(cfg.calibrate) if cfg.calibrate else None
     report = {"model": cfg.model, "data": data, "rows": cfg.rows, "machine": "local (measured)",
-              "threads": usable_cpus(), "backends": results}
+              "threads": usable_cpus(), "backends": results, "limits": measure_limits(usable_cpus())}
+    for r in results.values():
+        if "error" not in r:
+            r["phases"] = phase_fractions(r, report["limits"])
     ok = {k: v for k, v in results.items() if "error" not in v}
     llamas = [k for k in ok if k.startswith("llama")]
     engines = [k for k in ok if k.split(":")[0] in ENGINES]
@@ -191,6 +195,7 @@ def format_report(r: dict) -> str:
         lines.append(f"{k:24}" + "".join(f"{str(r['backends'][n].get(k, r['backends'][n].get('error', '-'))):>16}"
                                           for n in names))
     lines.append(f"{'threads':24}{r.get('threads', '-'):>16}")
+    lines += format_limits(r)
     if r.get("prompt_tokens_match"):
         lines.append("equal-work backends ran on the llama engine's prompt token ids: counts match on every row")
     for k, v in r.get("ratios", {}).items():

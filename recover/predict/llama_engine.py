@@ -36,6 +36,7 @@ class EngineStats:
     cached_tokens: int = 0
     gen_tokens: int = 0
     decode_calls: int = 0
+    gen_steps: int = 0  # decode calls that carried generated tokens only (each reads every weight once)
     t_prompt: float = 0.0  # seconds in decode calls that carried prompt tokens
     t_gen: float = 0.0  # seconds in decode calls of generated tokens only
     per_job_prompt: list = field(default_factory=list)
@@ -208,6 +209,7 @@ class LlamaEngine(GGUFTokens):
                 self.stats.t_prompt += dt
             else:
                 self.stats.t_gen += dt
+                self.stats.gen_steps += 1
             idx = {e[2]: i for i, e in enumerate(entries) if e[3]}
             for seq in owners:
                 st = slots[seq]

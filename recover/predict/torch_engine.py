@@ -10,21 +10,26 @@ replays them on each row's tokens); the weights are the GGUF's, dequantised by t
 a GGUF LoRA adapter merged in (W += alpha/r * B @ A, as llama.cpp applies it at scale 1).
 Rows of similar length are batched (padding masked out); the instruction head every row shares is
 evaluated once and its KV cache copied into each batch (~15% of a row's prompt tokens, as the llama
-engine's sequence 0), so one row's k samples cost one prompt evaluation.
+engine's sequence 0), so one row's k samples cost one prompt evaluation. The forward is recover's own
+(predict/torch_lm.py: fused matmuls, a KV cache allocated once per batch, no `generate`): it matches
+transformers' to ~1e-4 logits in fp32 (tests/test_torch_engine.py) at a fraction of the per-step cost.
 """
 from __future__ import annotations
 
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
 
+from .. import constants as C
 from ..cpus import claim_cpus, usable_cpus
 from .llama_engine import EngineStats, GGUFTokens, blank_line_stop, check_gguf
 
-# bf16: weights and activations in bf16. amp: fp32 weights, matmuls in bf16 under torch.autocast (norms,
-# softmax and the residual stream stay fp32).
-DTYPES = {"bf16": "bfloat16", "fp32": "float32", "amp": "float32"}
+# The weights' load dtype per --torch-dtype. bf16: weights and activations in bf16. amp: fp32 weights, matmuls
+# in bf16 under torch.autocast (norms, softmax and the residual stream stay fp32). int8: loaded fp32, then
+# quantised per output channel by predict/torch_lm.py.
+DTYPES = {d: "bfloat16" if d == "bf16" else "float32" for d in C.TORCH_DTYPES}
 
 
 def quiet_gguf_loading() -> None:
@@ -96,6 +101,12 @@ def _unpermute(x: np.ndarray, n_head: int) -> np.ndarray:
     return x.reshape(n_head, dim, 2, *x.shape[1:]).swapaxes(2, 1).reshape(x.shape)
 
 
+# Rows prefilled in one forward: ~2,400 tokens. Larger groups ran slower per token here (the first fill of 24
+# rows at once: 572 vs 909 prompt tok/s, `recover bench --backends torch:32` vs torch): their activations
+# leave the CPU's caches; smaller ones run at the same rate (1-8 rows: 900-1,000 tok/s bf16).
+PREFILL_ROWS = 8
+
+
 class TorchEngine(GGUFTokens):
     """LlamaEngine's interface (tokenize, set_head, generate, reseed, stats, close) on torch."""
 
@@ -105,6 +116,8 @@ class TorchEngine(GGUFTokens):
         import torch
         from llama_cpp import _internals
         from llama_cpp._logger import set_verbose
+
+        from .torch_lm import FusedLM
 
         check_gguf(model_path)
         dtype = dtype or "bf16"
@@ -127,7 +140,14 @@ class TorchEngine(GGUFTokens):
             claim_cpus()
         torch.set_num_threads(n_threads or usable_cpus())
         self.n_seq, self.n_ctx_row, self.seed, self.dtype = max(1, n_seq), n_ctx_row, seed, dtype
-        self.hf = load_hf_from_gguf(model_path, dtype, lora_path)
+        hf = load_hf_from_gguf(model_path, dtype, lora_path)
+        self.n_params = sum(x.numel() for x in hf.parameters())
+        cfg = getattr(hf.config, "text_config", hf.config)
+        self.body_params = self.n_params - cfg.vocab_size * cfg.hidden_size  # the tied embedding counted once
+        # bytes one decode step reads: every weight once, in the format the forward computes from
+        self.weight_bytes = self.n_params * {"bf16": 2, "int8": 1}.get(dtype, 4)
+        self.lm = FusedLM(hf, "int8" if dtype == "int8" else getattr(torch, DTYPES[dtype]))
+        del hf  # the fused copies hold every weight the forward reads
         self.head: list[int] = []
         self._head_cache = None
         self.stats = EngineStats()
@@ -137,7 +157,11 @@ class TorchEngine(GGUFTokens):
         import torch
 
         self._gen = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)  # generate() samples from the global generator
+
+    def _amp(self):
+        import torch
+
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == "amp")
 
     def set_head(self, tokens: list[int]) -> None:
         """Evaluate the instruction head every row shares once; each batch starts from a copy of its KV
@@ -146,110 +170,126 @@ class TorchEngine(GGUFTokens):
 
         self.head, self._head_cache = list(tokens), None
         if len(self.head) > 1:
-            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == "amp"):
-                self._head_cache = self.hf(torch.tensor([self.head[:-1]]), use_cache=True).past_key_values
+            with torch.no_grad(), self._amp():
+                self._head_cache = self.lm.head(self.head[:-1])
+
+    def sequence_logits(self, tokens: list[int]):
+        """Every position's next-token logits (len, vocab) of one sequence, without the head cache (tests,
+        teacher forcing)."""
+        with self._amp():
+            return self.lm.sequence(list(tokens), last="all")[1][0]
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
                  stop_on_blank_line: bool = True, top_p: float = 1.0,
                  deadline: float | None = None) -> list[str | None]:
-        outputs: list[str | None] = [None] * len(prompts)
-        self.confidence: list[float | None] = [None] * len(prompts)  # mean log-prob of each row's sampled tokens
-        order = sorted(range(len(prompts)), key=lambda j: len(prompts[j]))  # similar lengths: little padding
-        for start in range(0, len(order), self.n_seq):
-            if deadline is not None and time.monotonic() >= deadline:
-                return outputs  # rows not started stay None: the runner gives them the fallback in time
-            chunk = order[start:start + self.n_seq]
-            rows, lps = self._generate_batch([prompts[j] for j in chunk], max_new_tokens, temperature, top_p,
-                                             stop_on_blank_line)
-            for j, toks, lp in zip(chunk, rows, lps):
-                outputs[j], used = self._trim(toks, max_new_tokens, stop_on_blank_line)
-                self.confidence[j] = float(np.mean(lp[:max(1, used)]))
-        return outputs
-
-    def _generate_batch(self, prompts, max_new_tokens, temperature, top_p, stop_on_blank_line) -> list[list[int]]:
+        """The generated text per prompt (None: not finished by `deadline`, time.monotonic()). Continuous
+        batching, as the llama engine does it: n_seq slots decode together, rows enter shortest first, and a
+        slot whose row has stopped takes the next row at once (rows enter in groups of n_seq / 4 to
+        PREFILL_ROWS, so each prefill is one matmul-sized batch); the llama engine's stop rules, row by row."""
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
 
+        n = len(prompts)
+        self._out: list[str | None] = [None] * n
+        self.confidence: list[float | None] = [None] * n  # mean log-prob of each row's sampled tokens
+        if not n:
+            return self._out
         width = max(len(p) for p in prompts)
         if width > self.n_ctx_row + len(self.head):
             raise ValueError(f"prompt of {width} tokens exceeds the context")
-        pad = self.eog[0] if self.eog else 0
-        # rows that all open with the cached head (less its last token, so every row has one to evaluate):
-        # head + padding + the rest, the padding masked out (positions follow the mask, as without a gap)
-        h = len(self.head) - 1 if self._head_cache is not None else 0
-        shared = h > 0 and all(len(p) > h and p[:h] == self.head[:h] for p in prompts)
-        h = h if shared else 0
-        ids = torch.tensor([p[:h] + [pad] * (width - len(p)) + p[h:] for p in prompts])
-        mask = torch.tensor([[1] * h + [0] * (width - len(p)) + [1] * (len(p) - h) for p in prompts])
-        cache = None
-        if shared:
-            import copy
+        h = self._shared_head(prompts)
+        queue = deque(sorted(range(n), key=lambda j: len(prompts[j])))  # similar lengths: little padding
+        B = min(self.n_seq, n)
+        self._slots = {"job": [None] * B, "gen": [[] for _ in range(B)], "lp": [[] for _ in range(B)]}
+        job = self._slots["job"]
+        pos, tok = torch.zeros(B, dtype=torch.long), torch.zeros(B, dtype=torch.long)
+        late = lambda: deadline is not None and time.monotonic() >= deadline  # noqa: E731
+        with torch.no_grad(), self._amp():
+            cache = self.lm.new_cache(B, width + max_new_tokens)
+            while queue or any(j is not None for j in job):
+                free = [s for s in range(B) if job[s] is None]
+                if queue and free and len(free) >= min(max(1, B // 4), len(queue)):
+                    if late():
+                        break
+                    self._enter(cache, h, prompts, queue, free, pos, tok, max_new_tokens, temperature, top_p,
+                                stop_on_blank_line)
+                    continue
+                if late():
+                    break
+                t0 = time.perf_counter()
+                logits = self.lm.decode(cache, tok, pos)
+                nxt, lp = self._choose(logits, temperature, top_p)
+                self.stats.t_gen += time.perf_counter() - t0
+                self.stats.decode_calls += 1
+                self.stats.gen_steps += 1
+                live = [s for s in range(B) if job[s] is not None]
+                for s, t, p in zip(live, nxt[live].tolist(), lp[live].tolist()):
+                    self._advance(s, t, p, max_new_tokens, stop_on_blank_line)
+                tok[live] = nxt[live]
+                pos[live] += 1
+        return self._out
 
-            cache = copy.deepcopy(self._head_cache)
-            cache.batch_repeat_interleave(len(prompts))
-        engine, eog, newline = self, self._eog, self._newline
-
-        class RowStop(StoppingCriteria):  # the llama engine's rules, per row, cheaply; times the first token
-            t_first = None
-
-            def __init__(self):
-                self.done = [False] * len(prompts)
-
-            def __call__(self, input_ids, scores, **kwargs):
-                RowStop.t_first = RowStop.t_first or time.perf_counter()
-                last = input_ids[:, -1].tolist()
-                for i, t in enumerate(last):
-                    if self.done[i] or input_ids.shape[1] <= width:
-                        continue
-                    if t in eog:
-                        self.done[i] = True
-                    elif stop_on_blank_line and t in newline:
-                        self.done[i] = blank_line_stop(engine.detokenize(input_ids[i, width:].tolist()))
-                return torch.tensor(self.done, dtype=torch.bool)
-
+    def _enter(self, cache, h, prompts, queue, free, pos, tok, max_new_tokens, temperature, top_p, blank) -> None:
+        """The next rows into the free slots: prefilled together, their first token chosen."""
+        take = [queue.popleft() for _ in range(min(len(free), len(queue), PREFILL_ROWS))]
+        slots = free[:len(take)]
         t0 = time.perf_counter()
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == "amp"):
-            # sampling as the llama engine samples: temperature and top-p, no top-k
-            sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0} \
-                if temperature > 0 else {"do_sample": False}
-            out = self.hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, **sampling,
-                                   stopping_criteria=StoppingCriteriaList([RowStop()]), past_key_values=cache,
-                                   pad_token_id=pad, eos_token_id=self.eog or None,
-                                   return_dict_in_generate=True, output_logits=True)
-        end = time.perf_counter()
-        first = RowStop.t_first or end
-        rows = [r[width:] for r in out.sequences.tolist()]
-        # the log-prob of each sampled token under the model's raw logits (the gate's confidence signal)
-        steps = torch.stack(out.logits, 1).float().log_softmax(-1)  # (rows, steps, vocab)
-        chosen = out.sequences[:, width:width + steps.shape[1]]
-        lps = steps.gather(-1, chosen.unsqueeze(-1)).squeeze(-1).tolist()
+        logits = self.lm.prefill(cache, self._head_cache if h else None, [prompts[j][h:] for j in take], slots)
+        nxt, lp = self._choose(logits, temperature, top_p)
         s = self.stats
-        s.prompt_tokens += sum(len(p) - h for p in prompts)
-        s.cached_tokens += h * len(prompts)
-        s.per_job_prompt += [len(p) for p in prompts]
-        s.decode_calls += 1
-        s.t_prompt += first - t0
-        s.t_gen += end - first
-        return rows, lps
+        s.t_prompt += time.perf_counter() - t0
+        s.prompt_tokens += sum(len(prompts[j]) - h for j in take)
+        s.cached_tokens += h * len(take)
+        s.per_job_prompt += [len(prompts[j]) for j in take]
+        for slot, j, t, p in zip(slots, take, nxt.tolist(), lp.tolist()):
+            self._slots["job"][slot], self._slots["gen"][slot], self._slots["lp"][slot] = j, [], []
+            pos[slot], tok[slot] = len(prompts[j]), t  # the first generated token sits right after the prompt
+            self._advance(slot, t, p, max_new_tokens, blank)
 
-    def _trim(self, toks: list[int], max_new_tokens: int, stop_on_blank_line: bool) -> tuple[str, int]:
-        """The llama engine's `_step`, replayed over a row's generated tokens: the same text it would return,
-        and how many sampled tokens it read (an end token counts: the llama engine sampled it too)."""
-        gen: list[int] = []
-        used = 0
-        for tok in toks:
-            if len(gen) >= max_new_tokens:
-                break
-            used += 1
-            if tok in self._eog:
-                break
-            gen.append(tok)
-            if stop_on_blank_line and "\n" in self.detokenize([tok]) and blank_line_stop(self.detokenize(gen)):
-                break
+    def _shared_head(self, prompts) -> int:
+        """Tokens of the cached head every prompt opens with (less its last, so each row evaluates one)."""
+        h = len(self.head) - 1 if self._head_cache is not None else 0
+        return h if h > 0 and all(len(p) > h and p[:h] == self.head[:h] for p in prompts) else 0
+
+    def _advance(self, slot: int, tok: int, lp: float, max_new_tokens: int, blank: bool) -> None:
+        """One sampled token into a slot; a row that stops here gives its text and frees the slot."""
+        st = self._slots
+        gen, lps = st["gen"][slot], st["lp"][slot]
+        if self._take(gen, lps, tok, lp, max_new_tokens, blank):
+            return
+        j = st["job"][slot]
+        self._out[j], self.confidence[j] = self.detokenize(gen), float(np.mean(lps))
         self.stats.gen_tokens += len(gen)
         self.stats.per_job_gen.append(len(gen))
-        return self.detokenize(gen), used
+        st["job"][slot] = None
+
+    def _take(self, gen: list[int], lps: list[float], tok: int, lp: float, max_new_tokens: int,
+              stop_on_blank_line: bool) -> bool:
+        """The llama engine's `_step` on one row: record the sampled token -> whether the row goes on."""
+        lps.append(lp)
+        if tok in self._eog:
+            return False
+        gen.append(tok)
+        if len(gen) >= max_new_tokens:
+            return False
+        return not (stop_on_blank_line and tok in self._newline and blank_line_stop(self.detokenize(gen)))
+
+    def _choose(self, logits, temperature: float, top_p: float):
+        """(next token per row, its log-prob under the raw logits): greedy, or sampled as the llama engine
+        samples (temperature, then top-p; no top-k)."""
+        import torch
+
+        logp = torch.log_softmax(logits, dim=-1)
+        if temperature <= 0:
+            tok = logits.argmax(-1)
+        else:
+            probs = torch.softmax(logits / temperature, dim=-1)
+            if top_p < 1.0:
+                p, idx = probs.sort(dim=-1, descending=True)
+                keep = (p.cumsum(-1) - p) < top_p  # the smallest set holding top_p of the mass
+                probs = torch.zeros_like(probs).scatter_(-1, idx, p * keep)
+            tok = torch.multinomial(probs, 1, generator=self._gen)[:, 0]
+        return tok, logp.gather(-1, tok[:, None])[:, 0]
 
     def close(self) -> None:
-        self.hf = None
+        self.lm = None
         self.model.close()

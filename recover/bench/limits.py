@@ -1,0 +1,70 @@
+"""This machine's limits for the two phases of a row, measured, and each backend's fraction of them.
+
+prompt: a matmul-bound phase. Limit = torch's bf16 GEMM on this CPU at the prompt's shape (2,400 tokens x
+        576 -> 1,536, SmolLM2's MLP), FLOP/s, at the bench's threads. Achieved = 2 x the model's non-embedding
+        parameters x prompt tokens evaluated / prompt seconds (attention and norms are extra work on top).
+generation: a weight-streaming phase (each decode step reads every weight once for the whole batch). Limit =
+        memory read bandwidth: one pass over 256 MB (a torch sum; a bf16 matrix-vector pass measured lower,
+        and llama.cpp's 4-bit kernels stream above it).
+        Achieved = the backend's weight bytes (in the format it computes from) x decode steps / generation
+        seconds.
+Both limits are what THIS CPU reaches with the same library the torch backends use, not a datasheet figure:
+a backend's fraction can exceed 1 only by doing less work than stated (it does not).
+"""
+from __future__ import annotations
+
+import time
+
+
+def measure_limits(threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+
+    def best(f, n: int = 5) -> float:
+        f()
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    a, w = torch.randn(2400, 576, dtype=torch.bfloat16), torch.randn(1536, 576, dtype=torch.bfloat16)
+    gemm = 2 * 2400 * 576 * 1536 / best(lambda: torch.nn.functional.linear(a, w))
+    big = torch.ones(64 << 20, dtype=torch.float32)  # 256 MB: well past the caches, as a model's weights are
+    stream = big.numel() * 4 / best(lambda: big.sum())
+    return {"prompt_flop_s": round(gemm), "gen_bytes_s": round(stream), "threads": threads,
+            "how": "bf16 GEMM 2400x576x1536 (FLOP/s); one read pass over 256 MB (bytes/s); best of 5"}
+
+
+def phase_fractions(b: dict, limits: dict) -> dict:
+    """Achieved rates and fractions of the limits for one backend's result (needs body_params, weight_bytes,
+    gen_steps; a backend that lacks one gets None for that phase)."""
+    out = {}
+    n, tp = b.get("body_params"), b.get("prompt_s_per_row", 0) * b.get("rows", 0)
+    if n and tp:
+        flops = 2 * n * b["prompt_tokens_evaluated_per_row"] * b["rows"] / tp
+        out["prompt_flop_s"], out["prompt_of_limit"] = round(flops), round(flops / limits["prompt_flop_s"], 3)
+    tg, steps, wb = b.get("gen_s_per_row", 0) * b.get("rows", 0), b.get("gen_steps"), b.get("weight_bytes")
+    if tg and steps and wb:
+        bps = wb * steps / tg
+        out["gen_bytes_s"], out["gen_of_limit"] = round(bps), round(bps / limits["gen_bytes_s"], 3)
+    return out
+
+
+def format_limits(r: dict) -> list[str]:
+    lim = r.get("limits")
+    if not lim:
+        return []
+    lines = [f"machine limits ({lim['how']}, {lim['threads']} threads): prompt {lim['prompt_flop_s'] / 1e12:.2f} "
+             f"TFLOP/s, generation {lim['gen_bytes_s'] / 1e9:.1f} GB/s"]
+    lines.append(f"{'by phase':24}" + "".join(f"{n:>16}" for n in r["backends"]))
+    for key, label, scale, unit in (("prompt_flop_s", "prompt TFLOP/s", 1e12, ""), ("prompt_of_limit", "  of limit", 1, ""),
+                                    ("gen_bytes_s", "generation GB/s", 1e9, ""), ("gen_of_limit", "  of limit", 1, "")):
+        cells = []
+        for b in r["backends"].values():
+            v = b.get("phases", {}).get(key)
+            cells.append("-" if v is None else f"{v / scale:.2f}" if scale != 1 else f"{100 * v:.0f}%")
+        lines.append(f"{label:24}" + "".join(f"{c:>16}" for c in cells))
+    return lines
