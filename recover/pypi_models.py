@@ -37,3 +37,12 @@ def gemma3_270m_gguf() -> Path:
     if not out.is_file():
         g.assemble(out)
     return out
+
+
+# The names `--model` / `--base` / a chain recipe's `base` accept for these files (constants.PYPI_*).
+def pypi_gguf(name: str) -> Path | None:
+    """`pypi:smollm2` / `pypi:gemma3-270m` -> the GGUF file; None for any other name (a path)."""
+    from . import constants as C
+
+    finders = {C.PYPI_SMOLLM2: smollm2_gguf, C.PYPI_GEMMA3_270M: gemma3_270m_gguf}
+    return finders[name]() if name in finders else None

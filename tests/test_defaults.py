@@ -45,16 +45,21 @@ def test_notebook_falls_back_to_the_same_default(tmp_path):
 
 
 def test_predictor_and_model_flags_are_explicit(tmp_path):
+    from recover.predict.embed import default_artifact
+
     d = default_choice()
-    assert resolve_predictor(None, None) == (d["predictor"], d["model"])
-    if d["predictor"] == "embed":
-        assert resolve_predictor("embed", None) == ("embed", d["model"])
-        assert resolve_predictor(None, d["model"]) == ("embed", d["model"])  # a folder is not "mean"
-    assert resolve_predictor(None, "m.gguf") == ("llm", "m.gguf")
+    assert resolve_predictor(None, None) == (d["predictor"], d["model"], d["ensemble"])
+    shipped = str(default_artifact())
+    assert resolve_predictor("embed", None) == ("embed", shipped, None)
+    assert resolve_predictor(None, shipped) == ("embed", shipped, None)  # a folder is not "mean"
+    assert resolve_predictor(None, "m.gguf") == ("llm", "m.gguf", None)
+    assert resolve_predictor(None, None, "cpu") == ("ensemble", None, "cpu")
     with pytest.raises(ValueError, match="neither a .gguf file nor an embed-predictor folder"):
         resolve_predictor(None, str(tmp_path))
     with pytest.raises(ValueError, match="takes no --model"):
         resolve_predictor("mean", "x.gguf")
+    with pytest.raises(ValueError, match="members name their models"):
+        resolve_predictor(None, "m.gguf", "cpu")
 
 
 def test_combine_with_the_mean_predictor_is_an_error(tmp_path, test_csv, capsys):

@@ -104,7 +104,7 @@ def test_a_resumed_run_predicts_only_the_rows_it_is_missing(tmp_path, monkeypatc
             asked.extend(originals)
             return [f"Rewrite {o}" for o in originals]
 
-    monkeypatch.setattr(runner, "build_predictor", lambda cfg, mean, log: Backend(mean))
+    monkeypatch.setattr(runner, "build_predictor", lambda cfg, mean, cap, log: Backend(mean))
     cfg = dict(input=str(tmp_path / "t.csv"), output=str(tmp_path / "sub.csv"), batch_size=5,
                run_root=str(tmp_path / "runs"))
     kill_after = 2

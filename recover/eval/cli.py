@@ -5,6 +5,10 @@ import sys
 
 from .. import constants as C
 from ..cli_args import _named_files
+from .ensemble import ENS_METHODS
+from .methods import VOCABS
+from .protocols import PROTOCOLS
+from .run import METHODS
 
 
 def _fit_settings(a):
@@ -40,7 +44,7 @@ def _add_fit_args(s):
     g.add_argument("--targets-weight", type=float, default=0.5, help="their total weight relative to the training rows")
     g.add_argument("--bank-size", type=int, default=2000, help="project bank prompts the embed predictor decodes to")
     g.add_argument("--bank-file", action="append", help="more decoding prompts, one a line (they ship in the artifact)")
-    g.add_argument("--vocab", default="words", choices=["words", "words+pieces"],
+    g.add_argument("--vocab", default="words", choices=VOCABS,
                    help="mean-prompt search vocabulary: the targets' words, or also every piece of the embedder's tokenizer")
     g.add_argument("--probes", help="CSV prompt,score: leaderboard probes; target weights are matched to them")
     g.add_argument("--probe-groups", type=int, default=24, help="target clusters whose weights the probes fit")
@@ -60,7 +64,8 @@ def _eval(a):
                         preds=_named_files(a.pred), settings=_fit_settings(a), embedder=a.embedder, cache_dir=a.cache_dir, report=a.report,
                         ship=a.ship, ship_to=a.ship_to, select_on=a.select_on.split(",") if a.select_on else [],
                         references=_named_files(a.reference), lora=a.lora, val_rows=a.val_rows,
-                        command="recover " + " ".join(sys.argv[1:]) if a.ship or a.ship_to else ""))
+                        ensemble=a.ensemble, ship_ensemble=a.ship_ensemble,
+                        command="recover " + " ".join(sys.argv[1:]) if a.ship or a.ship_to or a.ship_ensemble else ""))
 
 
 def _probes(a):
@@ -80,10 +85,10 @@ def _probes(a):
 def add_cli(sub) -> None:
     s = sub.add_parser("eval", help="fit predictors under an honest protocol (LOSO / grouped k-fold) and rank them")
     s.add_argument("--data", action="append", required=True, help="labelled pairs CSV, one per source; repeat")
-    s.add_argument("--methods", default="mean,mean:shipped,embed", help="comma-separated: mean, mean:shipped, embed, "
-                   "embed:bf16 (embed fed bf16-encoded held-out features, as predict on a bf16 CPU), embed-invert, "
-                   "llm, llm+mean, llm+suffix, llm+gate, llm+invert (eval/llm_methods.py)")
-    s.add_argument("--protocol", default="loso", help="loso (leave one source out) or kfold (prompt-grouped)")
+    s.add_argument("--methods", default="mean,mean:shipped,embed", help="comma-separated, of: " + ", ".join(METHODS)
+                   + " (embed:bf16: embed fed bf16-encoded held-out features, as predict on a bf16 CPU; llm*: "
+                   "eval/llm_methods.py); with --ensemble also members, m:NAME, " + ", ".join(ENS_METHODS))
+    s.add_argument("--protocol", default="loso", choices=PROTOCOLS, help="loso (leave one source out) or kfold (prompt-grouped)")
     s.add_argument("--k", type=int, default=5, help="kfold: number of folds")
     s.add_argument("--holdout", action="append", help="loso: hold out only this source (repeat); default each in turn")
     _add_fit_args(s)
@@ -96,6 +101,11 @@ def add_cli(sub) -> None:
                    "with its manifest; folds of sources it trained on are not scored")
     s.add_argument("--val-rows", type=int, help="score a seeded sample of N held-out rows per fold (same rows for "
                    "every method)")
+    s.add_argument("--ensemble", metavar="CANDIDATES", help="an ensemble manifest listing candidate members (e.g. "
+                   "recover/recipes/ensemble-members.json): adds methods m:NAME (\"members\" = all), ens, ens:mbr, "
+                   "ens:invert, each scored on the folds every member it uses held out (eval/ensemble.py)")
+    s.add_argument("--ship-ensemble", metavar="NAME", help="write the best join of --ensemble, refitted on every scored "
+                   "held-out row, to recover/assets/ensembles/NAME (with its held-out figures)")
     s.add_argument("--select-on", help="comma-separated sources whose folds choose the default (default: gemma*)")
     s.add_argument("--reference", action="append", metavar="NAME=JSON",
                    help="also score a fixed mean_prompt JSON on every fold as ref:NAME (e.g. a previous default)")

@@ -27,7 +27,8 @@ from ..meanprompt.suffix import fit_suffix
 from ..predict.base import combine
 from ..predict.gate import apply_gate, fit_gate
 from ..predict.invert import Inverter
-from ..score.embedder import Embedder, TokenCap, cpu_has_fast_bf16
+from ..cpus import cpu_has_fast_bf16
+from ..score.embedder import Embedder, TokenCap
 from ..score.metric import scs_rows
 
 LLM_METHODS = ("llm", "llm+mean", "llm+suffix", "llm+gate", "llm+invert")
@@ -66,9 +67,31 @@ class FoldMethods:
                                   dtype="bf16" if self.emb.device == "cpu" and cpu_has_fast_bf16() else "fp32")
         return self._fast
 
+    def use_ensemble(self, candidates: str, all_rows, fit_embed, scored_ids: dict) -> None:
+        """The m:NAME / ens* methods over these candidate members (eval/ensemble.py)."""
+        from ..predict.ensemble import EnsembleSpec
+        from .ensemble import FoldEnsemble
+
+        self.ensemble = FoldEnsemble(EnsembleSpec.load(candidates), self, all_rows, fit_embed, scored_ids, self.log)
+
+    ensemble = None
+
+    def handles(self, name: str) -> bool:
+        """Methods built here (not a plain fitted predictor's decode)."""
+        return name in LLM_METHODS or name in INVERT_METHODS or name.startswith(("m:", "ens"))
+
+    def base_fit(self, name: str) -> str | None:
+        """The fitted predictor a method here builds on: the embed fit (inversion's target, the embed member),
+        else the mean prompt (the LLM's fallback); None for eval's own methods."""
+        if name in INVERT_METHODS or (name.startswith(("m:", "ens")) and self.ensemble and self.ensemble.embeds):
+            return "embed"
+        return "mean" if self.handles(name) else None
+
     def skip_reason(self, name: str, source: str) -> str | None:
         if name in LLM_METHODS and not self.llm.held_out(source):
             return f"adapter {self.llm.name} trained on {source}"
+        if name.startswith(("m:", "ens")):
+            return self.ensemble.skip_reason(name, source)
         return None
 
     def answers(self, rows, mean: str) -> tuple[list[str], np.ndarray]:
@@ -97,6 +120,8 @@ class FoldMethods:
 
     def predict(self, name: str, tr, va, mean, embed_pred, exclude: set[str]) -> tuple[list[str], dict]:
         st, m = self.fold_state, mean.prompt
+        if name.startswith(("m:", "ens")):
+            return self.ensemble.predict(name, tr, va, m, embed_pred, exclude, st.setdefault("ensemble", {}))
         if name in LLM_METHODS and "llm" not in st:
             st["llm"], st["conf"] = self.answers(va, m)
         if name == "llm":

@@ -34,15 +34,20 @@ def trained_sources(manifest: dict) -> set[str]:
 class FoldLLM:
     """Loads the predictor once, on the first fold that needs it."""
 
-    def __init__(self, lora: str, cache_dir: str | Path, seed: int = C.DEFAULT_SEED, engine: str = "auto", log=print):
+    def __init__(self, lora: str, cache_dir: str | Path, seed: int = C.DEFAULT_SEED, engine: str = "auto", log=print,
+                 prefix: str | None = None):
         from ..predict.defaults import lora_manifest, resolve_model_path
+        from ..predict.llm import cpu_engine
 
         self.lora_path, self.manifest = lora_manifest(lora)
         self.name, self.trained = self.manifest.get("name", Path(self.lora_path).stem), trained_sources(self.manifest)
         self.model = resolve_model_path(self.manifest.get("base", C.PYPI_SMOLLM2))
-        self.seed, self.engine, self.log = seed, engine, log
+        self.seed, self.engine, self.log, self.prefix = seed, engine, log, prefix
+        # answers are keyed by what makes them: the adapter, its base, the engine that runs here, the seed, the
+        # serving settings and a forced prefix (a prefixed member answers differently)
         key = json.dumps([self.manifest.get("sha256"), self.manifest.get("base_sha256"), Path(self.model).name,
-                          engine, seed, self.manifest.get("serve")], sort_keys=True)
+                          cpu_engine(engine), seed, self.manifest.get("serve")] + ([prefix] if prefix else []),
+                         sort_keys=True)
         self.dir = Path(cache_dir) / "llm" / f"{self.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
         self._pred = None
 
@@ -54,7 +59,8 @@ class FoldLLM:
             from ..predict.llm import LlamaConfig, LlamaPredictor
             from ..predict.runner import llm_options
 
-            options, _ = llm_options({"lora_path": self.lora_path, "engine": self.engine})
+            options, _ = llm_options({"lora_path": self.lora_path, "engine": self.engine,
+                                      **({"prefixes": [self.prefix]} if self.prefix else {})})
             self._pred = LlamaPredictor(LlamaConfig(model=self.model, seed=self.seed, **options))
             c = self._pred.cfg
             self.log(f"  llm {self.name}: engine {c.engine}, n_ctx {c.n_ctx}, max_new_tokens {c.max_new_tokens}")

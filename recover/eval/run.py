@@ -22,11 +22,11 @@ from .methods import FitSettings, Rows, fit_embed, fit_mean, shipped_mean
 from .protocols import PROTOCOLS, check_disjoint, folds_for, normalise_prompt
 from .select import RULE, paired_by_fold, selection_sources, shared_ranking
 
+from ..predict.ensemble import EnsembleSpec
+from .ensemble import ENS_METHODS, member_methods
 from .llm_methods import INVERT_METHODS, LLM_METHODS, FoldMethods
 
 METHODS = ("mean", "mean:shipped", "embed", "embed:bf16") + tuple(dict.fromkeys(INVERT_METHODS + LLM_METHODS))
-# built on the fold's embed predictor (the inversion's target, llm+invert's predicted embedding)
-NEEDS_EMBED = set(INVERT_METHODS)
 # each method against the one it adds to (paired on the selection folds): what the step itself is worth
 BUILDS_ON = {"llm+mean": "llm", "llm+suffix": "llm+mean", "llm+gate": "llm", "embed-invert": "embed",
              "llm+invert": "llm+mean"}
@@ -57,6 +57,8 @@ class EvalConfig:
     references: dict[str, str] = field(default_factory=dict)  # NAME -> mean_prompt JSON scored on every fold
     lora: str = C.LOSO_LORA  # the adapter the llm* methods serve (shipped name or LoRA GGUF with its manifest)
     val_rows: int | None = None  # score a seeded sample of each fold's held-out rows (every method the same rows)
+    ensemble: str | None = None  # candidate members (an ensemble manifest): methods m:NAME, ens, ens:mbr, ens:invert
+    ship_ensemble: str | None = None  # write the join chosen here as recover/assets/ensembles/NAME
 
     def __post_init__(self):
         if not self.data:
@@ -82,9 +84,19 @@ class EvalConfig:
             raise ValueError("--methods llm*: an adapter is held out from whole sources; use --protocol loso")
         if self.val_rows is not None and self.val_rows < 1:
             raise ValueError("--val-rows must be >= 1")
-        bad = [m for m in self.methods if m not in METHODS]
+        allowed = list(METHODS)
+        if self.ensemble:  # "members" stands for every m:NAME of the candidates
+            members = member_methods(EnsembleSpec.load(self.ensemble))
+            self.methods = list(dict.fromkeys(x for m in self.methods for x in (members if m == "members" else [m])))
+            allowed += members + list(ENS_METHODS)
+        bad = [m for m in self.methods if m not in allowed]
         if bad or not self.methods:
-            raise ValueError(f"--methods: unknown {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}")
+            hint = " (m:NAME and ens* need --ensemble CANDIDATES)" if any(b.startswith(("m:", "ens")) for b in bad) else ""
+            raise ValueError(f"--methods: unknown {', '.join(bad) or '(none)'}{hint}; choose from {', '.join(allowed)}")
+        if self.ensemble and self.protocol != "loso":
+            raise ValueError("--ensemble: its LLM members are held out from whole sources; use --protocol loso")
+        if self.ship_ensemble and not (self.ensemble and "ens" in self.methods):
+            raise ValueError("--ship-ensemble: needs --ensemble CANDIDATES and 'ens' in --methods")
 
 
 def embed_rows(df: pd.DataFrame, cache: EmbeddingCache) -> Rows:
@@ -198,10 +210,50 @@ def fold_gains(per_row: pd.DataFrame, methods: list[str], refs: list[str], selec
     return out
 
 
+@dataclass
+class EvalRun:
+    """What the steps of one `recover eval` share."""
+    cfg: EvalConfig
+    log: object
+    emb: object
+    cache: EmbeddingCache
+    df: pd.DataFrame
+    rows: Rows
+    select: list[str]
+    refs: dict
+    folds: list
+    extra: FoldMethods
+    bf16: tuple | None = None
+    per_row: list = field(default_factory=list)
+    speeds: dict = field(default_factory=dict)
+    fits: list = field(default_factory=list)
+    t0: float = field(default_factory=time.time)
+
+
 def run_eval(cfg: EvalConfig, log=print) -> dict:
-    t0 = time.time()
     run_dir = new_run_dir(cfg.runs_dir, "eval")
     record_run(run_dir, cfg, cfg.settings.seed)
+    r = setup(cfg, log)
+    for fold in r.folds:
+        score_fold(r, fold)
+    out = summarise(r)
+    if cfg.ship:
+        from .ship import ship
+
+        out["shipped"] = ship(out, r.rows, cfg, r.emb, r.cache, cfg.command, log, to=cfg.ship_to)
+    if cfg.ship_ensemble:
+        from .ship import ship_ensemble
+
+        out["shipped_ensemble"] = ship_ensemble(out, r, cfg.ship_ensemble, cfg.command, log)
+    r.cache.save()
+    meta = out["meta"]
+    record_run(run_dir, cfg, cfg.settings.seed, {"result": {**meta, "leaderboard": out["leaderboard"].to_dict(orient="records")}})
+    log(f"eval took {time.time() - r.t0:.0f} s")
+    return out
+
+
+def setup(cfg: EvalConfig, log=print) -> EvalRun:
+    """The embedder and its cache, the pairs and their embeddings, the folds, the LLM / ensemble helper."""
     emb = Embedder.resolve(cfg.embedder)
     log(f"{emb.spec.describe()} (device: {emb.device})")
     cache = EmbeddingCache(emb, cfg.cache_dir)
@@ -214,89 +266,129 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
     log(f"selection rule: {RULE}; folds that choose: {', '.join(select)}")
     refs = {f"ref:{n}": MeanPrompt.load(p) for n, p in cfg.references.items()}
     rows = embed_rows(df, cache)
-    bf16 = bf16_features(df, rows, emb, cfg, log) if "embed:bf16" in cfg.methods else None
     folds = folds_for(cfg.protocol, df[C.COL_SOURCE], df[C.COL_PROMPT], cfg.k, cfg.settings.seed, cfg.holdout or None)
-    per_row, speeds, fits = [], {}, []
-    extra = FoldMethods(cfg, emb, cache, log)
-    for fold in folds:
-        check_disjoint(fold, df[C.COL_PROMPT])
-        val = sample_val(fold.val, cfg.val_rows, cfg.settings.seed)
-        tr, va = rows.take(fold.train), rows.take(val)
-        exclude = {normalise_prompt(p) for p in rows.df[C.COL_PROMPT].iloc[fold.val]}
-        log(f"{fold.name}: fit on {len(tr.df)} rows ({fold.purged} purged: prompt also held out), score {len(va.df)}"
-            + (f" (a seeded sample of {len(fold.val)})" if len(val) < len(fold.val) else ""))
-        fitted = {}
-        extra.start_fold(fold.name)
-        for name in cfg.methods:
-            t1 = time.time()
-            why = extra.skip_reason(name, va.df[C.COL_SOURCE].iloc[0]) if name in LLM_METHODS else None
-            if why:
-                log(f"  {name:<14} not scored: {why}")
-                continue
-            base = "embed" if name in NEEDS_EMBED else "mean" if name in LLM_METHODS else VARIANTS.get(name, name)
-            pred, mean = fitted.get(base) or fit_method(base, tr, cfg, emb, cache, exclude, log)
-            fitted[base] = (pred, mean)
-            if name in NEEDS_EMBED or name in LLM_METHODS:
-                preds, params = extra.predict(name, tr, va, mean, pred, exclude)
-                preds = [p if live else mean.prompt for p, live in zip(preds, va.live)]  # as predict: no text, the mean
-            else:
-                feats = (bf16[0][val], bf16[1][val]) if name == "embed:bf16" else None
-                preds, params = predict_rows(pred, mean, va, feats), getattr(pred, "manifest", {"mean_prompt": mean.prompt})
-            scs = scs_rows(cache.encode(preds), va.ep)
-            per_row.append(pd.DataFrame({"fold": fold.name, "method": name, "id": va.ids, "source": va.df[C.COL_SOURCE],
-                                         "pred": preds, "true": va.df[C.COL_PROMPT], "scs": scs}))
-            # the rows a fit was given; a reference that fits nothing (mean:shipped) records none
-            fits.append({"fold": fold.name, "method": name, "val_rows": len(va.df),
-                         "train_ids": [] if name == "mean:shipped" else tr.ids,
-                         "scs": round(float(scs.mean()), 5), "fit_s": round(time.time() - t1, 1),
-                         "params": params})
-            if fold is folds[-1] and name not in NEEDS_EMBED and name not in LLM_METHODS:
-                runtime = pred
-                if name == "embed:bf16":
-                    runtime = copy.copy(pred)
-                    runtime.embedder = bf16[2]
-                speeds[name] = measure_speed(runtime, va, cfg.speed_rows) if pred.name != "mean" else None
-            log(f"  {name:<14} SCS {scs.mean():.4f}  ({time.time() - t1:.0f} s)")
-        # made outside this fold: a fixed reference prompt on every row, or a submission file's rows
-        outside = [(n, [m.prompt] * len(va.ids), cfg.references[n[4:]]) for n, m in refs.items()]
-        outside += [(n, read_predictions(p, va.ids), p) for n, p in cfg.preds.items()]
-        for name, preds, path in outside:
-            scs = scs_rows(cache.encode(preds), va.ep)
-            per_row.append(pd.DataFrame({"fold": fold.name, "method": name, "id": va.ids, "source": va.df[C.COL_SOURCE],
-                                         "pred": preds, "true": va.df[C.COL_PROMPT], "scs": scs}))
-            log(f"  {name:<14} SCS {scs.mean():.4f}  (predictions from {path})")
-    cache.save()
-    tune = encode_report(cache, time.time() - t0, log)
-    per_row = pd.concat(per_row, ignore_index=True)
-    lb = leaderboard(per_row, BASELINE, speeds, cfg.settings.seed, select=select)
-    metric = "PROXY SCS (all-MiniLM-L6-v2, not sentence-t5-base)" if emb.spec.is_proxy else "SCS (sentence-t5-base)"
-    title = f"recover eval: {cfg.protocol}, {len(df)} rows, {metric}; rule: {RULE}"
-    log(format_leaderboard(lb, title, select))
-    shared = shared_ranking(per_row, select, cfg.settings.seed)
+    r = EvalRun(cfg, log, emb, cache, df, rows, select, refs, folds, FoldMethods(cfg, emb, cache, log))
+    r.bf16 = bf16_features(df, rows, emb, cfg, log) if "embed:bf16" in cfg.methods else None
+    if cfg.ensemble:
+        r.extra.use_ensemble(cfg.ensemble, rows, lambda tr: fit_method("embed", tr, cfg, emb, cache, set(), log)[0],
+                             scored_ids(df, cfg))
+    return r
+
+
+def scored_ids(df: pd.DataFrame, cfg: EvalConfig) -> dict[str, set]:
+    """Per source, the ids its LOSO fold scores (the seeded --val-rows sample): an ensemble's pool reuses them."""
+    out = {}
+    for s in df[C.COL_SOURCE].unique():
+        idx = sample_val(np.flatnonzero(df[C.COL_SOURCE].to_numpy() == s), cfg.val_rows, cfg.settings.seed)
+        out[s] = set(df[C.COL_ID].astype(str).iloc[idx])
+    return out
+
+
+def score_fold(r: EvalRun, fold) -> None:
+    """Fit every method on the fold's training rows, score it on its held-out rows; then what was made outside."""
+    cfg, df, rows = r.cfg, r.df, r.rows
+    check_disjoint(fold, df[C.COL_PROMPT])
+    val = sample_val(fold.val, cfg.val_rows, cfg.settings.seed)
+    tr, va = rows.take(fold.train), rows.take(val)
+    exclude = {normalise_prompt(p) for p in rows.df[C.COL_PROMPT].iloc[fold.val]}
+    r.log(f"{fold.name}: fit on {len(tr.df)} rows ({fold.purged} purged: prompt also held out), score {len(va.df)}"
+          + (f" (a seeded sample of {len(fold.val)})" if len(val) < len(fold.val) else ""))
+    fitted = {}
+    r.extra.start_fold(fold.name)
+    for name in cfg.methods:
+        t1 = time.time()
+        why = r.extra.skip_reason(name, va.df[C.COL_SOURCE].iloc[0])
+        if why:
+            r.log(f"  {name:<14} not scored: {why}")
+            continue
+        base = r.extra.base_fit(name) or VARIANTS.get(name, name)
+        pred, mean = fitted.get(base) or fit_method(base, tr, cfg, r.emb, r.cache, exclude, r.log)
+        fitted[base] = (pred, mean)
+        if r.extra.handles(name):
+            preds, params = r.extra.predict(name, tr, va, mean, pred, exclude)
+            preds = [p if live else mean.prompt for p, live in zip(preds, va.live)]  # as predict: no text, the mean
+        else:
+            feats = (r.bf16[0][val], r.bf16[1][val]) if name == "embed:bf16" else None
+            preds, params = predict_rows(pred, mean, va, feats), getattr(pred, "manifest", {"mean_prompt": mean.prompt})
+        scs = add_rows(r, fold, name, va, preds)
+        # the rows a fit was given; a reference that fits nothing (mean:shipped) records none
+        r.fits.append({"fold": fold.name, "method": name, "val_rows": len(va.df),
+                       "train_ids": [] if name == "mean:shipped" else tr.ids,
+                       "scs": round(float(scs.mean()), 5), "fit_s": round(time.time() - t1, 1), "params": params})
+        if fold is r.folds[-1] and not r.extra.handles(name):
+            r.speeds[name] = runtime_speed(r, name, pred, va)
+        r.log(f"  {name:<14} SCS {scs.mean():.4f}  ({time.time() - t1:.0f} s)")
+    # made outside this fold: a fixed reference prompt on every row, or a submission file's rows
+    outside = [(n, [m.prompt] * len(va.ids), cfg.references[n[4:]]) for n, m in r.refs.items()]
+    outside += [(n, read_predictions(p, va.ids), p) for n, p in cfg.preds.items()]
+    for name, preds, path in outside:
+        scs = add_rows(r, fold, name, va, preds)
+        r.log(f"  {name:<14} SCS {scs.mean():.4f}  (predictions from {path})")
+
+
+def add_rows(r: EvalRun, fold, name: str, va: Rows, preds: list[str]) -> np.ndarray:
+    scs = scs_rows(r.cache.encode(preds), va.ep)
+    r.per_row.append(pd.DataFrame({"fold": fold.name, "method": name, "id": va.ids, "source": va.df[C.COL_SOURCE],
+                                   "pred": preds, "true": va.df[C.COL_PROMPT], "scs": scs}))
+    return scs
+
+
+def runtime_speed(r: EvalRun, name: str, pred, va: Rows) -> float | None:
+    if pred.name == "mean":
+        return None
+    runtime = pred
+    if name == "embed:bf16":
+        runtime = copy.copy(pred)
+        runtime.embedder = r.bf16[2]
+    return measure_speed(runtime, va, r.cfg.speed_rows)
+
+
+def summarise(r: EvalRun) -> dict:
+    """Leaderboard, the rule on the shared folds, paired steps and gains, the report folder."""
+    cfg, log = r.cfg, r.log
+    r.cache.save()
+    tune = encode_report(r.cache, time.time() - r.t0, log)
+    per_row = pd.concat(r.per_row, ignore_index=True)
+    lb = leaderboard(per_row, BASELINE, r.speeds, cfg.settings.seed, select=r.select)
+    metric = "PROXY SCS (all-MiniLM-L6-v2, not sentence-t5-base)" if r.emb.spec.is_proxy else "SCS (sentence-t5-base)"
+    title = f"recover eval: {cfg.protocol}, {len(r.df)} rows, {metric}; rule: {RULE}"
+    log(format_leaderboard(lb, title, r.select))
+    shared = shared_ranking(per_row, r.select, cfg.settings.seed)
     if shared is not None:
         log(f"not every method was scored on every selection fold; on the ones all share ({shared.folds.iloc[0]}):")
-        for _, r in shared.iterrows():
-            log(f"  {r['method']:<16} {r['rule']:.4f} [{r['rule_low']:.4f}, {r['rule_high']:.4f}]  worst {r['worst']:.4f}")
+        for _, x in shared.iterrows():
+            log(f"  {x['method']:<16} {x['rule']:.4f} [{x['rule_low']:.4f}, {x['rule_high']:.4f}]  worst {x['worst']:.4f}")
     steps = paired_steps(per_row, list(cfg.preds), cfg.settings.seed) if len(cfg.preds) > 1 else []
     if steps:
         log(format_steps(steps))
-    by_fold = fold_gains(per_row, list(lb.method), list(refs), select, cfg.settings.seed, log)
-    meta = {"protocol": cfg.protocol, "metric": metric, "embedder": str(emb.spec.path), "is_proxy": emb.spec.is_proxy,
+    by_fold = fold_gains(per_row, list(lb.method), list(r.refs), r.select, cfg.settings.seed, log)
+    by_fold += ensemble_gains(per_row, r.select, cfg.settings.seed, log)
+    meta = {"protocol": cfg.protocol, "metric": metric, "embedder": str(r.emb.spec.path), "is_proxy": r.emb.spec.is_proxy,
             "data": [str(p) for p in cfg.data], "folds": [{"name": f.name, "train": len(f.train), "val": len(f.val),
-                                                           "purged": f.purged} for f in folds],
-            "config": asdict(cfg), "seconds": round(time.time() - t0, 1), "paired_steps": steps,
-            "rule": RULE, "select": select, "paired_by_fold": by_fold, "encoding": tune,
+                                                           "purged": f.purged} for f in r.folds],
+            "config": asdict(cfg), "seconds": round(time.time() - r.t0, 1), "paired_steps": steps,
+            "rule": RULE, "select": r.select, "paired_by_fold": by_fold, "encoding": tune,
             "shared_folds_ranking": None if shared is None else shared.to_dict(orient="records")}
     if cfg.report:
         write_report(Path(cfg.report), lb, per_row, {**meta, "fits": [{k: v for k, v in f.items() if k != "train_ids"}
-                                                                      for f in fits]}, title)
+                                                                      for f in r.fits]}, title)
         log(f"report: {cfg.report}")
-    out = {"leaderboard": lb, "per_row": per_row, "fits": fits, "meta": meta, "paired_steps": steps}
-    if cfg.ship:
-        from .ship import ship
+    return {"leaderboard": lb, "per_row": per_row, "fits": r.fits, "meta": meta, "paired_steps": steps}
 
-        out["shipped"] = ship(out, rows, cfg, emb, cache, cfg.command, log, to=cfg.ship_to)
-        cache.save()
-    record_run(run_dir, cfg, cfg.settings.seed, {"result": {**meta, "leaderboard": lb.to_dict(orient="records")}})
-    log(f"eval took {time.time() - t0:.0f} s")
+
+def ensemble_gains(per_row: pd.DataFrame, select: list[str], seed: int, log=print) -> list[dict]:
+    """Each ensemble against its BEST member on each selection fold where both are scored (paired rows)."""
+    out = []
+    for ens in [m for m in per_row.method.unique() if m.startswith("ens")]:
+        for src in select:
+            cell = per_row[per_row.source == src]
+            members = cell[cell.method.str.startswith("m:")].groupby("method").scs.mean()
+            if ens not in set(cell.method) or members.empty:
+                continue
+            best = members.idxmax()
+            out += paired_by_fold(per_row, best, ens, [src], seed)
+    if out:
+        log("ensembles against their best member on each selection fold (paired, bootstrap 95% CI):")
+    for x in out:
+        log(f"  {x['from']:>18} -> {x['to']:<12} {x['source']:<20} {x['gain']:+.4f} [{x['ci_low']:+.4f}, {x['ci_high']:+.4f}]")
     return out

@@ -77,3 +77,40 @@ def ship(result: dict, rows, cfg, emb, cache, command: str, log=print, to: str |
     atomic_write_json(choice_path, choice)
     log(f"shipped default: {winner} -> {choice_path}")
     return choice
+
+
+def ship_ensemble(result: dict, run, name: str, command: str, log=print) -> dict:
+    """`--ship-ensemble NAME`: of ens / ens:mbr / ens:invert, the one with the best macro over the selection
+    folds where all were scored; its order refitted on every scored row of those folds (the members' held-out
+    answers); members served by their final fits. Written to recover/assets/ensembles/NAME/manifest.json."""
+    import numpy as np
+
+    from ..predict.ensemble import ASSETS as ENS_ASSETS, EnsembleSpec
+    from .ensemble import ENS_METHODS, fit_order
+
+    fe, per_row, select = run.extra.ensemble, result["per_row"], result["meta"]["select"]
+    folds = [s for s in select if s in fe.oof]
+    if not folds:
+        raise ValueError("--ship-ensemble: no selection fold was scored with every member held out")
+    cell = per_row[per_row.source.isin(folds)]
+    macro = {m: float(cell[cell.method == m].groupby("source").scs.mean().mean()) for m in ENS_METHODS
+             if set(cell[cell.method == m].source) == set(folds)}
+    join = max(macro, key=macro.get)
+    truth = np.concatenate([fe.oof[s][0].ep for s in folds])
+    answers = {m: [a for s in folds for a in fe.oof[s][1][m]] for m in fe.oof[folds[0]][1]}
+    order, fit = fit_order(answers, truth, run.cache.encode, run.extra.cap, fe.spec.separator, fe.spec.suffix,
+                           fallback=fe.oof[folds[0]][2])
+    lb = result["leaderboard"].set_index("method")
+    figures = {m: {k[4:-1]: round(float(v), 4) for k, v in lb.loc[m].items() if k.startswith("scs[") and pd.notna(v)}
+               for m in lb.index if m.startswith(("m:", "ens"))}
+    gains = [g for g in result["meta"]["paired_by_fold"] if g["to"] == join and g["from"].startswith("m:")]
+    spec = EnsembleSpec(name=name, members=fe.spec.members, order=order, join=join.split(":")[1] if ":" in join
+                        else "concat", separator=fe.spec.separator, suffix=fe.spec.suffix,
+                        record={"chosen": join, "why": f"best macro over {', '.join(folds)} among {', '.join(macro)}",
+                                "macro": {m: round(v, 4) for m, v in macro.items()}, "loso_scs": figures,
+                                "vs_best_member": gains, "fit": {"rows": len(truth), "folds": folds, **fit},
+                                "candidates": str(run.cfg.ensemble), "metric": result["meta"]["metric"],
+                                "command": command})
+    out = spec.save(ENS_ASSETS / name)
+    log(f"shipped ensemble {name}: {join}, order {' + '.join(order)} -> {out}")
+    return {"name": name, "join": join, "order": order, "file": str(out)}

@@ -18,6 +18,7 @@ from .. import __version__
 from .. import constants as C
 from ..csvio import atomic_write_json
 from ..hashing import file_sha256
+from ..predict.prompting import template_source
 from .llama_src import run_converter
 from .verify import hf_logits, llama_logits
 
@@ -126,7 +127,8 @@ def check_lora(base_gguf: str, lora_gguf: str, base_dir: str, adapter: str) -> d
              "top1_flip_margins": ties, "tie_band": round(TIE_BAND * base_err, 4),
              "base_max_abs_logit_diff": round(base_err, 4), "adapter_effect_hf": round(effect, 4),
              "effect_cosine": round(cos, 4), "residual_ratios": ratios, "max_residual_ratio": RESID_RATIO,
-             "chat_template": bool(meta.get(C.GGUF_CHAT_TEMPLATE))}
+             "chat_template": template_source(meta) is not None,
+             "chat_template_from": template_source(meta)}
     check["passed"] = (err <= LORA_THRESHOLD and not real_flips and max(ratios) <= RESID_RATIO
                        and check["chat_template"])
     return check

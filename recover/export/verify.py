@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..predict.prompting import template_source
+
 from .. import constants as C
 
 PROMPTS = ("Rewrite the following text as a haiku about autumn.",
@@ -75,7 +77,8 @@ def verify_gguf(gguf: str, quant: str, ref: list[np.ndarray] | None, ref_dir: st
     agree = [int(np.argmax(a[:n]) == np.argmax(b[:n])) for a, b in zip(got, ref)]
     thr = threshold(quant)
     res = {"quant": quant, "loads": True, "max_abs_logit_diff": round(max(diffs), 4), "threshold": thr,
-           "argmax_agree": f"{sum(agree)}/{len(agree)}", "chat_template": bool(meta.get(C.GGUF_CHAT_TEMPLATE))}
+           "argmax_agree": f"{sum(agree)}/{len(agree)}", "chat_template": template_source(meta) is not None,
+           "chat_template_from": template_source(meta)}
     # A quant may shift logits by its threshold, but it must still pick the same next token everywhere.
     res["passed"] = res["max_abs_logit_diff"] <= thr and sum(agree) == len(agree) and res["chat_template"]
     return res

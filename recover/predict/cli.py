@@ -1,8 +1,14 @@
 """`recover predict`: the parser and the handler, beside the code they wire (recover/cli.py lists the verbs)."""
 from __future__ import annotations
 
+from dataclasses import fields
+
 from .. import constants as C
 from ..cli_args import _add_llm_args, _llm_options
+from ..score.embedder import DTYPES as EMBED_DTYPES
+from .base import COMBINE_ALIASES, COMBINE_MODES
+from .ensemble import shipped_ensembles
+from .runner import ON_MODEL_ERROR, PREDICTORS
 
 
 def _predict(a):
@@ -10,35 +16,36 @@ def _predict(a):
     from .runner import PredictConfig, run_predict
 
     llm = _llm_options(a)
-    predictor, model = resolve_predictor(a.predictor, a.model)
-    if llm and predictor != "llm":
+    predictor, model, ensemble = resolve_predictor(a.predictor, a.model, a.ensemble)
+    if llm and predictor not in ("llm", "ensemble"):
         flag = "--" + next(iter(llm)).replace("_", "-").replace("prefixes", "prefix").replace("lora-path", "lora")
         raise ValueError(f"{flag}: a llama.cpp flag, but the predictor is {predictor!r} (it would be ignored); "
                          "give --model GGUF or --predictor llm")
-    cfg = PredictConfig(a.input, a.output, predictor=predictor, model=model, mean_prompt=a.mean_prompt,
-                        combine=a.combine, time_budget=a.time_budget, on_model_error=a.on_model_error,
-                        batch_size=a.batch_size, seed=a.seed, embedder=a.embedder, restart=a.restart, llm=llm,
-                        cpu_quant=a.cpu_quant, embed_dtype=a.embed_dtype)
-    run_predict(cfg)
+    # every PredictConfig field that is a flag comes from the parsed flags as it is; the rest is resolved above
+    flags = {f.name: getattr(a, f.name) for f in fields(PredictConfig) if hasattr(a, f.name)}
+    run_predict(PredictConfig(**{**flags, "predictor": predictor, "model": model, "ensemble": ensemble, "llm": llm}))
 
 
 def add_cli(sub) -> None:
     s = sub.add_parser("predict", help="write submission.csv for a test CSV")
     s.add_argument("--input", required=True)
     s.add_argument("--output", required=True)
-    s.add_argument("--predictor", choices=["mean", "llm", "embed"],
+    s.add_argument("--predictor", choices=PREDICTORS,
                    help="default: the shipped default (recover/assets/default_predictor.json), or what --model is")
+    s.add_argument("--ensemble", help="a shipped ensemble's name or an ensemble manifest: several members' answers "
+                   f"joined (shipped: {', '.join(shipped_ensembles()) or 'none'})")
     s.add_argument("--model", help="GGUF file (llm) or embed-predictor folder (embed; default: the shipped one)")
     s.add_argument("--mean-prompt", help="a mean_prompt JSON or a literal string (default: the shipped one); the "
                    "fallback for empty/failed rows (the embed predictor decodes with the mean prompt it was fitted with)")
-    s.add_argument("--combine", help="mean | llm | llm+mean | mean+llm | embed | embed+mean")
+    s.add_argument("--combine", choices=COMBINE_MODES + tuple(COMBINE_ALIASES), metavar="MODE",
+                   help=f"{' | '.join(COMBINE_MODES + tuple(COMBINE_ALIASES))} (default: the artifact's own choice)")
     s.add_argument("--time-budget", help="e.g. 8h30m: rows the rest of the budget cannot cover get the fallback")
-    s.add_argument("--on-model-error", default="fail", choices=["fail", "fallback"])
+    s.add_argument("--on-model-error", default="fail", choices=ON_MODEL_ERROR)
     s.add_argument("--batch-size", type=int, help="rows per checkpointed chunk (default: llm 8, embed 64)")
     s.add_argument("--seed", type=int, default=C.DEFAULT_SEED)
     s.add_argument("--embedder", help="sentence-transformers folder whose tokenizer caps prompts at 128 tokens")
     s.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
-    s.add_argument("--embed-dtype", default="auto", choices=["auto", "fp32", "bf16"],
+    s.add_argument("--embed-dtype", default="auto", choices=EMBED_DTYPES,
                    help="embed predictor's feature encoding: auto = bf16 on a CPU with bf16 hardware (AMX/AVX512_BF16; "
                         "no loss under LOSO, README), else fp32. Scoring always uses fp32")
     s.add_argument("--cpu-quant", default="auto",

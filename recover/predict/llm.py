@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import constants as C
+from ..cpus import cpu_has_fast_bf16
 from .llama_engine import LlamaEngine, check_gguf
 from .postprocess import clean_llm_output
 from .prompting import ChatFormat, build_messages, fit_texts, load_template
@@ -54,14 +55,26 @@ class LlamaConfig:
         self.prefixes = [p for p in (self.prefixes or []) if p is not None]
         if self.engine not in ENGINES:
             raise ValueError(f"engine {self.engine!r}: choose one of {', '.join(ENGINES)}")
-        if self.torch_dtype not in (None, "bf16", "amp", "fp32"):
-            raise ValueError(f"torch_dtype {self.torch_dtype!r}: bf16, amp or fp32")
+        if self.torch_dtype not in (None, *C.TORCH_DTYPES):
+            raise ValueError(f"torch_dtype {self.torch_dtype!r}: one of {', '.join(C.TORCH_DTYPES)}")
         if self.engine == "torch" and self.n_gpu_layers:
             raise ValueError("engine torch is the CPU engine; n_gpu_layers asks for llama.cpp on a GPU")
 
 
-ENGINES = ("auto", "llama", "torch")
+ENGINES = C.ENGINES
 TORCH_ROWS = 8  # rows per torch batch unless told: `recover bench` measured batches faster than single rows
+
+
+def cpu_engine(engine: str = "auto") -> str:
+    """The engine `engine` means on a CPU: auto = torch where `make bench-cpu` measured it fastest, the CPU
+    has bf16 hardware and torch is importable; llama.cpp elsewhere."""
+    if engine != "auto":
+        return engine
+    from .defaults import default_cpu_quant
+
+    choice = default_cpu_quant() or {}
+    return "torch" if (choice.get("engine") == "torch" and cpu_has_fast_bf16() and
+                       all(importlib.util.find_spec(m) for m in ("torch", "transformers", "gguf"))) else "llama"
 
 
 def resolve_engine(cfg: LlamaConfig) -> tuple[str, int]:
@@ -69,13 +82,7 @@ def resolve_engine(cfg: LlamaConfig) -> tuple[str, int]:
     from .defaults import default_cpu_quant
 
     choice = default_cpu_quant() or {}
-    engine = cfg.engine
-    if engine == "auto":
-        from ..score.embedder import cpu_has_fast_bf16
-
-        use_torch = (not cfg.n_gpu_layers and choice.get("engine") == "torch" and cpu_has_fast_bf16()
-                     and all(importlib.util.find_spec(m) for m in ("torch", "transformers", "gguf")))
-        engine = "torch" if use_torch else "llama"
+    engine = "llama" if cfg.engine == "auto" and cfg.n_gpu_layers else cpu_engine(cfg.engine)
     if engine == "torch" and cfg.torch_dtype is None:
         cfg.torch_dtype = choice.get("torch_dtype", "bf16") if choice.get("engine") == "torch" else "bf16"
     if cfg.n_seq is not None:

@@ -19,6 +19,16 @@ GEMMA_CHAT_TEMPLATE = (
 )
 
 
+def template_source(metadata: dict) -> str | None:
+    """Where the chat template a GGUF is served with comes from: "gguf" (its own), "gemma-default" (a Gemma
+    GGUF without one gets Gemma's turn format), or None (it cannot be served)."""
+    from .. import constants as C
+
+    if metadata.get(C.GGUF_CHAT_TEMPLATE):
+        return "gguf"
+    return "gemma-default" if metadata.get(C.GGUF_ARCH, "").startswith("gemma") else None
+
+
 def chat_template(metadata: dict, model_name: str = "model") -> str:
     """The GGUF's own chat template; for a Gemma GGUF without one, Gemma's turn format."""
     from .. import constants as C

