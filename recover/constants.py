@@ -73,4 +73,6 @@ CPU_QUANT_FORMAT_VERSION = 1
 ENSEMBLE_ASSETS_DIR = "ensembles"
 ENSEMBLE_FORMAT_VERSION = 1
 DEFAULT_LORA = "smollm2-dpo-all"  # served by default: the final fit on every source (recipe chosen under LOSO)
+DEFAULT_LORAS = {PYPI_SMOLLM2: DEFAULT_LORA}  # `--model pypi:NAME` without --lora serves this adapter (--lora none: the bare base)
+NO_LORA = "none"
 LOSO_LORA = "smollm2-dpo"  # the same recipe with gemma_rewrites_b held out (b, d, e never seen): what eval scores

@@ -67,7 +67,7 @@ def offload_tokens_per_s(gguf: str, n_gpu_layers: int) -> dict:
 def run_gpu_check(device: str, out: str, tokenizer: str | None = None, log=print) -> dict:
     from .export.llama_src import run_converter
     from .export.run import export
-    from .train.hf_model import materialize_hf
+    from .predict.hf_model import materialize_hf
 
     if device not in ("cuda", "cpu"):
         raise ValueError("--device cuda or cpu (the dry run)")

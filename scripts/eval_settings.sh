@@ -5,8 +5,9 @@
 #   bash scripts/eval_settings.sh            # all variants; reports under build/eval/settings/<name>/
 #   ONLY=table bash scripts/eval_settings.sh # the table alone
 set -euo pipefail
+: "${DATA_DIR:?run it through make: make experiment NAME=<script> (DATA_DIR and PY come from the Makefile)}" "${PY:?run it through make}"
 cd "$(dirname "$0")/.."
-S=../shared/data
+S="$DATA_DIR"
 DATA="--data $S/gemma_rewrites_a.csv --data $S/gemma_rewrites_b.csv --data $S/gemma_rewrites_d.csv --data $S/gpt35_rewrites_c.csv --data $S/llama_rewrites_e.csv"
 FILE="--targets-file $S/rewrite_prompts.txt"
 NONGEMMA0="--source-weight gpt35_rewrites_c=0 --source-weight llama_rewrites_e=0"
@@ -23,10 +24,10 @@ for name in $ONLY; do
   out=build/eval/settings/$name
   if [ -f "$out/leaderboard.json" ]; then echo "$name: done ($out)"; continue; fi
   echo "== $name: recover eval $DATA ${V[$name]} --methods mean,embed"
-  HF_HUB_OFFLINE=1 .venv/bin/recover eval $DATA ${V[$name]} --methods mean,embed --report "$out" > "$out.log" 2>&1 \
+  HF_HUB_OFFLINE=1 "$PY" -m recover eval $DATA ${V[$name]} --methods mean,embed --report "$out" > "$out.log" 2>&1 \
     || { tail -5 "$out.log"; exit 1; }
 done
-.venv/bin/python - <<'PY'
+"$PY" - <<'PY'
 import json, pathlib
 rows = []
 for f in sorted(pathlib.Path("build/eval/settings").glob("*/leaderboard.json")):

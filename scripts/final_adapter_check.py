@@ -3,12 +3,14 @@
 for the final fit (it trained on these sources, on other rows of them: 300 SFT + 240 DPO rows of 6,000):
 a check that the retrain did not break the adapter. PROXY SCS, paired.
     python scripts/final_adapter_check.py"""
+import os
+
 import numpy as np
 
 from recover import constants as C
 from recover.data.pairs_io import load_pairs
 from recover.eval.cache import EmbeddingCache
-from recover.eval.stats import bootstrap_ci
+from recover.score.stats import bootstrap_ci
 from recover.predict.defaults import resolve_model_path
 from recover.predict.llm import LlamaConfig, LlamaPredictor
 from recover.predict.runner import llm_options
@@ -18,7 +20,7 @@ from recover.score.metric import scs_rows
 emb = Embedder.resolve(None)
 cache, cap = EmbeddingCache(emb, "build/cache"), TokenCap.from_spec(emb.spec)
 for src in ("gemma_rewrites_b", "gemma_rewrites_d"):
-    df = load_pairs([f"../shared/data/{src}.csv"]).sample(n=200, random_state=C.DEFAULT_SEED)
+    df = load_pairs([f"{os.environ['DATA_DIR']}/{src}.csv"]).sample(n=200, random_state=C.DEFAULT_SEED)
     truth, scs = cache.encode(list(df[C.COL_PROMPT])), {}
     for lora in ("smollm2-dpo", "smollm2-dpo-all"):
         options, m = llm_options({"lora_path": lora})

@@ -8,7 +8,7 @@ import pandas as pd
 
 from recover.csvio import write_submission
 from recover.eval.cache import EmbeddingCache
-from recover.eval.stats import bootstrap_ci
+from recover.score.stats import bootstrap_ci
 from recover.predict.gate import agreement, apply_gate, fit_gate
 from recover.score.embedder import Embedder
 from recover.score.metric import scs_rows

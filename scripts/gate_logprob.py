@@ -8,7 +8,7 @@ import pandas as pd
 
 from recover import constants as C
 from recover.eval.cache import EmbeddingCache
-from recover.eval.stats import bootstrap_ci
+from recover.score.stats import bootstrap_ci
 from recover.predict.base import MeanPrompt, combine
 from recover.predict.defaults import resolve_model_path
 from recover.predict.gate import fit_gate

@@ -5,6 +5,7 @@
 # PROXY SCS per budget and the paired difference against the served 320, row by row (bootstrap 95% CI).
 #   bash scripts/input_cut.sh [N_CTX...]      (default: 224 272 320 416 512)
 set -euo pipefail
+: "${DATA_DIR:?run it through make: make experiment NAME=<script> (DATA_DIR and PY come from the Makefile)}" "${PY:?run it through make}"
 cd "$(dirname "$0")/.."
 CTXS="${*:-224 272 320 416 512}"
 for n in $CTXS; do
@@ -12,11 +13,11 @@ for n in $CTXS; do
 done
 preds=""
 for n in $CTXS; do preds="$preds --pred ctx$n=build/engine/ctx$n.csv"; done
-HF_HUB_OFFLINE=1 .venv/bin/recover eval --data ../shared/data/gemma_rewrites_a.csv --data build/engine/subset/gemma_rewrites_b.csv \
+HF_HUB_OFFLINE=1 "$PY" -m recover eval --data $DATA_DIR/gemma_rewrites_a.csv --data build/engine/subset/gemma_rewrites_b.csv \
   --holdout gemma_rewrites_b --methods mean $preds --report build/engine/eval_cut > build/engine/eval_cut.log 2>&1
-.venv/bin/python - <<'PY'
+"$PY" - <<'PY'
 import pandas as pd
-from recover.eval.stats import bootstrap_ci
+from recover.score.stats import bootstrap_ci
 pr = pd.read_csv("build/engine/eval_cut/per_row.csv")
 pr = pr[pr.method.str.startswith("ctx")]
 base = pr[pr.method == "ctx320"].set_index("id").scs

@@ -66,3 +66,17 @@ def test_combine_with_the_mean_predictor_is_an_error(tmp_path, test_csv, capsys)
     rc = main(["predict", "--input", str(test_csv), "--output", str(tmp_path / "s.csv"), "--predictor", "mean",
                "--combine", "llm+mean"])
     assert rc == 2 and "needs a model predictor" in capsys.readouterr().err
+
+
+def test_a_pypi_base_without_lora_serves_its_shipped_final_fit():
+    # the strongest LLM the toolkit has is what `--model pypi:smollm2` serves; `--lora none` is the bare base
+    from recover.predict.runner import PredictConfig
+
+    cfg = PredictConfig("in.csv", "out.csv", predictor="llm", model=C.PYPI_SMOLLM2)
+    assert cfg.llm["lora_path"] == C.DEFAULT_LORAS[C.PYPI_SMOLLM2] == C.DEFAULT_LORA
+    assert "lora_path" not in PredictConfig("in.csv", "out.csv", predictor="llm", model=C.PYPI_SMOLLM2,
+                                            llm={"lora_path": C.NO_LORA}).llm
+    mine = PredictConfig("in.csv", "out.csv", predictor="llm", model=C.PYPI_SMOLLM2, llm={"lora_path": "smollm2-dpo"})
+    assert mine.llm["lora_path"] == "smollm2-dpo"  # a named adapter wins
+    other = PredictConfig("in.csv", "out.csv", predictor="llm", model="some/other.gguf")
+    assert "lora_path" not in other.llm  # a GGUF path is served as given

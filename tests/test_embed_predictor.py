@@ -71,7 +71,7 @@ def test_embed_predictor_learns_and_round_trips(fitted, tmp_path):
 def test_alpha_is_chosen_by_decoded_score_on_inner_folds(fitted):
     """Recomputed here with an independent ridge (numpy lstsq on an augmented system) and decoding:
     each alpha's inner-fold decoded SCS, and the chosen alpha is the best of them."""
-    from recover.eval.protocols import grouped_kfold
+    from recover.data.protocols import grouped_kfold
 
     p, tmp = fitted
     emb = Embedder.resolve(None)

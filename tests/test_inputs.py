@@ -97,3 +97,25 @@ def test_llama_flags_with_a_predictor_that_ignores_them_are_an_error(tmp_path, c
     err = capsys.readouterr().err
     assert f"{flag}: a llama.cpp flag, but the predictor is {predictor!r}" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_help_lists_every_choice_the_code_accepts(capsys):
+    # the help text is built from the tuples the code validates against, so a new mode cannot go unlisted
+    import re
+
+    from recover.eval.ensemble import ENS_METHODS
+    from recover.eval.run import METHODS
+    from recover.predict.base import COMBINE_ALIASES, COMBINE_MODES
+    from recover.predict.runner import ON_MODEL_ERROR, PREDICTORS
+
+    def help_of(*verb):
+        with pytest.raises(SystemExit):
+            main([*verb, "--help"])
+        return re.sub(r"\s+", " ", capsys.readouterr().out)
+
+    predict = help_of("predict")
+    for mode in COMBINE_MODES + tuple(COMBINE_ALIASES) + PREDICTORS + ON_MODEL_ERROR:
+        assert re.search(rf"[{{ |,]{re.escape(mode)}[ ,}}|)]", predict), mode
+    ev = help_of("eval")
+    for m in METHODS + ENS_METHODS:
+        assert f" {m}," in ev or f" {m} " in ev, m

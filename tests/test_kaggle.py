@@ -233,6 +233,28 @@ def test_notebook_runs_offline_in_a_fresh_venv_from_staged_wheels(tmp_path, cfg,
     sub = pd.read_csv(work / "submission.csv", dtype=str, keep_default_na=False)
     assert list(sub["id"]) == list(sample_df["id"]) and sub["rewrite_prompt"].nunique() == 1  # the mean prompt
 
+    # 8. a shipped ensemble staged beside the base (`make datasets ENSEMBLE=NAME`): the notebook runs it on the
+    # staged GGUF (the members' adapters travel in the recover wheel); 5 rows keep it short
+    from recover.predict.ensemble import EnsembleSpec, shipped_ensembles
+
+    assert shipped_ensembles(), "no shipped ensemble (make eval-ensemble writes one)"
+    name = shipped_ensembles()[0]
+    stage.stage_model_dataset(cfg, str(smollm2_gguf), None, None, inp / "datasets" / cfg.username, lora=C.DEFAULT_LORA,
+                              ensemble=name)
+    sample_df.head(5)[["id", "original_text", "rewritten_text"]].to_csv(comp / "test.csv", index=False)
+    r, executed = run_notebook("ensemble")
+    assert r.returncode == 0 and f"predictor: ensemble {name}" in executed, (r.stdout + r.stderr)[-3000:]
+    run = json.loads(sorted((work / "recover_runs").glob("predict-*/config.json"))[0].read_text())
+    assert run["config"]["ensemble"] == name and run["config"]["model"].endswith(Path(smollm2_gguf).name)
+    spec = EnsembleSpec.load(name)
+    needs_torch = any(spec.member(n).kind == "embed" for n in spec.order)  # the embed member encodes with torch
+    twin_has_torch = subprocess.run([str(vpy), "-c", "import torch"], capture_output=True).returncode == 0
+    if needs_torch and not twin_has_torch:  # the light twin: one clear load error, every row the fallback
+        assert run["result"]["predictor"] == "mean" and run["result"]["model_error"], run["result"]
+    else:
+        assert run["result"]["predictor"] == "ensemble" and run["result"]["status"] == {"ok": 5}
+    assert "repaired: False" in executed
+
 
 def fake_broken_wheel(folder: Path) -> Path:
     """A llama-cpp-python 'CUDA' wheel that installs but fails to import, as one built against a

@@ -76,7 +76,7 @@ def test_probe_sim_reads_only_public_probe_scores_and_scores_the_private_half(tm
 
     prompts = ["Make it a poem.", "make it a POEM", "Make it a letter", "Shorten it"] * 5
     m = public_mask(prompts, 0.5, 1234)
-    from recover.eval.protocols import normalise_prompt
+    from recover.data.protocols import normalise_prompt
 
     by = {}
     for p, pub in zip(prompts, m):

@@ -78,5 +78,5 @@ def test_asking_for_a_suffix_the_artifact_lacks_is_one_clear_error(tmp_path, sam
     sample_df.head(2)[["id", "original_text", "rewritten_text"]].to_csv(test, index=False)
     with pytest.raises(ValueError, match="carries no suffix"):
         run_predict(PredictConfig(str(test), str(tmp_path / "s.csv"), predictor="llm", model=C.PYPI_SMOLLM2,
-                                  llm={"max_new_tokens": 4, "engine": "torch"}, combine="llm+suffix", cpu_quant="none"),
+                                  llm={"max_new_tokens": 4, "engine": "torch", "lora_path": "none"}, combine="llm+suffix", cpu_quant="none"),
                     log=lambda *_: None)

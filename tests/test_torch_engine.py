@@ -135,18 +135,17 @@ def test_deadline_leaves_unstarted_rows_none(smollm2_gguf, sample_df):
 
 def test_auto_engine_is_torch_only_where_measured_and_on_bf16_cpus(monkeypatch, smollm2_gguf):
     import recover.predict.defaults as D
-    import recover.predict.llm as E
 
     cfg = lambda **kw: LlamaConfig(model=str(smollm2_gguf), **kw)  # noqa: E731
     monkeypatch.setattr(D, "default_cpu_quant", lambda: {"engine": "torch", "n_seq": 8})
-    monkeypatch.setattr(E, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(D, "cpu_has_fast_bf16", lambda: True)
     assert resolve_engine(cfg()) == ("torch", 8)
     assert resolve_engine(cfg(n_gpu_layers=-1)) == ("llama", 1)  # a GPU: llama.cpp
     assert resolve_engine(cfg(engine="llama")) == ("llama", 1)  # asked for
-    monkeypatch.setattr(E, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(D, "cpu_has_fast_bf16", lambda: False)
     assert resolve_engine(cfg()) == ("llama", 1)  # no bf16 hardware: torch bf16 would be slow
     monkeypatch.setattr(D, "default_cpu_quant", lambda: {"engine": "llama"})
-    monkeypatch.setattr(E, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(D, "cpu_has_fast_bf16", lambda: True)
     assert resolve_engine(cfg()) == ("llama", 1)
     with pytest.raises(ValueError, match="CPU engine"):
         cfg(engine="torch", n_gpu_layers=-1)

@@ -216,8 +216,8 @@ def test_a_lora_without_combine_flag_is_served_with_its_manifests_combine(test_c
     assert resolve_combine("llm+mean", p) == "llm+mean"  # a flag wins
     p.engine.close()
     plain = build_predictor(PredictConfig(str(test_csv), "unused.csv", predictor="llm", model=C.PYPI_SMOLLM2,
-                                          llm={"max_new_tokens": 4}, cpu_quant="none"), None)
-    assert resolve_combine(None, plain) == "pred+mean"  # no adapter: the model + the mean prompt
+                                          llm={"max_new_tokens": 4, "lora_path": "none"}, cpu_quant="none"), None)
+    assert resolve_combine(None, plain) == "pred+mean"  # no adapter (--lora none): the model + the mean prompt
     plain.engine.close()
 
 

@@ -4,7 +4,7 @@ import pandas as pd
 
 from recover import constants as C
 from recover.eval.methods import FitSettings, Rows, fit_mean
-from recover.eval.protocols import normalise_prompt
+from recover.data.protocols import normalise_prompt
 from recover.meanprompt.optimize import vocab_from_tokenizer
 from recover.score.embedder import Embedder
 

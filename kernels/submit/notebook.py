@@ -127,15 +127,36 @@ loras = find("lora/*.gguf")  # a LoRA GGUF staged beside its base (`recover kagg
 ggufs = [p for p in find("*.gguf") if p not in loras]
 embeds = [os.path.dirname(p) for p in sorted(find("embed_predictor/manifest.json"),  # sentence-t5 fits first
                                              key=lambda p: json.load(open(p)).get("embedder_is_proxy", True))]
+
+
+def staged_ensemble():
+    """The shipped ensemble the model dataset names (`recover kaggle datasets --ensemble`), or None."""
+    for p in find("manifest.json"):
+        try:
+            m = json.load(open(p))
+        except Exception:  # noqa: BLE001 - not ours
+            continue
+        if m.get("kind") == "kaggle_model_dataset" and m.get("files", {}).get("ensemble"):
+            return m["files"]["ensemble"]
+    return None
+
+
+ENSEMBLE = staged_ensemble()
 budget = max(60, int(LIMIT_S - SAFETY_S - (time.time() - T0)))
 cmd = [sys.executable, "-m", "recover", "predict", "--input", TEST, "--output", SUB, "--time-budget", f"{budget}s",
        "--on-model-error", "fallback"] + (["--mean-prompt", means[0]] if means else [])
-if ggufs:
+GPU_FLAGS = ["--n-gpu-layers", "-1", "--split-mode", "1", "--tensor-split", "0.5,0.5", "--flash-attn", "on",
+             "--n-seq", "4"] if OFFLOAD else []
+if ggufs and ENSEMBLE:
+    # several members joined (their adapters ship in the recover wheel) on the staged base; a tight budget
+    # drops the last member of the fitted order, never whole rows
+    cmd += ["--ensemble", ENSEMBLE, "--model", ggufs[0]] + GPU_FLAGS
+    print("predictor: ensemble", ENSEMBLE)
+elif ggufs:
     # no --combine: recover picks it (a LoRA's manifest holds what its held-out eval chose; else llm+mean)
     cmd += ["--model", ggufs[0], "--predictor", "llm", "--max-new-tokens", "32"]
     cmd += ["--lora", loras[0]] if loras else []  # its manifest beside it brings the n_ctx/template it was trained with
-    cmd += ["--n-gpu-layers", "-1", "--split-mode", "1", "--tensor-split", "0.5,0.5", "--flash-attn", "on",
-            "--n-seq", "4"] if OFFLOAD else []
+    cmd += GPU_FLAGS
 elif INSTALLED:  # kernels/tune's choice (default_predictor.json) when it can be served, else the package default
     from recover.kaggle.choose import tuned_flags
 

@@ -77,37 +77,34 @@ def bench_llama(model: str, data: str, rows: int, llm: dict) -> dict:
     return out
 
 
-def bench_hf(model: str, data: str, rows: int, llm: dict, hf_dir: str | None = None,
-             prompt_ids: list[list[int]] | None = None, dtype: str = "fp32", batch: int = 1) -> dict:
-    """prompt_ids given: equal work (the engine's ids and stop rules); None: a plain `generate`.
-    batch > 1: that many rows per `generate` (left padding, rows sorted by length), equal work only."""
+def _load_hf(model: str, hf_dir: str | None, dtype: str):
+    """-> (tokenizer, model in dtype, load seconds, end-token ids): the GGUF's weights through transformers."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
-
-    from ..predict.llama_engine import blank_line_stop
-    from ..predict.llm import is_echo
-    from ..predict.postprocess import clean_llm_output
-    from ..predict.prompting import build_messages, fit_texts, load_template
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..predict.torch_engine import quiet_gguf_loading
 
     quiet_gguf_loading()  # no "de-quantizing GGUF tensors" bars in the bench's log
-    originals, rewrites = _rows(data, rows)
     t0 = time.perf_counter()
     kw = {"gguf_file": Path(model).name} if not hf_dir else {}
     src = hf_dir or str(Path(model).parent)
     tok = AutoTokenizer.from_pretrained(src, **kw)
     m = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, **kw).eval().to(
         torch.bfloat16 if dtype == "bf16" else torch.float32)
-    t_load = time.perf_counter() - t0
-    max_new = llm.get("max_new_tokens", 32)
     eos = set(m.generation_config.eos_token_id if isinstance(m.generation_config.eos_token_id, list)
               else [m.generation_config.eos_token_id or tok.eos_token_id])
-    equal = prompt_ids is not None
-    if batch > 1 and not equal:
-        raise ValueError("batched hf runs only at equal work (on the engine's ids)")
+    return tok, m, time.perf_counter() - t0, eos
 
-    class Phases(StoppingCriteria):  # records when prefill + first token are done; applies the engine's stop rule
+
+def _phases(tok, eos: set, equal: bool):
+    """A stopping criterion that records when prefill + the first token are done and applies the engine's
+    stop rule (end token; at equal work also a blank line after content)."""
+    import torch
+    from transformers import StoppingCriteria
+
+    from ..predict.llama_engine import blank_line_stop
+
+    class Phases(StoppingCriteria):
         def __init__(self, n_in):
             self.n_in, self.t = n_in, None
 
@@ -118,10 +115,26 @@ def bench_hf(model: str, data: str, rows: int, llm: dict, hf_dir: str | None = N
                 gen = [t for t in row if t not in eos]
                 stop.append(len(gen) < len(row) or (equal and blank_line_stop(tok.decode(gen))))
             return torch.tensor(stop, dtype=torch.bool)
+    return Phases
 
-    if not equal:
-        template, budget = load_template(llm.get("template")), llm.get("n_ctx", 1024) - max_new - 80
-        enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+
+def bench_hf(model: str, data: str, rows: int, llm: dict, hf_dir: str | None = None,
+             prompt_ids: list[list[int]] | None = None, dtype: str = "fp32", batch: int = 1) -> dict:
+    """prompt_ids given: equal work (the engine's ids and stop rules); None: a plain `generate`.
+    batch > 1: that many rows per `generate` (left padding, rows sorted by length), equal work only."""
+    import torch
+    from transformers import StoppingCriteriaList
+
+    from ..predict.llm import is_echo
+    from ..predict.postprocess import clean_llm_output
+
+    originals, rewrites = _rows(data, rows)
+    tok, m, t_load, eos = _load_hf(model, hf_dir, dtype)
+    max_new = llm.get("max_new_tokens", 32)
+    equal = prompt_ids is not None
+    if batch > 1 and not equal:
+        raise ValueError("batched hf runs only at equal work (on the engine's ids)")
+    Phases = _phases(tok, eos, equal)
     n = len(originals)
     order = sorted(range(n), key=lambda j: len(prompt_ids[j])) if batch > 1 else list(range(n))
     per_row, counts, gen_counts, t_prompt, t_gen, preds = [0.0] * n, [0] * n, 0, 0.0, 0.0, [""] * n
@@ -130,15 +143,7 @@ def bench_hf(model: str, data: str, rows: int, llm: dict, hf_dir: str | None = N
     for k in range(0, n, batch):
         chunk = order[k:k + batch]
         t = time.perf_counter()
-        if equal:
-            width = max(len(prompt_ids[j]) for j in chunk)
-            ids = torch.tensor([[pad] * (width - len(prompt_ids[j])) + prompt_ids[j] for j in chunk])
-            mask = torch.tensor([[0] * (width - len(prompt_ids[j])) + [1] * len(prompt_ids[j]) for j in chunk])
-        else:
-            o2, r2 = fit_texts(originals[chunk[0]], rewrites[chunk[0]], budget, enc, tok.decode)
-            ids = tok.apply_chat_template(build_messages(template, o2, r2), add_generation_prompt=True,
-                                          return_tensors="pt", return_dict=True)["input_ids"]
-            mask = torch.ones_like(ids)
+        ids, mask = _hf_inputs(tok, chunk, prompt_ids, pad, llm, max_new, originals, rewrites)
         ph = Phases(ids.shape[1])
         with torch.no_grad():
             out = m.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False,
@@ -164,6 +169,26 @@ def bench_hf(model: str, data: str, rows: int, llm: dict, hf_dir: str | None = N
     res.update(body_params=n_params - m.config.vocab_size * m.config.hidden_size, gen_steps=steps,
                weight_bytes=n_params * (2 if dtype == "bf16" else 4))
     return res
+
+
+def _hf_inputs(tok, chunk, prompt_ids, pad: int, llm: dict, max_new: int, originals, rewrites):
+    """(input ids, attention mask) of one generate call: the engine's ids left-padded (equal work), or the
+    row's prompt built by transformers' own chat template (raw)."""
+    import torch
+
+    from ..predict.prompting import build_messages, fit_texts, load_template
+
+    if prompt_ids is not None:
+        width = max(len(prompt_ids[j]) for j in chunk)
+        ids = torch.tensor([[pad] * (width - len(prompt_ids[j])) + prompt_ids[j] for j in chunk])
+        mask = torch.tensor([[0] * (width - len(prompt_ids[j])) + [1] * len(prompt_ids[j]) for j in chunk])
+        return ids, mask
+    template, budget = load_template(llm.get("template")), llm.get("n_ctx", 1024) - max_new - 80
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    o2, r2 = fit_texts(originals[chunk[0]], rewrites[chunk[0]], budget, enc, tok.decode)
+    ids = tok.apply_chat_template(build_messages(template, o2, r2), add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)["input_ids"]
+    return ids, torch.ones_like(ids)
 
 
 def run_backend(name: str, model: str, data: str, rows: int, llm: dict, hf_dir: str | None = None,

@@ -109,7 +109,7 @@ def _scs(data: str, rows: int, ok: dict) -> dict:
     """PROXY SCS of each backend's cleaned predictions, when the bench rows carry the true prompt."""
     import pandas as pd
 
-    from ..eval.leaderboard import bootstrap_ci
+    from ..score.stats import bootstrap_ci
     from ..score.embedder import Embedder
     from ..score.scoring import score_texts
 

@@ -7,7 +7,7 @@ from .. import constants as C
 from ..cli_args import _named_files
 from .ensemble import ENS_METHODS
 from .methods import VOCABS
-from .protocols import PROTOCOLS
+from ..data.protocols import PROTOCOLS
 from .run import METHODS
 
 

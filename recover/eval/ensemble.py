@@ -81,17 +81,20 @@ class FoldEnsemble:
         return all(llm.held_out(source) for llm in self.llms.values())
 
     # --- answers -------------------------------------------------------------------------------------
-    def answers(self, rows, tr, fitted, exclude: set[str]) -> dict[str, list[str]]:
-        """Each member's raw answers ("" = none) for `rows`; the embed member from `fitted` = (embed predictor,
-        its training rows), inverted with those rows' prompt words."""
+    def answers(self, rows, tr, fitted, exclude: set[str], names=None) -> dict[str, list[str]]:
+        """Each member's (of `names`; default all) raw answers ("" = none) for `rows`; the embed member from
+        `fitted` = (embed predictor, its training rows), inverted with those rows' prompt words."""
+        names = list(names) if names is not None else [m.name for m in self.spec.members]
         out = {}
         for name, llm in self.llms.items():
+            if name not in names:
+                continue
             got = ["" for _ in range(len(rows.df))]
             for src, idx in rows.df.groupby(C.COL_SOURCE).indices.items():
                 for j, raw in zip(idx, llm.rows(src, rows.df.iloc[idx])["raw"]):
                     got[j] = raw.strip() if isinstance(raw, str) else ""
             out[name] = got
-        if self.embeds:
+        if any(n in names for n in self.embeds):
             pred, fit_rows = fitted
             pe = pred.predict_from_embeddings(rows.eo, rows.er)
             words = vocab_from_texts([p for p in fit_rows.df[C.COL_PROMPT] if p not in exclude],
@@ -100,7 +103,8 @@ class FoldEnsemble:
                            cap=self.fm.cap)
             edited, _ = inv.rows(pred.decode(pe), pe, None)
             for name in self.embeds:
-                out[name] = edited
+                if name in names:
+                    out[name] = edited
         return out
 
     def pool(self, tr, fold_source: str):
@@ -125,10 +129,15 @@ class FoldEnsemble:
     # --- the methods ---------------------------------------------------------------------------------
     def predict(self, name: str, tr, va, mean: str, embed_fit, exclude: set[str], state: dict):
         """-> (predictions for va's rows, params). `state` is the fold's cache (members' answers, the fit)."""
-        if "va" not in state:
-            state["va"] = self.answers(va, tr, (embed_fit, tr), exclude)
-            self.oof[va.df[C.COL_SOURCE].iloc[0]] = (va, state["va"], mean)  # what --ship-ensemble refits on
-        ans = state["va"]
+        # only the members this method uses: a member trained on the fold is never asked (skip_reason)
+        need = [name[2:]] if name.startswith("m:") else [m.name for m in self.spec.members]
+        got = state.setdefault("va", {})
+        missing = [n for n in need if n not in got]
+        if missing:
+            got.update(self.answers(va, tr, (embed_fit, tr), exclude, missing))
+        if not name.startswith("m:"):
+            self.oof[va.df[C.COL_SOURCE].iloc[0]] = (va, got, mean)  # what --ship-ensemble refits on
+        ans = {n: got[n] for n in need}
         if name.startswith("m:"):
             return [a or mean for a in ans[name[2:]]], {"member": name[2:]}
         if "order" not in state:
@@ -142,7 +151,8 @@ class FoldEnsemble:
             pick = mbr_pick(E)
             return [self.fm.cap(ans[names[k]][i] or mean) for i, k in enumerate(pick)], {"members": names}
         if name == "ens:invert":
-            E = np.stack([self.fm.cache.encode([a or mean for a in ans[n]]) for n in ans])
+            # the target: the mean embedding of the joined members, as `recover predict`'s join invert computes it
+            E = np.stack([self.fm.cache.encode([a or mean for a in ans[n]]) for n in state["order"]])
             words = vocab_from_texts([p for p in tr.df[C.COL_PROMPT] if p not in exclude],
                                      max_words=self.fm.cfg.settings.vocab_size)
             inv = Inverter(self.fm.fast.encode, words, self.fm.cache.encode(words), self.fm.cfg.settings.invert,

@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..csvio import atomic_write_csv, atomic_write_json
 from .select import rule_figures
-from .stats import bootstrap_ci
+from ..score.stats import bootstrap_ci
 
 
 def leaderboard(per_row: pd.DataFrame, baseline: str, speeds: dict[str, float | None], seed: int = 1234,

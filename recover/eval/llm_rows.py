@@ -37,7 +37,7 @@ class FoldLLM:
     def __init__(self, lora: str, cache_dir: str | Path, seed: int = C.DEFAULT_SEED, engine: str = "auto", log=print,
                  prefix: str | None = None):
         from ..predict.defaults import lora_manifest, resolve_model_path
-        from ..predict.llm import cpu_engine
+        from ..predict.defaults import cpu_engine
 
         self.lora_path, self.manifest = lora_manifest(lora)
         self.name, self.trained = self.manifest.get("name", Path(self.lora_path).stem), trained_sources(self.manifest)

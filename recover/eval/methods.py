@@ -25,7 +25,7 @@ from ..predict.base import DEFAULT_MEAN_PROMPT_PATH, MeanPrompt
 from ..predict.embed import EmbedPredictor, features, fit_ridge, normalise
 from ..predict.invert import InvertConfig
 from ..score.metric import scs_matrix
-from .protocols import grouped_kfold, loso_folds, normalise_prompt
+from ..data.protocols import grouped_kfold, loso_folds, normalise_prompt
 
 ALPHAS = (1.0, 3.0, 10.0, 30.0, 100.0)
 

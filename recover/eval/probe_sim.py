@@ -25,10 +25,10 @@ from ..score.embedder import Embedder
 from ..score.metric import scs_matrix
 from .cache import EmbeddingCache
 from .methods import FitSettings, fit_mean, matched_weights, mean_targets
-from .protocols import loso_folds, normalise_prompt
+from ..data.protocols import loso_folds, normalise_prompt
 from .run import embed_rows
 from .select import selection_sources
-from .stats import bootstrap_ci
+from ..score.stats import bootstrap_ci
 
 
 @dataclass

@@ -19,7 +19,7 @@ from ..score.metric import cosine_rows, scs_rows
 from .cache import EmbeddingCache
 from .leaderboard import format_leaderboard, format_steps, leaderboard, paired_steps, write_report
 from .methods import FitSettings, Rows, fit_embed, fit_mean, shipped_mean
-from .protocols import PROTOCOLS, check_disjoint, folds_for, normalise_prompt
+from ..data.protocols import PROTOCOLS, check_disjoint, folds_for, normalise_prompt
 from .select import RULE, paired_by_fold, selection_sources, shared_ranking
 
 from ..predict.ensemble import EnsembleSpec

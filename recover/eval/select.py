@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .. import constants as C
-from .stats import bootstrap_ci
+from ..score.stats import bootstrap_ci
 
 RULE = "gemma-macro, no Gemma fold below the mean prompt"
 

@@ -100,6 +100,8 @@ def ship_ensemble(result: dict, run, name: str, command: str, log=print) -> dict
     answers = {m: [a for s in folds for a in fe.oof[s][1][m]] for m in fe.oof[folds[0]][1]}
     order, fit = fit_order(answers, truth, run.cache.encode, run.extra.cap, fe.spec.separator, fe.spec.suffix,
                            fallback=fe.oof[folds[0]][2])
+    if join == "ens:mbr":  # MBR picks among every candidate member, as eval scored it: all of them are served
+        order = [m.name for m in fe.spec.members]
     lb = result["leaderboard"].set_index("method")
     figures = {m: {k[4:-1]: round(float(v), 4) for k, v in lb.loc[m].items() if k.startswith("scs[") and pd.notna(v)}
                for m in lb.index if m.startswith(("m:", "ens"))}

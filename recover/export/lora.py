@@ -27,7 +27,7 @@ LORA_TYPES = ("f16", "q8_0")
 # adapter; measured on SmolLM2-135M (`recover export-lora` prints it, the manifest stores it).
 LORA_THRESHOLD = 3.0
 # Per prompt, L2 over the vocabulary: |llama(base+LoRA) - HF(merged)| <= RESID_RATIO x |llama(base) - HF(base)|.
-# Measured (README "LoRA export check"): correct exports of 4 adapters reach 2.36 at most; the wrong
+# Measured (docs/export.md): correct exports of 4 adapters reach 2.36 at most; the wrong
 # adapter's GGUF reaches 3.80 at least (`recover export-lora --check-only`). It replaced a minimum cosine of
 # the adapter's logit shift (0.8), which the base's 4-bit noise swung from 0.80 (q8_0) to 0.66 (f16)
 # for ONE adapter whose f16 export agreed top-1 on 8/8 prompts: it measured the base, not the export.
@@ -63,7 +63,7 @@ def _bases(base: str, base_hf: str | None) -> tuple[str, Path]:
     """-> (the base GGUF the LoRA is served on, the HF folder it was trained on: by default the GGUF's
     own weights read into HF, which is what `recover train` uses for a GGUF base)."""
     from ..predict.defaults import resolve_model_path
-    from ..train.hf_model import materialize_hf
+    from ..predict.hf_model import materialize_hf
 
     base_gguf = resolve_model_path(base)
     if not base_gguf.endswith(".gguf"):

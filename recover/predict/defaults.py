@@ -5,10 +5,12 @@ and the command that produced them). It is written by `recover eval --ship` and 
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
 from .. import constants as C
+from ..cpus import cpu_has_fast_bf16
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_FILE = ASSETS / C.DEFAULT_PREDICTOR_FILE
@@ -31,9 +33,9 @@ def resolve_predictor(predictor: str | None, model: str | None,
     """What `--predictor` / `--model` / `--ensemble` mean together -> (predictor, model, ensemble); every
     combination is explicit or an error."""
     if ensemble is not None:
-        if predictor not in (None, "ensemble") or model is not None:
-            raise ValueError("--ensemble: its members name their models; give no --predictor or --model")
-        return "ensemble", None, ensemble
+        if predictor not in (None, "ensemble"):
+            raise ValueError("--ensemble: its members name their models; give no --predictor")
+        return "ensemble", model, ensemble  # model: a staged copy of the members' base GGUF (EnsembleSpec.with_base)
     if predictor is None and model is None:
         d = default_choice()
         return d["predictor"], d["model"], d["ensemble"]
@@ -62,6 +64,17 @@ def resolve_model_path(model: str) -> str:
 
     p = pypi_gguf(model)
     return str(p) if p is not None else model
+
+
+def with_default_lora(model: str, llm: dict) -> dict:
+    """The LLM options to serve `model` with: a PyPI base named without --lora gets its shipped final-fit
+    adapter (C.DEFAULT_LORAS: the strongest LLM the toolkit has); `--lora none` serves the bare base."""
+    lora = llm.get("lora_path")
+    if lora == C.NO_LORA:
+        return {k: v for k, v in llm.items() if k != "lora_path"}
+    if lora is None and model in C.DEFAULT_LORAS and C.DEFAULT_LORAS[model] in shipped_loras():
+        return {**llm, "lora_path": C.DEFAULT_LORAS[model]}
+    return llm
 
 
 def resolve_lora(name_or_path: str) -> tuple[str, dict]:
@@ -110,6 +123,16 @@ def default_cpu_quant() -> dict | None:
     return json.loads(f.read_text()) if f.is_file() else None
 
 
+def cpu_engine(engine: str = "auto") -> str:
+    """The engine `engine` means on a CPU: auto = torch where `make bench-cpu` measured it fastest, the CPU
+    has bf16 hardware and torch is importable; llama.cpp elsewhere."""
+    if engine != "auto":
+        return engine
+    choice = default_cpu_quant() or {}
+    return "torch" if (choice.get("engine") == "torch" and cpu_has_fast_bf16() and
+                       all(importlib.util.find_spec(m) for m in ("torch", "transformers", "gguf"))) else "llama"
+
+
 def serve_model_path(model: str, llm: dict, cpu_quant: str | None = "auto", log=print) -> str:
     """The GGUF llama.cpp loads. On CPU the packaged model is served as a cached requant in the
     measured fastest quant (`auto`); `--cpu-quant Q8_0` asks for it with any GGUF, `none` never."""
@@ -117,8 +140,6 @@ def serve_model_path(model: str, llm: dict, cpu_quant: str | None = "auto", log=
     on_gpu = llm.get("n_gpu_layers", 0) not in (0, None)
     if cpu_quant in (None, "none") or on_gpu:
         return path
-    from .llm import cpu_engine
-
     if cpu_quant == "auto" and cpu_engine(llm.get("engine", "auto")) == "torch":
         return path  # the torch engine dequantises the file the adapters were trained and verified on
     if cpu_quant == "auto":

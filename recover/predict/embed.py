@@ -5,7 +5,7 @@ this with larger models). The prediction is decoded to the nearest of a fixed se
 strings: the mean prompt, the project's bank prompts, and each bank prompt joined with the mean
 prompt before or after it, so the hedge with the mean prompt is chosen per row. (A minimum-Bayes-
 risk decoding over a posterior of training prompts was measured and lost under leave-one-source-
-out: README, Evaluation.)
+out: docs/evaluation.md.)
 
 With `--combine embed+invert` (or an artifact whose manifest's combine is pred+invert) each row's
 nearest candidate is then edited toward the row's predicted embedding (predict/invert.py, 2nd place's
@@ -23,6 +23,7 @@ import numpy as np
 from .. import constants as C
 from ..csvio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..score.embedder import Embedder, EmbedderSpec, packaged_proxy_path, resolve_embedder
+from ..score.metric import normalise
 
 SHIPPED = Path(__file__).resolve().parent.parent / "assets" / C.EMBED_PREDICTOR_DIR
 DECODES = ("nearest",)
@@ -49,10 +50,6 @@ def fit_ridge(X: np.ndarray, Y: np.ndarray, alpha: float,
     Xc, Yc = X - xm, Y - ym
     W = np.linalg.solve(Xc.T @ (Xc * w[:, None]) + alpha * np.eye(X.shape[1]), Xc.T @ (Yc * w[:, None]))
     return W.astype(np.float32), xm.astype(np.float32), ym.astype(np.float32)
-
-
-def normalise(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 class EmbedPredictor:

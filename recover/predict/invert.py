@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from .embed import normalise
+from ..score.metric import normalise
 
 
 @dataclass

@@ -1,14 +1,13 @@
 """LLM predictor: the GGUF's own chat template, token-exact truncation, forced prefixes, cleaning."""
 from __future__ import annotations
 
-import importlib.util
 import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import constants as C
-from ..cpus import cpu_has_fast_bf16
+from . import defaults  # the measured CPU engine choice (a module, so tests can patch it)
 from .llama_engine import LlamaEngine, check_gguf
 from .postprocess import clean_llm_output
 from .prompting import ChatFormat, build_messages, fit_texts, load_template
@@ -65,24 +64,10 @@ ENGINES = C.ENGINES
 TORCH_ROWS = 8  # rows per torch batch unless told: `recover bench` measured batches faster than single rows
 
 
-def cpu_engine(engine: str = "auto") -> str:
-    """The engine `engine` means on a CPU: auto = torch where `make bench-cpu` measured it fastest, the CPU
-    has bf16 hardware and torch is importable; llama.cpp elsewhere."""
-    if engine != "auto":
-        return engine
-    from .defaults import default_cpu_quant
-
-    choice = default_cpu_quant() or {}
-    return "torch" if (choice.get("engine") == "torch" and cpu_has_fast_bf16() and
-                       all(importlib.util.find_spec(m) for m in ("torch", "transformers", "gguf"))) else "llama"
-
-
 def resolve_engine(cfg: LlamaConfig) -> tuple[str, int]:
     """(engine, rows in flight) for this config; see LlamaConfig.engine and n_seq. Sets cfg.torch_dtype."""
-    from .defaults import default_cpu_quant
-
-    choice = default_cpu_quant() or {}
-    engine = "llama" if cfg.engine == "auto" and cfg.n_gpu_layers else cpu_engine(cfg.engine)
+    choice = defaults.default_cpu_quant() or {}
+    engine = "llama" if cfg.engine == "auto" and cfg.n_gpu_layers else defaults.cpu_engine(cfg.engine)
     if engine == "torch" and cfg.torch_dtype is None:
         cfg.torch_dtype = choice.get("torch_dtype", "bf16") if choice.get("engine") == "torch" else "bf16"
     if cfg.n_seq is not None:

@@ -72,8 +72,8 @@ class PredictConfig:
             raise ValueError(f"--predictor {self.predictor} needs --model")
         if (self.predictor == "ensemble") != bool(self.ensemble):
             raise ValueError("--ensemble NAME and --predictor ensemble go together")
-        if self.ensemble and self.model:
-            raise ValueError("--ensemble: its members name their models; give no --model")
+        if self.ensemble and self.model and not self.model.endswith(".gguf"):
+            raise ValueError("--ensemble with --model: a base GGUF its LLM members' adapters were made on")
         if self.combine:  # None: the predictor's own choice (embed: chosen on validation), see resolve_combine
             self.combine = normalize_combine(self.combine)
             if self.predictor == "mean" and self.combine != "mean":
@@ -92,6 +92,10 @@ class PredictConfig:
         if self.seed == 0:
             raise ValueError("--seed 0 means 'random' to llama.cpp; pass a nonzero seed")
         parse_duration(self.time_budget)
+        if self.predictor == "llm":  # a PyPI base without --lora: its shipped final fit (recorded in the run folder)
+            from .defaults import with_default_lora
+
+            self.llm = with_default_lora(self.model, self.llm)
 
 
 def make_cap(embedder: str | None, log=print):
@@ -138,6 +142,7 @@ def load_llm(model: str, llm: dict, cpu_quant: str | None, seed: int, log=print)
     # read by resolve_combine and artifact_suffix: the adapter's chosen combine and its fitted suffix
     p.manifest = {k: lora[k] for k in ("combine", "suffix") if k in lora}
     c = p.cfg
+    log(f"lora: {lora.get('name', c.lora_path)}" if c.lora_path else "lora: none (the bare base model)")
     log(f"llm engine: {c.engine}" + (f" ({c.torch_dtype}, {c.n_seq} rows a batch)" if c.engine == "torch" else
                                      f" ({c.n_seq} sequence(s), {c.n_gpu_layers} GPU layers)"))
     return p
@@ -157,6 +162,8 @@ def load_ensemble(cfg: PredictConfig, cap, log=print):
     from .ensemble import EnsemblePredictor, EnsembleSpec
 
     spec = EnsembleSpec.load(cfg.ensemble)
+    if cfg.model:  # a staged copy of the members' base (the Kaggle dataset's GGUF)
+        spec.with_base(cfg.model)
     spec.check_artifacts()
     members = {}
     for name in spec.order:
@@ -203,6 +210,8 @@ def _fingerprint(cfg: PredictConfig, mean: MeanPrompt, input_path: Path) -> dict
 
 
 def run_predict(cfg: PredictConfig, log=print) -> dict:
+    """The guarded pipeline: read -> resume -> load (or fall back) -> predict in checkpointed chunks under the
+    deadline -> write atomically -> record the run."""
     t0 = time.monotonic()
     budget = parse_duration(cfg.time_budget)
     # Keep a reserve for writing the file: the submission must exist before the deadline.
@@ -219,19 +228,46 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
         log(f"resuming: {len(done)} of {len(df)} rows already in {ckpt.path}")
     run_dir = new_run_dir(cfg.run_root or Path(cfg.output).resolve().parent / "recover_runs", "predict")
     record_run(run_dir, cfg, cfg.seed)
+    predictor, model_error = load_or_fallback(cfg, mean, cap, log)
+    mode, finish = finisher(cfg, predictor, mean, cap, fallback, log)
+    # rows per checkpointed chunk: asked for, else the predictor's own (the torch engine sorts a chunk by
+    # length into batches, so a bigger chunk pads less), else the predictor kind's
+    chunk_rows = cfg.batch_size or getattr(predictor, "chunk_rows", None) or BATCH_SIZES[predictor.name]
+    todo = [i for i in range(len(df)) if df.at[i, C.COL_ID] not in done]
+    ckpt.open(fresh=not done)
+    timed_rows, timed_s = predict_chunks(predictor, df, todo, chunk_rows, deadline, ckpt, done,
+                                         "model_error" if model_error else "ok", finish, fallback)
+    ids = list(df[C.COL_ID])
+    write_submission(cfg.output, ids, [done[i][C.COL_PROMPT] for i in ids])
+    ckpt.close(remove=True)
+    counts: dict[str, int] = {}
+    for i in ids:
+        counts[done[i]["status"]] = counts.get(done[i]["status"], 0) + 1
+    stats = {"rows": len(ids), "status": counts, "seconds": round(time.monotonic() - t0, 2),
+             "s_per_row_predicted": round(timed_s / timed_rows, 4) if timed_rows else None,
+             "predictor": predictor.name, "combine": mode, "model_error": model_error,
+             "output": str(cfg.output), "run_dir": str(run_dir), "model_served": cfg.model_served,
+             "engine": getattr(getattr(predictor, "cfg", None), "engine", None)}
+    record_run(run_dir, cfg, cfg.seed, {"result": stats})
+    log(f"wrote {cfg.output}: {len(ids)} rows " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    check_row_failures(counts, cfg.on_model_error, log)
+    return stats
 
-    model_error = None
+
+def load_or_fallback(cfg: PredictConfig, mean: MeanPrompt, cap, log=print):
+    """-> (predictor, None) or, under --on-model-error fallback, (the mean predictor, the load error)."""
     try:
-        predictor = build_predictor(cfg, mean, cap, log)
+        return build_predictor(cfg, mean, cap, log), None
     except Exception as e:  # noqa: BLE001 - any load failure is reported in one line
         if cfg.on_model_error != "fallback":
             raise
         model_error = f"{type(e).__name__}: {e}"
         log(f"ERROR loading model ({model_error}); --on-model-error fallback: every row gets the mean prompt")
-        predictor = MeanPredictor(mean)
+        return MeanPredictor(mean), model_error
 
-    # rows per checkpointed chunk: asked for, else the predictor's own (the torch engine sorts a chunk by
-    # length into batches, so a bigger chunk pads less), else the predictor kind's
+
+def finisher(cfg: PredictConfig, predictor, mean: MeanPrompt, cap, fallback: str, log=print):
+    """-> (the combine mode, raw answer -> submitted prompt): combined, capped, never blank."""
     mode = resolve_combine(cfg.combine, predictor)
     suffix = artifact_suffix(predictor, mode)
     if mode == "pred+invert" and predictor.name != "mean":  # mean: the model failed to load, rows get the fallback
@@ -239,7 +275,6 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
             raise ValueError(f"--combine {mode}: per-row inversion edits the embed predictor's strings; "
                              f"not built for {predictor.name}")
         predictor.enable_invert(cap=cap)
-    chunk_rows = cfg.batch_size or getattr(predictor, "chunk_rows", None) or BATCH_SIZES[predictor.name]
     log(f"predictor: {predictor.name}, combine: {mode}" + (f", suffix: {suffix!r}" if mode == "pred+suffix" else ""))
 
     def finish(raw: str | None) -> str:
@@ -247,9 +282,13 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
             return fallback
         out = cap(combine(raw or "", suffix if mode == "pred+suffix" else mean.prompt, mode).strip())
         return out if out.strip() else fallback
+    return mode, finish
 
-    todo = [i for i in range(len(df)) if df.at[i, C.COL_ID] not in done]
-    ckpt.open(fresh=not done)
+
+def predict_chunks(predictor, df, todo: list[int], chunk_rows: int, deadline: float | None, ckpt, done: dict,
+                   ok: str, finish, fallback: str) -> tuple[int, float]:
+    """Chunk by chunk, each checkpointed: a chunk the measured rate cannot finish before the deadline gets the
+    fallback; one that runs long is cut inside decoding. -> (rows timed, their seconds)."""
     timed_rows, timed_s = 0, 0.0
     bar = progress(len(df), f"predict[{predictor.name}]", "row", initial=len(df) - len(todo))
     try:
@@ -264,7 +303,7 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
                     predictor.fit_budget(len(todo) - start, deadline - now)
                 if hasattr(predictor, "deadline"):  # a chunk that runs long is cut at the deadline, not after it
                     predictor.deadline = deadline
-                results = _predict_chunk(predictor, df, chunk, "model_error" if model_error else "ok")
+                results = _predict_chunk(predictor, df, chunk, ok)
                 timed_s += time.monotonic() - now
                 timed_rows += len(chunk)
             records = [{"id": df.at[i, C.COL_ID], C.COL_PROMPT: finish(raw) if status == "ok" else fallback,
@@ -276,22 +315,7 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
                 bar.set_postfix(budget_left=f"{max(0, deadline - time.monotonic()) / 60:.1f}m")
     finally:
         bar.close()
-    ids = list(df[C.COL_ID])
-    prompts = [done[i][C.COL_PROMPT] for i in ids]
-    write_submission(cfg.output, ids, prompts)
-    ckpt.close(remove=True)
-    counts: dict[str, int] = {}
-    for i in ids:
-        counts[done[i]["status"]] = counts.get(done[i]["status"], 0) + 1
-    stats = {"rows": len(ids), "status": counts, "seconds": round(time.monotonic() - t0, 2),
-             "s_per_row_predicted": round(timed_s / timed_rows, 4) if timed_rows else None,
-             "predictor": predictor.name, "combine": mode, "model_error": model_error,
-             "output": str(cfg.output), "run_dir": str(run_dir), "model_served": cfg.model_served,
-             "engine": getattr(getattr(predictor, "cfg", None), "engine", None)}
-    record_run(run_dir, cfg, cfg.seed, {"result": stats})
-    log(f"wrote {cfg.output}: {len(ids)} rows " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-    check_row_failures(counts, cfg.on_model_error, log)
-    return stats
+    return timed_rows, timed_s
 
 
 # Above this share of attempted rows failing, the model is broken, not a row: say so, and under

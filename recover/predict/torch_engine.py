@@ -1,7 +1,7 @@
 """The CPU engine: the GGUF's weights in torch bf16, batched rows, the llama.cpp engine's own tokens.
 
 Why: on a CPU with bf16 hardware (AMX / AVX512_BF16) torch bf16 evaluates prompts several times
-faster than the best llama.cpp build of the same model (`recover bench`, README "CPU engine"), and
+faster than the best llama.cpp build of the same model (`recover bench`, docs/benchmarks.md), and
 prompt evaluation is ~95% of this task's tokens. llama.cpp stays the GPU (Kaggle) engine.
 
 Equal work by construction: tokens come from llama.cpp itself (a vocab-only load of the same GGUF),

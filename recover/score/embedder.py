@@ -128,7 +128,7 @@ class Embedder:
 
     dtype: fp32 (the metric's own precision: scoring always uses it), bf16, or auto = bf16 on a CPU
     with bf16 hardware, else fp32. bf16 is for FEATURES only (the embed predictor's inputs), where
-    leave-one-source-out measured no loss (README, "Embed features in bf16"). `seconds`/`tokens`
+    leave-one-source-out measured no loss (docs/evaluation.md, "Embed features in bf16"). `seconds`/`tokens`
     count what was encoded (the T4 projection of kernels/tune reads them).
     """
 

@@ -10,10 +10,14 @@ import numpy as np
 from .. import constants as C
 
 
+def normalise(x: np.ndarray) -> np.ndarray:
+    """Unit rows, in x's own dtype (the embed predictor's float64 fits stay float64)."""
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
 def normalize(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(n, 1e-12)
+    """Unit rows as float32 (what the metric compares)."""
+    return normalise(np.asarray(x, dtype=np.float32))
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -17,7 +17,8 @@ CHAIN_KEYS = ("data", "holdout", "out", "sft_rows", "dpo_rows", "k", "eval_rows"
 
 
 def _train_chain(a):
-    from .chain import ChainConfig, resolve_chain_recipe, run_chain
+    from .chain import run_chain
+    from .chain_config import ChainConfig, resolve_chain_recipe
     from .ship_lora import ship_adapter
 
     cfg = ChainConfig.load(resolve_chain_recipe(a.recipe), {k: getattr(a, k) for k in CHAIN_KEYS})

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..csvio import atomic_write_json
 from ..progress import is_terminal
 from ..runs import record_run
-from .hf_model import materialize_hf
+from ..predict.hf_model import materialize_hf
 from .recipe import LORA_TARGETS, parse_recipe
 
 def load_for_training(m):

@@ -39,8 +39,8 @@ def materialize_hf(model_name_or_path: str, gguf_file: str | None, cache: str | 
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
     if not getattr(tok, "chat_template", None):
-        from ..predict.llama_engine import LlamaEngine
-        from ..predict.prompting import chat_template
+        from .llama_engine import LlamaEngine
+        from .prompting import chat_template
 
         tok.chat_template = chat_template(LlamaEngine(str(f), n_ctx_row=256, n_seq=1, n_batch=64, seed=1).metadata)
     tmp = out.with_name(out.name + ".tmp")
