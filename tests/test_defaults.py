@@ -58,8 +58,14 @@ def test_predictor_and_model_flags_are_explicit(tmp_path):
         resolve_predictor(None, str(tmp_path))
     with pytest.raises(ValueError, match="takes no --model"):
         resolve_predictor("mean", "x.gguf")
-    with pytest.raises(ValueError, match="members name their models"):
-        resolve_predictor(None, "m.gguf", "cpu")
+    # with --ensemble, --model is a staged copy of the members' base GGUF (EnsembleSpec.with_base checks it)
+    assert resolve_predictor(None, "m.gguf", "cpu") == ("ensemble", "m.gguf", "cpu")
+    with pytest.raises(ValueError, match="members name their models; give no --predictor"):
+        resolve_predictor("llm", "m.gguf", "cpu")
+    from recover.predict.runner import PredictConfig
+
+    with pytest.raises(ValueError, match="a base GGUF its LLM members"):
+        PredictConfig("in.csv", "out.csv", predictor="ensemble", ensemble="cpu", model=str(tmp_path))
 
 
 def test_combine_with_the_mean_predictor_is_an_error(tmp_path, test_csv, capsys):

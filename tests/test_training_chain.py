@@ -11,6 +11,7 @@ import pytest
 from recover import constants as C
 from recover.data.onpolicy import OnPolicyConfig, build_onpolicy_pairs, row_seed, sample_rows
 from recover.train.chain import ChainConfig
+from recover.train.chain_config import resolve_chain_recipe
 
 
 class Killed(Exception):
@@ -278,7 +279,7 @@ def test_cpu_and_t4_recipes_run_the_same_training_code(tmp_path, monkeypatch, re
     from recover.train import chain as ch
 
     data = [str(tmp_path / "src_a.csv"), str(tmp_path / "src_b.csv")]
-    cfg = ch.ChainConfig.load(ch.resolve_chain_recipe(recipe), {"data": data, "holdout": "src_b", "out": str(tmp_path)})
+    cfg = ch.ChainConfig.load(resolve_chain_recipe(recipe), {"data": data, "holdout": "src_b", "out": str(tmp_path)})
     calls = fake_training(monkeypatch)
     chain = ch.Chain(cfg, log=lambda *a: None)
     if not cfg.base:  # the T4 recipe converts its HF base once; pretend that stage ran
@@ -346,7 +347,7 @@ def test_the_dpo_seed_rerun_script_uses_the_chains_dpo_arguments(tmp_path, monke
     line = next(x for x in script.replace("\\\n", " ").splitlines() if " train dpo " in x)
     got = _flags(shlex.split(line.replace('"', "")))
     data = [str(tmp_path / "src_a.csv"), str(tmp_path / "gemma_rewrites_b.csv")]
-    cfg = ch.ChainConfig.load(ch.resolve_chain_recipe("chain-smollm2-cpu"),
+    cfg = ch.ChainConfig.load(resolve_chain_recipe("chain-smollm2-cpu"),
                               {"data": data, "holdout": "gemma_rewrites_b", "out": str(tmp_path)})
     calls = fake_training(monkeypatch)
     ch.Chain(cfg, log=lambda *a: None).stage_dpo()
@@ -387,7 +388,7 @@ def test_a_recipes_gpu_offload_reaches_the_on_policy_sampler(tmp_path, monkeypat
     from recover.train import chain as ch
 
     data = [str(tmp_path / "src_a.csv"), str(tmp_path / "src_b.csv")]
-    cfg = ch.ChainConfig.load(ch.resolve_chain_recipe(recipe), {"data": data, "holdout": "src_b", "out": str(tmp_path)})
+    cfg = ch.ChainConfig.load(resolve_chain_recipe(recipe), {"data": data, "holdout": "src_b", "out": str(tmp_path)})
     chain = ch.Chain(cfg, log=lambda *a: None)
     monkeypatch.setattr(chain, "base_gguf", lambda: "base.gguf")
     monkeypatch.setattr("recover.predict.defaults.resolve_model_path", lambda m: m)
@@ -411,7 +412,7 @@ def test_the_final_fit_trains_on_every_source_and_carries_the_loso_adapters_figu
         pd.DataFrame({C.COL_ID: [f"{name}-{i}" for i in range(4)], C.COL_ORIGINAL: ["o"] * 4, C.COL_REWRITTEN: ["r"] * 4,
                       C.COL_PROMPT: [f"p{i} {name}" for i in range(4)]}).to_csv(f, index=False)
         data.append(str(f))
-    cfg = ch.ChainConfig.load(ch.resolve_chain_recipe("chain-smollm2-cpu"), {"data": data, "holdout": "none",
+    cfg = ch.ChainConfig.load(resolve_chain_recipe("chain-smollm2-cpu"), {"data": data, "holdout": "none",
                                                                              "out": str(tmp_path / "c")})
     chain = ch.Chain(cfg, log=lambda *a: None)
     assert cfg.final and chain.stage_split()["train"] == 8  # nothing held out, nothing purged
@@ -419,7 +420,7 @@ def test_the_final_fit_trains_on_every_source_and_carries_the_loso_adapters_figu
     assert "skipped" in chain.stage_predict() and "skipped" in chain.stage_eval()
     held, combine, ev = loso_evidence(cfg, C.LOSO_LORA)  # the shipped LOSO adapter: same recipe
     assert held["from_adapter"]["holdout"] and combine in ("llm", "llm+mean") and ev["from_adapter"]
-    other = ch.ChainConfig.load(ch.resolve_chain_recipe("chain-smollm2-cpu"),
+    other = ch.ChainConfig.load(resolve_chain_recipe("chain-smollm2-cpu"),
                                 {"data": data, "holdout": "none", "out": str(tmp_path / "c"), "dpo_lr": 1e-5})
     with pytest.raises(ValueError, match="another recipe.*dpo_lr"):
         loso_evidence(other, C.LOSO_LORA)
