@@ -26,7 +26,7 @@ PREDICTORS = ("mean", "llm", "embed", "ensemble")
 ON_MODEL_ERROR = ("fail", "fallback")
 # Rows per chunk: the embedder runs faster on 64-row batches than on 8 (scripts/predict_speed.sh times
 # the default); an LLM chunk is a checkpoint unit and a time-budget step, so it stays small.
-BATCH_SIZES = {"mean": 256, "llm": 8, "embed": 64, "ensemble": 64}
+BATCH_SIZES = {"mean": 256, "llm": 8, "embed": 64}  # an ensemble sets its own chunk_rows (its members' largest)
 _NO_TOKENIZER_CHAR_CAP = 127  # a T5 piece covers >= 1 char, so 127 chars + </s> fit 128 tokens
 
 
