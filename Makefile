@@ -61,12 +61,12 @@ test-fast: setup
 bench: setup
 	$(RECOVER) bench $(if $(DEV_DATA),--data $(firstword $(DEV_DATA)) --rows $(BENCH_ROWS),--rows 30)
 
-# The CPU default for LLM work: recover's engines (llama.cpp as shipped Q4_1, Q8_0 and Q4_0 requants; torch
-# bf16 with rows batched) against the HF peers at equal work; writes recover/assets/cpu_quant.json (the
+# The CPU default for LLM work: recover's engines (llama.cpp as shipped Q4_1 and a Q8_0 requant; torch in bf16,
+# fp32 and int8, rows batched) against the batched HF peers at equal work; writes recover/assets/cpu_quant.json (the
 # fastest engine whose proxy SCS is not lower, paired interval).
 bench-cpu: setup
 	@test -n "$(DEV_DATA)" || { echo "needs ../shared/data/*.csv (rows with the true prompt)"; exit 1; }
-	$(RECOVER) bench --data $(firstword $(DEV_DATA)) --rows $(BENCH_ROWS) --backends llama,llama:Q8_0,llama:Q4_0,torch,torch-amp,hf,hf-bf16,hf-bf16-batch --choose-cpu-quant
+	$(RECOVER) bench --data $(firstword $(DEV_DATA)) --rows $(BENCH_ROWS) --backends llama,llama:Q8_0,torch,torch-fp32,torch-int8,hf-bf16-batch,hf-batch --choose-cpu-quant
 
 # The per-quant logit thresholds `recover export` verifies against, from measured distributions
 # (68 prompts, SmolLM2 fp32 HF twin vs each quant): writes recover/export/thresholds.json.

@@ -46,7 +46,7 @@ def _add_llm_args(s):
                         "torch = the GGUF's weights in torch, rows batched (fast on CPUs with bf16 hardware)")
     g.add_argument("--torch-dtype", choices=C.TORCH_DTYPES,
                    help="torch engine: bf16 (weights + activations), amp (fp32 weights, bf16 matmuls), fp32, int8 "
-                        "(int8 weights per channel, activations quantised per call); "
+                        "(int8 weights per channel x activations quantised per token, int8 matmuls); "
                         "default: what `make bench-cpu` chose")
     g.add_argument("--n-gpu-layers", type=int)
     g.add_argument("--split-mode", type=int, help="0 none, 1 layer, 2 row (llama.cpp LLAMA_SPLIT_MODE_*)")

@@ -32,7 +32,7 @@ LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 TORCH_VERSION = "2.13.0"
 DEFAULT_SEED = 1234  # llama.cpp treats seed=0 as "random": never use 0.
 # LLM engines (`--engine`) and the torch engine's precisions (`--torch-dtype`): bf16 weights + activations;
-# amp fp32 weights, bf16 matmuls; fp32; int8 weights per channel with activations quantised per call
+# amp fp32 weights, bf16 matmuls; fp32; int8 weights per channel x activations per token (int8 matmuls)
 ENGINES = ("auto", "llama", "torch")
 TORCH_DTYPES = ("bf16", "amp", "fp32", "int8")
 

@@ -124,6 +124,18 @@ def test_headline_is_the_cpu_default_against_the_fastest_peer():
     assert (h["default"], h["best_peer"], h["speedup"]) == ("torch", "hf-bf16-batch", 0.8)
 
 
+def test_phase_fractions_hold_an_int8_backend_to_the_int8_gemm():
+    from recover.bench.limits import phase_fractions
+
+    limits = {"prompt_flop_s": 1e11, "prompt_int8_op_s": 4e11, "gen_bytes_s": 2e10}
+    b = {"body_params": 1e8, "prompt_tokens_evaluated_per_row": 300, "rows": 10, "prompt_s_per_row": 0.6,
+         "gen_s_per_row": 0.1, "gen_steps": 50, "weight_bytes": 4e8}
+    f = phase_fractions({**b, "torch_dtype": "fp32"}, limits)
+    assert f["prompt_flop_s"] == 1e11 and f["prompt_of_limit"] == 1.0  # 2 x 1e8 x 3,000 tokens / 6 s
+    assert f["gen_of_limit"] == 1.0  # 4e8 bytes x 50 steps / 1 s against 2e10
+    assert phase_fractions({**b, "torch_dtype": "int8"}, limits)["prompt_of_limit"] == 0.25
+
+
 def test_hf_backends_refuse_what_they_cannot_apply(smollm2_gguf):
     """The hf backends load the base model alone: with --lora or --prefix, 'equal work' would not be equal."""
     with pytest.raises(ValueError, match="--lora: the hf backend cannot apply it"):

@@ -332,3 +332,19 @@ def test_eval_scores_the_llm_only_where_its_adapter_never_trained(tmp_path):
     assert (pr.pred.str.len() > 0).all()
     assert not pick_winner(res["leaderboard"], res["meta"]["select"]).startswith("llm")
     assert res["meta"]["shared_folds_ranking"]  # llm* lack fold a: ranked again on b and d
+
+
+def test_llm_rows_cache_is_keyed_by_the_torch_precision(monkeypatch, tmp_path):
+    """Answers cached under bf16 are not served once the CPU default becomes int8 (they differ on most rows);
+    for llama.cpp the torch precision plays no part."""
+    import recover.predict.defaults as D
+    from recover.eval.llm_rows import FoldLLM
+
+    def folder(engine, dtype):
+        monkeypatch.setattr(D, "cpu_engine", lambda e="auto": engine)
+        monkeypatch.setattr(D, "default_cpu_quant", lambda: {"engine": engine, "torch_dtype": dtype})
+        return FoldLLM(C.LOSO_LORA, tmp_path).dir
+
+    assert folder("torch", "bf16") != folder("torch", "int8")
+    assert folder("torch", "bf16") == folder("torch", "bf16")
+    assert folder("llama", "bf16") == folder("llama", "int8")

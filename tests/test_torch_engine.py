@@ -121,9 +121,11 @@ def test_bf16_answers_keep_the_fp32_answers_lengths(smollm2_gguf, sample_df):
     assert sum(abs(a - b) <= 2 for a, b in zip(lengths["bf16"], lengths["fp32"])) >= 6, lengths
 
 
-def test_a_row_answers_the_same_alone_and_in_a_padded_batch(smollm2_gguf, sample_df):
+@pytest.mark.parametrize("dtype", ["fp32", "int8"])
+def test_a_row_answers_the_same_alone_and_in_a_padded_batch(smollm2_gguf, sample_df, dtype):
+    """int8 too: its activations are quantised per token, so a row's neighbours in the batch never move it."""
     o, r = list(sample_df.original_text[:4]), list(sample_df.rewritten_text[:4])
-    p = LlamaPredictor(LlamaConfig(model=str(smollm2_gguf), engine="torch", torch_dtype="fp32", n_seq=4, **FAST))
+    p = LlamaPredictor(LlamaConfig(model=str(smollm2_gguf), engine="torch", torch_dtype=dtype, n_seq=4, **FAST))
     assert p.predict_batch(o, r) == [p.predict_batch([a], [b])[0] for a, b in zip(o, r)]
 
 

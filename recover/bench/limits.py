@@ -1,8 +1,10 @@
 """This machine's limits for the two phases of a row, measured, and each backend's fraction of them.
 
-prompt: a matmul-bound phase. Limit = torch's bf16 GEMM on this CPU at the prompt's shape (2,400 tokens x
-        576 -> 1,536, SmolLM2's MLP), FLOP/s, at the bench's threads. Achieved = 2 x the model's non-embedding
-        parameters x prompt tokens evaluated / prompt seconds (attention and norms are extra work on top).
+prompt: a matmul-bound phase. Limit = torch's faster float GEMM (bf16 or fp32: on a CPU without AMX fp32
+        can be the faster one) on this CPU at the prompt's shape (2,400 tokens x 576 -> 1,536, SmolLM2's MLP),
+        FLOP/s, at the bench's threads; for an int8 backend, torch's int8 x int8 GEMM (`_int_mm`) at that
+        shape, ops/s. Achieved = 2 x the model's non-embedding parameters x prompt tokens evaluated / prompt
+        seconds (attention and norms are extra work on top).
 generation: a weight-streaming phase (each decode step reads every weight once for the whole batch). Limit =
         memory read bandwidth: one pass over 256 MB (a torch sum; a bf16 matrix-vector pass measured lower,
         and llama.cpp's 4-bit kernels stream above it).
@@ -30,12 +32,21 @@ def measure_limits(threads: int) -> dict:
             times.append(time.perf_counter() - t)
         return min(times)
 
-    a, w = torch.randn(2400, 576, dtype=torch.bfloat16), torch.randn(1536, 576, dtype=torch.bfloat16)
-    gemm = 2 * 2400 * 576 * 1536 / best(lambda: torch.nn.functional.linear(a, w))
+    flop = 2 * 2400 * 576 * 1536
+    gemm = {}
+    for dt in (torch.bfloat16, torch.float32):
+        a, w = torch.randn(2400, 576, dtype=dt), torch.randn(1536, 576, dtype=dt)
+        gemm[str(dt).split(".")[1]] = flop / best(lambda: torch.nn.functional.linear(a, w))  # noqa: B023
+    a8, w8 = torch.randint(-127, 127, (2400, 576), dtype=torch.int8), torch.randint(-127, 127, (1536, 576), dtype=torch.int8)
+    int8 = flop / best(lambda: torch._int_mm(a8, w8.t()))
     big = torch.ones(64 << 20, dtype=torch.float32)  # 256 MB: well past the caches, as a model's weights are
     stream = big.numel() * 4 / best(lambda: big.sum())
-    return {"prompt_flop_s": round(gemm), "gen_bytes_s": round(stream), "threads": threads,
-            "how": "bf16 GEMM 2400x576x1536 (FLOP/s); one read pass over 256 MB (bytes/s); best of 5"}
+    fast = max(gemm, key=gemm.get)
+    return {"prompt_flop_s": round(gemm[fast]), "prompt_int8_op_s": round(int8), "gen_bytes_s": round(stream),
+            "gemm_flop_s": {k: round(v) for k, v in gemm.items()}, "threads": threads,
+            "how": f"{fast} GEMM 2400x576x1536 (FLOP/s; bf16 {gemm['bfloat16'] / 1e12:.2f}, fp32 "
+                   f"{gemm['float32'] / 1e12:.2f} T); int8 GEMM {int8 / 1e12:.2f} Tops for int8 backends; one read "
+                   "pass over 256 MB (bytes/s); best of 5"}
 
 
 def phase_fractions(b: dict, limits: dict) -> dict:
@@ -45,7 +56,8 @@ def phase_fractions(b: dict, limits: dict) -> dict:
     n, tp = b.get("body_params"), b.get("prompt_s_per_row", 0) * b.get("rows", 0)
     if n and tp:
         flops = 2 * n * b["prompt_tokens_evaluated_per_row"] * b["rows"] / tp
-        out["prompt_flop_s"], out["prompt_of_limit"] = round(flops), round(flops / limits["prompt_flop_s"], 3)
+        lim = limits.get("prompt_int8_op_s") if b.get("torch_dtype") == "int8" else None
+        out["prompt_flop_s"], out["prompt_of_limit"] = round(flops), round(flops / (lim or limits["prompt_flop_s"]), 3)
     tg, steps, wb = b.get("gen_s_per_row", 0) * b.get("rows", 0), b.get("gen_steps"), b.get("weight_bytes")
     if tg and steps and wb:
         bps = wb * steps / tg

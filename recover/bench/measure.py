@@ -3,12 +3,14 @@
 llama:  recover's LlamaPredictor on llama.cpp; "llama:Q8_0" = the same weights requantized (cached,
         keyed by content).
 torch:  recover's LlamaPredictor on its torch engine (bf16, rows batched; "torch:16" = 16 rows in flight);
-        torch-amp: the same with fp32 weights and bf16 matmuls (torch.autocast); torch-int8: int8 weights
-        per channel, activations quantised per call.
+        torch-amp: the same with fp32 weights and bf16 matmuls (torch.autocast); torch-fp32: all fp32 (the
+        faster one on a CPU whose bf16 GEMM is slower than its fp32 GEMM); torch-int8: int8 weights
+        per channel, activations quantised per token (int8 x int8 matmuls, torch._int_mm).
 hf:     PEERS, plain transformers `generate` (greedy, weights dequantised from the same GGUF) doing
         EQUAL work: fed the llama engine's own prompt token ids, stopped by the engine's rules (end-of-
         generation token, max new tokens, `blank_line_stop`). hf = fp32 row by row; hf-bf16 = bf16 row by
-        row; hf-bf16-batch = bf16, 8 rows per `generate` (left padding, rows sorted by length).
+        row; hf-bf16-batch / hf-batch = bf16 / fp32, 8 rows per `generate` (left padding, rows sorted by
+        length): fp32 is the faster peer on a CPU whose bf16 GEMM is slower than its fp32 one.
 hf-raw: fp32, tokenized by HF and with no stop rule but EOS and the token limit: what a plain
         `generate` call does (the old, unequal figure, kept to show the difference).
 """
@@ -22,9 +24,10 @@ from pathlib import Path
 from .. import constants as C
 from ..csvio import clean_text, read_test
 
-BACKENDS = ("llama", "torch", "torch-amp", "torch-int8", "hf", "hf-bf16", "hf-bf16-batch", "hf-raw")
-ENGINES = ("llama", "torch", "torch-amp", "torch-int8")  # recover's own engines: the candidates for the CPU default
-PEERS = {"hf": ("fp32", 1), "hf-bf16": ("bf16", 1), "hf-bf16-batch": ("bf16", 8), "hf-raw": ("fp32", 1)}
+BACKENDS = ("llama", "torch", "torch-amp", "torch-fp32", "torch-int8", "hf", "hf-bf16", "hf-bf16-batch", "hf-batch", "hf-raw")
+ENGINES = ("llama", "torch", "torch-amp", "torch-fp32", "torch-int8")  # recover's own engines: the candidates for the CPU default
+PEERS = {"hf": ("fp32", 1), "hf-bf16": ("bf16", 1), "hf-bf16-batch": ("bf16", 8), "hf-batch": ("fp32", 8),
+         "hf-raw": ("fp32", 1)}
 TORCH_ROWS = 8  # rows per batch of the torch engine unless "torch:N" (predict/llm.py uses the same default)
 
 
@@ -201,7 +204,7 @@ def run_backend(name: str, model: str, data: str, rows: int, llm: dict, hf_dir: 
         fn, args = bench_llama, (model, data, rows, {**llm, "engine": "llama"})
     elif name.startswith("torch"):
         n_seq = int(name.split(":", 1)[1]) if ":" in name else TORCH_ROWS
-        dtype = {"torch-amp": "amp", "torch-int8": "int8"}.get(name.split(":")[0], "bf16")
+        dtype = {"torch-amp": "amp", "torch-fp32": "fp32", "torch-int8": "int8"}.get(name.split(":")[0], "bf16")
         fn, args = bench_llama, (model, data, rows, {**llm, "engine": "torch", "n_seq": n_seq, "torch_dtype": dtype})
     else:
         equal = name != "hf-raw"

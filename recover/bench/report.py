@@ -123,11 +123,13 @@ def _scs(data: str, rows: int, ok: dict) -> dict:
     per = {k: score_texts([p or mean for p in v["predictions"]], truth, emb) for k, v in ok.items()}
     # a label, not this machine's path (the file ships)
     out = {"embedder": f"PROXY {C.PROXY_MODEL_NAME}" if emb.spec.is_proxy else f"sentence-t5 layout: {emb.spec.path.name}", "rows": len(truth), "mean": {k: round(float(v.mean()), 4) for k, v in per.items()}}
-    base = next((k for k in per if k == "llama"), None)
-    if base:  # paired: does a requant (or HF) lose anything against the packaged file, row by row?
-        out["diff_vs_llama"] = {k: {"mean": round(float((v - per[base]).mean()), 4),
-                                    "ci95": [round(x, 4) for x in bootstrap_ci(v - per[base])]}
-                                for k, v in per.items() if k != base}
+    # paired, row by row: does a requant (or HF) lose anything against the packaged file on llama.cpp, and does
+    # a torch variant lose anything against the bf16 torch engine (the CPU engine it would replace)?
+    for base in ("llama", "torch"):
+        if base in per:
+            out[f"diff_vs_{base}"] = {k: {"mean": round(float((v - per[base]).mean()), 4),
+                                          "ci95": [round(x, 4) for x in bootstrap_ci(v - per[base])]}
+                                      for k, v in per.items() if k != base}
     return out
 
 
@@ -206,8 +208,9 @@ def format_report(r: dict) -> str:
         sc = r["proxy_scs"]
         lines.append(f"PROXY SCS ({sc['embedder']}, {sc['rows']} rows): "
                      + ", ".join(f"{k} {v}" for k, v in sc["mean"].items()))
-        for k, d in sc.get("diff_vs_llama", {}).items():
-            lines.append(f"  {k} - llama: {d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]")
+        for base in ("llama", "torch"):
+            for k, d in sc.get(f"diff_vs_{base}", {}).items():
+                lines.append(f"  {k} - {base}: {d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]")
     if "cpu_quant" in r:
         lines.append(f"chosen CPU default: {r['cpu_quant']['backend']}")
     if "t4_projection" in r:

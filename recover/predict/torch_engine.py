@@ -1,8 +1,11 @@
-"""The CPU engine: the GGUF's weights in torch bf16, batched rows, the llama.cpp engine's own tokens.
+"""The CPU engine: the GGUF's weights in torch, batched rows, the llama.cpp engine's own tokens.
 
-Why: on a CPU with bf16 hardware (AMX / AVX512_BF16) torch bf16 evaluates prompts several times
-faster than the best llama.cpp build of the same model (`recover bench`, docs/benchmarks.md), and
-prompt evaluation is ~95% of this task's tokens. llama.cpp stays the GPU (Kaggle) engine.
+Why: on an AVX-512 CPU torch evaluates prompts several times faster than the portable llama.cpp build of
+the same model (`recover bench`, docs/benchmarks.md), and prompt evaluation is ~95% of this task's
+tokens. llama.cpp stays the GPU (Kaggle) engine. The precision is measured, not assumed (`make
+bench-cpu` writes it to recover/assets/cpu_quant.json): bf16 where the CPU's bf16 GEMM is fast (AMX),
+fp32 where it is not (this project's current CPU: fp32 GEMM ~340 GFLOP/s, bf16 110-190), int8 x int8
+matmuls as an option that is fastest but not lossless.
 
 Equal work by construction: tokens come from llama.cpp itself (a vocab-only load of the same GGUF),
 so the prompt ids are exactly the llama engine's; the stop rules are the llama engine's (`_trim`
@@ -28,7 +31,7 @@ from .llama_engine import EngineStats, GGUFTokens, blank_line_stop, check_gguf
 
 # The weights' load dtype per --torch-dtype. bf16: weights and activations in bf16. amp: fp32 weights, matmuls
 # in bf16 under torch.autocast (norms, softmax and the residual stream stay fp32). int8: loaded fp32, then
-# quantised per output channel by predict/torch_lm.py.
+# quantised per output channel by predict/torch_lm.py (Int8Weight), the rest of the forward in bf16.
 DTYPES = {d: "bfloat16" if d == "bf16" else "float32" for d in C.TORCH_DTYPES}
 
 
@@ -204,7 +207,7 @@ class TorchEngine(GGUFTokens):
         pos, tok = torch.zeros(B, dtype=torch.long), torch.zeros(B, dtype=torch.long)
         late = lambda: deadline is not None and time.monotonic() >= deadline  # noqa: E731
         with torch.no_grad(), self._amp():
-            cache = self.lm.new_cache(B, width + max_new_tokens)
+            cache = self.lm.decode_cache(B, width + max_new_tokens)
             while queue or any(j is not None for j in job):
                 free = [s for s in range(B) if job[s] is None]
                 if queue and free and len(free) >= min(max(1, B // 4), len(queue)):

@@ -1,0 +1,62 @@
+"""The torch engine's pieces on synthetic tensors: int8 matmuls quantise activations per token, block-causal
+prefill attention equals the full masked attention, decode reads an fp32 cache in place."""
+import torch
+
+from recover.predict.torch_lm import Int8Weight, attend
+
+
+def test_int8_matmul_is_close_and_quantises_each_token_alone():
+    g = torch.Generator().manual_seed(0)
+    w, x = torch.randn(96, 64, generator=g), torch.randn(5, 64, generator=g)
+    lin = Int8Weight(w, torch.float32)
+    exact = x @ w.t()
+    err = lambda a: float(((a - exact).norm(dim=-1) / exact.norm(dim=-1)).max())  # noqa: E731
+    assert err(lin(x)) < 0.02
+    # one token with an outlier 1,000x the others: per token, the other rows keep their precision (one
+    # scale for the whole call would round them to nothing)
+    y = x.clone()
+    y[0] *= 1000.0
+    out = lin(y)
+    assert torch.equal(out[1:], lin(x)[1:])
+    assert err(torch.cat([lin(x)[:1], out[1:]])) < 0.02
+    assert lin(x.view(1, 5, 64)).shape == (1, 5, 96)
+
+
+def _causal_bias(B, S, T, head):
+    q_pos = head + torch.arange(S)
+    ok = torch.arange(T)[None, :] <= q_pos[:, None]
+    bias = torch.zeros(S, T).masked_fill_(~ok, float("-inf"))
+    return bias.expand(B, 1, S, T).contiguous()
+
+
+def test_block_causal_prefill_equals_full_attention():
+    g = torch.Generator().manual_seed(1)
+    B, H, Hk, D, head, S = 2, 6, 2, 16, 7, 45
+    T = head + S
+    q = torch.randn(B, H, S, D, generator=g)
+    kc, vc = torch.randn(B, Hk, T + 5, D, generator=g), torch.randn(B, Hk, T + 5, D, generator=g)
+    bias = _causal_bias(B, S, T, head)
+    full = attend(q, kc, vc, T, bias, 0.25)
+    blocks = attend(q, kc, vc, T, bias, 0.25, causal_from=head, block=8)
+    assert torch.allclose(full, blocks, atol=1e-5)
+    # grouped-query heads: query head h reads key head h // (H / Hk), as repeating the keys would
+    ref_k, ref_v = kc[:, :, :T].repeat_interleave(H // Hk, 1), vc[:, :, :T].repeat_interleave(H // Hk, 1)
+    p = torch.softmax(q @ ref_k.transpose(-1, -2) * 0.25 + bias, dim=-1)
+    assert torch.allclose(full, p @ ref_v, atol=1e-5)
+
+
+def test_decode_attends_over_a_sliced_fp32_cache_as_over_a_copy():
+    g = torch.Generator().manual_seed(2)
+    B, H, Hk, D, L, upto = 3, 4, 2, 8, 40, 17
+    kc, vc = torch.randn(B, Hk, L, D, generator=g), torch.randn(B, Hk, L, D, generator=g)
+    q = torch.randn(B, H, 1, D, generator=g)
+    pos = torch.tensor([5, 16, 11])
+    bias = torch.zeros(B, 1, 1, upto).masked_fill_(~(torch.arange(upto)[None] <= pos[:, None])[:, None, None],
+                                                    float("-inf"))
+    got = attend(q, kc, vc, upto, bias, 0.3)
+    want = attend(q, kc[:, :, :upto].contiguous(), vc[:, :, :upto].contiguous(), upto, bias, 0.3)
+    assert torch.allclose(got, want, atol=1e-6)
+    # a row's answer ignores every key after its position
+    kc2 = kc.clone()
+    kc2[0, :, 6:] = 1e3
+    assert torch.allclose(attend(q, kc2, vc, upto, bias, 0.3)[0], got[0], atol=1e-6)
