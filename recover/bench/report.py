@@ -14,6 +14,8 @@ from .limits import format_limits, measure_limits, phase_fractions
 from .measure import BACKENDS, ENGINES, PEERS, run_backend
 
 PROJECT_MODELS = ("Phi-2 Q4_K_M", "Mistral-7B Q4_K_M")
+# paired SCS baselines: the packaged file on llama.cpp, and the bf16 torch engine (what a new torch variant replaces)
+PAIRED_BASES = ("llama", "torch")
 
 
 @dataclass
@@ -125,7 +127,7 @@ def _scs(data: str, rows: int, ok: dict) -> dict:
     out = {"embedder": f"PROXY {C.PROXY_MODEL_NAME}" if emb.spec.is_proxy else f"sentence-t5 layout: {emb.spec.path.name}", "rows": len(truth), "mean": {k: round(float(v.mean()), 4) for k, v in per.items()}}
     # paired, row by row: does a requant (or HF) lose anything against the packaged file on llama.cpp, and does
     # a torch variant lose anything against the bf16 torch engine (the CPU engine it would replace)?
-    for base in ("llama", "torch"):
+    for base in PAIRED_BASES:
         if base in per:
             out[f"diff_vs_{base}"] = {k: {"mean": round(float((v - per[base]).mean()), 4),
                                           "ci95": [round(x, 4) for x in bootstrap_ci(v - per[base])]}
@@ -208,7 +210,7 @@ def format_report(r: dict) -> str:
         sc = r["proxy_scs"]
         lines.append(f"PROXY SCS ({sc['embedder']}, {sc['rows']} rows): "
                      + ", ".join(f"{k} {v}" for k, v in sc["mean"].items()))
-        for base in ("llama", "torch"):
+        for base in PAIRED_BASES:
             for k, d in sc.get(f"diff_vs_{base}", {}).items():
                 lines.append(f"  {k} - {base}: {d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]")
     if "cpu_quant" in r:

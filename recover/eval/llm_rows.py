@@ -36,7 +36,7 @@ class FoldLLM:
 
     def __init__(self, lora: str, cache_dir: str | Path, seed: int = C.DEFAULT_SEED, engine: str = "auto", log=print,
                  prefix: str | None = None):
-        from ..predict.defaults import cpu_engine, default_cpu_quant, lora_manifest, resolve_model_path
+        from ..predict.defaults import cpu_engine, cpu_torch_dtype, lora_manifest, resolve_model_path
 
         self.lora_path, self.manifest = lora_manifest(lora)
         self.name, self.trained = self.manifest.get("name", Path(self.lora_path).stem), trained_sources(self.manifest)
@@ -46,7 +46,7 @@ class FoldLLM:
         # engine with its precision: int8 answers differ from bf16's), the seed, the serving settings and a
         # forced prefix (a prefixed member answers differently)
         run = cpu_engine(engine)
-        dtype = [(default_cpu_quant() or {}).get("torch_dtype") or "bf16"] if run == "torch" else []
+        dtype = [cpu_torch_dtype()] if run == "torch" else []
         key = json.dumps([self.manifest.get("sha256"), self.manifest.get("base_sha256"), Path(self.model).name,
                           run, seed, self.manifest.get("serve")] + dtype + ([prefix] if prefix else []),
                          sort_keys=True)

@@ -123,6 +123,12 @@ def default_cpu_quant() -> dict | None:
     return json.loads(f.read_text()) if f.is_file() else None
 
 
+def cpu_torch_dtype() -> str:
+    """The torch engine's precision when none is asked for: what `make bench-cpu` chose with torch, else bf16."""
+    choice = default_cpu_quant() or {}
+    return (choice.get("torch_dtype") or "bf16") if choice.get("engine") == "torch" else "bf16"
+
+
 def cpu_engine(engine: str = "auto") -> str:
     """The engine `engine` means on a CPU: auto = torch where `make bench-cpu` measured it fastest, the CPU
     has bf16 hardware and torch is importable; llama.cpp elsewhere."""

@@ -40,7 +40,7 @@ class LlamaConfig:
     # "auto": llama.cpp on a GPU; on a CPU the engine `make bench-cpu` measured fastest at no loss of SCS
     # (recover/assets/cpu_quant.json), torch only where the CPU has bf16 hardware. Resolved at load.
     engine: str = "auto"
-    torch_dtype: str | None = None  # torch engine: bf16 | amp | fp32; None: what `make bench-cpu` chose, else bf16
+    torch_dtype: str | None = None  # torch engine: bf16 | amp | fp32 | int8; None: what `make bench-cpu` chose, else bf16
 
     def __post_init__(self):
         if self.seed == 0:
@@ -69,7 +69,7 @@ def resolve_engine(cfg: LlamaConfig) -> tuple[str, int]:
     choice = defaults.default_cpu_quant() or {}
     engine = "llama" if cfg.engine == "auto" and cfg.n_gpu_layers else defaults.cpu_engine(cfg.engine)
     if engine == "torch" and cfg.torch_dtype is None:
-        cfg.torch_dtype = choice.get("torch_dtype", "bf16") if choice.get("engine") == "torch" else "bf16"
+        cfg.torch_dtype = defaults.cpu_torch_dtype()
     if cfg.n_seq is not None:
         return engine, cfg.n_seq
     if engine == "torch":

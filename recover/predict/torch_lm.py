@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 
 ARCHS = ("llama", "gemma3_text")
-INT8_MATS = ("qkv", "o", "gu", "down", "lm_head")  # every matmul a layer (and the head) has
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -92,16 +91,16 @@ def _attend(q, k3, v3, bias, scale: float) -> torch.Tensor:
 class FusedLM:
     """Inference-only forward over an HF causal LM's weights (not a copy of the module tree)."""
 
-    def __init__(self, hf, dtype: torch.dtype | str, max_positions: int = 4096, int8=None):
+    def __init__(self, hf, dtype: torch.dtype | str, max_positions: int = 4096):
         cfg = getattr(hf.config, "text_config", hf.config)
         self.arch = cfg.model_type
         if self.arch not in ARCHS:
             raise ValueError(f"torch engine: architecture {self.arch!r} is not built here ({', '.join(ARCHS)}); "
                              "use --engine llama")
-        # "int8": the matmuls named in `int8` (default all) on int8 weights (Int8Weight), the rest of the forward
+        # "int8": every matmul (the layers' and the head's) on int8 weights (Int8Weight), the rest of the forward
         # (norms, attention, residual stream) in bf16
-        self.int8 = frozenset(INT8_MATS if int8 is None else int8) if dtype == "int8" else frozenset()
-        dtype = torch.bfloat16 if dtype == "int8" else dtype
+        self.int8 = dtype == "int8"
+        dtype = torch.bfloat16 if self.int8 else dtype
         self.dtype, self.cfg = dtype, cfg
         self.n_head, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
@@ -109,17 +108,16 @@ class FusedLM:
         self.eps = cfg.rms_norm_eps
         base = hf.model
 
-        def w(t, name):
+        def w(t):
             t = t.detach()
-            return Int8Weight(t, dtype) if name in self.int8 else t.to(dtype).t().contiguous()
+            return Int8Weight(t, dtype) if self.int8 else t.to(dtype).t().contiguous()
         # gemma's norms scale by (1 + weight), in fp32 as transformers does; llama's by weight
         nw = (lambda n: (1.0 + n.weight.detach().float())) if self.gemma else (lambda n: n.weight.detach().to(dtype))
         self.layers = []
         for i, layer in enumerate(base.layers):
             a, m = layer.self_attn, layer.mlp
-            L = {"qkv": w(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]), "qkv"),
-                 "o": w(a.o_proj.weight, "o"), "gu": w(torch.cat([m.gate_proj.weight, m.up_proj.weight]), "gu"),
-                 "down": w(m.down_proj.weight, "down"),
+            L = {"qkv": w(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])), "o": w(a.o_proj.weight),
+                 "gu": w(torch.cat([m.gate_proj.weight, m.up_proj.weight])), "down": w(m.down_proj.weight),
                  "in_norm": nw(layer.input_layernorm), "type": "full_attention"}
             if self.gemma:
                 L.update(post_attn=nw(layer.post_attention_layernorm), pre_ff=nw(layer.pre_feedforward_layernorm),
@@ -130,7 +128,7 @@ class FusedLM:
             self.layers.append(L)
         self.final_norm = nw(base.norm)
         self.embed = base.embed_tokens.weight.detach().to(dtype).contiguous()
-        self.lm_head = w(hf.get_output_embeddings().weight, "lm_head")
+        self.lm_head = w(hf.get_output_embeddings().weight)
         # transformers multiplies gemma's embeddings by sqrt(hidden) rounded to the weights' dtype
         self.embed_scale = torch.tensor(math.sqrt(cfg.hidden_size)).to(dtype) if self.gemma else None
         self.scale = (cfg.query_pre_attn_scalar ** -0.5) if self.gemma else self.head_dim ** -0.5
