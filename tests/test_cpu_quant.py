@@ -53,3 +53,80 @@ def test_shipped_json_holds_no_path_of_the_machine_that_made_it():
     for f in list((root / "assets").rglob("*.json")) + list(root.glob("*/*.json")):
         text = f.read_text()
         assert "/work/" not in text and "/root/" not in text and "/home/" not in text, f
+
+
+# --- issue 40: the choice is made per machine --------------------------------------------------------------
+from recover.bench import choose as CH  # noqa: E402
+from recover.predict import cpu_choice as CC  # noqa: E402
+
+AMX = CC.CpuFeatures("GenuineIntel", "6", "143", frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16",
+                                                            "amx_tile", "amx_bf16", "amx_int8"}))
+NO_AMX = CC.CpuFeatures("GenuineIntel", "6", "207", frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}))
+
+
+def _quality(rows=100, int8_base=(-0.05, -0.001), int8_lora=(-0.01, 0.01), bf16=(-0.004, 0.003)):
+    def t(i8):
+        return {"torch-fp32": {"mean": 0.09}, "torch": {"mean": 0.09, "diff_vs_fp32": {"mean": 0.0, "ci95": list(bf16)}},
+                "torch-int8": {"mean": 0.06, "diff_vs_fp32": {"mean": -0.02, "ci95": list(i8)}}}
+    return {"rows": rows, "by_lora": {"none": t(int8_base), "smollm2-dpo-all": t(int8_lora)}}
+
+
+def _speed(bf16, fp32, int8):
+    return {"torch": {"s_per_row": bf16, "n_seq": 32, "torch_dtype": "bf16"},
+            "torch-fp32": {"s_per_row": fp32, "n_seq": 8, "torch_dtype": "fp32"},
+            "torch-int8": {"s_per_row": int8, "n_seq": 8, "torch_dtype": "int8"}, "llama": {"s_per_row": 1.5}}
+
+
+def test_a_precision_is_eligible_only_if_it_holds_zero_vs_fp32_for_base_and_adapter():
+    assert CH.eligible(_quality()) == {"torch-fp32": True, "torch": True, "torch-int8": False}  # loses on the base
+    assert CH.eligible(_quality(int8_base=(-0.01, 0.01)))["torch-int8"]
+    assert not CH.eligible(_quality(int8_base=(-0.01, 0.01), int8_lora=(-0.03, -0.001)))["torch-int8"]  # adapter
+    assert not CH.eligible(_quality(rows=99, int8_base=(-0.01, 0.01)))["torch"]  # too few rows: fp32 only
+    one = _quality()
+    del one["by_lora"]["smollm2-dpo-all"]
+    assert CH.eligible(one) == {"torch-fp32": True}  # checked on the bare base alone: not enough
+    with pytest.raises(ValueError, match="torch-fp32"):
+        CH.candidates({"torch": {"s_per_row": 0.1}})
+    assert CH.candidates(_speed(0.2, 0.5, 0.3)) == ["torch", "torch-int8"]  # faster than fp32, fastest first
+
+
+def test_the_choice_differs_by_cpu_class_when_their_measured_tables_differ(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECOVER_CACHE", str(tmp_path / "cache"))
+    # AMX: bf16 GEMMs fast; without AMX the bf16 engine is slower than fp32 and int8 is fastest (but ineligible)
+    amx = CH.choose(_speed(0.2, 0.5, 0.3), _quality())
+    plain = CH.choose(_speed(0.7, 0.54, 0.48), _quality())
+    assert (amx["backend"], amx["torch_dtype"], amx["n_seq"]) == ("torch", "bf16", 32)
+    assert (plain["backend"], plain["torch_dtype"]) == ("torch-fp32", "fp32")
+    assert AMX.cls == "amx" and NO_AMX.cls == "avx512_bf16" and AMX.key != NO_AMX.key
+    CC.write_measured_choice(amx, AMX, log=lambda *_: None)
+    CC.write_measured_choice(plain, NO_AMX, log=lambda *_: None)
+    assert CC.cpu_choice(AMX)["backend"] == "torch" and CC.cpu_choice(NO_AMX)["backend"] == "torch-fp32"
+    # what `recover predict` resolves on each machine (features injected where /proc/cpuinfo is read)
+    for feat, dtype in ((AMX, "bf16"), (NO_AMX, "fp32")):
+        monkeypatch.setattr(CC, "read_cpu_features", lambda f=feat: f)
+        assert defaults.cpu_torch_dtype() == dtype and defaults.cpu_engine() == "torch"
+
+
+def test_no_packaged_file_overrides_the_measured_choice(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECOVER_CACHE", str(tmp_path / "cache"))
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"classes": {"amx": {"engine": "torch", "backend": "torch-int8", "torch_dtype": "int8"}}}))
+    monkeypatch.setattr(CC, "RULES_FILE", rules)
+    assert CC.cpu_choice(AMX)["backend"] == "torch-int8"  # nothing measured here: the class rule
+    assert CC.cpu_choice(NO_AMX) is None  # no rule for its class, nothing measured
+    CC.write_measured_choice(CH.choose(_speed(0.2, 0.5, 0.3), _quality()), AMX, log=lambda *_: None)
+    c = CC.cpu_choice(AMX)
+    assert c["backend"] == "torch" and c["source"].startswith("measured on this machine")
+    other = CC.CpuFeatures("GenuineIntel", "6", "150", AMX.flags)  # same class, another model: not measured
+    assert CC.cpu_choice(other)["backend"] == "torch-int8"
+    assert not (tmp_path / "cache" / "cpu_quant.json").exists()
+
+
+def test_this_machines_features_are_read_from_cpuinfo(tmp_path):
+    f = tmp_path / "cpuinfo"
+    f.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+                 "flags\t\t: fpu avx2 fma avx512f avx512_vnni\n\nprocessor\t: 1\nflags\t\t: amx_bf16\n")
+    feat = CC.read_cpu_features(str(f))
+    assert (feat.vendor, feat.family, feat.model, feat.cls) == ("AuthenticAMD", "25", "17", "vnni")
+    assert feat.key.startswith("vnni-authenticamd-f25m17-")
+    assert CC.read_cpu_features(str(tmp_path / "missing")).cls == "none"

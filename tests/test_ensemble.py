@@ -1,6 +1,9 @@
 """Ensembles: the members' answers joined into one prompt (predict/join.py, predict/ensemble.py) and scored
 under eval's folds (eval/ensemble.py)."""
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from recover import constants as C
@@ -70,8 +73,11 @@ def test_an_ensemble_naming_a_member_that_is_not_there_is_one_clear_error(tmp_pa
         spec(["a", "z"])
     with pytest.raises(ValueError, match="kind 'gguf'"):
         Member("x", "gguf")
-    with pytest.raises(ValueError, match="names model, lora and loso"):
-        Member("x", "llm", model=C.PYPI_SMOLLM2)
+    with pytest.raises(ValueError, match="names its model, and lora with its loso twin"):
+        Member("x", "llm", model=C.PYPI_SMOLLM2, lora="smollm2-dpo-all")  # an adapter without its twin
+    with pytest.raises(ValueError, match="names its model"):
+        Member("x", "llm", lora="smollm2-dpo-all", loso=C.LOSO_LORA)
+    assert Member("x", "llm", model=C.PYPI_SMOLLM2).lora is None  # the bare base, zero-shot
     missing = EnsembleSpec(name="t", order=["m"], members=[Member("m", "llm", model=C.PYPI_SMOLLM2,
                                                                   lora="no-such-adapter", loso=C.LOSO_LORA)])
     with pytest.raises(FileNotFoundError, match="member 'm' cannot be served"):
@@ -158,3 +164,34 @@ def test_shipped_ensembles_serve_what_eval_scored():
             assert spec.order == [m.name for m in spec.members], name
         spec.check_artifacts()
         assert spec.record.get("command", "").startswith("recover eval"), name  # the command that made it
+
+
+def test_a_twin_trained_on_the_test_like_fold_is_never_scored_there(tmp_path):
+    """A LOSO twin whose chain read gemma_rewrites_f: its member, every join holding it and the llm* methods are
+    skipped on f (a training-set figure would otherwise choose the default), and still scored on b."""
+    import json
+    import shutil
+
+    from recover.eval.ensemble import FoldEnsemble
+    from recover.eval.llm_methods import FoldMethods
+    from recover.eval.llm_rows import FoldLLM
+
+    src = Path(__file__).resolve().parent.parent / "recover" / "assets" / "lora" / C.LOSO_LORA
+    twin = tmp_path / "twin"
+    shutil.copytree(src, twin)
+    m = json.loads((twin / "manifest.json").read_text())
+    m["training"]["data"] = m["training"]["data"] + ["gemma_rewrites_f.csv"]
+    (twin / "manifest.json").write_text(json.dumps(m))
+    llm = FoldLLM(str(twin / m["file"]), tmp_path / "cache")
+    assert not llm.held_out(C.TEST_LIKE_SOURCE) and llm.held_out("gemma_rewrites_b")
+    fe = FoldEnsemble.__new__(FoldEnsemble)
+    fe.llms, fe.embeds = {"dpo": llm}, ["embed-invert"]
+    for method in ("m:dpo", "ens", "ens:mbr", "ens:invert"):
+        assert fe.skip_reason(method, C.TEST_LIKE_SOURCE) == f"member dpo ({m['name']}) trained on {C.TEST_LIKE_SOURCE}"
+        assert fe.skip_reason(method, "gemma_rewrites_b") is None
+    fm = FoldMethods.__new__(FoldMethods)
+    fm._llm, fm.ensemble = llm, fe
+    assert fm.skip_reason("llm", C.TEST_LIKE_SOURCE) and fm.skip_reason("llm+mean", C.TEST_LIKE_SOURCE)
+    assert fm.skip_reason("m:dpo", C.TEST_LIKE_SOURCE) and fm.skip_reason("llm", "gemma_rewrites_b") is None
+    with pytest.raises(ValueError, match=f"trained on {C.TEST_LIKE_SOURCE}"):
+        llm.rows(C.TEST_LIKE_SOURCE, pd.DataFrame({C.COL_ID: ["x"], C.COL_ORIGINAL: ["o"], C.COL_REWRITTEN: ["r"]}))

@@ -302,7 +302,8 @@ def fake_kaggle(tmp_path, output: str) -> dict:
     (bin_dir / "kaggle").write_text(f"#!/bin/sh\ncat <<'OUT'\n{output}\nOUT\nexit 0\n")
     (bin_dir / "kaggle").chmod(0o755)
     return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "KAGGLE_USERNAME": "someone",
-            "KAGGLE_KEY": "0" * 32, "HF_HUB_OFFLINE": "1"}
+            "KAGGLE_KEY": "0" * 32, "HF_HUB_OFFLINE": "1",
+            "RECOVER_KAGGLE_DOCKER_IMAGE": "gcr.io/kaggle-gpu-images/python@sha256:" + "ab" * 32}
 
 
 @pytest.mark.parametrize("printed, needle", [

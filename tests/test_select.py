@@ -7,12 +7,13 @@ from recover.eval.leaderboard import leaderboard
 from recover.eval.select import pick_winner, rule_figures, selection_sources
 
 SOURCES = ["gemma_rewrites_a", "gemma_rewrites_b", "gemma_rewrites_d", "gpt35_rewrites_c", "llama_rewrites_e"]
+F = "gemma_rewrites_f"
 
 
 def per_row(means: dict[str, dict[str, float]], n: int = 40, seed: int = 0) -> pd.DataFrame:
     """Rows whose SCS per (method, source) has the given mean (small noise, same ids for every method)."""
     rng = np.random.default_rng(seed)
-    noise = {s: rng.normal(0, 0.01, n) for s in SOURCES}
+    noise = {s: rng.normal(0, 0.01, n) for s in SOURCES + [F]}
     out = []
     for m, by in means.items():
         for s, v in by.items():
@@ -88,3 +89,46 @@ def test_a_method_missing_a_selection_fold_is_never_picked_and_is_ranked_on_the_
     r = shared_ranking(pr, sel)
     assert list(r.method) == ["llm", "embed", "mean"] and set(r.folds) == {"gemma_rewrites_b,gemma_rewrites_d"}
     assert shared_ranking(pr[pr.method != "llm"], sel) is None
+
+
+def test_the_test_like_fold_chooses_first_and_the_other_gemma_folds_guard():
+    """With gemma_rewrites_f present it is the first choosing fold, and the best SCS on f wins even where
+    another method has the better macro over a, b, d (the miss the old rule made three times)."""
+    sel = selection_sources(SOURCES + [F])
+    assert sel == [F, "gemma_rewrites_a", "gemma_rewrites_b", "gemma_rewrites_d"]
+    base = {s: 0.10 for s in SOURCES + [F]}
+    pr = per_row({"mean": base,
+                  "macro_winner": {**base, "gemma_rewrites_a": 0.30, "gemma_rewrites_d": 0.30, F: 0.11},
+                  "f_winner": {**base, "gemma_rewrites_a": 0.11, "gemma_rewrites_d": 0.11, F: 0.14}})
+    lb = leaderboard(pr, "mean", {}, select=sel)
+    assert pick_winner(lb, sel) == "f_winner" and lb.method.iloc[0] == "f_winner"
+    assert lb.set_index("method").loc["f_winner", "rule"] == pytest.approx(0.14, abs=1e-9)
+    # without f the same rows go back to the gemma-macro rule
+    no_f = pr[pr.source != F]
+    sel2 = selection_sources(no_f.source)
+    assert pick_winner(leaderboard(no_f, "mean", {}, select=sel2), sel2) == "macro_winner"
+
+
+def test_a_loss_to_the_mean_prompt_on_a_guard_fold_disqualifies_the_f_winner():
+    base = {s: 0.10 for s in SOURCES + [F]}
+    pr = per_row({"mean": base, "big_on_f_loses_b": {**base, F: 0.30, "gemma_rewrites_b": 0.098},
+                  "small": {**base, F: 0.12, "gemma_rewrites_b": 0.101, "gpt35_rewrites_c": 0.0}})
+    sel = selection_sources(pr.source)
+    assert pick_winner(leaderboard(pr, "mean", {}, select=sel), sel) == "small"
+
+
+def test_a_method_missing_a_guard_fold_is_guarded_on_the_rest_and_the_table_says_so():
+    """An LLM whose twin trained on a: guarded on b and d, chosen on f, and the printed table names the gap;
+    a method never scored on f is never chosen."""
+    from recover.eval.leaderboard import format_leaderboard
+
+    base = {s: 0.10 for s in SOURCES + [F]}
+    llm = {s: v + 0.05 for s, v in base.items() if s != "gemma_rewrites_a"}
+    no_f = {s: 0.5 for s in SOURCES}
+    pr = per_row({"mean": base, "llm": llm, "no_f": no_f})
+    sel = selection_sources(pr.source)
+    lb = leaderboard(pr, "mean", {}, select=sel)
+    assert pick_winner(lb, sel) == "llm"
+    text = format_leaderboard(lb, "t", sel)
+    assert "llm: not scored on gemma_rewrites_a" in text and "no_f: not scored on gemma_rewrites_f" in text
+    assert pick_winner(lb[lb.method != "llm"], sel) == "mean"  # no_f has the best macro but no f figure

@@ -1,5 +1,5 @@
-"""The torch engine's pieces on synthetic tensors: int8 matmuls quantise activations per token, block-causal
-prefill attention equals the full masked attention, decode reads an fp32 cache in place."""
+"""The torch engine's pieces on synthetic tensors: int8 matmuls quantise activations per token, prefill attention
+(fused SDPA) equals the eager masked attention, decode reads a cache in place, whole or in part."""
 import torch
 
 from recover.predict.torch_lm import Int8Weight, attend
@@ -29,7 +29,7 @@ def _causal_bias(B, S, T, head):
     return bias.expand(B, 1, S, T).contiguous()
 
 
-def test_block_causal_prefill_equals_full_attention():
+def test_prefill_attention_equals_the_eager_reference_with_grouped_heads():
     g = torch.Generator().manual_seed(1)
     B, H, Hk, D, head, S = 2, 6, 2, 16, 7, 45
     T = head + S
@@ -37,12 +37,27 @@ def test_block_causal_prefill_equals_full_attention():
     kc, vc = torch.randn(B, Hk, T + 5, D, generator=g), torch.randn(B, Hk, T + 5, D, generator=g)
     bias = _causal_bias(B, S, T, head)
     full = attend(q, kc, vc, T, bias, 0.25)
-    blocks = attend(q, kc, vc, T, bias, 0.25, causal_from=head, block=8)
-    assert torch.allclose(full, blocks, atol=1e-5)
     # grouped-query heads: query head h reads key head h // (H / Hk), as repeating the keys would
     ref_k, ref_v = kc[:, :, :T].repeat_interleave(H // Hk, 1), vc[:, :, :T].repeat_interleave(H // Hk, 1)
     p = torch.softmax(q @ ref_k.transpose(-1, -2) * 0.25 + bias, dim=-1)
     assert torch.allclose(full, p @ ref_v, atol=1e-5)
+
+
+def test_decode_reading_the_whole_cache_equals_reading_the_filled_part():
+    """`FusedLM.decode` reads all L cells (one contiguous view: no copy); masked cells change nothing."""
+    g = torch.Generator().manual_seed(3)
+    B, H, Hk, D, L = 3, 4, 2, 8, 40
+    pos = torch.tensor([5, 16, 11])
+    for dt, tol in ((torch.float32, 1e-6), (torch.bfloat16, 2e-2)):
+        kc, vc = torch.randn(B, Hk, L, D, generator=g).to(dt), torch.randn(B, Hk, L, D, generator=g).to(dt)
+        q = torch.randn(B, H, 1, D, generator=g).to(dt)
+        ok = torch.arange(L)[None] <= pos[:, None]
+        bias = torch.zeros(B, 1, 1, L, dtype=dt).masked_fill_(~ok[:, None, None], float("-inf"))
+        whole = attend(q, kc, vc, L, bias, 0.3)
+        part = attend(q, kc[:, :, :17].contiguous(), vc[:, :, :17].contiguous(), 17, bias[..., :17].contiguous(), 0.3)
+        assert torch.allclose(whole.float(), part.float(), atol=tol)
+        kc[:, :, 17:] = 1e3  # anything past every row's position: ignored
+        assert torch.allclose(attend(q, kc, vc, L, bias, 0.3).float(), whole.float(), atol=tol)
 
 
 def test_decode_attends_over_a_sliced_fp32_cache_as_over_a_copy():

@@ -156,6 +156,12 @@ elif ggufs:
     # no --combine: recover picks it (a LoRA's manifest holds what its held-out eval chose; else llm+mean)
     cmd += ["--model", ggufs[0], "--predictor", "llm", "--max-new-tokens", "32"]
     cmd += ["--lora", loras[0]] if loras else []  # its manifest beside it brings the n_ctx/template it was trained with
+    if INSTALLED:  # kernels/tune's hedge decision (sentence-t5 + leaderboard probes), when its output is attached
+        from recover.kaggle.hedge import serve_flags
+
+        hedge_flags, why = serve_flags(find("hedge_choice.json"), means[0] if means else None)
+        cmd += hedge_flags
+        print("predictor:", why)
     cmd += GPU_FLAGS
 elif INSTALLED:  # kernels/tune's choice (default_predictor.json) when it can be served, else the package default
     from recover.kaggle.choose import tuned_flags

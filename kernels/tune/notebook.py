@@ -87,3 +87,24 @@ choice = json.load(open(f"{WORK}/default_predictor.json"))
 mean = json.load(open(f"{WORK}/mean_prompt.json"))
 print("default predictor against sentence-t5:", choice["predictor"], "| mean prompt:", mean["prompt"])
 print(f"tune took {time.time() - T0:.0f} s")
+
+# %%
+# The hedge the proxy cannot decide: the attached train kernel's answers on its held-out Gemma source (f for the 7B
+# recipes) against that source's labels, in sentence-t5 space with the targets reweighted to match the probes:
+# answer alone, + mean prompt or + suffix (recover/kaggle/hedge.py). `make kernel-tune TRAIN=1` attaches the output.
+import yaml  # noqa: E402
+
+trained = [os.path.dirname(p) for p in find("kaggle_train_output.json")]
+if not trained:
+    print("hedge: no train kernel output attached (make kernel-tune TRAIN=1): no hedge decision")
+else:
+    hold = yaml.safe_load(open(f"{trained[0]}/chain.yaml"))["holdout"]
+    answers = f"{trained[0]}/chain/predict/sft+dpo.csv"
+    truth = [p for p in DATA if os.path.splitext(os.path.basename(p))[0] == hold]
+    if not (os.path.isfile(answers) and truth):
+        print(f"hedge: the train output holds no held-out answers ({answers}) or {hold}.csv is not attached")
+    else:
+        subprocess.run([sys.executable, "-m", "recover", "kaggle", "hedge", "--answers", answers, "--truth", truth[0],
+                        "--mean-prompt", f"{WORK}/mean_prompt.json", "--embedder", str(ST5), "--out", WORK]
+                       + (["--probes", PROBES[0]] if PROBES else []), check=True)
+        print("hedge:", json.load(open(f"{WORK}/hedge_choice.json"))["why"])

@@ -9,9 +9,18 @@ def _bench(a):
     from .report import BenchConfig, run_bench
     from ..pypi_models import smollm2_gguf
 
+    if a.train:  # the chain's SFT and DPO steps per training setting (bench/train.py)
+        from .train import run_train_bench
+        from ..demo import SAMPLE
+
+        a.data = a.data or str(SAMPLE)
+        a.model = a.model or str(smollm2_gguf())
+        a.out = a.out if a.out != "build/bench" else "build/bench-train"
+        return run_train_bench(a)
     run_bench(BenchConfig(model=a.model or str(smollm2_gguf()), data=a.data, rows=a.rows,
                           backends=a.backends.split(","), project_rows=a.project_rows, calibrate=a.calibrate,
-                          out=a.out, hf_dir=a.hf_dir, llm=_llm_options(a), choose_cpu_quant=a.choose_cpu_quant))
+                          out=a.out, hf_dir=a.hf_dir, llm=_llm_options(a), choose_cpu_quant=a.choose_cpu_quant,
+                          quality_data=a.quality_data, quality_rows=a.quality_rows, ship_class_rule=a.ship_class_rule))
 
 
 def add_cli(sub) -> None:
@@ -25,7 +34,19 @@ def add_cli(sub) -> None:
                         "matmuls); peers at equal work (the llama engine's token ids and stop rules): hf (fp32), hf-bf16, "
                         "hf-bf16-batch and hf-batch (bf16 / fp32, 8 rows per generate); hf-raw (plain generate, no stop rule)")
     s.add_argument("--choose-cpu-quant", action="store_true",
-                   help="write recover/assets/cpu_quant.json: the fastest of recover's engines whose proxy SCS is not lower")
+                   help="choose THIS machine's CPU engine and precision: the fastest of recover's engines whose paired proxy "
+                        "SCS vs torch fp32 holds 0 on --quality-data for the bare base and the served adapter; written to "
+                        "~/.cache/recover/cpu-choice-<cpu key>.json")
+    s.add_argument("--quality-data", help="--choose-cpu-quant: a held-out Gemma fold with rewrite_prompt "
+                                          "(gemma_rewrites_f: no shipped adapter trained on it)")
+    s.add_argument("--quality-rows", type=int, default=C.QUALITY_MIN_ROWS)
+    s.add_argument("--ship-class-rule", action="store_true",
+                   help="--choose-cpu-quant: also record the choice as the packaged rule of this CPU's feature class "
+                        "(recover/assets/cpu_rules.json: the fallback where a machine has not measured its own)")
+    s.add_argument("--train", action="store_true",
+                   help="measure the training chain's SFT and DPO steps instead (tokens/s, fraction of the GEMM limit, "
+                        "peak memory) per setting against plain trl/peft defaults on the same rows; the fastest is "
+                        "written to ~/.cache/recover/train-choice-<cpu key>.json, which `recover train` applies on CPU")
     s.add_argument("--project-rows", type=int, default=C.KAGGLE_TEST_ROWS)
     s.add_argument("--calibrate", help="results.json measured on a T4 by kernels/bench")
     s.add_argument("--hf-dir", help="HF model folder for the hf backend (default: the same GGUF)")

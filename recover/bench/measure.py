@@ -2,7 +2,8 @@
 
 llama:  recover's LlamaPredictor on llama.cpp; "llama:Q8_0" = the same weights requantized (cached,
         keyed by content).
-torch:  recover's LlamaPredictor on its torch engine (bf16, rows batched; "torch:16" = 16 rows in flight);
+torch:  recover's LlamaPredictor on its torch engine (bf16, rows batched; "torch:16" = 16 rows in flight, "torch"
+        = the rows in flight this machine's CPU choice names, as `recover predict` runs it);
         torch-amp: the same with fp32 weights and bf16 matmuls (torch.autocast); torch-fp32: all fp32 (the
         faster one on a CPU whose bf16 GEMM is slower than its fp32 GEMM); torch-int8: int8 weights
         per channel, activations quantised per token (int8 x int8 matmuls, torch._int_mm).
@@ -24,11 +25,13 @@ from pathlib import Path
 from .. import constants as C
 from ..csvio import clean_text, read_test
 
-BACKENDS = ("llama", "torch", "torch-amp", "torch-fp32", "torch-int8", "hf", "hf-bf16", "hf-bf16-batch", "hf-batch", "hf-raw")
+BACKENDS = ("llama", "llama-native", "torch", "torch-amp", "torch-fp32", "torch-int8", "hf", "hf-bf16", "hf-bf16-batch", "hf-batch", "hf-raw")
 ENGINES = ("llama", "torch", "torch-amp", "torch-fp32", "torch-int8")  # recover's own engines: the candidates for the CPU default
+# a PEER too: llama.cpp built for this CPU (AVX-512, VNNI, BF16 on: `make llama-native`), loaded in its own process
+# from its own folder, so the portable build the package ships stays the one `recover predict` serves
+NATIVE = "llama-native"
 PEERS = {"hf": ("fp32", 1), "hf-bf16": ("bf16", 1), "hf-bf16-batch": ("bf16", 8), "hf-batch": ("fp32", 8),
          "hf-raw": ("fp32", 1)}
-TORCH_ROWS = 8  # rows per batch of the torch engine unless "torch:N" (predict/llm.py uses the same default)
 
 
 def _rows(data: str, n: int) -> tuple[list[str], list[str]]:
@@ -75,7 +78,8 @@ def bench_llama(model: str, data: str, rows: int, llm: dict) -> dict:
                weight_bytes=e.weight_bytes if torch_engine else Path(model).stat().st_size, gen_steps=s.gen_steps,
                model_desc="torch " + p.engine.dtype if torch_engine else p.engine.model.desc(),
                torch_dtype=p.engine.dtype if torch_engine else None,
-               max_new_tokens=p.cfg.max_new_tokens, engine=p.cfg.engine, n_seq=p.cfg.n_seq)
+               max_new_tokens=p.cfg.max_new_tokens, engine=p.cfg.engine, n_seq=p.cfg.n_seq,
+               llama_cpp=str(Path(__import__("llama_cpp").__file__).parent))
     p.engine.close()
     return out
 
@@ -194,8 +198,20 @@ def _hf_inputs(tok, chunk, prompt_ids, pad: int, llm: dict, max_new: int, origin
     return ids, torch.ones_like(ids)
 
 
+def native_dir() -> Path:
+    """Where `make llama-native` installs llama-cpp-python built for this CPU ($RECOVER_LLAMA_NATIVE to override)."""
+    import os
+
+    return Path(os.environ.get("RECOVER_LLAMA_NATIVE") or Path.home() / ".cache" / "recover-wheels" / C.LLAMA_NATIVE_NAME / "site")
+
+
 def run_backend(name: str, model: str, data: str, rows: int, llm: dict, hf_dir: str | None = None,
                 prompt_ids: list[list[int]] | None = None, cache_dir: str = "build/cache") -> dict:
+    path = None
+    if name.split(":")[0] == NATIVE:
+        path = native_dir()
+        if not (path / "llama_cpp").is_dir():
+            return {"error": f"no llama.cpp built for this CPU in {path}: make llama-native", "backend": name}
     if name.startswith("llama"):
         if ":" in name:
             from ..predict.quantize import cached_requant
@@ -203,7 +219,7 @@ def run_backend(name: str, model: str, data: str, rows: int, llm: dict, hf_dir: 
             model = str(cached_requant(model, name.split(":", 1)[1], cache_dir))
         fn, args = bench_llama, (model, data, rows, {**llm, "engine": "llama"})
     elif name.startswith("torch"):
-        n_seq = int(name.split(":", 1)[1]) if ":" in name else TORCH_ROWS
+        n_seq = int(name.split(":", 1)[1]) if ":" in name else None  # None: this machine's choice, else TORCH_ROWS
         dtype = {"torch-amp": "amp", "torch-fp32": "fp32", "torch-int8": "int8"}.get(name.split(":")[0], "bf16")
         fn, args = bench_llama, (model, data, rows, {**llm, "engine": "torch", "n_seq": n_seq, "torch_dtype": dtype})
     else:
@@ -214,7 +230,7 @@ def run_backend(name: str, model: str, data: str, rows: int, llm: dict, hf_dir: 
         fn, args = bench_hf, (model, data, rows, llm, hf_dir, prompt_ids if equal else None, dtype, batch)
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(q, fn, args))
+    proc = ctx.Process(target=_child, args=(q, fn, args, str(path) if path else None))
     proc.start()
     res = q.get()
     proc.join()
@@ -223,8 +239,12 @@ def run_backend(name: str, model: str, data: str, rows: int, llm: dict, hf_dir: 
     return res
 
 
-def _child(q, fn, args):
+def _child(q, fn, args, path: str | None = None):
     try:
+        if path:  # this process imports llama_cpp from the native build's folder, not the venv's
+            import sys
+
+            sys.path.insert(0, path)
         q.put(fn(*args))
     except Exception as e:  # noqa: BLE001 - reported in the table, the other backend still runs
         q.put({"error": f"{type(e).__name__}: {e}"})

@@ -144,3 +144,81 @@ def constants() -> dict:
     return {"t4_bandwidth": T4_BANDWIDTH, "t4_fp16_flops": T4_FP16_FLOPS, "gen_eff_bandwidth": GEN_EFF_BANDWIDTH,
             "gen_fixed_s": GEN_FIXED_S, "prompt_eff": PROMPT_EFF, "row_overhead_s": ROW_OVERHEAD_S,
             "calibration_points": [asdict(T4Rates(0, r, f"{s / 1e9:.2f} GB")) for s, r in _CAL]}
+
+
+# --- the training chain on Kaggle T4 x2 (kernels/train): PROJECTED per stage, never measured on a T4 ---------------
+# QLoRA step cost: forward 2N + backward through the frozen weights 2N (no weight grads) + the recomputed forward
+# of gradient checkpointing 2N = 6N FLOPs per token trained (N = base params); a DPO pair adds the frozen
+# reference's forward (2N) over both sequences: 2 x (6N + 2N) per pair token.
+QLORA_FLOPS_PER_TOKEN = 6.0
+DPO_FLOPS_PER_PAIR_TOKEN = 2 * (6.0 + 2.0)
+QLORA_T4_EFF = 0.12  # ASSUMED fraction of the T4's fp16 peak for nf4 QLoRA (dequantise + small-batch GEMMs)
+DDP_SCALING = 1.8  # ASSUMED speed-up of two T4s (DDP) over one
+CONVERT_PASSES = 3  # base stage: read HF fp16, write GGUF f16, read it to quantize (+ write the quant, smaller)
+KAGGLE_SESSION_S = 12 * 3600  # a Kaggle GPU notebook session (the 9 h limit is the submission's)
+SESSION_SAFETY_S = 40 * 60  # kept back per session: install, load, packaging the output
+# base params and bytes per GGUF weight at the chain's base_quant, by the recipe the chain trains with
+CHAIN_MODELS = {"mistral-7b-instruct-t4": 7.24e9, "gemma-7b-it-t4": 8.54e9, "gemma-2b-it-t4": 2.51e9,
+                "phi-2-t4": 2.78e9, "smollm2-cpu": 0.135e9, "gemma3-270m-cpu": 0.27e9}
+QUANT_BYTES_PER_PARAM = {"Q8_0": 1.0625, "Q6_K": 0.82, "Q5_K_M": 0.71, "Q4_K_M": 0.6, "Q4_1": 0.625, "F16": 2.0}
+
+
+def _train_s(tokens: float, flops_per_token: float, n_params: float) -> float:
+    return tokens * flops_per_token * n_params / (T4_FP16_FLOPS * QLORA_T4_EFF * DDP_SCALING)
+
+
+def chain_projection(cfg, session_s: float = KAGGLE_SESSION_S) -> dict:
+    """PROJECTED seconds per chain stage on Kaggle T4 x2 for a ChainConfig (train/chain_config.py), and the
+    sessions they split into (a stage never straddles two: the notebook resumes at stage boundaries)."""
+    if cfg.sft_recipe not in CHAIN_MODELS:
+        raise ValueError(f"sft_recipe {cfg.sft_recipe}: no size for it in CHAIN_MODELS (bench/projection.py)")
+    n = CHAIN_MODELS[cfg.sft_recipe]
+    quant = str(cfg.base_quant).upper()
+    gguf = n * QUANT_BYTES_PER_PARAM.get(quant, 1.0625)
+    rates = t4_rates(n, gguf)
+    prompt, gen = cfg.n_ctx, cfg.max_new_tokens
+    epochs_sft, epochs_dpo = float(cfg.sft_epochs), float(cfg.dpo_epochs)
+    pairs = cfg.dpo_rows  # at most one pair per sampled row
+    llm_load = LOAD_FIXED_S + gguf / DISK_BYTES_S
+    eval_rows = cfg.eval_rows or 1000
+    stages = {
+        "base": 0.0 if cfg.base else LOAD_FIXED_S + CONVERT_PASSES * 2 * n / DISK_BYTES_S,
+        "split": 10.0, "rows": 30.0 + 0.01 * (cfg.sft_rows + cfg.dpo_rows),
+        "sft": 120.0 + _train_s(cfg.sft_rows * (prompt + gen) * epochs_sft, QLORA_FLOPS_PER_TOKEN, n),
+        "sft_gguf": 60.0 + 2 * n / DISK_BYTES_S,
+        # k samples per row: the prompt is evaluated once per sample (no prefix cache across samples assumed)
+        "pairs": llm_load + cfg.dpo_rows * cfg.k * row_seconds(prompt, gen, rates),
+        "dpo": 120.0 + _train_s(pairs * (prompt + gen) * epochs_dpo, DPO_FLOPS_PER_PAIR_TOKEN, n),
+        "dpo_gguf": 60.0 + 2 * n / DISK_BYTES_S,
+        "predict": 0.0 if cfg.final else 3 * (llm_load + eval_rows * row_seconds(prompt, gen, rates)),
+        "eval": 0.0 if cfg.final else 120.0,
+    }
+    usable = session_s - SESSION_SAFETY_S
+    sessions, cur, used = [], [], 0.0
+    for s, sec in stages.items():
+        if sec > usable:
+            raise ValueError(f"chain stage {s}: projected {sec / 3600:.1f} h, longer than one Kaggle session "
+                             f"({usable / 3600:.1f} h usable): shrink the recipe (rows, epochs, n_ctx)")
+        if used + sec > usable:
+            sessions.append(cur)
+            cur, used = [], 0.0
+        cur.append(s)
+        used += sec
+    sessions.append(cur)
+    return {"label": "projected", "model_params": n, "base_quant": quant,
+            "stages": {s: round(v, 1) for s, v in stages.items()}, "total_s": round(sum(stages.values()), 1),
+            "session_s": session_s, "usable_session_s": usable, "sessions": sessions}
+
+
+# An ensemble on Kaggle T4 x2: its LLM members answer every row one after another (each its own llama.cpp
+# context), the embed member costs the embedder's encode (seconds for 1,400 rows on a GPU: neglected here).
+def ensemble_projection(llm_members: list[tuple[str, float, float]], prompt_tokens: float, gen_tokens: float,
+                        rows: int = 1400, calibration: dict | None = None) -> dict:
+    """llm_members: (name, n_params, GGUF bytes) each. PROJECTED total time of the submission on T4 x2."""
+    parts = [project(n, p, b, prompt_tokens, gen_tokens, rows, calibration) for n, p, b in llm_members]
+    per_row = sum(x["s_per_row"] for x in parts)
+    total = WHEEL_INSTALL_S + sum(x["load_s"] for x in parts) + rows * per_row
+    return {"label": "projected" if not calibration else "calibrated", "rows": rows, "members": len(parts),
+            "prompt_tokens": prompt_tokens, "gen_tokens": gen_tokens, "s_per_row": round(per_row, 3),
+            "total_s": round(total, 1), "total_h": round(total / 3600, 3), "fits": total < LIMIT_S,
+            "margin_h": round((LIMIT_S - total) / 3600, 3)}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-import sys
 from pathlib import Path
 
 from .. import constants as C
@@ -11,7 +10,7 @@ from ..csvio import atomic_write_json
 from ..runs import new_run_dir, record_run
 from . import projection as P
 from .limits import format_limits, measure_limits, phase_fractions
-from .measure import BACKENDS, ENGINES, PEERS, run_backend
+from .measure import BACKENDS, ENGINES, NATIVE, PEERS, run_backend
 
 PROJECT_MODELS = ("Phi-2 Q4_K_M", "Mistral-7B Q4_K_M")
 # paired SCS baselines: the packaged file on llama.cpp, and the bf16 torch engine (what a new torch variant replaces)
@@ -29,7 +28,10 @@ class BenchConfig:
     out: str = "build/bench"
     hf_dir: str | None = None
     llm: dict = field(default_factory=dict)
-    choose_cpu_quant: bool = False  # write recover/assets/cpu_quant.json: the CPU default `recover predict` uses
+    choose_cpu_quant: bool = False  # choose this machine's CPU engine (bench/choose.py) into its own cache
+    quality_data: str | None = None  # the held-out Gemma fold the choice's quality check runs on
+    quality_rows: int = C.QUALITY_MIN_ROWS
+    ship_class_rule: bool = False  # also record the choice as the packaged rule of this CPU's feature class
 
     def __post_init__(self):
         bad = [b for b in self.backends if b.split(":")[0] not in BACKENDS]
@@ -42,6 +44,10 @@ class BenchConfig:
         if hf and unequal:  # the hf backends load the base alone: "equal work" would not be equal
             raise ValueError(f"--{unequal[0].replace('_path', '').replace('prefixes', 'prefix')}: the {hf[0]} backend "
                              "cannot apply it; bench llama backends only (--backends llama,llama:Q8_0)")
+        if self.choose_cpu_quant and not (self.quality_data and Path(self.quality_data).is_file()):
+            raise ValueError("--choose-cpu-quant: give --quality-data, a held-out Gemma fold with rewrite_prompt")
+        if self.choose_cpu_quant and self.quality_rows < C.QUALITY_MIN_ROWS:
+            raise ValueError(f"--quality-rows: at least {C.QUALITY_MIN_ROWS} (issue 40's eligibility rule)")
         if not Path(self.model).is_file():
             raise FileNotFoundError(f"--model {self.model}: file not found")
 
@@ -69,9 +75,9 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
         if "error" not in r:
             r["phases"] = phase_fractions(r, report["limits"])
     ok = {k: v for k, v in results.items() if "error" not in v}
-    llamas = [k for k in ok if k.startswith("llama")]
+    llamas = [k for k in ok if k.startswith("llama") and k.split(":")[0] != NATIVE]  # recover's own llama.cpp
     engines = [k for k in ok if k.split(":")[0] in ENGINES]
-    equal = [k for k in ok if k in PEERS and k != "hf-raw"]
+    equal = [k for k in ok if (k in PEERS and k != "hf-raw") or k.split(":")[0] == NATIVE]
     if llamas and equal:  # same ids, row by row, or the equal-work ratio means nothing
         ref = ok[llamas[0]]["prompt_token_counts"]
         for k in equal + [e for e in engines if e.startswith("torch")]:
@@ -79,12 +85,14 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
                 raise RuntimeError(f"bench: {k} and llama saw different prompt token counts; the equal-work ratio is void")
         report["prompt_tokens_match"] = True
     report["ratios"] = {k: {"raw": _ratio(ok, "hf-raw", k), "equal_work": _ratio(ok, "hf", k)} for k in llamas}
-    scs = _scs(data, cfg.rows, ok)
+    scs, per_row_scs = _scs(data, cfg.rows, ok)
     if scs:
         report["proxy_scs"] = scs
-    if cfg.choose_cpu_quant and llamas:
-        report["cpu_quant"] = write_cpu_quant(choose_cpu_quant(report), "recover " + " ".join(sys.argv[1:]), log)
-    report["headline"] = headline(report, equal)
+    if cfg.choose_cpu_quant:
+        from .choose import choose_for_machine
+
+        report["cpu_quant"] = choose_for_machine(report, cfg, log)
+    report["headline"] = headline(report, equal, per_row_scs)
     if llamas:
         lm = ok[llamas[0]]
         pt, gt = lm["prompt_tokens_per_row"], lm["gen_tokens_per_row"]
@@ -107,8 +115,9 @@ def _ratio(ok: dict, hf: str, llama: str) -> float | None:
     return round(ok[hf]["s_per_row"] / ok[llama]["s_per_row"], 3) if hf in ok and llama in ok else None
 
 
-def _scs(data: str, rows: int, ok: dict) -> dict:
-    """PROXY SCS of each backend's cleaned predictions, when the bench rows carry the true prompt."""
+def _scs(data: str, rows: int, ok: dict) -> tuple[dict, dict]:
+    """PROXY SCS of each backend's cleaned predictions, when the bench rows carry the true prompt
+    -> (the summary, per-row scores by backend)."""
     import pandas as pd
 
     from ..score.stats import bootstrap_ci
@@ -117,7 +126,7 @@ def _scs(data: str, rows: int, ok: dict) -> dict:
 
     df = pd.read_csv(data, keep_default_na=False).head(rows)
     if C.COL_PROMPT not in df or not ok:
-        return {}
+        return {}, {}
     from ..predict.base import MeanPrompt
 
     emb, truth, mean = Embedder.resolve(None), list(df[C.COL_PROMPT]), MeanPrompt.load().prompt
@@ -132,55 +141,34 @@ def _scs(data: str, rows: int, ok: dict) -> dict:
             out[f"diff_vs_{base}"] = {k: {"mean": round(float((v - per[base]).mean()), 4),
                                           "ci95": [round(x, 4) for x in bootstrap_ci(v - per[base])]}
                                       for k, v in per.items() if k != base}
-    return out
+    return out, per
 
 
-def headline(report: dict, peers: list[str]) -> dict | None:
+def headline(report: dict, peers: list[str], per_row_scs: dict | None = None) -> dict | None:
     """The ratio that matters: the CPU default (what `recover predict` runs here: the backend just chosen,
-    else the shipped choice) against the FASTEST equal-work peer, by measured s/row."""
+    else this machine's choice) against the FASTEST equal-work peer, by measured s/row; with the paired SCS
+    of the two and each one's fraction of the machine's limits."""
     from ..predict.defaults import default_cpu_quant
+    from ..score.stats import bootstrap_ci
 
     ok = {k: v for k, v in report["backends"].items() if "error" not in v}
-    chosen = (report.get("cpu_quant") or default_cpu_quant() or {}).get("backend")
+    choice = report.get("cpu_quant") or default_cpu_quant() or {}
+    chosen = choice.get("backend")
     default = chosen if chosen in ok else next((k for k in ok if k == "llama"), None)
     peers = [p for p in peers if p in ok]
     if not default or not peers:
         return None
     best = min(peers, key=lambda k: ok[k]["s_per_row"])
     d, b = ok[default], ok[best]
-    return {"default": default, "best_peer": best, "speedup": round(b["s_per_row"] / d["s_per_row"], 3),
-            "default_s_per_row": d["s_per_row"], "peer_s_per_row": b["s_per_row"],
-            "prompt_tok_s": [d.get("prompt_tok_s"), b.get("prompt_tok_s")], "gen_tok_s": [d.get("gen_tok_s"), b.get("gen_tok_s")]}
-
-
-def choose_cpu_quant(report: dict) -> dict:
-    """The fastest of recover's engines (llama.cpp in each quant, torch) whose SCS is not lower than the
-    packaged file's on llama.cpp (paired 95% CI not wholly below 0), by measured s/row on these rows."""
-    ok = {k: v for k, v in report["backends"].items() if k.split(":")[0] in ENGINES and "error" not in v}
-    diffs = report.get("proxy_scs", {}).get("diff_vs_llama", {})
-    if not diffs and len(ok) > 1:
-        raise ValueError("--choose-cpu-quant needs rows with the true prompt (rewrite_prompt) to check quality")
-    keep = [k for k in ok if k == "llama" or diffs.get(k, {}).get("ci95", [0, 0])[1] >= 0]
-    best = min(keep, key=lambda k: ok[k]["s_per_row"])
-    torch = best.startswith("torch")
-    llama_best = min((k for k in keep if k.startswith("llama")), key=lambda k: ok[k]["s_per_row"])
-    # the quant still matters with torch chosen: llama.cpp serves where torch is not used (no bf16 hardware)
-    quant_from = llama_best if torch else best
-    return {"quant": quant_from.split(":", 1)[1] if ":" in quant_from else None, "backend": best,
-            "engine": "torch" if torch else "llama", "n_seq": ok[best].get("n_seq", 1),
-            "torch_dtype": ok[best].get("torch_dtype"),
-            "s_per_row": {k: v["s_per_row"] for k, v in ok.items()}, "scs": report.get("proxy_scs", {}),
-            "ratios": report.get("ratios", {}), "rows": report["rows"], "data": Path(report["data"]).name,
-            "threads": report["threads"]}
-
-
-def write_cpu_quant(choice: dict, command: str, log=print) -> dict:
-    from ..predict.defaults import ASSETS
-
-    choice = {"format_version": C.CPU_QUANT_FORMAT_VERSION, **choice, "command": command}
-    atomic_write_json(ASSETS / C.CPU_QUANT_FILE, choice)
-    log(f"CPU default: {choice['backend']} -> {ASSETS / C.CPU_QUANT_FILE}")
-    return choice
+    h = {"default": default, "source": choice.get("source", "chosen by this run") if chosen == default else "no choice",
+         "best_peer": best, "speedup": round(b["s_per_row"] / d["s_per_row"], 3),
+         "default_s_per_row": d["s_per_row"], "peer_s_per_row": b["s_per_row"],
+         "prompt_tok_s": [d.get("prompt_tok_s"), b.get("prompt_tok_s")], "gen_tok_s": [d.get("gen_tok_s"), b.get("gen_tok_s")],
+         "of_limit": {k: [x.get("phases", {}).get(k) for x in (d, b)] for k in ("prompt_of_limit", "gen_of_limit")}}
+    if per_row_scs and default in per_row_scs and best in per_row_scs:
+        diff = per_row_scs[default] - per_row_scs[best]
+        h["scs_vs_peer"] = {"mean": round(float(diff.mean()), 4), "ci95": [round(x, 4) for x in bootstrap_ci(diff)]}
+    return h
 
 
 def format_report(r: dict) -> str:
@@ -192,6 +180,14 @@ def format_report(r: dict) -> str:
         lines.append(f"CPU default {h['default']} vs the best peer {h['best_peer']} (equal work): {h['speedup']:.2f}x "
                      f"({h['default_s_per_row']} vs {h['peer_s_per_row']} s/row; prompt tok/s {h['prompt_tok_s'][0]} vs "
                      f"{h['prompt_tok_s'][1]}, generation tok/s {h['gen_tok_s'][0]} vs {h['gen_tok_s'][1]})")
+        pct = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+        fr = h.get("of_limit", {})
+        lines.append(f"  of this CPU's limits: prompt {' vs '.join(pct(v) for v in fr.get('prompt_of_limit', []))}, "
+                     f"decode {' vs '.join(pct(v) for v in fr.get('gen_of_limit', []))}; default from: {h.get('source')}")
+        if "scs_vs_peer" in h:
+            sp = h["scs_vs_peer"]
+            lines.append(f"  paired PROXY SCS {h['default']} - {h['best_peer']}: {sp['mean']:+.4f} "
+                         f"[{sp['ci95'][0]:+.4f}, {sp['ci95'][1]:+.4f}]")
     names = list(r["backends"])
     lines.append(f"{'':24}" + "".join(f"{n:>16}" for n in names))
     lines.append(f"{'model file':24}" + "".join(f"{r['backends'][n].get('model_file', '-')[-15:]:>16}" for n in names))
@@ -214,7 +210,9 @@ def format_report(r: dict) -> str:
             for k, d in sc.get(f"diff_vs_{base}", {}).items():
                 lines.append(f"  {k} - {base}: {d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]")
     if "cpu_quant" in r:
-        lines.append(f"chosen CPU default: {r['cpu_quant']['backend']}")
+        from .choose import format_choice
+
+        lines += format_choice(r["cpu_quant"])
     if "t4_projection" in r:
         t = r["t4_projection"]
         lines.append(f"\nKaggle T4 {t['label']}: {t['rows']} rows, wheels + load + predict, limit 9 h")

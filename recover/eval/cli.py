@@ -9,6 +9,7 @@ from .ensemble import ENS_METHODS
 from .methods import VOCABS
 from ..data.protocols import PROTOCOLS
 from .run import METHODS
+from ..predict.invert import InvertConfig
 
 
 def _fit_settings(a):
@@ -49,7 +50,8 @@ def _add_fit_args(s):
     g.add_argument("--probes", help="CSV prompt,score: leaderboard probes; target weights are matched to them")
     g.add_argument("--probe-groups", type=int, default=24, help="target clusters whose weights the probes fit")
     g.add_argument("--invert-edits", type=int, default=4, help="embed-invert / llm+invert: edits per row at most")
-    g.add_argument("--invert-seconds", type=float, default=0.06, help="... and seconds per row at most")
+    g.add_argument("--invert-seconds", type=float, default=InvertConfig.max_seconds,
+                   help="... a wall-clock guard per row, pooled over a batch (the budget is work: edits x --invert-exact)")
     g.add_argument("--invert-blend", type=float, default=0.0, help="... target blended toward the start's embedding (0-1)")
     g.add_argument("--invert-exact", type=int, default=8, help="... encode only the K neighbours best by the additive "
                    "estimate (0: all)")
@@ -64,7 +66,8 @@ def _eval(a):
                         preds=_named_files(a.pred), settings=_fit_settings(a), embedder=a.embedder, cache_dir=a.cache_dir, report=a.report,
                         ship=a.ship, ship_to=a.ship_to, select_on=a.select_on.split(",") if a.select_on else [],
                         references=_named_files(a.reference), lora=a.lora, val_rows=a.val_rows,
-                        ensemble=a.ensemble, ship_ensemble=a.ship_ensemble,
+                        ensemble=a.ensemble, ship_ensemble=a.ship_ensemble, torch_dtype=a.torch_dtype,
+                        ship_preset=a.ship_preset,
                         command="recover " + " ".join(sys.argv[1:]) if a.ship or a.ship_to or a.ship_ensemble else ""))
 
 
@@ -102,10 +105,14 @@ def add_cli(sub) -> None:
     s.add_argument("--val-rows", type=int, help="score a seeded sample of N held-out rows per fold (same rows for "
                    "every method)")
     s.add_argument("--ensemble", metavar="CANDIDATES", help="an ensemble manifest listing candidate members (e.g. "
-                   "recover/recipes/ensemble-members.json): adds methods m:NAME (\"members\" = all), ens, ens:mbr, "
+                   "recover/recipes/ensemble-members.json): adds methods m:NAME (\"members\" = all), ens, ens:concat, ens:mbr, "
                    "ens:invert, each scored on the folds every member it uses held out (eval/ensemble.py)")
     s.add_argument("--ship-ensemble", metavar="NAME", help="write the best join of --ensemble, refitted on every scored "
                    "held-out row, to recover/assets/ensembles/NAME (with its held-out figures)")
+    s.add_argument("--ship-preset", choices=C.PRESETS, help="with --ship-ensemble: that ensemble becomes what this "
+                   "context serves by default (recover/assets/presets.json: `recover predict --preset`, `make datasets`)")
+    s.add_argument("--torch-dtype", choices=C.TORCH_DTYPES, help="run the LLM members on the torch engine in this precision "
+                   "(default: this machine's measured choice; fp32 is the lossless reference)")
     s.add_argument("--select-on", help="comma-separated sources whose folds choose the default (default: gemma*)")
     s.add_argument("--reference", action="append", metavar="NAME=JSON",
                    help="also score a fixed mean_prompt JSON on every fold as ref:NAME (e.g. a previous default)")

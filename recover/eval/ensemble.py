@@ -2,6 +2,9 @@
 
     m:NAME       one member's answers (blank: the fold's mean prompt, as `recover predict` falls back)
     ens          concat in the order a greedy search chose on the pool (predict/join.py)
+    ens:concat   concat in the candidates' own order, fitted on nothing: the pool that fits `ens` is other
+                 sources' rows, unlike the test-like fold (an order fitted on b, d, e dropped the embed member
+                 that helps on f-like rows), so the listed order is scored as it is
     ens:mbr      per row the member answer closest to the others
     ens:invert   ens, edited toward the mean of the members' embeddings (the fold's prompt words)
 
@@ -26,7 +29,7 @@ from ..predict.join import join_strings, mbr_pick, mean_target
 from ..score.metric import scs_rows
 from .llm_rows import FoldLLM
 
-ENS_METHODS = ("ens", "ens:mbr", "ens:invert")
+ENS_METHODS = ("ens", "ens:concat", "ens:mbr", "ens:invert")
 MIN_GAIN = 1e-4  # a member joins the order only if the pool's mean SCS rises by at least this
 
 
@@ -64,7 +67,8 @@ class FoldEnsemble:
     def __init__(self, spec: EnsembleSpec, fm, all_rows, fit_embed, val_ids: dict[str, set], log=print):
         self.spec, self.fm, self.rows, self.fit_embed, self.val_ids, self.log = spec, fm, all_rows, fit_embed, val_ids, log
         cfg = fm.cfg
-        self.llms = {m.name: FoldLLM(m.loso, cfg.cache_dir, cfg.settings.seed, log=log, prefix=m.prefix)
+        self.llms = {m.name: FoldLLM(m.loso, cfg.cache_dir, cfg.settings.seed, log=log, prefix=m.prefix,
+                                       torch_dtype=cfg.torch_dtype, model=m.model)
                      for m in spec.members if m.kind == "llm"}
         self.embeds = [m.name for m in spec.members if m.kind == "embed"]
         self.oof: dict = {}  # source -> (its scored rows, the members' out-of-fold answers, the fold's mean prompt)
@@ -140,6 +144,8 @@ class FoldEnsemble:
         ans = {n: got[n] for n in need}
         if name.startswith("m:"):
             return [a or mean for a in ans[name[2:]]], {"member": name[2:]}
+        if name == "ens:concat":
+            return self._concat(ans, list(self.spec.order), mean), {"order": list(self.spec.order)}
         if "order" not in state:
             state.update(self.fit(tr, va, mean, exclude))
         s = self.spec

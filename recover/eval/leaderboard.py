@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ..csvio import atomic_write_csv, atomic_write_json
-from .select import rule_figures
+from .select import rule_figures, test_like
 from ..score.stats import bootstrap_ci
 
 
@@ -77,9 +77,14 @@ def format_leaderboard(lb: pd.DataFrame, title: str, select: list[str] | None = 
                f"{r.get('gain_ci_high', float('nan')):+.4f}]"
         chars = f"{r['chars']:6.0f}" if pd.notna(r.get("chars")) else f"{'-':>6}"
         out.append(f"{r['method']:<16} {rule} {r['scs']:7.4f} {per} {gain:>26} {rate} {chars}")
-    out.append(f"RULE = macro SCS over the selection folds (* = {', '.join(select)}), bootstrap 95% CI; worst* = the "
-               "worst of them; macro = over all folds; SCS = all rows pooled. Unstarred folds: robustness, never read "
-               "by the rule")
+    what = f"SCS on the test-like fold {select[0]}, the other starred folds guard (no loss to the mean prompt)" \
+        if test_like(select) else "macro SCS over the selection folds"
+    out.append(f"RULE = {what} (* = {', '.join(select)}), bootstrap 95% CI; worst* = the worst starred fold; "
+               "macro = over all folds; SCS = all rows pooled. Unstarred folds: robustness, never read by the rule")
+    missing = lb[lb.get("guards_missing", pd.Series("", index=lb.index)).fillna("") != ""] if len(lb) else lb
+    for _, r in missing.iterrows():
+        out.append(f"  {r['method']}: not scored on {r['guards_missing']} (a twin trained there, or a fold this run did not hold out): "
+                   + ("guarded on the other starred folds only" if pd.notna(r["rule"]) else "no RULE, never picked"))
     out.append("per-source cells: SCS (gain over the mean prompt fitted on the same training rows)")
     if lb.rule.isna().any():
         out.append("- = not scored on that fold (an adapter that trained on it): no RULE, never picked; ranked with "

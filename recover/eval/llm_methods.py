@@ -55,7 +55,8 @@ class FoldMethods:
         if self._llm is None:
             from .llm_rows import FoldLLM
 
-            self._llm = FoldLLM(self.cfg.lora, self.cfg.cache_dir, self.cfg.settings.seed, log=self.log)
+            self._llm = FoldLLM(self.cfg.lora, self.cfg.cache_dir, self.cfg.settings.seed, log=self.log,
+                                torch_dtype=self.cfg.torch_dtype)
         return self._llm
 
     @property

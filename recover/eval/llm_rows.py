@@ -34,19 +34,33 @@ def trained_sources(manifest: dict) -> set[str]:
 class FoldLLM:
     """Loads the predictor once, on the first fold that needs it."""
 
-    def __init__(self, lora: str, cache_dir: str | Path, seed: int = C.DEFAULT_SEED, engine: str = "auto", log=print,
-                 prefix: str | None = None):
+    def __init__(self, lora: str | None, cache_dir: str | Path, seed: int = C.DEFAULT_SEED, engine: str = "auto",
+                 log=print, prefix: str | None = None, torch_dtype: str | None = None, model: str | None = None):
         from ..predict.defaults import cpu_engine, cpu_torch_dtype, lora_manifest, resolve_model_path
+        from ..predict.llama_engine import gguf_architecture
 
-        self.lora_path, self.manifest = lora_manifest(lora)
-        self.name, self.trained = self.manifest.get("name", Path(self.lora_path).stem), trained_sources(self.manifest)
+        if lora is None:  # the bare base, zero-shot: it trained on nothing, so every fold is held out
+            if not model:
+                raise ValueError("a zero-shot LLM member names its base model")
+            self.lora_path, self.manifest = None, {"base": model, "name": f"{model.split(':')[-1]}-zero-shot"}
+            self.trained: set[str] = set()
+        else:
+            self.lora_path, self.manifest = lora_manifest(lora)
+            self.trained = trained_sources(self.manifest)
+        self.name = self.manifest.get("name", Path(self.lora_path or "").stem)
         self.model = resolve_model_path(self.manifest.get("base", C.PYPI_SMOLLM2))
+        torch_ok = gguf_architecture(self.model) in (None, *C.TORCH_ENGINE_GGUF_ARCHS)
+        if engine == "auto" and not torch_ok:
+            engine = "llama"  # as LlamaPredictor decides it: the torch engine builds llama and gemma3 only
+        elif engine == "auto" and torch_dtype:
+            engine = "torch"  # a precision asked for names the torch engine
         self.seed, self.engine, self.log, self.prefix = seed, engine, log, prefix
         # answers are keyed by what makes them: the adapter, its base, the engine that runs here (the torch
         # engine with its precision: int8 answers differ from bf16's), the seed, the serving settings and a
         # forced prefix (a prefixed member answers differently)
         run = cpu_engine(engine)
-        dtype = [cpu_torch_dtype()] if run == "torch" else []
+        self.torch_dtype = (torch_dtype or cpu_torch_dtype()) if run == "torch" else None
+        dtype = [self.torch_dtype] if run == "torch" else []
         key = json.dumps([self.manifest.get("sha256"), self.manifest.get("base_sha256"), Path(self.model).name,
                           run, seed, self.manifest.get("serve")] + dtype + ([prefix] if prefix else []),
                          sort_keys=True)
@@ -62,6 +76,7 @@ class FoldLLM:
             from ..predict.runner import llm_options
 
             options, _ = llm_options({"lora_path": self.lora_path, "engine": self.engine,
+                                      **({"torch_dtype": self.torch_dtype} if self.torch_dtype else {}),
                                       **({"prefixes": [self.prefix]} if self.prefix else {})})
             self._pred = LlamaPredictor(LlamaConfig(model=self.model, seed=self.seed, **options))
             c = self._pred.cfg

@@ -20,7 +20,7 @@ from .cache import EmbeddingCache
 from .leaderboard import format_leaderboard, format_steps, leaderboard, paired_steps, write_report
 from .methods import FitSettings, Rows, fit_embed, fit_mean, shipped_mean
 from ..data.protocols import PROTOCOLS, check_disjoint, folds_for, normalise_prompt
-from .select import RULE, paired_by_fold, selection_sources, shared_ranking
+from .select import paired_by_fold, rule_name, selection_sources, shared_ranking
 
 from ..predict.ensemble import EnsembleSpec
 from .ensemble import ENS_METHODS, member_methods
@@ -59,6 +59,8 @@ class EvalConfig:
     val_rows: int | None = None  # score a seeded sample of each fold's held-out rows (every method the same rows)
     ensemble: str | None = None  # candidate members (an ensemble manifest): methods m:NAME, ens, ens:mbr, ens:invert
     ship_ensemble: str | None = None  # write the join chosen here as recover/assets/ensembles/NAME
+    torch_dtype: str | None = None  # the LLM members' torch precision; None: this machine's measured choice
+    ship_preset: str | None = None  # with ship_ensemble: that ensemble becomes this context's preset (presets.json)
 
     def __post_init__(self):
         if not self.data:
@@ -82,6 +84,8 @@ class EvalConfig:
             raise ValueError("--reference and --pred share a name")
         if set(self.methods) & set(LLM_METHODS) and self.protocol != "loso":
             raise ValueError("--methods llm*: an adapter is held out from whole sources; use --protocol loso")
+        if self.torch_dtype not in (None, *C.TORCH_DTYPES):
+            raise ValueError(f"--torch-dtype {self.torch_dtype!r}: one of {', '.join(C.TORCH_DTYPES)}")
         if self.val_rows is not None and self.val_rows < 1:
             raise ValueError("--val-rows must be >= 1")
         allowed = list(METHODS)
@@ -95,6 +99,8 @@ class EvalConfig:
             raise ValueError(f"--methods: unknown {', '.join(bad) or '(none)'}{hint}; choose from {', '.join(allowed)}")
         if self.ensemble and self.protocol != "loso":
             raise ValueError("--ensemble: its LLM members are held out from whole sources; use --protocol loso")
+        if self.ship_preset and not self.ship_ensemble:
+            raise ValueError("--ship-preset: names the context whose default --ship-ensemble NAME becomes; give both")
         if self.ship_ensemble and not (self.ensemble and "ens" in self.methods):
             raise ValueError("--ship-ensemble: needs --ensemble CANDIDATES and 'ens' in --methods")
 
@@ -237,14 +243,18 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
     for fold in r.folds:
         score_fold(r, fold)
     out = summarise(r)
+    if cfg.ship_ensemble:  # first: with --ship its joins compete for the default
+        from .ship import ship_ensemble
+
+        out["shipped_ensemble"] = ship_ensemble(out, r, cfg.ship_ensemble, cfg.command, log)
+        if cfg.ship_preset:
+            from .ship import ship_preset
+
+            out["shipped_preset"] = ship_preset(cfg.ship_preset, out, cfg, cfg.command, log)
     if cfg.ship:
         from .ship import ship
 
         out["shipped"] = ship(out, r.rows, cfg, r.emb, r.cache, cfg.command, log, to=cfg.ship_to)
-    if cfg.ship_ensemble:
-        from .ship import ship_ensemble
-
-        out["shipped_ensemble"] = ship_ensemble(out, r, cfg.ship_ensemble, cfg.command, log)
     r.cache.save()
     meta = out["meta"]
     record_run(run_dir, cfg, cfg.settings.seed, {"result": {**meta, "leaderboard": out["leaderboard"].to_dict(orient="records")}})
@@ -263,7 +273,7 @@ def setup(cfg: EvalConfig, log=print) -> EvalRun:
     if unknown:
         raise ValueError(f"--source-weight {unknown[0]}=...: not a source (sources: {', '.join(df[C.COL_SOURCE].unique())})")
     select = selection_sources(df[C.COL_SOURCE], cfg.select_on)
-    log(f"selection rule: {RULE}; folds that choose: {', '.join(select)}")
+    log(f"selection rule: {rule_name(select)}; folds that choose: {', '.join(select)}")
     refs = {f"ref:{n}": MeanPrompt.load(p) for n, p in cfg.references.items()}
     rows = embed_rows(df, cache)
     folds = folds_for(cfg.protocol, df[C.COL_SOURCE], df[C.COL_PROMPT], cfg.k, cfg.settings.seed, cfg.holdout or None)
@@ -351,7 +361,7 @@ def summarise(r: EvalRun) -> dict:
     per_row = pd.concat(r.per_row, ignore_index=True)
     lb = leaderboard(per_row, BASELINE, r.speeds, cfg.settings.seed, select=r.select)
     metric = "PROXY SCS (all-MiniLM-L6-v2, not sentence-t5-base)" if r.emb.spec.is_proxy else "SCS (sentence-t5-base)"
-    title = f"recover eval: {cfg.protocol}, {len(r.df)} rows, {metric}; rule: {RULE}"
+    title = f"recover eval: {cfg.protocol}, {len(r.df)} rows, {metric}; rule: {rule_name(r.select)}"
     log(format_leaderboard(lb, title, r.select))
     shared = shared_ranking(per_row, r.select, cfg.settings.seed)
     if shared is not None:
@@ -367,7 +377,7 @@ def summarise(r: EvalRun) -> dict:
             "data": [str(p) for p in cfg.data], "folds": [{"name": f.name, "train": len(f.train), "val": len(f.val),
                                                            "purged": f.purged} for f in r.folds],
             "config": asdict(cfg), "seconds": round(time.time() - r.t0, 1), "paired_steps": steps,
-            "rule": RULE, "select": r.select, "paired_by_fold": by_fold, "encoding": tune,
+            "rule": rule_name(r.select), "select": r.select, "paired_by_fold": by_fold, "encoding": tune,
             "shared_folds_ranking": None if shared is None else shared.to_dict(orient="records")}
     if cfg.report:
         write_report(Path(cfg.report), lb, per_row, {**meta, "fits": [{k: v for k, v in f.items() if k != "train_ids"}

@@ -22,8 +22,10 @@ class KaggleConfig:
     rewrite_kernel: str = "recover-rewrite-shard"
     train_kernel: str = "recover-qlora-dpo-t4x2"
     tune_kernel: str = "recover-tune-st5"  # kernels/tune: mean prompt + embed predictor against sentence-t5
-    data_dataset: str = "recover-labelled-data"  # labelled CSVs + prompt files for kernels/tune
+    data_dataset: str = "recover-labelled-data"  # labelled CSVs + prompt files for kernels/tune and kernels/train
+    base_dataset: str = "recover-base-model"  # a base model for kernels/train as a dataset (recipe kaggle_base dataset:)
     attach_tune: str = ""  # "1": the submission kernel takes kernels/tune's output (kernel_sources)
+    attach_train: str = ""  # "1": kernels/tune takes kernels/train's output (its held-out answers: the hedge)
     extra_datasets: str = ""  # comma-separated owner/slug, e.g. a public sentence-t5-base dataset
     # One image for the CUDA-wheel builder and the submission, so the wheel runs on the CUDA runtime it
     # was built against (kernel-metadata `docker_image`); empty: each kernel stays on the image of its

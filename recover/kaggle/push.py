@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .config import NO_CREDENTIALS, find_credentials
+from .inputs import CUDA_WHEEL_KERNELS, InputError, check_one_image, check_required, check_username
 
 
 def _api():
@@ -47,7 +48,30 @@ def validate_kernel_folder(folder: str | Path) -> dict:
     # A kernel attached to the competition is a submission: the hidden rerun has no internet.
     if meta.get("enable_internet") is not False and meta.get("competition_sources"):
         raise KaggleError(f"{folder}: a submission kernel must set enable_internet: false")
+    needs = Path(folder) / "inputs.json"  # what the notebook reads (written at staging): all still attached?
+    if needs.is_file():
+        try:
+            check_required(meta, json.loads(needs.read_text()), str(folder))
+        except InputError as e:
+            raise KaggleError(str(e)) from None
     return meta
+
+
+def check_before_push(name: str, meta: dict, username: str, staged_root: str | Path) -> None:
+    """What only matters once the kernel goes to Kaggle: a real username, and one Docker image for the kernels
+    that load the CUDA wheel (the wheel kernel's first push may leave it empty: its image is then the one to
+    copy into setup.cfg). One KaggleError line, before any network call."""
+    where = f"kernel {name}"
+    try:
+        check_username(username, where)
+        if name in CUDA_WHEEL_KERNELS and name != "wheels":
+            metas = {name: meta}
+            wheels = Path(staged_root) / "wheels" / "kernel-metadata.json"
+            if wheels.is_file() and json.loads(wheels.read_text()).get("docker_image"):
+                metas["wheels"] = json.loads(wheels.read_text())
+            check_one_image(metas, where)
+    except InputError as e:
+        raise KaggleError(str(e)) from None
 
 
 def validate_dataset_folder(folder: str | Path) -> dict:

@@ -115,6 +115,25 @@ def stage_data_dataset(cfg: KaggleConfig, files: list[str], out: str | Path = "b
     return d
 
 
+def stage_base_dataset(cfg: KaggleConfig, base: str, out: str | Path = "build/datasets") -> Path:
+    """A base model for kernels/train (recipe `kaggle_base: dataset:<base_dataset>`): an HF folder or a GGUF."""
+    src = Path(base)
+    d = Path(out) / cfg.base_dataset
+    if d.exists():
+        shutil.rmtree(d)
+    if src.is_dir():
+        if not (src / "config.json").is_file():
+            raise ValueError(f"--base {base}: an HF folder has config.json (or give a .gguf)")
+        shutil.copytree(src, d)
+    elif src.suffix == ".gguf" and src.is_file():
+        d.mkdir(parents=True)
+        shutil.copy2(src, d / src.name)
+    else:
+        raise ValueError(f"--base {base}: an HF model folder or a .gguf file")
+    atomic_write_json(d / "dataset-metadata.json", dataset_metadata(cfg, cfg.base_dataset, "recover base model"))
+    return d
+
+
 def stage_lora(lora: str, base_model: str, dest: Path) -> str:
     """The LoRA GGUF + a manifest (with its serve settings) in dest; the base must be the file it was made on."""
     from ..hashing import file_sha256
@@ -184,13 +203,23 @@ def fill_default_mean(nb) -> None:
         c.source = c.source.replace("DEFAULT_MEAN = None", f"DEFAULT_MEAN = {MeanPrompt.load(None).prompt!r}")
 
 
-def render_kernel(name: str, cfg: KaggleConfig, out: str | Path = "build/kernels", shard: str | None = None) -> Path:
-    """kernels/<name>/notebook.py + kernel.json -> build/kernels/<name>/{<slug>.ipynb, kernel-metadata.json}."""
+INPUTS_FILE = "inputs.json"  # beside the staged metadata: what the notebook reads, checked again before the push
+
+
+def render_kernel(name: str, cfg: KaggleConfig, out: str | Path = "build/kernels", shard: str | None = None,
+                  train=None) -> Path:
+    """kernels/<name>/notebook.py + kernel.json -> build/kernels/<name>/{<slug>.ipynb, kernel-metadata.json}.
+    train: a TrainSpec for kernels/train (recipe, hold-out, part), baked into the notebook."""
     import nbformat
 
     src = KERNELS_SRC / name
     spec = json.loads((src / "kernel.json").read_text())
     slug = getattr(cfg, spec["slug_from"])
+    if name == "train":
+        from .train_kernel import TrainSpec, bake, slug as train_slug, train_settings
+
+        train = train or TrainSpec()
+        slug = train_slug(cfg, train.part)
     if shard:  # one kernel per shard of the rewrite fan-out: its own slug, SHARD baked in
         i, n = shard.split("/")
         slug = f"{slug}-{i}-of-{n}"
@@ -203,9 +232,11 @@ def render_kernel(name: str, cfg: KaggleConfig, out: str | Path = "build/kernels
     if shard:
         for c in nb.cells:
             c.source = c.source.replace('os.environ.get("RECOVER_SHARD", "0/1")', repr(shard))
+    need = {}
+    if name == "train":  # kaggle uploads the code file only: the settings travel inside it
+        settings, sources, need = train_settings(cfg, train)
+        bake(nb, settings)
     nbformat.write(nb, d / f"{slug}.ipynb")
-    for extra in src.glob("*.yaml"):  # e.g. the accelerate config travels with the kernel
-        shutil.copy2(extra, d / extra.name)
     meta = {"id": cfg.ref(slug), "title": slug, "code_file": f"{slug}.ipynb", "language": "python",
             "kernel_type": "notebook", "is_private": True, "enable_gpu": spec["enable_gpu"],
             # The kaggle CLI defaults internet to ON: always say it explicitly.
@@ -214,11 +245,17 @@ def render_kernel(name: str, cfg: KaggleConfig, out: str | Path = "build/kernels
             "dataset_sources": (cfg.dataset_refs if spec.get("datasets") else [])
                                + ([cfg.ref(cfg.data_dataset)] if spec.get("data") else []),
             "kernel_sources": ([cfg.ref(cfg.wheel_builder_kernel)] if spec.get("kernel_sources") else [])
-                              + ([cfg.ref(cfg.tune_kernel)] if name == "submit" and cfg.attach_tune == "1" else []),
+                              + ([cfg.ref(cfg.tune_kernel)] if name == "submit" and cfg.attach_tune == "1" else [])
+                              + ([cfg.ref(cfg.train_kernel)] if name == "tune" and cfg.attach_train == "1" else []),
             "model_sources": [],
             # never float to "latest": a CUDA wheel built on one image may not load on the next
             "docker_image_pinning_type": "original"}
+    if name == "train":
+        meta.update(sources)
     if cfg.docker_image:
         meta["docker_image"] = cfg.docker_image
     atomic_write_json(d / "kernel-metadata.json", meta)
+    listed = {ref: f"kernels/{name}/kernel.json lists it" for k in ("dataset_sources", "kernel_sources", "model_sources",
+                                                                    "competition_sources") for ref in meta[k]}
+    atomic_write_json(d / INPUTS_FILE, {**listed, **need})
     return d

@@ -116,3 +116,25 @@ def offline_cache_ready() -> bool:
 
 if __name__ == "__main__":  # make setup: everything the Kaggle tests would otherwise download
     print("kaggle twin:", build_twin(full=False), "| shipped wheels:", fill_ship_cache())
+
+
+def fresh_train_env(dest: Path) -> Path:
+    """The train kernel's stand-in image: a new, empty venv of THIS interpreter's base Python whose 'image'
+    packages are this environment's (a .pth line): torch, trl, peft, transformers at the pinned versions. No
+    cp312 torch can be installed here (PyPI's is a CUDA build whose nvidia-* pins this machine's index lacks), so
+    the training run uses this machine's Python; the 3.12 twin runs the train notebook up to its torch check and
+    the submission notebook whole. recover itself is not importable in it until the notebook installs it. -> python."""
+    import sysconfig
+
+    base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+    subprocess.run([str(base), "-m", "venv", str(dest)], check=True)
+    py = dest / "bin" / "python"
+    own = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    image = dest / "image-site-packages"  # this environment's packages, less recover (the notebook installs it)
+    image.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if not entry.name.lower().startswith(("recover", "__editable__")) and entry.suffix != ".pth":
+            (image / entry.name).symlink_to(entry)
+    Path(own, "train_image.pth").write_text(str(image) + "\n")
+    return py

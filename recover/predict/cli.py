@@ -16,7 +16,14 @@ def _predict(a):
     from .runner import PredictConfig, run_predict
 
     llm = _llm_options(a)
-    predictor, model, ensemble = resolve_predictor(a.predictor, a.model, a.ensemble)
+    ensemble_flag = a.ensemble
+    if a.preset:  # what that context serves by default, read where its staging reads it (defaults.preset)
+        from .defaults import preset
+
+        if a.predictor or a.ensemble:
+            raise ValueError(f"--preset {a.preset}: it names the predictor; give no --predictor or --ensemble")
+        ensemble_flag = preset(a.preset)["ensemble"]
+    predictor, model, ensemble = resolve_predictor(a.predictor, a.model, ensemble_flag)
     if llm and predictor not in ("llm", "ensemble"):
         flag = "--" + next(iter(llm)).replace("_", "-").replace("prefixes", "prefix").replace("lora-path", "lora")
         raise ValueError(f"{flag}: a llama.cpp flag, but the predictor is {predictor!r} (it would be ignored); "
@@ -32,6 +39,9 @@ def add_cli(sub) -> None:
     s.add_argument("--output", required=True)
     s.add_argument("--predictor", choices=PREDICTORS,
                    help="default: the shipped default (recover/assets/default_predictor.json), or what --model is")
+    s.add_argument("--preset", choices=C.PRESETS, help="serve here, on this CPU, exactly what that context serves by "
+                   "default (kaggle: the ensemble `make datasets` stages for the submission notebook; "
+                   "recover/assets/presets.json); --model may name a staged copy of its base GGUF")
     s.add_argument("--ensemble", help="a shipped ensemble's name or an ensemble manifest: several members' answers "
                    f"joined (shipped: {', '.join(shipped_ensembles()) or 'none'})")
     s.add_argument("--model", help="GGUF file (llm) or embed-predictor folder (embed; default: the shipped one); with "

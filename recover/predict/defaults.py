@@ -28,6 +28,30 @@ def default_choice() -> dict:
     return {**d, "model": model, "ensemble": d.get("ensemble")}
 
 
+def preset(name: str) -> dict:
+    """A context's default (recover/assets/presets.json): {"ensemble": shipped name, "model": its members' base,
+    "why": ...}. The ONE place both `recover predict --preset kaggle` and `make datasets` (so the submission
+    notebook) read what Kaggle serves."""
+    if name not in C.PRESETS:
+        raise ValueError(f"--preset {name!r}: choose one of {', '.join(C.PRESETS)}")
+    f = ASSETS / C.PRESETS_FILE
+    presets = {k: v for k, v in json.loads(f.read_text()).items() if k != "format_version"} if f.is_file() else {}
+    if name not in presets:
+        raise ValueError(f"--preset {name}: {f} has no entry for it")
+    p = presets[name]
+    unknown = sorted(set(p) - {"ensemble", "model", "why", "figures", "command"})
+    if unknown or not p.get("ensemble"):
+        raise ValueError(f"{f}: preset {name}: " + (f"unknown key {unknown[0]!r}" if unknown else "names no ensemble"))
+    return p
+
+
+def kaggle_preset_ensemble(model: str | None) -> str | None:
+    """The ensemble `recover kaggle datasets` stages for the notebook when no --ensemble is given: the Kaggle
+    preset's, when the staged base is the preset's base (a 7B base from a train kernel serves its own LoRA)."""
+    p = preset("kaggle")
+    return p["ensemble"] if model is not None and model == p.get("model") else None
+
+
 def resolve_predictor(predictor: str | None, model: str | None,
                       ensemble: str | None = None) -> tuple[str, str | None, str | None]:
     """What `--predictor` / `--model` / `--ensemble` mean together -> (predictor, model, ensemble); every
@@ -117,25 +141,30 @@ def infer_kind(model: str) -> str:
 
 
 def default_cpu_quant() -> dict | None:
-    """`recover/assets/cpu_quant.json`, written by `make bench-cpu` (`recover bench --choose-cpu-quant`):
-    the quant the packaged model is served in on CPU, chosen by measured speed at no loss of SCS."""
-    f = ASSETS / C.CPU_QUANT_FILE
-    return json.loads(f.read_text()) if f.is_file() else None
+    """The CPU choice for THIS machine (predict/cpu_choice.py): what `recover bench --choose-cpu-quant` measured
+    here (~/.cache/recover/cpu-choice-<cpu key>.json), else the packaged rule of the CPU's feature class."""
+    from .cpu_choice import cpu_choice
+
+    return cpu_choice()
 
 
 def cpu_torch_dtype() -> str:
-    """The torch engine's precision when none is asked for: what `make bench-cpu` chose with torch, else bf16."""
+    """The torch engine's precision when none is asked for: what the machine's choice names with torch, else bf16
+    where the CPU has bf16 hardware and fp32 where it does not."""
     choice = default_cpu_quant() or {}
-    return (choice.get("torch_dtype") or "bf16") if choice.get("engine") == "torch" else "bf16"
+    if choice.get("engine") == "torch" and choice.get("torch_dtype"):
+        return choice["torch_dtype"]
+    return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 
 def cpu_engine(engine: str = "auto") -> str:
-    """The engine `engine` means on a CPU: auto = torch where `make bench-cpu` measured it fastest, the CPU
-    has bf16 hardware and torch is importable; llama.cpp elsewhere."""
+    """The engine `engine` means on a CPU: auto = torch where this machine's choice names it (and a bf16
+    precision only on bf16 hardware) and torch is importable; llama.cpp elsewhere."""
     if engine != "auto":
         return engine
     choice = default_cpu_quant() or {}
-    return "torch" if (choice.get("engine") == "torch" and cpu_has_fast_bf16() and
+    needs_bf16 = choice.get("torch_dtype") in (None, "bf16", "amp")
+    return "torch" if (choice.get("engine") == "torch" and (cpu_has_fast_bf16() or not needs_bf16) and
                        all(importlib.util.find_spec(m) for m in ("torch", "transformers", "gguf"))) else "llama"
 
 
@@ -150,7 +179,7 @@ def serve_model_path(model: str, llm: dict, cpu_quant: str | None = "auto", log=
         return path  # the torch engine dequantises the file the adapters were trained and verified on
     if cpu_quant == "auto":
         choice = default_cpu_quant() if model == C.PYPI_SMOLLM2 else None
-        quant, why = (choice or {}).get("quant"), "the measured CPU default (recover/assets/cpu_quant.json)"
+        quant, why = (choice or {}).get("quant"), f"this machine's CPU choice: {(choice or {}).get('source')}"
     else:
         quant, why = cpu_quant, "--cpu-quant"
     if not quant:

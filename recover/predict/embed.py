@@ -16,6 +16,7 @@ The artifact is a folder: manifest.json + weights.npz + candidates.txt (+ invert
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,12 @@ class EmbedPredictor:
         if self.inverter is None:
             return self.decode(pe)
         idx = self.choose(pe)
+        before = self.inverter.guard_bound
         out, self.invert_info = self.inverter.rows([self.candidates[i] for i in idx], pe, self.cand_emb[idx])
+        if self.inverter.guard_bound > before:  # the output now depends on the machine's load: say so
+            print(f"invert: the seconds guard ({self.inverter.cfg.max_seconds} s a row) bound on "
+                  f"{self.inverter.guard_bound - before} of {len(idx)} rows of this chunk "
+                  f"({self.inverter.guard_bound} in this run): those rows got fewer edits", file=sys.stderr)
         return out
 
     def enable_invert(self, cap=None, cfg=None) -> None:

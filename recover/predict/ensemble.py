@@ -33,16 +33,17 @@ class Member:
     name: str
     kind: str  # llm | embed
     model: str | None = None  # llm: base GGUF (pypi:smollm2, pypi:gemma3-270m or a path); embed: artifact (None: shipped)
-    lora: str | None = None  # llm: the adapter served (shipped name or LoRA GGUF)
-    loso: str | None = None  # llm: its LOSO twin, scored by `recover eval`
+    lora: str | None = None  # llm: the adapter served (shipped name or LoRA GGUF); None with loso None: zero-shot
+    loso: str | None = None  # llm: its LOSO twin, scored by `recover eval` (a zero-shot base is its own twin)
     prefix: str | None = None  # llm: a forced opening (the same model answering again: a cheap member)
     s_per_row: float | None = None  # measured when the ensemble was fitted (this machine's CPU default engine)
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"ensemble member {self.name!r}: kind {self.kind!r}, choose one of {', '.join(KINDS)}")
-        if self.kind == "llm" and not (self.model and self.lora and self.loso):
-            raise ValueError(f"ensemble member {self.name!r}: an llm member names model, lora and loso")
+        if self.kind == "llm" and not (self.model and bool(self.lora) == bool(self.loso)):
+            raise ValueError(f"ensemble member {self.name!r}: an llm member names its model, and lora with its "
+                             "loso twin (or neither: the bare base, zero-shot)")
 
 
 @dataclass
@@ -105,7 +106,7 @@ class EnsembleSpec:
 
         sha, moved = file_sha256(Path(gguf)), []
         for m in self.members:
-            if m.kind == "llm" and lora_manifest(m.lora)[1].get("base_sha256") == sha:
+            if m.kind == "llm" and m.lora and lora_manifest(m.lora)[1].get("base_sha256") == sha:
                 m.model = gguf
                 moved.append(m.name)
         if not moved:
@@ -120,7 +121,8 @@ class EnsembleSpec:
             m = self.member(name)
             try:
                 if m.kind == "llm":
-                    lora_manifest(m.lora)
+                    if m.lora:
+                        lora_manifest(m.lora)
                     if not Path(resolve_model_path(m.model)).is_file():
                         raise FileNotFoundError(f"base model {m.model} not found")
                 elif m.model and not (Path(m.model) / C.MANIFEST_FILE).is_file():

@@ -30,6 +30,33 @@ def check_gguf(path: str) -> None:
         raise ValueError(f"{path}: not a GGUF file (magic {magic!r}, expected {_GGUF_MAGIC!r}); corrupt or wrong format")
 
 
+_GGUF_SCALAR_BYTES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # GGUF value types
+_GGUF_STRING = 8
+
+
+def gguf_architecture(path: str) -> str | None:
+    """general.architecture of a GGUF, read from the header's first key-values (writers put it first); None when
+    it is not among the scalar / string keys before the first array."""
+    import struct
+
+    with open(path, "rb") as f:
+        if f.read(4) != _GGUF_MAGIC:
+            return None
+        _version, _n_tensors, n_kv = struct.unpack("<IQQ", f.read(20))
+        for _ in range(min(n_kv, 64)):
+            key = f.read(struct.unpack("<Q", f.read(8))[0]).decode("utf-8", "replace")
+            kind = struct.unpack("<I", f.read(4))[0]
+            if kind == _GGUF_STRING:
+                value = f.read(struct.unpack("<Q", f.read(8))[0])
+                if key == "general.architecture":
+                    return value.decode("utf-8", "replace")
+            elif kind in _GGUF_SCALAR_BYTES:
+                f.read(_GGUF_SCALAR_BYTES[kind])
+            else:  # an array: stop rather than parse it
+                return None
+    return None
+
+
 @dataclass
 class EngineStats:
     prompt_tokens: int = 0

