@@ -176,12 +176,14 @@ train-dev: setup
 	$(RECOVER) train chain --recipe $(CHAIN_RECIPE)
 
 # Copy the chain's SFT+DPO LoRA GGUF to recover/assets/lora/$(LOSO_LORA_NAME) with its held-out figures, then
-# the FINAL fit of the same recipe on every source (holdout none, ~52 min here) to recover/assets/lora/$(LORA_NAME),
-# the adapter served by default; its manifest carries the LOSO twin's held-out figures and --combine.
+# the FINAL fit of the same recipe on every source (holdout none) to recover/assets/lora/$(LORA_NAME), the adapter
+# served by default; its manifest carries the LOSO twin's held-out figures and --combine. The final fit reads every
+# labelled source, the test-like fold f included (the LOSO twin never sees f, so it is scored there).
 LOSO_LORA_NAME ?= smollm2-dpo
 ship-lora: train-dev
 	$(RECOVER) train chain --recipe $(CHAIN_RECIPE) --ship $(LOSO_LORA_NAME)
-	$(RECOVER) train chain --recipe $(CHAIN_RECIPE) --holdout none --out build/train-all --ship $(LORA_NAME) --loso-from $(LOSO_LORA_NAME)
+	$(RECOVER) train chain --recipe $(CHAIN_RECIPE) --holdout none --out build/train-all $(foreach f,$(EVAL_DATA),--data $(f)) \
+	  --ship $(LORA_NAME) --loso-from $(LOSO_LORA_NAME)
 
 # Refit the LOSO winner on every row and write the package defaults (mean prompt, embed predictor,
 # default_predictor.json), each carrying its LOSO figures and this command.
