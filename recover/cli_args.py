@@ -55,6 +55,6 @@ def _add_llm_args(s):
     g.add_argument("--offload-kqv", type=on_off, metavar="on|off")
     g.add_argument("--n-batch", type=int)
     g.add_argument("--n-threads", type=int)
-    g.add_argument("--lora", help="unmerged LoRA adapter GGUF (recover export --lora-gguf) or a shipped adapter's name, "
+    g.add_argument("--lora", help="unmerged LoRA adapter GGUF (recover export model --lora-gguf) or a shipped adapter's name, "
                    "applied at load; --model pypi:smollm2 without it serves the shipped final fit "
                    f"({C.DEFAULT_LORA}); none: the bare base model")
