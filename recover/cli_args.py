@@ -35,7 +35,7 @@ def on_off(text: str) -> bool:
 
 
 def _add_llm_args(s):
-    g = s.add_argument_group("llama.cpp (see README: Kaggle T4 x2)")
+    g = s.add_argument_group("llama.cpp (Kaggle T4 x2 settings: docs/internals.md)")
     g.add_argument("--template", help="instruction template: a built-in name (recover, short) or a .txt file with {original} and {rewritten}")
     g.add_argument("--prefix", action="append", help="force the answer to open with this; repeat to concatenate runs")
     g.add_argument("--n-ctx", type=int)

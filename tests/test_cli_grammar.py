@@ -30,6 +30,8 @@ def check(words: list[str], strict: bool) -> str | None:
     if not words or words[0].startswith(("$", "<", "...")):
         return None  # `recover` alone, a shell/make variable, a placeholder (`recover <stage>`, `recover ...`)
     stages = subcommands(PARSER)
+    if words[0].startswith("-"):  # `recover --help`
+        return None if words[0] in option_names(PARSER) else f"recover: no flag {words[0]}"
     stage = words[0].rstrip(".:")
     if stage not in stages:
         return f"no stage {stage!r}" if strict or any(w.startswith("--") for w in words[1:3]) else None
