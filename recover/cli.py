@@ -66,7 +66,7 @@ def main(argv=None, block_training_stack: bool = False) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if rest and args.overrides is None:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        parser.exit(2, f"{args.command}: error: unrecognized arguments: {' '.join(rest)} (`{args.command} --help`)\n")
     if rest:
         args.overrides = rest  # recipe overrides, validated by TrlParser
     quiet_libraries()

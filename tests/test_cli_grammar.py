@@ -148,3 +148,33 @@ def test_the_checker_itself(words, ok):
 def test_every_command_has_a_handler_and_a_name_for_its_errors():
     for leaf in leaves(PARSER):
         assert callable(leaf.get_default("fn")) and leaf.get_default("command") == leaf.prog, leaf.prog
+
+
+def test_help_lists_what_the_code_accepts(capsys):
+    # recipes, kernels, quants and engines come from where the code looks them up, so a new one cannot go unlisted
+    from recover.bench.measure import BACKENDS
+    from recover.cli import main
+    from recover.export.cli import QUANT_TYPES  # the tuple export validates against, wherever it lives
+    from recover.kaggle.cli import kernel_names
+    from recover.train.recipe import RECIPES
+
+    def help_of(*command):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        return re.sub(r"\s+", " ", capsys.readouterr().out).replace("- ", "-")  # argparse wraps at hyphens
+
+    recipes = {p.stem for p in RECIPES.glob("*.yaml")}
+    listed = help_of("train", "sft") + help_of("train", "chain")
+    assert recipes and all(r in listed for r in recipes)
+    assert {"submit", "train", "wheels"} <= set(kernel_names()) and all(k in help_of("kaggle", "kernel")
+                                                                         for k in kernel_names())
+    assert all(q in help_of("export", "model") for q in QUANT_TYPES)
+    assert all(b in help_of("bench") for b in BACKENDS)
+
+
+def test_an_action_refuses_another_actions_flags(capsys):
+    from recover.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["kaggle", "submit", "--version", "3", "--push"])  # --push belongs to `kaggle kernel`
+    assert "recover kaggle submit: error: unrecognized arguments: --push" in capsys.readouterr().err
