@@ -83,10 +83,11 @@ def _hedge(a):
     run_hedge(a.answers, a.truth, a.mean_prompt, a.out, a.probes, a.embedder)
 
 
-def _action(actions, name: str, fn, help_: str, out: str | None = None):
-    """One action's parser; every action that reads setup.cfg or writes a folder takes --config / --out."""
+def _action(actions, name: str, fn, help_: str, out: str | None = None, config: bool = True):
+    """One action's parser: --config where it reads setup.cfg's [recover.kaggle], --out where it writes a folder."""
     p = actions.add_parser(name, help=help_)
-    p.add_argument("--config", default="setup.cfg", help="holds [recover.kaggle] (username, slugs)")
+    if config:
+        p.add_argument("--config", default="setup.cfg", help="holds [recover.kaggle] (username, slugs)")
     if out:
         p.add_argument("--out", default=out)
     p.set_defaults(fn=fn)
@@ -96,7 +97,8 @@ def _action(actions, name: str, fn, help_: str, out: str | None = None):
 def add_cli(sub) -> None:
     s = sub.add_parser("kaggle", help="offline wheels, datasets, kernels; validate and push with the kaggle CLI")
     actions = s.add_subparsers(dest="action", required=True, metavar="<action>")
-    p = _action(actions, "wheels", _wheels, "binary wheels for the Kaggle image + the CPU llama wheel + recover")
+    p = _action(actions, "wheels", _wheels, "binary wheels for the Kaggle image + the CPU llama wheel + recover",
+                config=False)
     p.add_argument("--wheels", default="build/wheels")
     p.add_argument("--no-download", action="store_true", help="skip pip download (offline rebuild)")
 
@@ -129,12 +131,12 @@ def add_cli(sub) -> None:
     p.add_argument("--version", type=int, required=True, help="the submission kernel's version (kaggle kernels status)")
     p.add_argument("--message", default="recover", help="the submission's description")
 
-    p = actions.add_parser("plan", help="PROJECTED T4 x2 time per chain stage of a recipe, and the sessions")
+    p = _action(actions, "plan", _plan, "PROJECTED T4 x2 time per chain stage of a recipe, and the sessions",
+                config=False)
     p.add_argument("--recipe", default=TrainSpec.recipe, help="the chain recipe (built-in name or YAML)")
-    p.set_defaults(fn=_plan)
 
     p = _action(actions, "hedge", _hedge, "answer alone / + mean prompt / + suffix, decided on held-out rows",
-                "build/hedge")
+                "build/hedge", config=False)
     p.add_argument("--answers", required=True, help="the LLM's answers (id, rewrite_prompt) on labelled rows it never "
                    "trained on")
     p.add_argument("--truth", required=True, help="the labelled CSV holding those rows")
