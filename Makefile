@@ -88,10 +88,10 @@ bench-cpu: setup
 bench-train: setup
 	$(RECOVER) bench --train $(if $(DEV_DATA),--data $(firstword $(DEV_DATA))) --rows 24
 
-# The per-quant logit thresholds `recover export` verifies against, from measured distributions
+# The per-quant logit thresholds `recover export model` verifies against, from measured distributions
 # (68 prompts, SmolLM2 fp32 HF twin vs each quant): writes recover/export/thresholds.json.
 export-thresholds: setup
-	$(RECOVER) export-thresholds --base pypi:smollm2
+	$(RECOVER) export thresholds --base pypi:smollm2
 
 # Pre-ranked vs exhaustive search steps: ~3,000 target prompts, a 3,000-word vocabulary.
 bench-meanprompt: setup

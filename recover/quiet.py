@@ -4,7 +4,7 @@ sentence-transformers imports transformers' Trainer callbacks, which import peft
 installed, which imports bitsandbytes, which prints "Failed to load CPU gemm_4bit_forward ..." on
 every command. Inference needs none of them: a None entry in sys.modules makes
 `importlib.util.find_spec` report them missing and `import` raise ImportError, which every one of
-those libraries handles as "not installed". Only `recover train` and `recover export` load them.
+those libraries handles as "not installed". Only `recover train`, `recover export` and `recover gpu-check` load them.
 """
 from __future__ import annotations
 

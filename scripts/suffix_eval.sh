@@ -2,7 +2,7 @@
 # llm+suffix against llm+mean, held out both ways on two Gemma folds the shipped adapter never trained on
 # (it saw gemma_rewrites_a + gpt35_rewrites_c): its predictions (the CPU default engine, --combine llm) on
 # 300 seeded rows of gemma_rewrites_b and of gemma_rewrites_d; a suffix fitted on one file's predictions
-# (`recover suffix`, 200 rows) is scored on the other's; llm+mean appends the shipped mean prompt. Paired
+# (`recover meanprompt suffix`, 200 rows) is scored on the other's; llm+mean appends the shipped mean prompt. Paired
 # steps per fold: llm -> llm+mean -> llm+suffix (recover eval --pred). PROXY SCS.
 set -euo pipefail
 : "${DATA_DIR:?run it through make: make experiment NAME=<script> (DATA_DIR and PY come from the Makefile)}" "${PY:?run it through make}"
@@ -26,7 +26,7 @@ d = pd.read_csv('build/suffix/$src.llm.csv', keep_default_na=False)
 write_submission('build/suffix/$src.llm+mean.csv', list(d.id), [cap(combine(p, mean, 'pred+mean')) for p in d.rewrite_prompt])"
 done
 fit() {  # fit on $1's predictions, join to $2's
-  env HF_HUB_OFFLINE=1 "$PY" -m recover suffix --pred build/suffix/$1.llm.csv --data build/suffix/subset/$1.csv \
+  env HF_HUB_OFFLINE=1 "$PY" -m recover meanprompt suffix --pred build/suffix/$1.llm.csv --data build/suffix/subset/$1.csv \
     --out build/suffix/fit_on_$1.json --apply-to build/suffix/$2.llm.csv 2>&1 | grep -E "suffix fit|wrote build/suffix/fit"
 }
 fit gemma_rewrites_d gemma_rewrites_b

@@ -12,7 +12,7 @@ def test_shipped_thresholds_cover_every_quant_and_sit_above_what_was_measured():
     d = json.loads(T.THRESHOLDS_FILE.read_text())
     # 8 verification prompts + 30 sample rows x (texts, prompt): written out here, not read from the code
     assert d["kind"] == "export_thresholds" and d["prompts"] == 68 == len(T.measurement_prompts())
-    assert set(d["quants"]) == set(QUANT_TYPES) and d["command"].startswith("recover export-thresholds")
+    assert set(d["quants"]) == set(QUANT_TYPES) and d["command"].startswith("recover export thresholds")
     for q, v in d["quants"].items():
         assert v["p50"] <= v["p95"] <= v["max"] <= v["threshold"] <= 1.5 * v["max"] + 0.1, q  # README: 1.5x the max
         assert threshold(q) == v["threshold"]
@@ -27,7 +27,7 @@ def test_measuring_writes_the_shipped_schema(tmp_path):
     from recover.predict.hf_model import materialize_hf
 
     model = tiny_model(tmp_path / "tiny", materialize_hf("pypi:smollm2", None))
-    rep = T.measure_thresholds(str(model), ["F16", "Q8_0"], str(tmp_path / "out"), "recover export-thresholds --x",
+    rep = T.measure_thresholds(str(model), ["F16", "Q8_0"], str(tmp_path / "out"), "recover export thresholds --x",
                                write=False, log=lambda *_: None)
     shipped = json.loads(T.THRESHOLDS_FILE.read_text())
     assert set(rep) == set(shipped)

@@ -315,7 +315,7 @@ def test_make_kernel_fails_when_kaggle_drops_an_input_but_exits_0(tmp_path, prin
     env = fake_kaggle(tmp_path, printed)
     r = subprocess.run(["make", "-s", "kernel"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0, r.stdout[-2000:]
-    assert needle in r.stderr and "recover kaggle: error:" in r.stderr
+    assert needle in r.stderr and "recover kaggle kernel: error:" in r.stderr
 
 
 def test_a_good_push_prints_the_submit_line(tmp_path):

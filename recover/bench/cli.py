@@ -1,8 +1,9 @@
-"""`recover bench`: the parser and the handler, beside the code they wire (recover/cli.py lists the verbs)."""
+"""`recover bench`: the parser and the handler, beside the code they wire (recover/cli.py lists the stages)."""
 from __future__ import annotations
 
 from ..cli_args import _add_llm_args, _llm_options
 from .. import constants as C
+from .measure import BACKENDS, ENGINES
 
 
 def _bench(a):
@@ -29,10 +30,9 @@ def add_cli(sub) -> None:
     s.add_argument("--data", help="CSV with id, original_text, rewritten_text (default: built-in sample)")
     s.add_argument("--rows", type=int, default=20)
     s.add_argument("--backends", default="llama,llama:Q8_0,torch,torch-fp32,torch-int8,hf,hf-bf16,hf-bf16-batch,hf-batch",
-                   help="recover's engines: llama (the file as is), llama:QUANT (a requantized copy of it), torch[:ROWS] "
-                        "(bf16, rows batched), torch-amp[:ROWS] (fp32 weights, bf16 matmuls), torch-fp32[:ROWS], torch-int8[:ROWS] (int8 x int8 "
-                        "matmuls); peers at equal work (the llama engine's token ids and stop rules): hf (fp32), hf-bf16, "
-                        "hf-bf16-batch and hf-batch (bf16 / fp32, 8 rows per generate); hf-raw (plain generate, no stop rule)")
+                   help="comma-separated, of: " + ", ".join(BACKENDS) + "; llama:QUANT a requantized copy, "
+                        "torch*:ROWS rows in flight; recover's own engines " + ", ".join(ENGINES) + ", the rest peers at "
+                        "equal work (recover/bench/measure.py)")
     s.add_argument("--choose-cpu-quant", action="store_true",
                    help="choose THIS machine's CPU engine and precision: the fastest of recover's engines whose paired proxy "
                         "SCS vs torch fp32 holds 0 on --quality-data for the bare base and the served adapter; written to "

@@ -1,60 +1,62 @@
-"""`recover data`: the parser and the handler, beside the code they wire (recover/cli.py lists the verbs)."""
+"""`recover data split|originals|bank|rewrite|merge|label|pairs`: the parsers and the handlers, beside the code
+they wire (recover/cli.py lists the stages)."""
 from __future__ import annotations
 
+from ..score.embedder import Embedder
+from .label import run_label
+from .originals import import_originals, write_originals
+from .pairs import PairsConfig, build_pairs, sft_rows
+from .prompt_bank import build_bank
+from .rewrite import RewriteConfig, merge_shards, run_rewrite
+from .splits import write_holdout_split
 
-def _data_split(a):
-    from .splits import write_holdout_split
 
+def _split(a):
     print(write_holdout_split(a.data, a.out, a.holdout))
 
 
-def _data(a):
-    from ..score.embedder import Embedder
+def _originals(a):
+    print(write_originals(a.model, a.out, a.n) if a.model else import_originals(a.files, a.out, a.min_chars, a.max_chars))
 
-    if a.stage == "originals":
-        from .originals import import_originals, write_originals
 
-        print(write_originals(a.model, a.out, a.n) if a.model else import_originals(a.files, a.out, a.min_chars, a.max_chars))
-    elif a.stage == "bank":
-        from .prompt_bank import build_bank
+def _bank(a):
+    n = build_bank(a.out, a.n, a.seed, a.files or [], Embedder.resolve(a.embedder) if a.dedupe else None, a.dedupe)
+    print(f"wrote {a.out}: {n} prompts")
 
-        n = build_bank(a.out, a.n, a.seed, a.files or [], Embedder.resolve(a.embedder) if a.dedupe else None, a.dedupe)
-        print(f"wrote {a.out}: {n} prompts")
-    elif a.stage == "rewrite":
-        from .rewrite import RewriteConfig, run_rewrite
 
-        run_rewrite(RewriteConfig(originals=a.originals, out_dir=a.out, model=a.model, bank_size=a.bank_size,
-                                  bank_file=a.bank_file, per_original=a.per_original, max_new_tokens=a.max_new_tokens,
-                                  temperature=a.temperature, n_gpu_layers=a.n_gpu_layers, shard=a.shard, limit=a.limit))
-    elif a.stage == "merge":
-        from .rewrite import merge_shards
+def _rewrite(a):
+    run_rewrite(RewriteConfig(originals=a.originals, out_dir=a.out, model=a.model, bank_size=a.bank_size,
+                              bank_file=a.bank_file, per_original=a.per_original, max_new_tokens=a.max_new_tokens,
+                              temperature=a.temperature, n_gpu_layers=a.n_gpu_layers, shard=a.shard, limit=a.limit))
 
-        print(merge_shards(a.out))
-    elif a.stage == "label":
-        from .label import run_label
 
-        run_label(a.rewrites, a.out, Embedder.resolve(a.embedder), a.copy_threshold)
-    elif a.stage == "pairs":
-        from .pairs import PairsConfig, build_pairs, sft_rows
+def _merge(a):
+    print(merge_shards(a.out))
 
-        build_pairs(PairsConfig(labelled=a.labelled, out=a.out, model=a.model, band_low=a.band_low,
-                                band_high=a.band_high, margin=a.margin, max_text_chars=a.max_text_chars,
-                                template=a.template), Embedder.resolve(a.embedder))
-        sft = sft_rows(a.labelled, a.out.replace('.jsonl', '') + '.sft.jsonl', template=a.template,
-                       max_text_chars=a.max_text_chars)
-        print(f"SFT rows: {sft}")
-    else:
-        _data_split(a)
+
+def _label(a):
+    run_label(a.rewrites, a.out, Embedder.resolve(a.embedder), a.copy_threshold)
+
+
+def _pairs(a):
+    build_pairs(PairsConfig(labelled=a.labelled, out=a.out, model=a.model, band_low=a.band_low,
+                            band_high=a.band_high, margin=a.margin, max_text_chars=a.max_text_chars,
+                            template=a.template), Embedder.resolve(a.embedder))
+    sft = sft_rows(a.labelled, a.out.replace('.jsonl', '') + '.sft.jsonl', template=a.template,
+                   max_text_chars=a.max_text_chars)
+    print(f"SFT rows: {sft}")
 
 
 def add_cli(sub) -> None:
     s = sub.add_parser("data", help="training-data stages")
-    dsub = s.add_subparsers(dest="stage", required=True)
+    dsub = s.add_subparsers(dest="action", required=True, metavar="<action>")
     d = dsub.add_parser("split", help="hold one source out (LOSO), purging prompts it shares with the others")
+    d.set_defaults(fn=_split)
     d.add_argument("--data", action="append", required=True)
     d.add_argument("--holdout", required=True, help="source (file stem) to validate on")
     d.add_argument("--out", default="build/dev")
     d = dsub.add_parser("originals", help="import txt/csv/jsonl/parquet, or --model writes them")
+    d.set_defaults(fn=_originals)
     d.add_argument("files", nargs="*")
     d.add_argument("--out", default="build/data/originals.csv")
     d.add_argument("--model", help="writer mode: a GGUF that writes originals from the genre x topic grid")
@@ -62,6 +64,7 @@ def add_cli(sub) -> None:
     d.add_argument("--min-chars", type=int, default=40)
     d.add_argument("--max-chars", type=int, default=4000)
     d = dsub.add_parser("bank", help="the project's composable prompt bank (+ prompt files), deduped")
+    d.set_defaults(fn=_bank)
     d.add_argument("files", nargs="*")
     d.add_argument("--n", type=int, default=4000)
     d.add_argument("--seed", type=int, default=1234)
@@ -69,6 +72,7 @@ def add_cli(sub) -> None:
     d.add_argument("--embedder")
     d.add_argument("--out", default="build/data/bank.csv")
     d = dsub.add_parser("rewrite", help="LLM rewrites each original with a bank prompt (resumable, sharded)")
+    d.set_defaults(fn=_rewrite)
     d.add_argument("--originals", required=True)
     d.add_argument("--model", required=True)
     d.add_argument("--out", default="build/data/rewrites")
@@ -81,13 +85,16 @@ def add_cli(sub) -> None:
     d.add_argument("--shard", default="0/1")
     d.add_argument("--limit", type=int, default=0)
     d = dsub.add_parser("merge", help="merge rewrite shards into rewrites.csv in job order")
+    d.set_defaults(fn=_merge)
     d.add_argument("--out", default="build/data/rewrites")
     d = dsub.add_parser("label", help="filter refusals/empty/truncated/copy-through, score pairs, report")
+    d.set_defaults(fn=_label)
     d.add_argument("--rewrites", required=True)
     d.add_argument("--out", default="build/data/labelled")
     d.add_argument("--copy-threshold", type=float, default=0.9)
     d.add_argument("--embedder")
     d = dsub.add_parser("pairs", help="DPO pairs (trl conversational format) + SFT rows")
+    d.set_defaults(fn=_pairs)
     d.add_argument("--labelled", required=True)
     d.add_argument("--out", default="build/data/dpo_pairs.jsonl")
     d.add_argument("--model", help="GGUF whose own predictions become hard negatives")
@@ -97,4 +104,3 @@ def add_cli(sub) -> None:
     d.add_argument("--max-text-chars", type=int, default=1200, help="keep the head of each text (fits max_length)")
     d.add_argument("--template", help="instruction template, as `recover predict --template` (train as you serve)")
     d.add_argument("--embedder")
-    s.set_defaults(fn=_data)

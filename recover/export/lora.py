@@ -24,11 +24,11 @@ from .verify import hf_logits, llama_logits
 
 LORA_TYPES = ("f16", "q8_0")
 # max |logit diff| of (Q4_1 base + LoRA) in llama.cpp vs the fp32 HF twin of that base + merged
-# adapter; measured on SmolLM2-135M (`recover export-lora` prints it, the manifest stores it).
+# adapter; measured on SmolLM2-135M (`recover export lora` prints it, the manifest stores it).
 LORA_THRESHOLD = 3.0
 # Per prompt, L2 over the vocabulary: |llama(base+LoRA) - HF(merged)| <= RESID_RATIO x |llama(base) - HF(base)|.
 # Measured (docs/export.md): correct exports of 4 adapters reach 2.36 at most; the wrong
-# adapter's GGUF reaches 3.80 at least (`recover export-lora --check-only`). It replaced a minimum cosine of
+# adapter's GGUF reaches 3.80 at least (`recover export lora --check-only`). It replaced a minimum cosine of
 # the adapter's logit shift (0.8), which the base's 4-bit noise swung from 0.80 (q8_0) to 0.66 (f16)
 # for ONE adapter whose f16 export agreed top-1 on 8/8 prompts: it measured the base, not the export.
 RESID_RATIO = 3.0
@@ -103,7 +103,7 @@ def export_lora(base: str, adapter: str, out_file: str, outtype: str = "q8_0", b
 
 def check_lora(base_gguf: str, lora_gguf: str, base_dir: str, adapter: str) -> dict:
     """The LoRA GGUF on the base GGUF in llama.cpp vs the HF base with the adapter merged in memory.
-    Also on its own: `recover export-lora --check-only --out LORA.gguf --adapter DIR`."""
+    Also on its own: `recover export lora --check-only --out LORA.gguf --adapter DIR`."""
     got, toks, meta = llama_logits(base_gguf, lora=lora_gguf)
     plain, _, _ = llama_logits(base_gguf)
     ref = hf_logits(base_dir, toks, adapter=adapter)

@@ -1,4 +1,4 @@
-"""`recover export`: adapter + base -> merged HF -> f16 GGUF -> quants -> verified, with a manifest."""
+"""`recover export model`: adapter + base -> merged HF -> f16 GGUF -> quants -> verified, with a manifest."""
 from __future__ import annotations
 
 import hashlib

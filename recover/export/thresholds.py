@@ -1,4 +1,4 @@
-"""Per-quant logit thresholds for `recover export`, decided from a measured distribution.
+"""Per-quant logit thresholds for `recover export model`, decided from a measured distribution.
 
 `recover export thresholds` (make export-thresholds) converts a base model to F16 GGUF with the
 runtime's own converter, quantizes it to every type in QUANT_TYPES, and measures max |logit diff|

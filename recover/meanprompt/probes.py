@@ -8,7 +8,7 @@ least-squares sense (weights >= 0, summing to 1, pulled toward the unmatched wei
 each target keeps its share within its group. 3rd/4th/7th place did this by hand; here it is a fit.
 
 The probe scores must come from the SAME embedder as the local scores: on Kaggle that is sentence-t5
-(kernels/tune); locally the simulation (`recover meanprompt probe-sim`) uses the proxy on both sides.
+(kernels/tune); locally the simulation (`recover probes sim`) uses the proxy on both sides.
 """
 from __future__ import annotations
 

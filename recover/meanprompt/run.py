@@ -15,6 +15,9 @@ from .optimize import (MeanPromptOptimizer, OptimizeConfig, load_state, plot_tra
                        vocab_from_tokenizer)
 
 
+VOCAB_SOURCES = ("targets", "tokenizer")  # the targets' own words, or every piece of the embedder's tokenizer
+
+
 @dataclass
 class MeanPromptJob:
     targets: list[str] = field(default_factory=list)  # .txt (one per line) or CSVs with rewrite_prompt
@@ -30,8 +33,8 @@ class MeanPromptJob:
     def __post_init__(self):
         if not self.targets and not self.bank:
             raise ValueError("give --targets FILE and/or --bank N")
-        if self.vocab not in ("targets", "tokenizer"):
-            raise ValueError("--vocab: targets or tokenizer")
+        if self.vocab not in VOCAB_SOURCES:
+            raise ValueError(f"--vocab: one of {', '.join(VOCAB_SOURCES)}")
 
 
 def load_targets(paths: list[str], bank: int, seed: int) -> list[str]:

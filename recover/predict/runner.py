@@ -201,7 +201,7 @@ def artifact_suffix(predictor, mode: str) -> str | None:
     suffix = (getattr(predictor, "manifest", None) or {}).get("suffix")
     if mode == "pred+suffix" and suffix is None:
         raise ValueError(f"--combine pred+suffix: the {predictor.name} artifact carries no suffix "
-                         "(recover suffix fit --into ARTIFACT writes one)")
+                         "(recover meanprompt suffix --into ARTIFACT writes one)")
     return suffix
 
 

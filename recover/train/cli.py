@@ -1,15 +1,17 @@
-"""`recover train sft|dpo|chain`: the parser and the handler, beside the code they wire (recover/cli.py lists the verbs)."""
+"""`recover train sft|dpo|chain`: the parsers and the handlers, beside the code they wire (recover/cli.py lists the
+stages)."""
 from __future__ import annotations
 
 import sys
 
+from .recipe import RECIPES
 from .ship_lora import SHIP_STAGES
 
 
 def _train_lora(a):
     from .run import train
 
-    train(a.what, a.recipe, a.overrides)
+    train(a.action, a.recipe, a.overrides)
 
 
 CHAIN_KEYS = ("data", "holdout", "out", "sft_rows", "dpo_rows", "k", "eval_rows", "n_ctx", "temperature", "margin",
@@ -27,16 +29,22 @@ def _train_chain(a):
         ship_adapter(cfg, a.ship, "recover " + " ".join(sys.argv[1:]), loso_from=a.loso_from, stage=a.ship_stage)
 
 
+def built_in_recipes(chain: bool) -> list[str]:
+    """The recipe names --recipe accepts besides a path: chain-*.yaml for `train chain`, the rest for sft/dpo."""
+    return sorted(p.stem for p in RECIPES.glob("*.yaml") if p.stem.startswith("chain-") == chain)
+
+
 def add_cli(sub) -> None:
     s = sub.add_parser("train", help="train a predictor")
-    tsub = s.add_subparsers(dest="what", required=True)
+    s.set_defaults(training_stack=True)
+    tsub = s.add_subparsers(dest="action", required=True, metavar="<action>")
     for stage in ("sft", "dpo"):
         t = tsub.add_parser(stage, help=f"{stage.upper()} LoRA/QLoRA adapter (trl + peft); extra --key value override the recipe")
-        t.add_argument("--recipe", help="YAML path or built-in name (smollm2-cpu, phi-2-t4, ...)")
+        t.add_argument("--recipe", help="YAML path or built-in name: " + ", ".join(built_in_recipes(chain=False)))
         t.set_defaults(fn=_train_lora, overrides=[])
 
     t = tsub.add_parser("chain", help="SFT -> on-policy pairs -> DPO -> LoRA GGUFs -> held-out eval, under LOSO; resumable")
-    t.add_argument("--recipe", help="chain YAML (built-in: chain-smollm2-cpu, chain-gemma-2b-t4) or a path")
+    t.add_argument("--recipe", help="chain YAML path or built-in name: " + ", ".join(built_in_recipes(chain=True)))
     t.add_argument("--data", action="append", help="labelled pairs CSV per source; repeat (overrides the recipe)")
     t.add_argument("--holdout", help="source (file stem) held out for evaluation; none = the final fit on every source")
     t.add_argument("--out", help="chain folder (default build/train-dev)")
