@@ -51,7 +51,7 @@ def dpo_pairs(path: Path, n: int = 8) -> Path:
 def offload_tokens_per_s(gguf: str, n_gpu_layers: int) -> dict:
     import llama_cpp
 
-    from .predict.llama_engine import LlamaEngine
+    from .models.llama_engine import LlamaEngine
 
     e = LlamaEngine(gguf, n_ctx_row=256, n_seq=1, n_batch=256, seed=C.DEFAULT_SEED, n_gpu_layers=n_gpu_layers)
     toks = e.tokenize("Original text: the meeting moved.\nRewritten text:", add_bos=True, special=True)
@@ -67,7 +67,7 @@ def offload_tokens_per_s(gguf: str, n_gpu_layers: int) -> dict:
 def run_gpu_check(device: str, out: str, tokenizer: str | None = None, log=print) -> dict:
     from .export.llama_src import run_converter
     from .export.run import export
-    from .predict.hf_model import materialize_hf
+    from .models.hf_model import materialize_hf
 
     if device not in ("cuda", "cpu"):
         raise ValueError("--device cuda or cpu (the dry run)")

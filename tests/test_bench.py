@@ -130,7 +130,7 @@ def test_train_bench_chooses_the_fastest_setting_and_train_applies_it_on_cpu_onl
     """`recover bench --train` -> this machine's training settings; `recover train` applies them to CPU recipes
     and never over a flag given on its command line."""
     from recover.bench import train as TB
-    from recover.predict import cpu_choice as CC
+    from recover.models import cpu_choice as CC
     from recover.train.run import machine_train_args
 
     r = lambda s, rows=8: {"seconds": s, "rows": rows}  # noqa: E731

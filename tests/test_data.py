@@ -13,7 +13,7 @@ from recover.data.label import classify, run_label
 from recover.data.originals import import_originals
 from recover.data.pairs import PairsConfig, build_pairs, sft_rows
 from recover.data.rewrite import RewriteConfig, merge_shards, run_rewrite
-from recover.predict.prompting import build_messages, load_template
+from recover.models.prompting import build_messages, load_template
 from recover.score.embedder import Embedder
 
 FAST = dict(max_new_tokens=16, n_ctx=512, bank_size=50)
@@ -139,7 +139,7 @@ def test_pairs_hard_negatives_come_from_the_model_under_the_pairs_template(tmp_p
     import pandas as pd
 
     from recover.data import pairs as P
-    from recover.predict import llm
+    from recover.models import llm
 
     seen = {}
 

@@ -72,7 +72,7 @@ def quality_check(model: str, data: str, rows: int, ref: str, backends: list[str
                   log=print) -> dict:
     """Each backend and the fp32 reference on `rows` held-out rows, bare and with the served adapter: proxy SCS,
     paired differences vs fp32 with 95% bootstrap intervals."""
-    from ..predict.defaults import resolve_lora
+    from ..models.shipped import resolve_lora
 
     by_lora = {}
     for lora in LORAS:
@@ -94,7 +94,7 @@ def quality_check(model: str, data: str, rows: int, ref: str, backends: list[str
 def paired_vs_reference(data: str, rows: int, preds: dict[str, list[str]], ref: str) -> dict:
     import pandas as pd
 
-    from ..predict.base import MeanPrompt
+    from ..meanprompt.prompt import MeanPrompt
     from ..score.embedder import Embedder
     from ..score.scoring import score_texts
     from ..score.stats import bootstrap_ci
@@ -114,7 +114,7 @@ def paired_vs_reference(data: str, rows: int, preds: dict[str, list[str]], ref: 
 
 def choose_for_machine(report: dict, cfg, log=print) -> dict:
     """Check the candidates, choose, write this machine's cache (and, asked, its class's packaged rule)."""
-    from ..predict.cpu_choice import read_cpu_features, write_class_rule, write_measured_choice
+    from ..models.cpu_choice import read_cpu_features, write_class_rule, write_measured_choice
 
     speed = {k: {"s_per_row": v["s_per_row"], "n_seq": v.get("n_seq", 1), "torch_dtype": v.get("torch_dtype")}
              for k, v in report["backends"].items() if k.split(":")[0] in ENGINES and "error" not in v}

@@ -53,7 +53,7 @@ def _finish(name, t_load, t_run, per_row, prompt_counts, evaluated, gen_toks, t_
 
 
 def bench_llama(model: str, data: str, rows: int, llm: dict) -> dict:
-    from ..predict.llm import LlamaConfig, LlamaPredictor
+    from ..models.llm import LlamaConfig, LlamaPredictor
 
     originals, rewrites = _rows(data, rows)
     t0 = time.perf_counter()
@@ -89,7 +89,7 @@ def _load_hf(model: str, hf_dir: str | None, dtype: str):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..predict.torch_engine import quiet_gguf_loading
+    from ..models.torch_engine import quiet_gguf_loading
 
     quiet_gguf_loading()  # no "de-quantizing GGUF tensors" bars in the bench's log
     t0 = time.perf_counter()
@@ -109,7 +109,7 @@ def _phases(tok, eos: set, equal: bool):
     import torch
     from transformers import StoppingCriteria
 
-    from ..predict.llama_engine import blank_line_stop
+    from ..models.llama_engine import blank_line_stop
 
     class Phases(StoppingCriteria):
         def __init__(self, n_in):
@@ -132,8 +132,8 @@ def bench_hf(model: str, data: str, rows: int, llm: dict, hf_dir: str | None = N
     import torch
     from transformers import StoppingCriteriaList
 
-    from ..predict.llm import is_echo
-    from ..predict.postprocess import clean_llm_output
+    from ..models.llm import is_echo
+    from ..models.postprocess import clean_llm_output
 
     originals, rewrites = _rows(data, rows)
     tok, m, t_load, eos = _load_hf(model, hf_dir, dtype)
@@ -183,7 +183,7 @@ def _hf_inputs(tok, chunk, prompt_ids, pad: int, llm: dict, max_new: int, origin
     row's prompt built by transformers' own chat template (raw)."""
     import torch
 
-    from ..predict.prompting import build_messages, fit_texts, load_template
+    from ..models.prompting import build_messages, fit_texts, load_template
 
     if prompt_ids is not None:
         width = max(len(prompt_ids[j]) for j in chunk)
@@ -214,7 +214,7 @@ def run_backend(name: str, model: str, data: str, rows: int, llm: dict, hf_dir: 
             return {"error": f"no llama.cpp built for this CPU in {path}: make llama-native", "backend": name}
     if name.startswith("llama"):
         if ":" in name:
-            from ..predict.quantize import cached_requant
+            from ..models.quantize import cached_requant
 
             model = str(cached_requant(model, name.split(":", 1)[1], cache_dir))
         fn, args = bench_llama, (model, data, rows, {**llm, "engine": "llama"})

@@ -127,7 +127,7 @@ def _scs(data: str, rows: int, ok: dict) -> tuple[dict, dict]:
     df = pd.read_csv(data, keep_default_na=False).head(rows)
     if C.COL_PROMPT not in df or not ok:
         return {}, {}
-    from ..predict.base import MeanPrompt
+    from ..meanprompt.prompt import MeanPrompt
 
     emb, truth, mean = Embedder.resolve(None), list(df[C.COL_PROMPT]), MeanPrompt.load().prompt
     # an empty answer is submitted as the mean prompt (`--combine llm`), and scored so
@@ -148,7 +148,7 @@ def headline(report: dict, peers: list[str], per_row_scs: dict | None = None) ->
     """The ratio that matters: the CPU default (what `recover predict` runs here: the backend just chosen,
     else this machine's choice) against the FASTEST equal-work peer, by measured s/row; with the paired SCS
     of the two and each one's fraction of the machine's limits."""
-    from ..predict.defaults import default_cpu_quant
+    from ..models.serving import default_cpu_quant
     from ..score.stats import bootstrap_ci
 
     ok = {k: v for k, v in report["backends"].items() if "error" not in v}

@@ -49,8 +49,8 @@ def write_rows(data: str, rows: int, model: str, n_ctx: int, out: Path) -> tuple
     """SFT rows as the chain writes them (prompt/completion, texts cut token-exactly to n_ctx), and DPO pairs of
     the same prompts (chosen: the true prompt; rejected: the next row's): same rows for every setting."""
     from ..csvio import read_table
-    from ..predict.llm import LlamaConfig, LlamaPredictor
-    from ..predict.prompting import build_messages, load_template
+    from ..models.llm import LlamaConfig, LlamaPredictor
+    from ..models.prompting import build_messages, load_template
 
     df = read_table(data, (C.COL_ORIGINAL, C.COL_REWRITTEN, C.COL_PROMPT)).head(rows)
     p = LlamaPredictor(LlamaConfig(model=model, engine="llama", n_ctx=n_ctx))
@@ -114,7 +114,7 @@ def rates(r: dict, stage: str, n_params: int, limits: dict, bf16: bool) -> dict:
 
 def run_train_bench(cfg, log=print) -> dict:
     from ..cpus import usable_cpus
-    from ..predict.cpu_choice import read_cpu_features
+    from ..models.cpu_choice import read_cpu_features
     from .limits import measure_limits
 
     out = Path(cfg.out)
@@ -152,7 +152,7 @@ def choose_training(table: dict, settings: dict) -> dict:
 
 
 def write_train_choice(choice: dict, log=print) -> Path:
-    from ..predict.cpu_choice import cache_path, read_cpu_features
+    from ..models.cpu_choice import cache_path, read_cpu_features
 
     feat = read_cpu_features()
     f = cache_path(feat).with_name(f"{C.TRAIN_CHOICE_PREFIX}{feat.key}.json")

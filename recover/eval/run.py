@@ -12,14 +12,15 @@ import pandas as pd
 from .. import constants as C
 from ..bench.projection import tune_projection
 from ..data.pairs_io import has_texts, load_pairs
-from ..predict.base import MeanPredictor, MeanPrompt
+from ..data.protocols import PROTOCOLS, check_disjoint, folds_for, normalise_prompt
+from ..meanprompt.prompt import MeanPrompt
+from ..predict.base import MeanPredictor
 from ..runs import new_run_dir, record_run
 from ..score.embedder import Embedder
 from ..score.metric import cosine_rows, scs_rows
 from .cache import EmbeddingCache
 from .leaderboard import format_leaderboard, format_steps, leaderboard, paired_steps, write_report
 from .methods import FitSettings, Rows, fit_embed, fit_mean, shipped_mean
-from ..data.protocols import PROTOCOLS, check_disjoint, folds_for, normalise_prompt
 from .select import paired_by_fold, rule_name, selection_sources, shared_ranking
 
 from ..predict.ensemble import EnsembleSpec

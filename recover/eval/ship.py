@@ -14,13 +14,14 @@ from pathlib import Path
 import pandas as pd
 
 from .. import constants as C
-from ..csvio import atomic_write_json
-from ..predict.base import DEFAULT_MEAN_PROMPT_PATH
 from ..bench.projection import ensemble_projection
-from ..predict.defaults import ASSETS, DEFAULT_FILE, resolve_model_path
+from ..csvio import atomic_write_json
+from ..meanprompt.optimize import vocab_from_texts
+from ..meanprompt.prompt import DEFAULT_MEAN_PROMPT_PATH
+from ..models.shipped import ASSETS, resolve_model_path
+from ..predict.defaults import DEFAULT_FILE
 from ..predict.ensemble import EnsembleSpec, shipped_ensembles
 from ..pypi_models import PYPI_PARAMS
-from ..meanprompt.optimize import vocab_from_texts
 from .methods import fit_embed, fit_mean
 from .select import pick_winner, rule_name, test_like
 

@@ -37,9 +37,9 @@ def measurement_prompts() -> list[str]:
 
 def measure_thresholds(base: str, quants: list[str], out_dir: str, command: str, write: bool = True,
                        log=print) -> dict:
-    from ..predict.hf_model import materialize_hf
+    from ..models.hf_model import materialize_hf
     from .llama_src import run_converter
-    from ..predict.quantize import quantize_gguf
+    from ..models.quantize import quantize_gguf
     from .verify import hf_logits, llama_logits
 
     t0 = time.time()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..predict.prompting import template_source
+from ..models.prompting import template_source
 
 from .. import constants as C
 
@@ -37,7 +37,7 @@ def threshold(quant: str) -> float:
 
 
 def llama_logits(gguf: str, prompts=PROMPTS, lora: str | None = None) -> tuple[list[np.ndarray], list[list[int]], dict]:
-    from ..predict.llama_engine import LlamaEngine
+    from ..models.llama_engine import LlamaEngine
 
     e = LlamaEngine(gguf, n_ctx_row=256, n_seq=1, n_batch=256, seed=C.DEFAULT_SEED, lora_path=lora)
     outs, toks = [], []

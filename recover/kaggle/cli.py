@@ -8,8 +8,9 @@ def _kaggle(a):
     from .. import constants as C
     from . import push, stage
     from .config import KaggleConfig
-    from ..predict.defaults import kaggle_preset_ensemble, resolve_model_path
+    from ..models.shipped import resolve_model_path
 
+    from ..predict.defaults import kaggle_preset_ensemble
     a.out = a.out or {"kernel": "build/kernels", "hedge": "build/hedge"}.get(a.action, "build/datasets")
     cfg = KaggleConfig.load(a.config)
     if a.action == "wheels":

@@ -42,7 +42,7 @@ def decide(embedder, answers: list[str], truths: list[str], mean_prompt: str, pr
     from ..meanprompt.optimize import vocab_from_texts
     from ..meanprompt.suffix import SUFFIX_DEFAULTS, SuffixOptimizer
     from ..meanprompt.optimize import OptimizeConfig, SearchState
-    from ..predict.base import combine
+    from ..meanprompt.prompt import combine
 
     if len(answers) != len(truths) or len(truths) < 4:
         raise ValueError(f"hedge: one answer per labelled row and at least 4 rows (got {len(answers)}, {len(truths)})")

@@ -65,7 +65,7 @@ def stage_model_dataset(cfg: KaggleConfig, model: str | None, embed: str | None,
     """GGUF + manifest + mean prompt + embed predictor (+ a LoRA GGUF in lora/), in one dataset
     (subfolders: push with -r zip). The notebook serves the base GGUF with the LoRA on top; or, when the
     manifest names a shipped ensemble, the ensemble (its adapters ship inside the recover wheel) on that base."""
-    from ..predict.base import DEFAULT_MEAN_PROMPT_PATH
+    from ..meanprompt.prompt import DEFAULT_MEAN_PROMPT_PATH
 
     d = Path(out) / cfg.model_dataset
     if d.exists():
@@ -137,7 +137,7 @@ def stage_base_dataset(cfg: KaggleConfig, base: str, out: str | Path = "build/da
 def stage_lora(lora: str, base_model: str, dest: Path) -> str:
     """The LoRA GGUF + a manifest (with its serve settings) in dest; the base must be the file it was made on."""
     from ..hashing import file_sha256
-    from ..predict.defaults import resolve_lora
+    from ..models.shipped import resolve_lora
 
     path, serve = resolve_lora(lora)
     src_manifest = Path(path).with_name(C.MANIFEST_FILE)
@@ -197,7 +197,7 @@ def notebook_from_percent(src: Path):
 
 def fill_default_mean(nb) -> None:
     """`DEFAULT_MEAN = None` in a notebook becomes the package's default mean prompt."""
-    from ..predict.base import MeanPrompt
+    from ..meanprompt.prompt import MeanPrompt
 
     for c in nb.cells:
         c.source = c.source.replace("DEFAULT_MEAN = None", f"DEFAULT_MEAN = {MeanPrompt.load(None).prompt!r}")

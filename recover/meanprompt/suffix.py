@@ -19,9 +19,9 @@ import time
 
 import numpy as np
 
-from ..predict.base import combine
 from ..score.metric import scs_rows
 from .optimize import MeanPromptOptimizer, OptimizeConfig, SearchState
+from .prompt import combine
 
 SUFFIX_DEFAULTS = {"beam": 2, "steps": 12, "prerank": 24, "insert_words": 4, "max_tokens": 48}
 
@@ -82,7 +82,7 @@ def run_suffix(pred: str, data: list[str], out: str, rows: int = 200, seed: int 
     from .. import constants as C
     from ..csvio import atomic_write_json, read_table, write_submission
     from ..data.pairs_io import load_pairs
-    from ..predict.base import MeanPrompt
+    from .prompt import MeanPrompt
     from ..score.embedder import Embedder, TokenCap
     from .optimize import vocab_from_texts
 
@@ -121,7 +121,7 @@ def write_into_artifact(into: str, fit: dict, make_default: bool, log=print) -> 
 
     from .. import constants as C
     from ..csvio import atomic_write_json
-    from ..predict.defaults import ASSETS
+    from ..models.shipped import ASSETS
 
     d = Path(into)
     if not d.is_dir():

@@ -5,8 +5,8 @@ from dataclasses import fields
 
 from .. import constants as C
 from ..cli_args import _add_llm_args, _llm_options
+from ..meanprompt.prompt import COMBINE_ALIASES, COMBINE_MODES
 from ..score.embedder import DTYPES as EMBED_DTYPES
-from .base import COMBINE_ALIASES, COMBINE_MODES
 from .ensemble import shipped_ensembles
 from .runner import ON_MODEL_ERROR, PREDICTORS
 

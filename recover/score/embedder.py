@@ -276,3 +276,17 @@ def _longest(n: int, fits) -> int:
         else:
             hi = mid - 1
     return lo
+
+
+_NO_TOKENIZER_CHAR_CAP = 127  # a T5 piece covers >= 1 char, so 127 chars + </s> fit 128 tokens
+
+
+def make_cap(embedder: str | None, log=print):
+    """The metric's token cap for predicted prompts, or a character cap where no tokenizer is found."""
+    try:
+        spec = resolve_embedder(embedder)
+        log(f"token cap: {C.MAX_PROMPT_TOKENS} tokens of {spec.describe()}")
+        return TokenCap.from_spec(spec)
+    except (EmbedderNotFound, OSError, ValueError) as e:
+        log(f"WARNING: no metric tokenizer ({e}); capping prompts at {_NO_TOKENIZER_CHAR_CAP} characters")
+        return CharCap(_NO_TOKENIZER_CHAR_CAP)

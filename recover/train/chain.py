@@ -120,7 +120,7 @@ class Chain:
         quantized and verified (`recover export`), once."""
         c = self.cfg
         if c.base:
-            from ..predict.defaults import resolve_model_path
+            from ..models.shipped import resolve_model_path
 
             return {"gguf": c.base, "file": resolve_model_path(c.base)}
         from ..export.run import export
@@ -165,7 +165,7 @@ class Chain:
     def stage_rows(self) -> dict:
         """Shuffle the training rows once (seeded); the first sft_rows train SFT, the next dpo_rows are
         sampled for DPO, so the policy is sampled on texts it did not see in SFT."""
-        from ..predict.prompting import build_messages, load_template
+        from ..models.prompting import build_messages, load_template
 
         c = self.cfg
         df = read_table(self.p["train"], (C.COL_ID, C.COL_ORIGINAL, C.COL_REWRITTEN, C.COL_PROMPT))
@@ -245,7 +245,7 @@ class Chain:
         """The mean prompt fitted on this fold's training rows only (the baseline and the fallback); the final
         fit's is the package's (fitted on every source by `make ship-default`)."""
         if self.cfg.final:
-            from ..predict.base import MeanPrompt
+            from ..meanprompt.prompt import MeanPrompt
 
             prompt = MeanPrompt.load().prompt
             atomic_write_json(self.p["mean"], {"prompt": prompt, "source": "the package's default mean prompt"})
@@ -272,7 +272,7 @@ class Chain:
 
     def stage_predict(self) -> dict:
         from ..hashing import file_sha256
-        from ..predict.defaults import resolve_model_path
+        from ..models.shipped import resolve_model_path
         from ..predict.runner import PredictConfig, run_predict
 
         c = self.cfg
@@ -306,8 +306,8 @@ class Chain:
         output was empty holds the fold's mean prompt (the fallback) and stays so; the others get
         `pred + " " + mean`, capped at 128 metric tokens, exactly as the runner joins them."""
         from ..csvio import write_submission
-        from ..predict.base import combine
-        from ..predict.runner import make_cap
+        from ..meanprompt.prompt import combine
+        from ..score.embedder import make_cap
 
         df = read_table(alone, (C.COL_ID, C.COL_PROMPT))
         cap = make_cap(None, self.log)

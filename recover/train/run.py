@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 
 from ..csvio import atomic_write_json
+from ..models.hf_model import materialize_hf
 from ..progress import is_terminal
 from ..runs import record_run
-from ..predict.hf_model import materialize_hf
 from .recipe import LORA_TARGETS, parse_recipe
 
 def load_for_training(m):
@@ -41,7 +41,7 @@ def lora_config(m, model_type: str):
 def machine_train_args(stage: str, recipe: str | None, overrides: list[str]) -> list[str]:
     """The settings `recover bench --train` measured fastest on THIS machine (bf16 autocast, no gradient
     checkpointing, length-bucketed batches): for CPU recipes only, and never over a flag given on the command line."""
-    from ..predict.cpu_choice import read_machine_cache
+    from ..models.cpu_choice import read_machine_cache
     from .. import constants as C
 
     choice = read_machine_cache(C.TRAIN_CHOICE_PREFIX)

@@ -21,7 +21,7 @@ def ship_adapter(cfg: ChainConfig, name: str, command: str, log=print, loso_from
     has no eval of its own: `loso_from` names the LOSO adapter made with the same recipe whose held-out
     figures and --combine it carries (recorded as such)."""
     from ..hashing import file_sha256
-    from ..predict.defaults import ASSETS
+    from ..models.shipped import ASSETS
 
     ch = Chain(cfg, log)
     if not ch.done("eval"):
@@ -68,7 +68,7 @@ _FOLD_KEYS = ("holdout", "eval_rows")
 def loso_evidence(cfg: ChainConfig, loso_from: str) -> tuple[dict, str, dict]:
     """(held-out figures, combine, its evidence) of the LOSO adapter `loso_from`, if it was made with this
     recipe (all but the data and the held-out source)."""
-    from ..predict.defaults import lora_manifest
+    from ..models.shipped import lora_manifest
 
     _, m = lora_manifest(loso_from)
     if "heldout_figures" not in m:

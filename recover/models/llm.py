@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import constants as C
-from . import defaults  # the measured CPU engine choice (a module, so tests can patch it)
+from . import serving  # the measured CPU engine choice (a module, so tests can patch it)
 from .llama_engine import LlamaEngine, check_gguf, gguf_architecture
 from .postprocess import clean_llm_output
 from .prompting import ChatFormat, build_messages, fit_texts, load_template
@@ -19,7 +19,7 @@ _SENTINEL = "\u2063RECOVER_SLOT\u2063"
 class LlamaConfig:
     model: str
     seed: int = C.DEFAULT_SEED
-    template: str | None = None  # built-in name or file; see predict/prompting.py
+    template: str | None = None  # built-in name or file; see models/prompting.py
     prefixes: list[str] = field(default_factory=list)  # forced openings; several = concatenated runs
     n_ctx: int = 1024  # per row
     max_new_tokens: int = 32
@@ -36,7 +36,7 @@ class LlamaConfig:
     flash_attn: bool = False
     offload_kqv: bool = True
     lora_path: str | None = None
-    # "llama" (llama.cpp), "torch" (the GGUF's weights in torch bf16, batched: predict/torch_engine.py), or
+    # "llama" (llama.cpp), "torch" (the GGUF's weights in torch bf16, batched: models/torch_engine.py), or
     # "auto": llama.cpp on a GPU; on a CPU the engine `make bench-cpu` measured fastest at no loss of SCS
     # (recover/assets/cpu_quant.json), torch only where the CPU has bf16 hardware. Resolved at load.
     engine: str = "auto"
@@ -66,10 +66,10 @@ TORCH_ROWS = 8  # rows per torch batch unless told: `recover bench` measured bat
 
 def resolve_engine(cfg: LlamaConfig) -> tuple[str, int]:
     """(engine, rows in flight) for this config; see LlamaConfig.engine and n_seq. Sets cfg.torch_dtype."""
-    choice = defaults.default_cpu_quant() or {}
-    engine = "llama" if cfg.engine == "auto" and cfg.n_gpu_layers else defaults.cpu_engine(cfg.engine)
+    choice = serving.default_cpu_quant() or {}
+    engine = "llama" if cfg.engine == "auto" and cfg.n_gpu_layers else serving.cpu_engine(cfg.engine)
     if engine == "torch" and cfg.torch_dtype is None:
-        cfg.torch_dtype = defaults.cpu_torch_dtype()
+        cfg.torch_dtype = serving.cpu_torch_dtype()
     if cfg.n_seq is not None:
         return engine, cfg.n_seq
     if engine == "torch":

@@ -14,7 +14,7 @@ a GGUF LoRA adapter merged in (W += alpha/r * B @ A, as llama.cpp applies it at 
 Rows of similar length are batched (padding masked out); the instruction head every row shares is
 evaluated once and its KV cache copied into each batch (~15% of a row's prompt tokens, as the llama
 engine's sequence 0), so one row's k samples cost one prompt evaluation. The forward is recover's own
-(predict/torch_lm.py: fused matmuls, a KV cache allocated once per batch, no `generate`): it matches
+(models/torch_lm.py: fused matmuls, a KV cache allocated once per batch, no `generate`): it matches
 transformers' to ~1e-4 logits in fp32 (tests/test_torch_engine.py) at a fraction of the per-step cost.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .llama_engine import EngineStats, GGUFTokens, blank_line_stop, check_gguf
 
 # The weights' load dtype per --torch-dtype. bf16: weights and activations in bf16. amp: fp32 weights, matmuls
 # in bf16 under torch.autocast (norms, softmax and the residual stream stay fp32). int8: loaded fp32, then
-# quantised per output channel by predict/torch_lm.py (Int8Weight), the rest of the forward in bf16.
+# quantised per output channel by models/torch_lm.py (Int8Weight), the rest of the forward in bf16.
 DTYPES = {d: "bfloat16" if d == "bf16" else "float32" for d in C.TORCH_DTYPES}
 
 

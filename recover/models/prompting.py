@@ -1,6 +1,6 @@
 """The ONE function that turns (original, rewritten) into the LLM's prompt.
 
-Inference (predict/llm.py) and training data (DPO pairs, SFT rows) both call `build_messages`, so a
+Inference (models/llm.py) and training data (DPO pairs, SFT rows) both call `build_messages`, so a
 model is trained on exactly the prompt format it is served with.
 """
 from __future__ import annotations
