@@ -7,6 +7,7 @@ import importlib
 import sys
 
 from .csvio import InputError
+from .quiet import inference_only, quiet_libraries
 
 # module whose add_cli(sub) registers its verbs, in the order `recover --help` lists them
 VERBS = ("predict", "bench", "meanprompt", "train", "data", "export", "gpu_check_cli", "kaggle", "score", "eval", "demo_cli")
@@ -35,7 +36,6 @@ def main(argv=None, block_training_stack: bool = False) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if rest:
         args.overrides = rest  # recipe overrides, validated by TrlParser
-    from .quiet import inference_only, quiet_libraries
 
     quiet_libraries()
     if block_training_stack and args.cmd not in ("train", "export", "export-lora", "export-thresholds", "gpu-check"):

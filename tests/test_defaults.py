@@ -133,7 +133,7 @@ def test_preset_kaggle_serves_what_the_staged_notebook_would(tmp_path, monkeypat
                                   tmp_path, ensemble=staged_name)
     on_kaggle = json.loads((d / C.MANIFEST_FILE).read_text())["files"]["ensemble"]
     seen = {}
-    monkeypatch.setattr("recover.predict.runner.run_predict", lambda cfg: seen.setdefault("cfg", cfg))
+    monkeypatch.setattr("recover.predict.cli.run_predict", lambda cfg: seen.setdefault("cfg", cfg))
     main(["predict", "--input", "t.csv", "--output", "s.csv", "--preset", "kaggle"])
     cfg = seen["cfg"]
     assert (cfg.predictor, cfg.ensemble) == ("ensemble", on_kaggle)

@@ -339,10 +339,11 @@ def test_llm_rows_cache_is_keyed_by_the_torch_precision(monkeypatch, tmp_path):
     """Answers cached under bf16 are not served once the CPU default becomes int8 (they differ on most rows);
     for llama.cpp the torch precision plays no part."""
     import recover.models.serving as D
+    from recover.eval import llm_rows
     from recover.eval.llm_rows import FoldLLM
 
     def folder(engine, dtype):
-        monkeypatch.setattr(D, "cpu_engine", lambda e="auto": engine)
+        monkeypatch.setattr(llm_rows, "cpu_engine", lambda e="auto": engine)
         monkeypatch.setattr(D, "default_cpu_quant", lambda: {"engine": engine, "torch_dtype": dtype})
         return FoldLLM(C.LOSO_LORA, tmp_path).dir
 

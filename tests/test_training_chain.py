@@ -384,16 +384,15 @@ def test_staging_a_lora_checks_its_base_and_keeps_its_serve_settings(tmp_path):
 @pytest.mark.parametrize("recipe, layers", [("chain-gemma-2b-t4", -1), ("chain-smollm2-cpu", 0)])
 def test_a_recipes_gpu_offload_reaches_the_on_policy_sampler(tmp_path, monkeypatch, recipe, layers):
     from recover.data import onpolicy
-    from recover.models import llm
     from recover.train import chain as ch
 
     data = [str(tmp_path / "src_a.csv"), str(tmp_path / "src_b.csv")]
     cfg = ch.ChainConfig.load(resolve_chain_recipe(recipe), {"data": data, "holdout": "src_b", "out": str(tmp_path)})
     chain = ch.Chain(cfg, log=lambda *a: None)
     monkeypatch.setattr(chain, "base_gguf", lambda: "base.gguf")
-    monkeypatch.setattr("recover.models.shipped.resolve_model_path", lambda m: m)
+    monkeypatch.setattr(onpolicy, "resolve_model_path", lambda m: m)
     seen = []
-    monkeypatch.setattr(llm, "LlamaPredictor", lambda c: seen.append(c) or c)
+    monkeypatch.setattr(onpolicy, "LlamaPredictor", lambda c: seen.append(c) or c)
     onpolicy.policy(chain.onpolicy_config(rows="r.csv", out="p.jsonl", k=4))
     chain.policy_tokenizer()
     assert [c.n_gpu_layers for c in seen] == [layers, layers]

@@ -1,42 +1,34 @@
 """`recover data`: the parser and the handler, beside the code they wire (recover/cli.py lists the verbs)."""
 from __future__ import annotations
 
+from ..score.embedder import Embedder
+from .label import run_label
+from .originals import import_originals, write_originals
+from .pairs import PairsConfig, build_pairs, sft_rows
+from .prompt_bank import build_bank
+from .rewrite import RewriteConfig, merge_shards, run_rewrite
+from .splits import write_holdout_split
+
 
 def _data_split(a):
-    from .splits import write_holdout_split
-
     print(write_holdout_split(a.data, a.out, a.holdout))
 
 
 def _data(a):
-    from ..score.embedder import Embedder
-
     if a.stage == "originals":
-        from .originals import import_originals, write_originals
-
         print(write_originals(a.model, a.out, a.n) if a.model else import_originals(a.files, a.out, a.min_chars, a.max_chars))
     elif a.stage == "bank":
-        from .prompt_bank import build_bank
-
         n = build_bank(a.out, a.n, a.seed, a.files or [], Embedder.resolve(a.embedder) if a.dedupe else None, a.dedupe)
         print(f"wrote {a.out}: {n} prompts")
     elif a.stage == "rewrite":
-        from .rewrite import RewriteConfig, run_rewrite
-
         run_rewrite(RewriteConfig(originals=a.originals, out_dir=a.out, model=a.model, bank_size=a.bank_size,
                                   bank_file=a.bank_file, per_original=a.per_original, max_new_tokens=a.max_new_tokens,
                                   temperature=a.temperature, n_gpu_layers=a.n_gpu_layers, shard=a.shard, limit=a.limit))
     elif a.stage == "merge":
-        from .rewrite import merge_shards
-
         print(merge_shards(a.out))
     elif a.stage == "label":
-        from .label import run_label
-
         run_label(a.rewrites, a.out, Embedder.resolve(a.embedder), a.copy_threshold)
     elif a.stage == "pairs":
-        from .pairs import PairsConfig, build_pairs, sft_rows
-
         build_pairs(PairsConfig(labelled=a.labelled, out=a.out, model=a.model, band_low=a.band_low,
                                 band_high=a.band_high, margin=a.margin, max_text_chars=a.max_text_chars,
                                 template=a.template), Embedder.resolve(a.embedder))

@@ -3,14 +3,19 @@ from __future__ import annotations
 
 import os
 
+import yaml
+
+from .. import constants as C
+from ..models.shipped import resolve_model_path
+from ..predict.defaults import kaggle_preset_ensemble
+from ..train.recipe import resolve_recipe
+from . import push, stage
+from .config import KaggleConfig
+from .hedge import run_hedge
+from .train_kernel import TrainSpec, plan, probe_config, resolve_train_output
+
 
 def _kaggle(a):
-    from .. import constants as C
-    from . import push, stage
-    from .config import KaggleConfig
-    from ..models.shipped import resolve_model_path
-
-    from ..predict.defaults import kaggle_preset_ensemble
     a.out = a.out or {"kernel": "build/kernels", "hedge": "build/hedge"}.get(a.action, "build/datasets")
     cfg = KaggleConfig.load(a.config)
     if a.action == "wheels":
@@ -19,8 +24,6 @@ def _kaggle(a):
         print(stage.stage_wheels_dataset(cfg, a.wheels, a.out))
         model = resolve_model_path(a.model) if a.model else None
         if a.lora and os.path.isfile(os.path.join(a.lora, "kaggle_train_output.json")):  # a train kernel's output
-            from .train_kernel import resolve_train_output
-
             model, a.lora = resolve_train_output(a.lora, model)
             print(f"train kernel output: LoRA {a.lora} on base {model}")
         # no --ensemble: the Kaggle preset's, when the base staged is its base (recover predict --preset kaggle
@@ -48,22 +51,13 @@ def _kaggle(a):
             if slug in (cfg.wheels_dataset, cfg.model_dataset) or os.path.isdir(f"{a.out}/{slug}"):  # others when staged
                 push.publish_dataset(f"{a.out}/{slug}", new=a.new)
     elif a.action == "hedge":
-        from .hedge import run_hedge
-
         if not (a.answers and a.truth and a.mean_prompt):
             raise ValueError("kaggle hedge: --answers CSV --truth CSV --mean-prompt JSON (and --probes, --embedder)")
         run_hedge(a.answers, a.truth, a.mean_prompt, a.out, a.probes, a.embedder)
     elif a.action == "plan":
-        import yaml
-
-        from ..train.recipe import resolve_recipe
-        from .train_kernel import plan, probe_config
-
         print(f"{a.recipe}: PROJECTED Kaggle T4 x2 time per chain stage (bench/projection.py; not measured)")
         plan(probe_config(yaml.safe_load(resolve_recipe(a.recipe).read_text())))
     else:
-        from .train_kernel import TrainSpec
-
         train = TrainSpec(a.recipe or TrainSpec.recipe, a.holdout, a.part) if a.name == "train" else None
         d = stage.render_kernel(a.name, cfg, a.out, shard=a.shard, train=train)
         meta = push.validate_kernel_folder(d)

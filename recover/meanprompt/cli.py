@@ -1,11 +1,12 @@
 """`recover meanprompt`: the parser and the handler, beside the code they wire (recover/cli.py lists the verbs)."""
 from __future__ import annotations
 
+from .optimize import OptimizeConfig
+from .run import MeanPromptJob, run_optimize, run_speed_bench
+from .suffix import SUFFIX_DEFAULTS, run_suffix
+
 
 def _meanprompt(a):
-    from .optimize import OptimizeConfig
-    from .run import MeanPromptJob, run_optimize, run_speed_bench
-
     if a.action == "bench":  # it times single-beam append steps: the search's own knobs would be ignored
         given = [f for f, v, d in (("--beam", a.beam, 4), ("--steps", a.steps, 30), ("--insert-words", a.insert_words, 16),
                                    ("--resume", a.resume, False)) if v != d]
@@ -41,9 +42,6 @@ def add_cli(sub) -> None:
 
 
 def _suffix(a):
-    from .optimize import OptimizeConfig
-    from .suffix import SUFFIX_DEFAULTS, run_suffix
-
     search = OptimizeConfig(**{**SUFFIX_DEFAULTS, **{k: v for k, v in (("steps", a.steps), ("beam", a.beam)) if v}})
     run_suffix(a.pred, a.data, a.out, rows=a.rows, seed=a.seed, embedder=a.embedder, mean_prompt=a.mean_prompt,
                apply_to=a.apply_to or [], into=a.into, make_default=a.make_default, cfg=search)

@@ -1,8 +1,9 @@
 """LLM predictor: the GGUF's own chat template, token-exact truncation, forced prefixes, cleaning."""
 from __future__ import annotations
 
+import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -11,6 +12,7 @@ from . import serving  # the measured CPU engine choice (a module, so tests can 
 from .llama_engine import LlamaEngine, check_gguf, gguf_architecture
 from .postprocess import clean_llm_output
 from .prompting import ChatFormat, build_messages, fit_texts, load_template
+from .torch_engine import TorchEngine
 
 _SENTINEL = "\u2063RECOVER_SLOT\u2063"
 
@@ -91,8 +93,6 @@ class LlamaPredictor:
         # rows `recover predict` hands over at once: the torch engine sorts them by length into batches of n_seq
         self.chunk_rows = 8 * cfg.n_seq if cfg.engine == "torch" else 8
         if cfg.engine == "torch":
-            from .torch_engine import TorchEngine
-
             self.engine = TorchEngine(cfg.model, n_ctx_row=cfg.n_ctx, n_seq=cfg.n_seq, seed=cfg.seed,
                                       n_threads=cfg.n_threads, lora_path=cfg.lora_path, dtype=cfg.torch_dtype)
         else:
@@ -120,9 +120,6 @@ class LlamaPredictor:
     def with_prefixes(self, prefixes: list[str]) -> "LlamaPredictor":
         """The same loaded model and adapter answering with other forced openings (an ensemble's prefixed
         member): one engine, not a second copy of the weights."""
-        import copy
-        from dataclasses import replace
-
         other = copy.copy(self)
         other.cfg = replace(self.cfg, prefixes=list(prefixes))
         other.text_budget = other._text_budget()

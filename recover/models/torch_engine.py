@@ -19,11 +19,13 @@ transformers' to ~1e-4 logits in fp32 (tests/test_torch_engine.py) at a fraction
 """
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .. import constants as C
 from ..cpus import claim_cpus, usable_cpus
@@ -37,17 +39,14 @@ DTYPES = {d: "bfloat16" if d == "bf16" else "float32" for d in C.TORCH_DTYPES}
 
 def quiet_gguf_loading() -> None:
     """transformers' per-tensor GGUF bar ignores its own progress-bar switch: seconds of noise in every log."""
-    import functools
-
-    import transformers.modeling_gguf_pytorch_utils as gguf_utils
-    from tqdm.auto import tqdm
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils  # transformers: heavy, optional extra
 
     gguf_utils.tqdm = functools.partial(tqdm, disable=True)
 
 
 def load_hf_from_gguf(model_path: str, dtype: str = "bf16", lora_path: str | None = None):
     """transformers' GGUF loader (dequantises every tensor) + the adapter merged, in `dtype`."""
-    import torch
+    import torch  # torch, transformers: heavy, optional extras
     from transformers import AutoModelForCausalLM
 
     quiet_gguf_loading()
@@ -62,7 +61,7 @@ def merge_gguf_lora(model, lora_path: str, scale: float = 1.0) -> int:
     """Merge a llama.cpp LoRA adapter (GGUF, as convert_lora_to_gguf writes it) into an HF model in place.
     -> the number of weight matrices changed. llama.cpp permutes the rows of Q and K for the llama
     architecture (rotary layout), so their B matrices are un-permuted as transformers does the weights."""
-    import torch
+    import torch  # torch, gguf, transformers: heavy, optional extras
     from gguf import GGUFReader
     from gguf.quants import dequantize
     from transformers.modeling_gguf_pytorch_utils import TensorProcessor, get_gguf_hf_weights_map
@@ -117,7 +116,7 @@ class TorchEngine(GGUFTokens):
 
     def __init__(self, model_path: str, *, n_ctx_row: int, n_seq: int, seed: int, n_threads: int | None = None,
                  lora_path: str | None = None, dtype: str | None = None, **_llama_only):
-        import llama_cpp
+        import llama_cpp  # llama_cpp, torch (and torch_lm, which imports it): heavy, optional extras
         import torch
         from llama_cpp import _internals
         from llama_cpp._logger import set_verbose
@@ -159,19 +158,19 @@ class TorchEngine(GGUFTokens):
         self.reseed(seed)
 
     def reseed(self, seed: int) -> None:
-        import torch
+        import torch  # torch: heavy, optional extra
 
         self._gen = torch.Generator().manual_seed(seed)
 
     def _amp(self):
-        import torch
+        import torch  # torch: heavy, optional extra
 
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == "amp")
 
     def set_head(self, tokens: list[int]) -> None:
         """Evaluate the instruction head every row shares once; each batch starts from a copy of its KV
         cache (the llama engine does the same with its sequence 0): ~15% of a row's prompt tokens."""
-        import torch
+        import torch  # torch: heavy, optional extra
 
         self.head, self._head_cache = list(tokens), None
         if len(self.head) > 1:
@@ -191,7 +190,7 @@ class TorchEngine(GGUFTokens):
         batching, as the llama engine does it: n_seq slots decode together, rows enter shortest first, and a
         slot whose row has stopped takes the next row at once (rows enter in groups of n_seq / 4 up to
         PREFILL_TOKENS, so each prefill is one matmul-sized batch); the llama engine's stop rules, row by row."""
-        import torch
+        import torch  # torch: heavy, optional extra
 
         n = len(prompts)
         self._out: list[str | None] = [None] * n
@@ -257,7 +256,7 @@ class TorchEngine(GGUFTokens):
     def _grow(self, cache: list, need: int) -> None:
         """Make the decode cache at least `need` positions long, in place (by 25% at a time at least): a decode
         step reads the whole cache as one contiguous view, so it is kept as short as the rows in it allow."""
-        import torch
+        import torch  # torch: heavy, optional extra
 
         L = cache[0][0].shape[2]
         if need <= L:
@@ -300,7 +299,7 @@ class TorchEngine(GGUFTokens):
     def _choose(self, logits, temperature: float, top_p: float):
         """(next token per row, its log-prob under the raw logits): greedy, or sampled as the llama engine
         samples (temperature, then top-p; no top-k)."""
-        import torch
+        import torch  # torch: heavy, optional extra
 
         logp = torch.log_softmax(logits, dim=-1)
         if temperature <= 0:

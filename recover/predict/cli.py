@@ -7,19 +7,15 @@ from .. import constants as C
 from ..cli_args import _add_llm_args, _llm_options
 from ..meanprompt.prompt import COMBINE_ALIASES, COMBINE_MODES
 from ..score.embedder import DTYPES as EMBED_DTYPES
+from .defaults import preset, resolve_predictor
 from .ensemble import shipped_ensembles
-from .runner import ON_MODEL_ERROR, PREDICTORS
+from .runner import ON_MODEL_ERROR, PREDICTORS, PredictConfig, run_predict
 
 
 def _predict(a):
-    from .defaults import resolve_predictor
-    from .runner import PredictConfig, run_predict
-
     llm = _llm_options(a)
     ensemble_flag = a.ensemble
     if a.preset:  # what that context serves by default, read where its staging reads it (defaults.preset)
-        from .defaults import preset
-
         if a.predictor or a.ensemble:
             raise ValueError(f"--preset {a.preset}: it names the predictor; give no --predictor or --ensemble")
         ensemble_flag = preset(a.preset)["ensemble"]

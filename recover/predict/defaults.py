@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import constants as C
 from ..models.shipped import ASSETS
+from .embed import default_artifact
 
 DEFAULT_FILE = ASSETS / C.DEFAULT_PREDICTOR_FILE
 
@@ -69,8 +70,6 @@ def resolve_predictor(predictor: str | None, model: str | None,
     if predictor is None:
         predictor = infer_kind(model)
     if predictor == "embed" and model is None:
-        from .embed import default_artifact
-
         shipped = default_artifact()
         if shipped is None:
             raise ValueError("--predictor embed: no --model given and no embed predictor is shipped")

