@@ -83,7 +83,9 @@ class LlamaPredictor:
     name = "llm"
     deadline: float | None = None  # time.monotonic() by which decoding must stop (runner's --time-budget)
 
-    def __init__(self, cfg: LlamaConfig):
+    def __init__(self, cfg: LlamaConfig, manifest: dict | None = None):
+        """manifest: the adapter's own choices a runner reads ("combine", "suffix"); the model ignores it."""
+        self.manifest = manifest or {}
         check_gguf(cfg.model)
         if cfg.engine == "auto" and gguf_architecture(cfg.model) not in (None, *C.TORCH_ENGINE_GGUF_ARCHS):
             cfg.engine = "llama"  # e.g. Qwen2: the torch engine builds llama and gemma3 only

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from .. import constants as C
-from ..cli_args import _add_llm_args, _llm_options
+from ..cli_args import LLM_FLAGS, _add_llm_args, _llm_options
 from ..meanprompt.prompt import COMBINE_ALIASES, COMBINE_MODES
 from ..score.embedder import DTYPES as EMBED_DTYPES
 from .defaults import preset, resolve_predictor
@@ -21,8 +21,7 @@ def _predict(a):
         ensemble_flag = preset(a.preset)["ensemble"]
     predictor, model, ensemble = resolve_predictor(a.predictor, a.model, ensemble_flag)
     if llm and predictor not in ("llm", "ensemble"):
-        flag = "--" + next(iter(llm)).replace("_", "-").replace("prefixes", "prefix").replace("lora-path", "lora")
-        raise ValueError(f"{flag}: a llama.cpp flag, but the predictor is {predictor!r} (it would be ignored); "
+        raise ValueError(f"{LLM_FLAGS[next(iter(llm))]}: a llama.cpp flag, but the predictor is {predictor!r} (it would be ignored); "
                          "give --model GGUF or --predictor llm")
     # every PredictConfig field that is a flag comes from the parsed flags as it is; the rest is resolved above
     flags = {f.name: getattr(a, f.name) for f in fields(PredictConfig) if hasattr(a, f.name)}

@@ -58,6 +58,7 @@ def fit_ridge(X: np.ndarray, Y: np.ndarray, alpha: float,
 
 class EmbedPredictor:
     name = "embed"
+    chunk_rows: int | None = None  # enable_invert sets it; None: the runner's BATCH_SIZES["embed"]
 
     def __init__(self, W, x_mean, y_mean, candidates: list[str], cand_emb: np.ndarray, embedder: Embedder | None,
                  manifest: dict):

@@ -144,7 +144,7 @@ class EnsemblePredictor:
         self.rows = {n: 0 for n in spec.order}
         self.deadline: float | None = None
         self.manifest = {"combine": "pred"}  # the joined string is the submission
-        self.chunk_rows = max(getattr(p, "chunk_rows", 8) for p in members.values())
+        self.chunk_rows = max(p.chunk_rows or 8 for p in members.values())
         if spec.join != "concat" and encode is None:
             raise ValueError(f"ensemble {spec.name}: join {spec.join} needs the metric embedder")
 

@@ -68,7 +68,6 @@ class PredictConfig:
     llm: dict = field(default_factory=dict)  # LlamaConfig fields, see models/llm.py
     embed_dtype: str = "auto"  # the embed predictor's FEATURE encoding: auto = bf16 on a bf16 CPU (LOSO: no loss)
     cpu_quant: str | None = "auto"  # on CPU: "auto" (packaged model in the measured quant), "none", or a quant
-    model_served: str | None = None  # set at load: the GGUF actually served (a cached requant on CPU)
 
     def __post_init__(self):
         if self.predictor not in PREDICTORS:
@@ -103,9 +102,7 @@ def build_predictor(cfg: PredictConfig, mean: MeanPrompt, cap=None, log=print):
     if cfg.predictor == "mean":
         return MeanPredictor(mean)
     if cfg.predictor == "llm":
-        p = load_llm(cfg.model, cfg.llm, cfg.cpu_quant, cfg.seed, log)
-        cfg.model_served = p.served  # recorded in the run folder
-        return p
+        return load_llm(cfg.model, cfg.llm, cfg.cpu_quant, cfg.seed, log)
     if cfg.predictor == "ensemble":
         return load_ensemble(cfg, cap, log)
     return load_embed(cfg.model, cfg.embedder, cfg.embed_dtype, log)
@@ -114,10 +111,9 @@ def build_predictor(cfg: PredictConfig, mean: MeanPrompt, cap=None, log=print):
 def load_llm(model: str, llm: dict, cpu_quant: str | None, seed: int, log=print):
     served = serve_model_path(model, llm, cpu_quant, log)
     options, lora = llm_options(llm)
-    p = LlamaPredictor(LlamaConfig(model=served, seed=seed, **options))
-    p.served = served
-    # read by resolve_combine and artifact_suffix: the adapter's chosen combine and its fitted suffix
-    p.manifest = {k: lora[k] for k in ("combine", "suffix") if k in lora}
+    # the adapter's chosen combine and its fitted suffix, read by resolve_combine and artifact_suffix
+    p = LlamaPredictor(LlamaConfig(model=served, seed=seed, **options),
+                       manifest={k: lora[k] for k in ("combine", "suffix") if k in lora})
     c = p.cfg
     log(f"lora: {lora.get('name', c.lora_path)}" if c.lora_path else "lora: none (the bare base model)")
     log(f"llm engine: {c.engine}" + (f" ({c.torch_dtype}, {c.n_seq} rows a batch)" if c.engine == "torch" else
@@ -148,8 +144,7 @@ def load_ensemble(cfg: PredictConfig, cap, log=print):
             members[name] = base.with_prefixes([m.prefix] if m.prefix else list(base.cfg.prefixes))
         else:
             p = load_embed(m.model or str(default_artifact()), cfg.embedder, cfg.embed_dtype, log)
-            if normalize_combine(p.manifest.get("combine", "pred")) == "pred+invert":
-                p.enable_invert(cap=cap)  # the embed member is embed-invert when its artifact says so
+            apply_invert(p, resolve_combine(None, p), cap)  # the embed member is embed-invert when its artifact says so
             members[name] = p
     encode = None
     if spec.join != "concat":
@@ -163,12 +158,22 @@ def resolve_combine(asked: str | None, predictor) -> str:
         return asked
     if predictor.name == "mean":
         return "mean"
-    return normalize_combine(getattr(predictor, "manifest", {}).get("combine", "pred+mean"))
+    return normalize_combine(predictor.manifest.get("combine", "pred+mean"))
+
+
+def apply_invert(predictor, mode: str, cap) -> None:
+    """The ONE place that decides per-row inversion: an embed predictor whose combine is pred+invert."""
+    if mode != "pred+invert" or predictor.name == "mean":  # mean: the model failed to load, rows get the fallback
+        return
+    if predictor.name != "embed":
+        raise ValueError(f"--combine {mode}: per-row inversion edits the embed predictor's strings; "
+                         f"not built for {predictor.name}")
+    predictor.enable_invert(cap=cap)
 
 
 def artifact_suffix(predictor, mode: str) -> str | None:
     """The suffix the artifact carries (fitted to follow its own predictions); pred+suffix needs one."""
-    suffix = (getattr(predictor, "manifest", None) or {}).get("suffix")
+    suffix = predictor.manifest.get("suffix")
     if mode == "pred+suffix" and suffix is None:
         raise ValueError(f"--combine pred+suffix: the {predictor.name} artifact carries no suffix "
                          "(recover suffix fit --into ARTIFACT writes one)")
@@ -205,7 +210,7 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
     mode, finish = finisher(cfg, predictor, mean, cap, fallback, log)
     # rows per checkpointed chunk: asked for, else the predictor's own (the torch engine sorts a chunk by
     # length into batches, so a bigger chunk pads less), else the predictor kind's
-    chunk_rows = cfg.batch_size or getattr(predictor, "chunk_rows", None) or BATCH_SIZES[predictor.name]
+    chunk_rows = cfg.batch_size or predictor.chunk_rows or BATCH_SIZES[predictor.name]
     todo = [i for i in range(len(df)) if df.at[i, C.COL_ID] not in done]
     ckpt.open(fresh=not done)
     timed_rows, timed_s = predict_chunks(predictor, df, todo, chunk_rows, deadline, ckpt, done,
@@ -219,8 +224,7 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
     stats = {"rows": len(ids), "status": counts, "seconds": round(time.monotonic() - t0, 2),
              "s_per_row_predicted": round(timed_s / timed_rows, 4) if timed_rows else None,
              "predictor": predictor.name, "combine": mode, "model_error": model_error,
-             "output": str(cfg.output), "run_dir": str(run_dir), "model_served": cfg.model_served,
-             "engine": getattr(getattr(predictor, "cfg", None), "engine", None)}
+             "output": str(cfg.output), "run_dir": str(run_dir), **served_by(predictor)}
     if predictor.name == "ensemble":  # where an ensemble's time went, member by member
         stats["member_s_per_row"] = {n: round(predictor.rate(n), 4) for n in predictor.spec.order}
         log("ensemble s/row by member: " + ", ".join(f"{n} {v}" for n, v in stats["member_s_per_row"].items()))
@@ -228,6 +232,12 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
     log(f"wrote {cfg.output}: {len(ids)} rows " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     check_row_failures(counts, cfg.on_model_error, log)
     return stats
+
+
+def served_by(predictor) -> dict:
+    """The GGUF an LLM predictor serves (a cached requant on CPU) and its engine; None for the others."""
+    llm = predictor.cfg if isinstance(predictor, LlamaPredictor) else None
+    return {"model_served": llm.model if llm else None, "engine": llm.engine if llm else None}
 
 
 def load_or_fallback(cfg: PredictConfig, mean: MeanPrompt, cap, log=print):
@@ -246,11 +256,7 @@ def finisher(cfg: PredictConfig, predictor, mean: MeanPrompt, cap, fallback: str
     """-> (the combine mode, raw answer -> submitted prompt): combined, capped, never blank."""
     mode = resolve_combine(cfg.combine, predictor)
     suffix = artifact_suffix(predictor, mode)
-    if mode == "pred+invert" and predictor.name != "mean":  # mean: the model failed to load, rows get the fallback
-        if predictor.name != "embed":
-            raise ValueError(f"--combine {mode}: per-row inversion edits the embed predictor's strings; "
-                             f"not built for {predictor.name}")
-        predictor.enable_invert(cap=cap)
+    apply_invert(predictor, mode, cap)
     log(f"predictor: {predictor.name}, combine: {mode}" + (f", suffix: {suffix!r}" if mode == "pred+suffix" else ""))
 
     def finish(raw: str | None) -> str:
