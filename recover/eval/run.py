@@ -313,7 +313,7 @@ def score_fold(r: EvalRun, fold) -> None:
             preds = [p if live else mean.prompt for p, live in zip(preds, va.live)]  # as predict: no text, the mean
         else:
             feats = (r.bf16[0][val], r.bf16[1][val]) if name == "embed:bf16" else None
-            preds, params = predict_rows(pred, mean, va, feats), getattr(pred, "manifest", {"mean_prompt": mean.prompt})
+            preds, params = predict_rows(pred, mean, va, feats), pred.manifest or {"mean_prompt": mean.prompt}
         scs = add_rows(r, fold, name, va, preds)
         # the rows a fit was given; a reference that fits nothing (mean:shipped) records none
         r.fits.append({"fold": fold.name, "method": name, "val_rows": len(va.df),
