@@ -9,8 +9,10 @@ import json
 from pathlib import Path
 
 from .. import constants as C
+from ..cli_args import LLM_FLAGS
 from ..models.shipped import ASSETS
 from .embed import default_artifact
+from .runner import PredictConfig
 
 DEFAULT_FILE = ASSETS / C.DEFAULT_PREDICTOR_FILE
 
@@ -86,3 +88,20 @@ def infer_kind(model: str) -> str:
     if mf.is_file() and json.loads(mf.read_text()).get("kind") == "embed_predictor":
         return "embed"
     raise ValueError(f"--model {model}: neither a .gguf file nor an embed-predictor folder; pass --predictor")
+
+
+def predict_config(input: str, output: str, *, predictor: str | None = None, model: str | None = None,
+                   ensemble: str | None = None, preset_name: str | None = None, llm: dict | None = None,
+                   **settings) -> PredictConfig:
+    """The ONE place flags, a preset and the shipped default become a PredictConfig: `recover predict` and
+    `make demo` both build theirs here. settings: the other PredictConfig fields, as given."""
+    llm = llm or {}
+    if preset_name:  # what that context serves by default, read where its staging reads it
+        if predictor or ensemble:
+            raise ValueError(f"--preset {preset_name}: it names the predictor; give no --predictor or --ensemble")
+        ensemble = preset(preset_name)["ensemble"]
+    predictor, model, ensemble = resolve_predictor(predictor, model, ensemble)
+    if llm and predictor not in ("llm", "ensemble"):
+        raise ValueError(f"{LLM_FLAGS[next(iter(llm))]}: a llama.cpp flag, but the predictor is {predictor!r} "
+                         "(it would be ignored); give --model GGUF or --predictor llm")
+    return PredictConfig(input, output, predictor=predictor, model=model, ensemble=ensemble, llm=llm, **settings)
