@@ -67,11 +67,9 @@ TORCH_ROWS = 8  # rows per torch batch unless told: `recover bench` measured bat
 
 
 def resolve_engine(cfg: LlamaConfig) -> tuple[str, int]:
-    """(engine, rows in flight) for this config; see LlamaConfig.engine and n_seq. Sets cfg.torch_dtype."""
+    """(engine, rows in flight) for this config; see LlamaConfig.engine and n_seq."""
     choice = serving.default_cpu_quant() or {}
     engine = "llama" if cfg.engine == "auto" and cfg.n_gpu_layers else serving.cpu_engine(cfg.engine)
-    if engine == "torch" and cfg.torch_dtype is None:
-        cfg.torch_dtype = serving.cpu_torch_dtype()
     if cfg.n_seq is not None:
         return engine, cfg.n_seq
     if engine == "torch":
@@ -88,10 +86,12 @@ class LlamaPredictor:
         self.manifest = manifest or {}
         check_gguf(cfg.model)
         if cfg.engine == "auto" and gguf_architecture(cfg.model) not in (None, *C.TORCH_ENGINE_GGUF_ARCHS):
-            cfg.engine = "llama"  # e.g. Qwen2: the torch engine builds llama and gemma3 only
-        self.cfg = cfg
+            cfg = replace(cfg, engine="llama")  # e.g. Qwen2: the torch engine builds llama and gemma3 only
+        engine, n_seq = resolve_engine(cfg)
+        dtype = cfg.torch_dtype or (serving.cpu_torch_dtype() if engine == "torch" else None)
+        # the config as served (engine, rows, precision resolved); the caller's is left as it was
+        self.cfg = cfg = replace(cfg, engine=engine, n_seq=n_seq, torch_dtype=dtype)
         self.template = load_template(cfg.template)
-        cfg.engine, cfg.n_seq = resolve_engine(cfg)  # recorded resolved, in the run folder
         # rows `recover predict` hands over at once: the torch engine sorts them by length into batches of n_seq
         self.chunk_rows = 8 * cfg.n_seq if cfg.engine == "torch" else 8
         if cfg.engine == "torch":
