@@ -16,12 +16,17 @@ def _named_files(items) -> dict[str, str]:
     return out
 
 
+# LlamaConfig field -> the flag that sets it (its argparse dest is the field), in the order the options are recorded
+LLM_FLAGS = {"template": "--template", "prefixes": "--prefix", "n_ctx": "--n-ctx", "max_new_tokens": "--max-new-tokens",
+             "n_gpu_layers": "--n-gpu-layers", "split_mode": "--split-mode", "tensor_split": "--tensor-split",
+             "flash_attn": "--flash-attn", "offload_kqv": "--offload-kqv", "n_batch": "--n-batch",
+             "n_threads": "--n-threads", "n_seq": "--n-seq", "lora_path": "--lora", "engine": "--engine",
+             "torch_dtype": "--torch-dtype"}
+
+
 def _llm_options(a) -> dict:
-    return {k: v for k, v in {
-        "template": a.template, "prefixes": a.prefix, "n_ctx": a.n_ctx, "max_new_tokens": a.max_new_tokens,
-        "n_gpu_layers": a.n_gpu_layers, "split_mode": a.split_mode, "tensor_split": a.tensor_split,
-        "flash_attn": a.flash_attn, "offload_kqv": a.offload_kqv, "n_batch": a.n_batch, "n_threads": a.n_threads,
-        "n_seq": a.n_seq, "lora_path": a.lora, "engine": a.engine, "torch_dtype": a.torch_dtype}.items() if v is not None}
+    """The LLM flags given, as LlamaConfig fields."""
+    return {f: getattr(a, f) for f in LLM_FLAGS if getattr(a, f) is not None}
 
 
 def on_off(text: str) -> bool:
@@ -36,25 +41,29 @@ def on_off(text: str) -> bool:
 
 def _add_llm_args(s):
     g = s.add_argument_group("llama.cpp (Kaggle T4 x2 settings: docs/internals.md)")
-    g.add_argument("--template", help="instruction template: a built-in name (recover, short) or a .txt file with {original} and {rewritten}")
-    g.add_argument("--prefix", action="append", help="force the answer to open with this; repeat to concatenate runs")
-    g.add_argument("--n-ctx", type=int)
-    g.add_argument("--max-new-tokens", type=int)
-    g.add_argument("--n-seq", type=int, help="rows decoded together in one batch")
-    g.add_argument("--engine", choices=C.ENGINES,
-                   help="auto (default): llama.cpp on a GPU, the CPU engine `make bench-cpu` measured fastest on a CPU; "
-                        "torch = the GGUF's weights in torch, rows batched (fast on CPUs with bf16 hardware)")
-    g.add_argument("--torch-dtype", choices=C.TORCH_DTYPES,
-                   help="torch engine: bf16 (weights + activations), amp (fp32 weights, bf16 matmuls), fp32, int8 "
-                        "(int8 weights per channel x activations quantised per token, int8 matmuls); "
-                        "default: what `make bench-cpu` chose")
-    g.add_argument("--n-gpu-layers", type=int)
-    g.add_argument("--split-mode", type=int, help="0 none, 1 layer, 2 row (llama.cpp LLAMA_SPLIT_MODE_*)")
-    g.add_argument("--tensor-split", type=lambda s: [float(x) for x in s.split(",")], help="e.g. 0.5,0.5")
-    g.add_argument("--flash-attn", type=on_off, metavar="on|off")
-    g.add_argument("--offload-kqv", type=on_off, metavar="on|off")
-    g.add_argument("--n-batch", type=int)
-    g.add_argument("--n-threads", type=int)
-    g.add_argument("--lora", help="unmerged LoRA adapter GGUF (recover export model --lora-gguf) or a shipped adapter's name, "
-                   "applied at load; --model pypi:smollm2 without it serves the shipped final fit "
-                   f"({C.DEFAULT_LORA}); none: the bare base model")
+
+    def arg(field, **kw):
+        g.add_argument(LLM_FLAGS[field], dest=field, **kw)
+
+    arg("template", help="instruction template: a built-in name (recover, short) or a .txt file with {original} and {rewritten}")
+    arg("prefixes", metavar="PREFIX", action="append", help="force the answer to open with this; repeat to concatenate runs")
+    arg("n_ctx", type=int)
+    arg("max_new_tokens", type=int)
+    arg("n_seq", type=int, help="rows decoded together in one batch")
+    arg("engine", choices=C.ENGINES,
+        help="auto (default): llama.cpp on a GPU, the CPU engine `make bench-cpu` measured fastest on a CPU; "
+             "torch = the GGUF's weights in torch, rows batched (fast on CPUs with bf16 hardware)")
+    arg("torch_dtype", choices=C.TORCH_DTYPES,
+        help="torch engine: bf16 (weights + activations), amp (fp32 weights, bf16 matmuls), fp32, int8 "
+             "(int8 weights per channel x activations quantised per token, int8 matmuls); "
+             "default: what `make bench-cpu` chose")
+    arg("n_gpu_layers", type=int)
+    arg("split_mode", type=int, help="0 none, 1 layer, 2 row (llama.cpp LLAMA_SPLIT_MODE_*)")
+    arg("tensor_split", type=lambda s: [float(x) for x in s.split(",")], help="e.g. 0.5,0.5")
+    arg("flash_attn", type=on_off, metavar="on|off")
+    arg("offload_kqv", type=on_off, metavar="on|off")
+    arg("n_batch", type=int)
+    arg("n_threads", type=int)
+    arg("lora_path", metavar="LORA", help="unmerged LoRA adapter GGUF (recover export model --lora-gguf) or a shipped adapter's name, "
+        "applied at load; --model pypi:smollm2 without it serves the shipped final fit "
+        f"({C.DEFAULT_LORA}); none: the bare base model")

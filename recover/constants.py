@@ -38,7 +38,7 @@ DEFAULT_SEED = 1234  # llama.cpp treats seed=0 as "random": never use 0.
 # amp fp32 weights, bf16 matmuls; fp32; int8 weights per channel x activations per token (int8 matmuls)
 ENGINES = ("auto", "llama", "torch")
 TORCH_DTYPES = ("bf16", "amp", "fp32", "int8")
-# the GGUF architectures the torch engine builds (predict/torch_lm.py); --engine auto serves others on llama.cpp
+# the GGUF architectures the torch engine builds (models/torch_lm.py); --engine auto serves others on llama.cpp
 TORCH_ENGINE_GGUF_ARCHS = ("llama", "gemma3")
 
 # --- artifacts ------------------------------------------------------------
@@ -75,7 +75,7 @@ PYPI_MODELS = (PYPI_SMOLLM2, PYPI_GEMMA3_270M, PYPI_QWEN05)
 # Shipped LoRA adapters: recover/assets/lora/<name>/{manifest.json, <name>.gguf}; `--lora <name>`.
 LORA_ASSETS_DIR = "lora"
 LORA_FORMAT_VERSION = 1
-# The CPU engine / precision / quant `recover predict` serves, chosen PER MACHINE (predict/cpu_choice.py):
+# The CPU engine / precision / quant `recover predict` serves, chosen PER MACHINE (models/cpu_choice.py):
 # measured by `recover bench --choose-cpu-quant` into ~/.cache/recover/cpu-choice-<cpu key>.json, else the
 # packaged rule of the CPU's feature class
 CPU_CHOICE_PREFIX = "cpu-choice-"

@@ -5,8 +5,10 @@ processes that each took every core slowed each other ~15x on a 2-core machine (
 """
 from __future__ import annotations
 
+import fcntl
 import math
 import os
+import sys
 from pathlib import Path
 
 
@@ -55,8 +57,6 @@ def claim_cpus(log=None) -> bool:
         return True
     if os.environ.get("RECOVER_THREADS"):
         return False
-    import fcntl
-    import sys
 
     path = user_cache_dir() / "cpu.lock"
     try:

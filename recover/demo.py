@@ -8,7 +8,7 @@ from pathlib import Path
 
 from . import constants as C
 from .csvio import atomic_write_csv, read_table
-from .predict.defaults import default_choice, preset, resolve_predictor
+from .predict.defaults import default_choice, predict_config, preset
 from .predict.ensemble import EnsembleSpec
 from .predict.runner import PredictConfig, run_predict
 from .score.embedder import Embedder
@@ -20,8 +20,7 @@ EXTRA_ROWS = 16  # the adapter and the Kaggle preset run on the first rows only 
 
 def default_predictor_config(inp: str, out: str, **kw) -> PredictConfig:
     """The ONE default (recover/assets/default_predictor.json): what `recover predict` runs with no flags."""
-    predictor, model, ensemble = resolve_predictor(None, None)
-    return PredictConfig(inp, out, predictor=predictor, model=model, ensemble=ensemble, **kw)
+    return predict_config(inp, out, **kw)
 
 
 def loso_lines(choice: dict) -> str:

@@ -1,10 +1,10 @@
 """`recover demo`: the parser and the handler, beside the code they wire (recover/cli.py lists the stages)."""
 from __future__ import annotations
 
+from .demo import run_demo
+
 
 def _demo(a):
-    from .demo import run_demo
-
     run_demo(a.out, a.embedder)
 
 

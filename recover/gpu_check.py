@@ -16,6 +16,10 @@ from pathlib import Path
 
 from . import constants as C
 from .csvio import atomic_write_json
+from .export.llama_src import run_converter
+from .export.run import export
+from .models.hf_model import materialize_hf
+from .models.llama_engine import LlamaEngine
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 
@@ -23,7 +27,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jin
 def tiny_model(out: Path, tokenizer: Path) -> Path:
     """A random 2-layer Llama on a real tokenizer; weights scaled up so next-token logits are peaked
     (a near-uniform random model would flip its argmax on any rounding, quantized or not)."""
-    import torch
+    import torch  # torch, transformers: heavy, optional extras
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     tok = AutoTokenizer.from_pretrained(tokenizer)
@@ -49,9 +53,7 @@ def dpo_pairs(path: Path, n: int = 8) -> Path:
 
 
 def offload_tokens_per_s(gguf: str, n_gpu_layers: int) -> dict:
-    import llama_cpp
-
-    from .predict.llama_engine import LlamaEngine
+    import llama_cpp  # llama_cpp: optional extra, loads a native library
 
     e = LlamaEngine(gguf, n_ctx_row=256, n_seq=1, n_batch=256, seed=C.DEFAULT_SEED, n_gpu_layers=n_gpu_layers)
     toks = e.tokenize("Original text: the meeting moved.\nRewritten text:", add_bos=True, special=True)
@@ -65,10 +67,6 @@ def offload_tokens_per_s(gguf: str, n_gpu_layers: int) -> dict:
 
 
 def run_gpu_check(device: str, out: str, tokenizer: str | None = None, log=print) -> dict:
-    from .export.llama_src import run_converter
-    from .export.run import export
-    from .predict.hf_model import materialize_hf
-
     if device not in ("cuda", "cpu"):
         raise ValueError("--device cuda or cpu (the dry run)")
     o = Path(out)
@@ -77,7 +75,7 @@ def run_gpu_check(device: str, out: str, tokenizer: str | None = None, log=print
     o.mkdir(parents=True)
     rep: dict = {"device": device}
     if device == "cuda":
-        import torch
+        import torch  # torch: heavy, optional extra
 
         if not torch.cuda.is_available():
             raise RuntimeError("--device cuda: torch sees no CUDA device")

@@ -1,10 +1,10 @@
 """`recover gpu-check`: the parser and the handler, beside gpu_check.py (recover/cli.py lists the stages)."""
 from __future__ import annotations
 
+from .gpu_check import run_gpu_check
+
 
 def _gpu_check(a):
-    from .gpu_check import run_gpu_check
-
     run_gpu_check(a.device, a.out, a.tokenizer)
 
 

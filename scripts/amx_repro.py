@@ -9,8 +9,8 @@ if os.environ.get("NO_EXTRA_BUFTS"):  # weights stay in the plain CPU buffer: no
         p.use_extra_bufts = False
         return p
     llama_cpp.llama_model_default_params = _params
-from recover.predict.llm import LlamaConfig, LlamaPredictor
 from recover.demo import SAMPLE
+from recover.models.llm import LlamaConfig, LlamaPredictor
 import pandas as pd
 model = sys.argv[1]
 df = pd.read_csv(SAMPLE).head(int(sys.argv[2]) if len(sys.argv) > 2 else 4)

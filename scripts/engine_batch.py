@@ -10,9 +10,9 @@ import time
 if "DATA_DIR" not in os.environ:
     sys.exit("run it through make: make experiment NAME=engine_batch (DATA_DIR and PY come from the Makefile)")
 
-import recover.predict.torch_engine as TE  # noqa: E402
+import recover.models.torch_engine as TE  # noqa: E402
 from recover.bench.measure import _rows  # noqa: E402
-from recover.predict.llm import LlamaConfig, LlamaPredictor  # noqa: E402
+from recover.models.llm import LlamaConfig, LlamaPredictor  # noqa: E402
 from recover.pypi_models import smollm2_gguf  # noqa: E402
 
 dtype, rows = sys.argv[1], int(sys.argv[2])

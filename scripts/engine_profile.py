@@ -11,7 +11,7 @@ if "DATA_DIR" not in os.environ:
     sys.exit("run it through make: make experiment NAME=engine_profile (DATA_DIR and PY come from the Makefile)")
 
 from recover.bench.measure import _rows  # noqa: E402
-from recover.predict.llm import LlamaConfig, LlamaPredictor  # noqa: E402
+from recover.models.llm import LlamaConfig, LlamaPredictor  # noqa: E402
 from recover.pypi_models import smollm2_gguf  # noqa: E402
 
 ap = argparse.ArgumentParser()

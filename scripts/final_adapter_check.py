@@ -10,12 +10,11 @@ import numpy as np
 from recover import constants as C
 from recover.data.pairs_io import load_pairs
 from recover.eval.cache import EmbeddingCache
-from recover.score.stats import bootstrap_ci
-from recover.predict.defaults import resolve_model_path
-from recover.predict.llm import LlamaConfig, LlamaPredictor
-from recover.predict.runner import llm_options
+from recover.models.llm import LlamaConfig, LlamaPredictor
+from recover.models.shipped import llm_options, resolve_model_path
 from recover.score.embedder import Embedder, TokenCap
 from recover.score.metric import scs_rows
+from recover.score.stats import bootstrap_ci
 
 emb = Embedder.resolve(None)
 cache, cap = EmbeddingCache(emb, "build/cache"), TokenCap.from_spec(emb.spec)

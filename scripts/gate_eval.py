@@ -1,4 +1,4 @@
-"""The per-row gate (recover/predict/gate.py) held out both ways on two Gemma folds the shipped adapter never
+"""The per-row gate (recover/eval/gate.py) held out both ways on two Gemma folds the shipped adapter never
 trained on: keep the LLM answer where it agrees with the embed predictor's string (its out-of-fold
 prediction from `make eval`: the fold model that never saw that source), else submit that string.
 tau is fitted on one file's rows and applied to the other's. PROXY SCS; writes build/suffix/<src>.gate.csv.
@@ -8,10 +8,10 @@ import pandas as pd
 
 from recover.csvio import write_submission
 from recover.eval.cache import EmbeddingCache
-from recover.score.stats import bootstrap_ci
-from recover.predict.gate import agreement, apply_gate, fit_gate
+from recover.eval.gate import agreement, apply_gate, fit_gate
 from recover.score.embedder import Embedder
 from recover.score.metric import scs_rows
+from recover.score.stats import bootstrap_ci
 
 emb = Embedder.resolve(None)
 cache = EmbeddingCache(emb, "build/cache")

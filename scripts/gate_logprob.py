@@ -8,14 +8,13 @@ import pandas as pd
 
 from recover import constants as C
 from recover.eval.cache import EmbeddingCache
-from recover.score.stats import bootstrap_ci
-from recover.predict.base import MeanPrompt, combine
-from recover.predict.defaults import resolve_model_path
-from recover.predict.gate import fit_gate
-from recover.predict.llm import LlamaConfig, LlamaPredictor
-from recover.predict.runner import llm_options
+from recover.eval.gate import fit_gate
+from recover.meanprompt.prompt import MeanPrompt, combine
+from recover.models.llm import LlamaConfig, LlamaPredictor
+from recover.models.shipped import llm_options, resolve_model_path
 from recover.score.embedder import Embedder, TokenCap
 from recover.score.metric import scs_rows
+from recover.score.stats import bootstrap_ci
 
 emb = Embedder.resolve(None)
 cache, cap, mean = EmbeddingCache(emb, "build/cache"), TokenCap.from_spec(emb.spec), MeanPrompt.load().prompt

@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 from recover import constants as C  # noqa: E402
 from recover.data.onpolicy import OnPolicyConfig, sample_rows  # noqa: E402
 from recover.eval.llm_rows import FoldLLM  # noqa: E402
-from recover.predict import defaults  # noqa: E402
+from recover.models import serving as defaults  # noqa: E402
 from recover.score.embedder import Embedder  # noqa: E402
 
 ap = argparse.ArgumentParser()

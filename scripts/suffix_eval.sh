@@ -18,7 +18,7 @@ pd.read_csv('$DATA_DIR/$src.csv', keep_default_na=False).sample(n=300, random_st
     --predictor llm --model pypi:smollm2 --lora smollm2-dpo --combine llm > build/suffix/$src.predict.log 2>&1
   "$PY" -c "
 import pandas as pd
-from recover.predict.base import MeanPrompt, combine
+from recover.meanprompt.prompt import MeanPrompt, combine
 from recover.score.embedder import TokenCap, resolve_embedder
 from recover.csvio import write_submission
 cap, mean = TokenCap.from_spec(resolve_embedder(None)), MeanPrompt.load().prompt

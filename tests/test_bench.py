@@ -130,7 +130,7 @@ def test_train_bench_chooses_the_fastest_setting_and_train_applies_it_on_cpu_onl
     """`recover bench --train` -> this machine's training settings; `recover train` applies them to CPU recipes
     and never over a flag given on its command line."""
     from recover.bench import train as TB
-    from recover.predict import cpu_choice as CC
+    from recover.models import cpu_choice as CC
     from recover.train.run import machine_train_args
 
     r = lambda s, rows=8: {"seconds": s, "rows": rows}  # noqa: E731
@@ -143,7 +143,9 @@ def test_train_bench_chooses_the_fastest_setting_and_train_applies_it_on_cpu_onl
     assert TB.choose_training(table, TB.SETTINGS)["setting"] == "recipe"  # a setting that failed a stage is out
 
     monkeypatch.setenv("RECOVER_CACHE", str(tmp_path))
-    monkeypatch.setattr(CC, "read_cpu_features", lambda: CC.CpuFeatures("GenuineIntel", "6", "143", frozenset({"amx_bf16"})))
+    amx = CC.CpuFeatures("GenuineIntel", "6", "143", frozenset({"amx_bf16"}))
+    monkeypatch.setattr(CC, "read_cpu_features", lambda: amx)  # read by train's machine_train_args
+    monkeypatch.setattr(TB, "read_cpu_features", lambda: amx)  # and by the bench that writes the choice
     monkeypatch.setattr("recover.train.recipe.cpu_has_fast_bf16", lambda: True)
     rows = tmp_path / "rows.jsonl"
     rows.write_text("{}\n")

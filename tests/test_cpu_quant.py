@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from recover.predict import defaults
+from recover.models import serving as defaults
 from recover.predict.runner import PredictConfig, run_predict
 
 
@@ -57,7 +57,7 @@ def test_shipped_json_holds_no_path_of_the_machine_that_made_it():
 
 # --- issue 40: the choice is made per machine --------------------------------------------------------------
 from recover.bench import choose as CH  # noqa: E402
-from recover.predict import cpu_choice as CC  # noqa: E402
+from recover.models import cpu_choice as CC  # noqa: E402
 
 AMX = CC.CpuFeatures("GenuineIntel", "6", "143", frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16",
                                                             "amx_tile", "amx_bf16", "amx_int8"}))

@@ -13,7 +13,7 @@ from recover.data.label import classify, run_label
 from recover.data.originals import import_originals
 from recover.data.pairs import PairsConfig, build_pairs, sft_rows
 from recover.data.rewrite import RewriteConfig, merge_shards, run_rewrite
-from recover.predict.prompting import build_messages, load_template
+from recover.models.prompting import build_messages, load_template
 from recover.score.embedder import Embedder
 
 FAST = dict(max_new_tokens=16, n_ctx=512, bank_size=50)
@@ -139,7 +139,6 @@ def test_pairs_hard_negatives_come_from_the_model_under_the_pairs_template(tmp_p
     import pandas as pd
 
     from recover.data import pairs as P
-    from recover.predict import llm
 
     seen = {}
 
@@ -150,7 +149,7 @@ def test_pairs_hard_negatives_come_from_the_model_under_the_pairs_template(tmp_p
         def predict_batch(self, originals, rewrites):
             return ["Make it shorter" for _ in originals]
 
-    monkeypatch.setattr(llm, "LlamaPredictor", Fake)
+    monkeypatch.setattr(P, "LlamaPredictor", Fake)
     lab = tmp_path / "labelled.csv"
     pd.DataFrame({"id": ["1", "2"], "original_text": ["a cat sat", "the sun"], "rewritten_text": ["a cat, sat!", "sun."],
                   "rewrite_prompt": ["Add punctuation", "Shorten it"]}).to_csv(lab, index=False)

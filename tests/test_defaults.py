@@ -6,7 +6,7 @@ import pytest
 
 from recover import constants as C
 from recover.cli import main
-from recover.predict.base import MeanPrompt
+from recover.meanprompt.prompt import MeanPrompt
 from recover.predict.defaults import default_choice, resolve_predictor
 
 
@@ -122,7 +122,8 @@ def test_preset_kaggle_serves_what_the_staged_notebook_would(tmp_path, monkeypat
     from recover.kaggle import stage
     from recover.kaggle.config import KaggleConfig
     from recover.predict import cli as predict_cli
-    from recover.predict.defaults import kaggle_preset_ensemble, preset, resolve_model_path
+    from recover.models.shipped import resolve_model_path
+    from recover.predict.defaults import kaggle_preset_ensemble, preset
     from recover.predict.ensemble import EnsembleSpec
 
     p = preset("kaggle")
@@ -132,7 +133,7 @@ def test_preset_kaggle_serves_what_the_staged_notebook_would(tmp_path, monkeypat
                                   tmp_path, ensemble=staged_name)
     on_kaggle = json.loads((d / C.MANIFEST_FILE).read_text())["files"]["ensemble"]
     seen = {}
-    monkeypatch.setattr("recover.predict.runner.run_predict", lambda cfg: seen.setdefault("cfg", cfg))
+    monkeypatch.setattr("recover.predict.cli.run_predict", lambda cfg: seen.setdefault("cfg", cfg))
     main(["predict", "--input", "t.csv", "--output", "s.csv", "--preset", "kaggle"])
     cfg = seen["cfg"]
     assert (cfg.predictor, cfg.ensemble) == ("ensemble", on_kaggle)

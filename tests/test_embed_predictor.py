@@ -10,7 +10,7 @@ from recover.data.pairs_io import load_pairs
 from recover.eval.cache import EmbeddingCache
 from recover.eval.methods import FitSettings, fit_embed
 from recover.eval.run import embed_rows
-from recover.predict.base import MeanPrompt
+from recover.meanprompt.prompt import MeanPrompt
 from recover.predict.embed import EmbedPredictor
 from recover.predict.runner import PredictConfig, run_predict
 from recover.score.embedder import Embedder
@@ -132,7 +132,7 @@ def test_source_weights_reach_the_ridge_fit(monkeypatch):
 
     from recover import constants as C
     from recover.eval import methods as M
-    from recover.predict.base import MeanPrompt
+    from recover.meanprompt.prompt import MeanPrompt
 
     rng = np.random.default_rng(1)
     n = 12

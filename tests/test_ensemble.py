@@ -20,6 +20,8 @@ def spec(order, members=("a", "b", "c"), **kw):
 class Answers:
     """A member that answers every row with its own fixed string (or None: the deadline cut it)."""
 
+    chunk_rows = None  # a Predictor's: no preference
+
     def __init__(self, text):
         self.text, self.calls = text, 0
 

@@ -202,9 +202,10 @@ def test_shipped_manifests_have_the_schema_ship_writes(tmp_path, monkeypatch):
     from recover.eval.methods import FitSettings
     from recover.eval.run import EvalConfig, run_eval
     from recover.meanprompt.optimize import OptimizeConfig
-    from recover.predict.base import DEFAULT_MEAN_PROMPT_PATH
-    from recover.predict.defaults import ASSETS, DEFAULT_FILE
+    from recover.meanprompt.prompt import DEFAULT_MEAN_PROMPT_PATH
+    from recover.models.shipped import ASSETS
 
+    from recover.predict.defaults import DEFAULT_FILE
     assets = tmp_path / "assets"
     assets.mkdir()
     monkeypatch.setattr(ship_mod, "ASSETS", assets)
@@ -337,11 +338,12 @@ def test_eval_scores_the_llm_only_where_its_adapter_never_trained(tmp_path):
 def test_llm_rows_cache_is_keyed_by_the_torch_precision(monkeypatch, tmp_path):
     """Answers cached under bf16 are not served once the CPU default becomes int8 (they differ on most rows);
     for llama.cpp the torch precision plays no part."""
-    import recover.predict.defaults as D
+    import recover.models.serving as D
+    from recover.eval import llm_rows
     from recover.eval.llm_rows import FoldLLM
 
     def folder(engine, dtype):
-        monkeypatch.setattr(D, "cpu_engine", lambda e="auto": engine)
+        monkeypatch.setattr(llm_rows, "cpu_engine", lambda e="auto": engine)
         monkeypatch.setattr(D, "default_cpu_quant", lambda: {"engine": engine, "torch_dtype": dtype})
         return FoldLLM(C.LOSO_LORA, tmp_path).dir
 

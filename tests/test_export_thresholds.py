@@ -4,8 +4,8 @@ import json
 import pytest
 
 from recover.export import thresholds as T
-from recover.predict.quantize import QUANT_TYPES
 from recover.export.verify import threshold
+from recover.models.quantize import QUANT_TYPES
 
 
 def test_shipped_thresholds_cover_every_quant_and_sit_above_what_was_measured():
@@ -24,7 +24,7 @@ def test_shipped_thresholds_cover_every_quant_and_sit_above_what_was_measured():
 def test_measuring_writes_the_shipped_schema(tmp_path):
     """The same function on a tiny random model (write=False): the keys the shipped file holds."""
     from recover.gpu_check import tiny_model
-    from recover.predict.hf_model import materialize_hf
+    from recover.models.hf_model import materialize_hf
 
     model = tiny_model(tmp_path / "tiny", materialize_hf("pypi:smollm2", None))
     rep = T.measure_thresholds(str(model), ["F16", "Q8_0"], str(tmp_path / "out"), "recover export thresholds --x",

@@ -1,7 +1,7 @@
 """The per-row gate follows its confidence signal, and is never fitted worse than either option alone."""
 import numpy as np
 
-from recover.predict.gate import agreement, apply_gate, fit_gate
+from recover.eval.gate import agreement, apply_gate, fit_gate
 
 
 def rows(n=400, seed=0):

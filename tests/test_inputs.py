@@ -105,7 +105,7 @@ def test_help_lists_every_choice_the_code_accepts(capsys):
 
     from recover.eval.ensemble import ENS_METHODS
     from recover.eval.run import METHODS
-    from recover.predict.base import COMBINE_ALIASES, COMBINE_MODES
+    from recover.meanprompt.prompt import COMBINE_ALIASES, COMBINE_MODES
     from recover.predict.runner import ON_MODEL_ERROR, PREDICTORS
 
     def help_of(*verb):

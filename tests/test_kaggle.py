@@ -207,8 +207,8 @@ def test_notebook_runs_offline_in_a_fresh_venv_from_staged_wheels(tmp_path, cfg,
     assert run["result"]["predictor"] == "llm" and run["result"]["status"] == {"ok": len(sample_df)}
     assert run["config"]["llm"]["lora_path"].endswith(f"lora/{C.DEFAULT_LORA}.gguf")
     # with the --combine its manifest chose on the held-out source (llm alone, or llm+mean)
-    from recover.predict.base import normalize_combine
-    from recover.predict.defaults import ASSETS
+    from recover.meanprompt.prompt import normalize_combine
+    from recover.models.shipped import ASSETS
 
     shipped = json.loads((ASSETS / C.LORA_ASSETS_DIR / C.DEFAULT_LORA / C.MANIFEST_FILE).read_text())
     assert run["result"]["combine"] == normalize_combine(shipped["combine"])

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from recover import constants as C
-from recover.predict.llm import LlamaConfig, LlamaPredictor
+from recover.models.llm import LlamaConfig, LlamaPredictor
 from recover.predict.runner import PredictConfig, run_predict
 
 FAST = {"max_new_tokens": 12, "n_ctx": 512, "engine": "llama"}  # this file tests llama.cpp (the GPU engine)
@@ -87,7 +87,8 @@ def test_time_budget_is_a_hard_deadline_even_inside_one_long_chunk(tmp_path, tes
     """ONE chunk holds every row, so only the deadline inside decoding can stop it: the file is written
     before the budget ends, the rows decoded in time keep their predictions and the rest get the fallback.
     On a virtual clock (0.25 s a decode call), so the machine's speed cannot decide it."""
-    from recover.predict import llama_engine, runner
+    from recover.models import llama_engine
+    from recover.predict import runner
 
     clock = VirtualClock(0.25)
     monkeypatch.setattr(llama_engine, "time", clock)
@@ -153,7 +154,7 @@ def test_each_llama_flag_reaches_llama_cpp_params(monkeypatch, tmp_path, test_cs
 
 
 def test_a_non_default_template_is_what_the_model_sees(smollm2_gguf):
-    from recover.predict.prompting import load_template
+    from recover.models.prompting import load_template
 
     p = LlamaPredictor(LlamaConfig(model=str(smollm2_gguf), template="short", **FAST))
     text = p.engine.detokenize(p.build_prompt_tokens("orig words", "new words"))

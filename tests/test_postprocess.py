@@ -1,6 +1,6 @@
 import pytest
 
-from recover.predict.postprocess import clean_llm_output
+from recover.models.postprocess import clean_llm_output
 
 
 @pytest.mark.parametrize("raw, want", [
@@ -31,7 +31,7 @@ def test_forced_prefix_keeps_the_first_line_only():
 
 
 def test_echo_of_the_input_is_not_a_prompt():
-    from recover.predict.llm import is_echo
+    from recover.models.llm import is_echo
 
     rew = "Hey! Heads up, the library's closing early Friday for staff training."
     assert is_echo("Hey! Heads up, the library's closing early Friday", "orig", rew)

@@ -43,7 +43,7 @@ def test_the_fit_is_never_worse_than_the_prediction_alone_or_with_the_mean(emb):
 @pytest.fixture
 def lora_with_suffix(tmp_path):
     src = C.DEFAULT_LORA
-    from recover.predict.defaults import ASSETS
+    from recover.models.shipped import ASSETS
 
     d = tmp_path / "lora"
     shutil.copytree(ASSETS / C.LORA_ASSETS_DIR / src, d)

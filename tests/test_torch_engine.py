@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from recover import constants as C
-from recover.predict.llm import LlamaConfig, LlamaPredictor, resolve_engine
-from recover.predict.torch_engine import TorchEngine
+from recover.models.llm import LlamaConfig, LlamaPredictor, resolve_engine
+from recover.models.torch_engine import TorchEngine
 
 LORA = f"recover/assets/lora/{C.DEFAULT_LORA}/{C.DEFAULT_LORA}.gguf"
 FAST = {"max_new_tokens": 12, "n_ctx": 512}
@@ -26,7 +26,7 @@ def last_logits_torch(engine, toks):
 def test_gguf_lora_is_merged_as_llama_cpp_applies_it(smollm2_gguf):
     """Against llama.cpp with the same adapter the logits differ by the quant's noise only (the base alone:
     ~0.7, recover export's verification), far below what the adapter itself moves them (~5)."""
-    from recover.predict.llama_engine import LlamaEngine
+    from recover.models.llama_engine import LlamaEngine
 
     text = "<|im_start|>user\nWhat instruction turned this text into a sea shanty?<|im_end|>\n<|im_start|>assistant\n"
     ll = LlamaEngine(str(smollm2_gguf), n_ctx_row=256, n_seq=1, n_batch=256, seed=7, lora_path=LORA)
@@ -90,7 +90,7 @@ def test_batched_decode_gives_row_by_row_greedy_tokens(smollm2_gguf, sample_df):
     every step (no cache at all), both fp32 with the shipped adapter merged: the same tokens on every row."""
     import torch
 
-    from recover.predict.torch_engine import load_hf_from_gguf
+    from recover.models.torch_engine import load_hf_from_gguf
 
     p = LlamaPredictor(LlamaConfig(model=str(smollm2_gguf), engine="torch", torch_dtype="fp32", n_seq=8,
                                    lora_path=LORA, **FAST))
@@ -136,7 +136,7 @@ def test_deadline_leaves_unstarted_rows_none(smollm2_gguf, sample_df):
 
 
 def test_auto_engine_is_torch_only_where_measured_and_on_bf16_cpus(monkeypatch, smollm2_gguf):
-    import recover.predict.defaults as D
+    import recover.models.serving as D
 
     cfg = lambda **kw: LlamaConfig(model=str(smollm2_gguf), **kw)  # noqa: E731
     monkeypatch.setattr(D, "default_cpu_quant", lambda: {"engine": "torch", "n_seq": 8})
@@ -177,7 +177,7 @@ def test_confidence_is_the_mean_log_prob_of_the_answer_tokens(smollm2_gguf, samp
         ids = p.build_prompt_tokens(a, b)
         text = p.engine.generate([ids], FAST["max_new_tokens"])[0]
         gen = p.engine.tokenize(text)
-        from recover.predict.llama_engine import blank_line_stop
+        from recover.models.llama_engine import blank_line_stop
 
         ended = len(gen) < FAST["max_new_tokens"] and not blank_line_stop(text)  # it sampled an end token
         full = gen + ([p.engine.eog[0]] if ended else [])

@@ -2,7 +2,7 @@
 (fused SDPA) equals the eager masked attention, decode reads a cache in place, whole or in part."""
 import torch
 
-from recover.predict.torch_lm import Int8Weight, attend
+from recover.models.torch_lm import Int8Weight, attend
 
 
 def test_int8_matmul_is_close_and_quantises_each_token_alone():

@@ -10,7 +10,7 @@ from recover.train.recipe import ModelArgs, check_combination, parse_recipe
 
 
 def write_pairs(path, n=4):
-    from recover.predict.prompting import build_messages, load_template
+    from recover.models.prompting import build_messages, load_template
 
     tpl = load_template(None)
     with open(path, "w") as f:
@@ -84,7 +84,7 @@ def test_dpo_lora_and_qlora_then_export_q8_and_predict(tmp_path, test_csv):
     # the unmerged path: a verified LoRA GGUF applied by llama.cpp on top of the packaged base GGUF
     from recover.export.lora import export_lora
     from recover.export.verify import PROMPTS
-    from recover.predict.llm import LlamaConfig, LlamaPredictor
+    from recover.models.llm import LlamaConfig, LlamaPredictor
     from recover.pypi_models import smollm2_gguf
 
     m = export_lora(C.PYPI_SMOLLM2, str(cont), str(tmp_path / "lora.gguf"))

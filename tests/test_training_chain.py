@@ -173,7 +173,7 @@ def test_recover_eval_scores_outside_predictions_on_the_held_out_source(tmp_path
 
 
 def shipped_lora():
-    from recover.predict.defaults import resolve_lora, shipped_loras
+    from recover.models.shipped import resolve_lora, shipped_loras
 
     if C.DEFAULT_LORA not in shipped_loras():
         pytest.fail(f"recover/assets/lora/{C.DEFAULT_LORA} is not shipped (make ship-lora)")
@@ -182,7 +182,7 @@ def shipped_lora():
 
 def test_shipped_adapter_manifest_matches_the_packaged_base():
     from recover.hashing import file_sha256
-    from recover.predict.defaults import ASSETS
+    from recover.models.shipped import ASSETS
     from recover.pypi_models import smollm2_gguf
 
     path, serve = shipped_lora()
@@ -205,8 +205,8 @@ def test_shipped_adapter_manifest_matches_the_packaged_base():
 
 
 def test_a_lora_without_combine_flag_is_served_with_its_manifests_combine(test_csv):
-    from recover.predict.base import normalize_combine
-    from recover.predict.defaults import ASSETS
+    from recover.meanprompt.prompt import normalize_combine
+    from recover.models.shipped import ASSETS
     from recover.predict.runner import PredictConfig, build_predictor, resolve_combine
 
     m = json.loads((ASSETS / C.LORA_ASSETS_DIR / C.DEFAULT_LORA / C.MANIFEST_FILE).read_text())
@@ -233,7 +233,7 @@ def test_the_adapters_combine_is_the_better_one_on_the_held_out_source():
 
 @pytest.mark.e2e
 def test_shipped_adapter_loads_on_the_packaged_base_and_changes_its_output(sample_df, tmp_path, test_csv):
-    from recover.predict.llm import LlamaConfig, LlamaPredictor
+    from recover.models.llm import LlamaConfig, LlamaPredictor
     from recover.predict.runner import PredictConfig, run_predict
     from recover.pypi_models import smollm2_gguf
 
@@ -361,7 +361,7 @@ def test_the_dpo_seed_rerun_script_uses_the_chains_dpo_arguments(tmp_path, monke
 def test_staging_a_lora_checks_its_base_and_keeps_its_serve_settings(tmp_path):
     from recover.hashing import file_sha256
     from recover.kaggle.stage import stage_lora
-    from recover.predict.defaults import resolve_lora
+    from recover.models.shipped import resolve_lora
 
     base, other = tmp_path / "base.gguf", tmp_path / "other.gguf"
     base.write_bytes(b"GGUF base weights")
@@ -384,16 +384,15 @@ def test_staging_a_lora_checks_its_base_and_keeps_its_serve_settings(tmp_path):
 @pytest.mark.parametrize("recipe, layers", [("chain-gemma-2b-t4", -1), ("chain-smollm2-cpu", 0)])
 def test_a_recipes_gpu_offload_reaches_the_on_policy_sampler(tmp_path, monkeypatch, recipe, layers):
     from recover.data import onpolicy
-    from recover.predict import llm
     from recover.train import chain as ch
 
     data = [str(tmp_path / "src_a.csv"), str(tmp_path / "src_b.csv")]
     cfg = ch.ChainConfig.load(resolve_chain_recipe(recipe), {"data": data, "holdout": "src_b", "out": str(tmp_path)})
     chain = ch.Chain(cfg, log=lambda *a: None)
     monkeypatch.setattr(chain, "base_gguf", lambda: "base.gguf")
-    monkeypatch.setattr("recover.predict.defaults.resolve_model_path", lambda m: m)
+    monkeypatch.setattr(onpolicy, "resolve_model_path", lambda m: m)
     seen = []
-    monkeypatch.setattr(llm, "LlamaPredictor", lambda c: seen.append(c) or c)
+    monkeypatch.setattr(onpolicy, "LlamaPredictor", lambda c: seen.append(c) or c)
     onpolicy.policy(chain.onpolicy_config(rows="r.csv", out="p.jsonl", k=4))
     chain.policy_tokenizer()
     assert [c.n_gpu_layers for c in seen] == [layers, layers]

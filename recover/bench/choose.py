@@ -11,7 +11,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from .. import constants as C
+from ..meanprompt.prompt import MeanPrompt
+from ..models.cpu_choice import read_cpu_features, write_class_rule, write_measured_choice
+from ..models.shipped import resolve_lora
+from ..score.embedder import Embedder
+from ..score.scoring import score_texts
+from ..score.stats import bootstrap_ci
 from .measure import ENGINES, run_backend
 
 REFERENCE = "torch-fp32"
@@ -72,8 +80,6 @@ def quality_check(model: str, data: str, rows: int, ref: str, backends: list[str
                   log=print) -> dict:
     """Each backend and the fp32 reference on `rows` held-out rows, bare and with the served adapter: proxy SCS,
     paired differences vs fp32 with 95% bootstrap intervals."""
-    from ..predict.defaults import resolve_lora
-
     by_lora = {}
     for lora in LORAS:
         opts = dict(llm)
@@ -92,13 +98,6 @@ def quality_check(model: str, data: str, rows: int, ref: str, backends: list[str
 
 
 def paired_vs_reference(data: str, rows: int, preds: dict[str, list[str]], ref: str) -> dict:
-    import pandas as pd
-
-    from ..predict.base import MeanPrompt
-    from ..score.embedder import Embedder
-    from ..score.scoring import score_texts
-    from ..score.stats import bootstrap_ci
-
     truth = list(pd.read_csv(data, keep_default_na=False).head(rows)[C.COL_PROMPT])
     emb, mean = Embedder.resolve(None), MeanPrompt.load().prompt
     per = {k: score_texts([p or mean for p in v], truth, emb) for k, v in preds.items()}
@@ -114,8 +113,6 @@ def paired_vs_reference(data: str, rows: int, preds: dict[str, list[str]], ref: 
 
 def choose_for_machine(report: dict, cfg, log=print) -> dict:
     """Check the candidates, choose, write this machine's cache (and, asked, its class's packaged rule)."""
-    from ..predict.cpu_choice import read_cpu_features, write_class_rule, write_measured_choice
-
     speed = {k: {"s_per_row": v["s_per_row"], "n_seq": v.get("n_seq", 1), "torch_dtype": v.get("torch_dtype")}
              for k, v in report["backends"].items() if k.split(":")[0] in ENGINES and "error" not in v}
     cands = candidates(speed)

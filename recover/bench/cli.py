@@ -1,19 +1,17 @@
 """`recover bench`: the parser and the handler, beside the code they wire (recover/cli.py lists the stages)."""
 from __future__ import annotations
 
-from ..cli_args import _add_llm_args, _llm_options
 from .. import constants as C
+from ..cli_args import _add_llm_args, _llm_options
+from ..demo import SAMPLE
+from ..pypi_models import smollm2_gguf
 from .measure import BACKENDS, ENGINES
+from .report import BenchConfig, run_bench
+from .train import run_train_bench
 
 
 def _bench(a):
-    from .report import BenchConfig, run_bench
-    from ..pypi_models import smollm2_gguf
-
     if a.train:  # the chain's SFT and DPO steps per training setting (bench/train.py)
-        from .train import run_train_bench
-        from ..demo import SAMPLE
-
         a.data = a.data or str(SAMPLE)
         a.model = a.model or str(smollm2_gguf())
         a.out = a.out if a.out != "build/bench" else "build/bench-train"

@@ -19,7 +19,7 @@ import time
 
 
 def measure_limits(threads: int) -> dict:
-    import torch
+    import torch  # torch: heavy, optional extra
 
     torch.set_num_threads(threads)
 

@@ -18,12 +18,20 @@ hf-raw: fp32, tokenized by HF and with no stop rule but EOS and the token limit:
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import resource
+import sys
 import time
 from pathlib import Path
 
 from .. import constants as C
 from ..csvio import clean_text, read_test
+from ..models.llama_engine import blank_line_stop
+from ..models.llm import LlamaConfig, LlamaPredictor, is_echo
+from ..models.postprocess import clean_llm_output
+from ..models.prompting import build_messages, fit_texts, load_template
+from ..models.quantize import cached_requant
+from ..models.torch_engine import quiet_gguf_loading
 
 BACKENDS = ("llama", "llama-native", "torch", "torch-amp", "torch-fp32", "torch-int8", "hf", "hf-bf16", "hf-bf16-batch", "hf-batch", "hf-raw")
 ENGINES = ("llama", "torch", "torch-amp", "torch-fp32", "torch-int8")  # recover's own engines: the candidates for the CPU default
@@ -53,8 +61,6 @@ def _finish(name, t_load, t_run, per_row, prompt_counts, evaluated, gen_toks, t_
 
 
 def bench_llama(model: str, data: str, rows: int, llm: dict) -> dict:
-    from ..predict.llm import LlamaConfig, LlamaPredictor
-
     originals, rewrites = _rows(data, rows)
     t0 = time.perf_counter()
     p = LlamaPredictor(LlamaConfig(model=model, **llm))
@@ -86,10 +92,8 @@ def bench_llama(model: str, data: str, rows: int, llm: dict) -> dict:
 
 def _load_hf(model: str, hf_dir: str | None, dtype: str):
     """-> (tokenizer, model in dtype, load seconds, end-token ids): the GGUF's weights through transformers."""
-    import torch
+    import torch  # torch, transformers: heavy, optional extras
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ..predict.torch_engine import quiet_gguf_loading
 
     quiet_gguf_loading()  # no "de-quantizing GGUF tensors" bars in the bench's log
     t0 = time.perf_counter()
@@ -106,10 +110,8 @@ def _load_hf(model: str, hf_dir: str | None, dtype: str):
 def _phases(tok, eos: set, equal: bool):
     """A stopping criterion that records when prefill + the first token are done and applies the engine's
     stop rule (end token; at equal work also a blank line after content)."""
-    import torch
+    import torch  # torch, transformers: heavy, optional extras
     from transformers import StoppingCriteria
-
-    from ..predict.llama_engine import blank_line_stop
 
     class Phases(StoppingCriteria):
         def __init__(self, n_in):
@@ -129,11 +131,8 @@ def bench_hf(model: str, data: str, rows: int, llm: dict, hf_dir: str | None = N
              prompt_ids: list[list[int]] | None = None, dtype: str = "fp32", batch: int = 1) -> dict:
     """prompt_ids given: equal work (the engine's ids and stop rules); None: a plain `generate`.
     batch > 1: that many rows per `generate` (left padding, rows sorted by length), equal work only."""
-    import torch
+    import torch  # torch, transformers: heavy, optional extras
     from transformers import StoppingCriteriaList
-
-    from ..predict.llm import is_echo
-    from ..predict.postprocess import clean_llm_output
 
     originals, rewrites = _rows(data, rows)
     tok, m, t_load, eos = _load_hf(model, hf_dir, dtype)
@@ -181,9 +180,7 @@ def bench_hf(model: str, data: str, rows: int, llm: dict, hf_dir: str | None = N
 def _hf_inputs(tok, chunk, prompt_ids, pad: int, llm: dict, max_new: int, originals, rewrites):
     """(input ids, attention mask) of one generate call: the engine's ids left-padded (equal work), or the
     row's prompt built by transformers' own chat template (raw)."""
-    import torch
-
-    from ..predict.prompting import build_messages, fit_texts, load_template
+    import torch  # torch: heavy, optional extra
 
     if prompt_ids is not None:
         width = max(len(prompt_ids[j]) for j in chunk)
@@ -200,8 +197,6 @@ def _hf_inputs(tok, chunk, prompt_ids, pad: int, llm: dict, max_new: int, origin
 
 def native_dir() -> Path:
     """Where `make llama-native` installs llama-cpp-python built for this CPU ($RECOVER_LLAMA_NATIVE to override)."""
-    import os
-
     return Path(os.environ.get("RECOVER_LLAMA_NATIVE") or Path.home() / ".cache" / "recover-wheels" / C.LLAMA_NATIVE_NAME / "site")
 
 
@@ -214,8 +209,6 @@ def run_backend(name: str, model: str, data: str, rows: int, llm: dict, hf_dir: 
             return {"error": f"no llama.cpp built for this CPU in {path}: make llama-native", "backend": name}
     if name.startswith("llama"):
         if ":" in name:
-            from ..predict.quantize import cached_requant
-
             model = str(cached_requant(model, name.split(":", 1)[1], cache_dir))
         fn, args = bench_llama, (model, data, rows, {**llm, "engine": "llama"})
     elif name.startswith("torch"):
@@ -242,8 +235,6 @@ def run_backend(name: str, model: str, data: str, rows: int, llm: dict, hf_dir: 
 def _child(q, fn, args, path: str | None = None):
     try:
         if path:  # this process imports llama_cpp from the native build's folder, not the venv's
-            import sys
-
             sys.path.insert(0, path)
         q.put(fn(*args))
     except Exception as e:  # noqa: BLE001 - reported in the table, the other backend still runs

@@ -24,7 +24,9 @@ figure), which errs on the safe side for a "fits in 9 h" decision.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 T4_BANDWIDTH = 320e9  # bytes/s, NVIDIA T4 datasheet
 T4_FP16_FLOPS = 65e12  # FLOP/s, tensor cores, datasheet
@@ -80,9 +82,6 @@ def t4_rates(n_params: float, file_bytes: float, calibration: dict | None = None
 
 def load_calibration(path) -> dict:
     """A bench.json measured on a T4 by kernels/bench (or a dict with the same four keys)."""
-    import json
-    from pathlib import Path
-
     d = json.loads(Path(path).read_text())
     if "backends" in d:
         llama = [b for k, b in d["backends"].items() if k.startswith("llama") and "error" not in b]

@@ -4,11 +4,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from .. import constants as C
 from ..cpus import usable_cpus
 from ..csvio import atomic_write_json
+from ..demo import SAMPLE
+from ..meanprompt.prompt import MeanPrompt
+from ..models.serving import default_cpu_quant
 from ..runs import new_run_dir, record_run
+from ..score.embedder import Embedder
+from ..score.scoring import score_texts
+from ..score.stats import bootstrap_ci
 from . import projection as P
+from .choose import choose_for_machine, format_choice
 from .limits import format_limits, measure_limits, phase_fractions
 from .measure import BACKENDS, ENGINES, NATIVE, PEERS, run_backend
 
@@ -53,8 +62,6 @@ class BenchConfig:
 
 
 def run_bench(cfg: BenchConfig, log=print) -> dict:
-    from ..demo import SAMPLE
-
     data = cfg.data or str(SAMPLE)
     run_dir = new_run_dir(Path(cfg.out) / "runs", "bench")
     record_run(run_dir, cfg, None)
@@ -89,8 +96,6 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     if scs:
         report["proxy_scs"] = scs
     if cfg.choose_cpu_quant:
-        from .choose import choose_for_machine
-
         report["cpu_quant"] = choose_for_machine(report, cfg, log)
     report["headline"] = headline(report, equal, per_row_scs)
     if llamas:
@@ -118,16 +123,9 @@ def _ratio(ok: dict, hf: str, llama: str) -> float | None:
 def _scs(data: str, rows: int, ok: dict) -> tuple[dict, dict]:
     """PROXY SCS of each backend's cleaned predictions, when the bench rows carry the true prompt
     -> (the summary, per-row scores by backend)."""
-    import pandas as pd
-
-    from ..score.stats import bootstrap_ci
-    from ..score.embedder import Embedder
-    from ..score.scoring import score_texts
-
     df = pd.read_csv(data, keep_default_na=False).head(rows)
     if C.COL_PROMPT not in df or not ok:
         return {}, {}
-    from ..predict.base import MeanPrompt
 
     emb, truth, mean = Embedder.resolve(None), list(df[C.COL_PROMPT]), MeanPrompt.load().prompt
     # an empty answer is submitted as the mean prompt (`--combine llm`), and scored so
@@ -148,9 +146,6 @@ def headline(report: dict, peers: list[str], per_row_scs: dict | None = None) ->
     """The ratio that matters: the CPU default (what `recover predict` runs here: the backend just chosen,
     else this machine's choice) against the FASTEST equal-work peer, by measured s/row; with the paired SCS
     of the two and each one's fraction of the machine's limits."""
-    from ..predict.defaults import default_cpu_quant
-    from ..score.stats import bootstrap_ci
-
     ok = {k: v for k, v in report["backends"].items() if "error" not in v}
     choice = report.get("cpu_quant") or default_cpu_quant() or {}
     chosen = choice.get("backend")
@@ -210,8 +205,6 @@ def format_report(r: dict) -> str:
             for k, d in sc.get(f"diff_vs_{base}", {}).items():
                 lines.append(f"  {k} - {base}: {d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]")
     if "cpu_quant" in r:
-        from .choose import format_choice
-
         lines += format_choice(r["cpu_quant"])
     if "t4_projection" in r:
         t = r["t4_projection"]
@@ -227,7 +220,7 @@ def format_report(r: dict) -> str:
 
 
 def _plot(r: dict, path: Path) -> None:
-    import matplotlib
+    import matplotlib  # matplotlib: heavy, only for plots
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

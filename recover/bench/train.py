@@ -20,7 +20,12 @@ import time
 from pathlib import Path
 
 from .. import constants as C
-from ..csvio import atomic_write_json
+from ..cpus import cpu_has_fast_bf16, usable_cpus
+from ..csvio import atomic_write_json, read_table
+from ..models.cpu_choice import cache_path, read_cpu_features
+from ..models.llm import LlamaConfig, LlamaPredictor
+from ..models.prompting import build_messages, load_template
+from .limits import measure_limits
 
 SETTINGS = {
     "trl-defaults": ["--target_hardware", "any", "--gradient_checkpointing", "true", "--bf16", "true",
@@ -36,8 +41,6 @@ STAGE_ARGS = {"sft": ["--per_device_train_batch_size", "8", "--gradient_accumula
 
 
 def settings_here() -> dict[str, list[str]]:
-    from ..cpus import cpu_has_fast_bf16
-
     if cpu_has_fast_bf16():
         return SETTINGS
     # no bf16 hardware: bf16 autocast is emulated (and a CPU recipe refuses it)
@@ -48,10 +51,6 @@ def settings_here() -> dict[str, list[str]]:
 def write_rows(data: str, rows: int, model: str, n_ctx: int, out: Path) -> tuple[Path, Path]:
     """SFT rows as the chain writes them (prompt/completion, texts cut token-exactly to n_ctx), and DPO pairs of
     the same prompts (chosen: the true prompt; rejected: the next row's): same rows for every setting."""
-    from ..csvio import read_table
-    from ..predict.llm import LlamaConfig, LlamaPredictor
-    from ..predict.prompting import build_messages, load_template
-
     df = read_table(data, (C.COL_ORIGINAL, C.COL_REWRITTEN, C.COL_PROMPT)).head(rows)
     p = LlamaPredictor(LlamaConfig(model=model, engine="llama", n_ctx=n_ctx))
     tpl, sft, dpo = load_template(None), [], []
@@ -70,7 +69,7 @@ def write_rows(data: str, rows: int, model: str, n_ctx: int, out: Path) -> tuple
 
 def _run_stage(stage: str, train_file: str, args: list[str], out: str, n_ctx: int) -> dict:
     """One training run in this (child) process -> tokens, seconds, peak RSS."""
-    import torch
+    import torch  # torch and train.run (it imports transformers): heavy, optional extras
 
     from ..train.run import train
 
@@ -113,10 +112,6 @@ def rates(r: dict, stage: str, n_params: int, limits: dict, bf16: bool) -> dict:
 
 
 def run_train_bench(cfg, log=print) -> dict:
-    from ..cpus import usable_cpus
-    from ..predict.cpu_choice import read_cpu_features
-    from .limits import measure_limits
-
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="train-bench-", dir=out))
@@ -152,8 +147,6 @@ def choose_training(table: dict, settings: dict) -> dict:
 
 
 def write_train_choice(choice: dict, log=print) -> Path:
-    from ..predict.cpu_choice import cache_path, read_cpu_features
-
     feat = read_cpu_features()
     f = cache_path(feat).with_name(f"{C.TRAIN_CHOICE_PREFIX}{feat.key}.json")
     atomic_write_json(f, {"format_version": C.CPU_CHOICE_FORMAT_VERSION, **choice, "features": feat.describe()})

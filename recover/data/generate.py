@@ -5,8 +5,8 @@ from pathlib import Path
 
 from .. import constants as C
 from ..hashing import file_sha256
-from ..predict.llama_engine import LlamaEngine
-from ..predict.prompting import ChatFormat
+from ..models.llama_engine import LlamaEngine
+from ..models.prompting import ChatFormat
 
 
 class ChatGenerator:

@@ -67,7 +67,7 @@ def run_label(rewrites_csv: str, out_dir: str, embedder=None, copy_threshold: fl
 
 
 def _plot(kept: pd.DataFrame, path: Path) -> None:
-    import matplotlib
+    import matplotlib  # matplotlib: heavy, only for plots
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

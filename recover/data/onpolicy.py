@@ -22,10 +22,12 @@ import numpy as np
 
 from .. import constants as C
 from ..csvio import atomic_write_json, atomic_write_text, read_table
+from ..models.llm import LlamaConfig, LlamaPredictor
+from ..models.postprocess import clean_llm_output
+from ..models.prompting import build_messages, load_template
+from ..models.shipped import resolve_model_path
 from ..progress import progress
 from ..score.metric import scs_matrix
-from ..predict.postprocess import clean_llm_output
-from ..predict.prompting import build_messages
 from .rewrite import done_ids
 
 
@@ -71,9 +73,6 @@ def row_seed(seed: int, row_id: str) -> int:
 
 
 def policy(cfg: OnPolicyConfig):
-    from ..predict.defaults import resolve_model_path
-    from ..predict.llm import LlamaConfig, LlamaPredictor
-
     return LlamaPredictor(LlamaConfig(model=resolve_model_path(cfg.model), seed=cfg.seed, template=cfg.template,
                                       n_ctx=cfg.n_ctx, max_new_tokens=cfg.max_new_tokens, n_seq=cfg.k,
                                       lora_path=cfg.lora, n_gpu_layers=cfg.n_gpu_layers))
@@ -128,8 +127,6 @@ def _drop_torn_tail(path: Path) -> None:
 
 def pairs_from_samples(cfg: OnPolicyConfig, log=print) -> dict:
     """chosen = best sample, rejected = worst, kept when the gap passes the margin."""
-    from ..predict.prompting import load_template
-
     tpl = load_template(cfg.template)
     lines, gaps, seen = [], [], set()
     rows = 0

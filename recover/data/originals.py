@@ -16,6 +16,7 @@ import pandas as pd
 
 from .. import constants as C
 from ..csvio import InputError, atomic_write_csv
+from .generate import ChatGenerator
 
 # The project's own grid for writer mode: genre x topic.
 GENRES = ["email", "news article", "essay", "recipe", "poem", "dialogue", "product review", "diary entry",
@@ -83,8 +84,6 @@ def import_originals(paths: list[str], out: str, min_chars: int = 40, max_chars:
 def write_originals(model: str, out: str, n: int, seed: int = C.DEFAULT_SEED, max_new_tokens: int = 160,
                     llm: dict | None = None) -> dict:
     """Writer mode: the LLM writes `n` originals from the genre x topic grid."""
-    from .generate import ChatGenerator
-
     rng = random.Random(seed)
     grid = [(g, t) for g in GENRES for t in TOPICS]
     rng.shuffle(grid)

@@ -2,7 +2,7 @@
 
 Negatives: bank prompts in an SCS band against the truth (close but wrong), and the current
 model's own predictions when a model is given. The prompt side is built by
-`predict.prompting.build_messages`, the SAME function the predictor serves with, in trl's
+`models.prompting.build_messages`, the SAME function the predictor serves with, in trl's
 conversational format ({"prompt": [messages], "chosen": [...], "rejected": [...]}).
 """
 from __future__ import annotations
@@ -16,7 +16,8 @@ import numpy as np
 
 from .. import constants as C
 from ..csvio import atomic_write_json, atomic_write_text, read_table
-from ..predict.prompting import build_messages, load_template
+from ..models.llm import LlamaConfig, LlamaPredictor
+from ..models.prompting import build_messages, load_template
 from ..score.metric import scs_matrix, scs_rows
 from .prompt_bank import generate_bank
 
@@ -52,8 +53,6 @@ def build_pairs(cfg: PairsConfig, embedder, log=print) -> dict:
     S = scs_matrix(T, B)  # rows x bank
     preds = [None] * len(df)
     if cfg.model:
-        from ..predict.llm import LlamaConfig, LlamaPredictor
-
         # the hard negatives come from the model prompted exactly as the pairs are (train as you serve)
         p = LlamaPredictor(LlamaConfig(model=cfg.model, seed=cfg.seed, template=cfg.template))
         preds = p.predict_batch(list(df[C.COL_ORIGINAL]), list(df[C.COL_REWRITTEN]))

@@ -10,6 +10,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from ..csvio import atomic_write_csv
+
 FORMS = ["poem", "haiku", "limerick", "sonnet", "song", "rap verse", "short story", "fairy tale", "fable",
          "news report", "press release", "tweet", "text message", "email", "formal letter", "love letter",
          "diary entry", "blog post", "product description", "advertisement", "movie trailer script", "screenplay scene",
@@ -97,8 +102,6 @@ def load_prompt_file(path: str | Path) -> list[BankPrompt]:
 
 def dedupe_by_embedding(prompts: list[BankPrompt], embedder, threshold: float = 0.95) -> list[BankPrompt]:
     """Drop near-duplicates: a prompt whose cosine to an earlier kept one is >= threshold."""
-    import numpy as np
-
     if not prompts:
         return []
     emb = embedder.encode([p.prompt for p in prompts])
@@ -112,10 +115,6 @@ def dedupe_by_embedding(prompts: list[BankPrompt], embedder, threshold: float = 
 
 def build_bank(out: str | Path, n: int, seed: int, files: list[str] = (), embedder=None, dedupe: float = 0.0) -> int:
     """`recover data bank`: grid prompts + user files, optionally deduped by embedding, to a CSV."""
-    import pandas as pd
-
-    from ..csvio import atomic_write_csv
-
     bank = generate_bank(n, seed) + [b for f in files for b in load_prompt_file(f)]
     if dedupe:
         bank = dedupe_by_embedding(bank, embedder, dedupe)

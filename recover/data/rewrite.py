@@ -20,6 +20,7 @@ import pandas as pd
 from .. import constants as C
 from ..csvio import atomic_write_csv, ensure_trailing_newline, read_table
 from ..progress import progress
+from .generate import ChatGenerator
 from .prompt_bank import BankPrompt, generate_bank, load_prompt_file
 
 REWRITE_TEMPLATE = "{prompt}\n\n{original}"  # the prompt, then the text
@@ -87,8 +88,6 @@ def done_ids(path: Path) -> set[str]:
 
 
 def run_rewrite(cfg: RewriteConfig, log=print) -> dict:
-    from .generate import ChatGenerator
-
     originals = read_table(cfg.originals, (C.COL_ID, C.COL_ORIGINAL))
     jobs = plan_jobs(originals, load_bank(cfg), cfg.per_original, cfg.seed)
     mine = [j for j in jobs if j["job"] % cfg.shard_n == cfg.shard_i]

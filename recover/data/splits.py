@@ -11,21 +11,18 @@ from pathlib import Path
 from .. import constants as C
 from ..csvio import atomic_write_csv
 from .pairs_io import load_pairs
+from .protocols import check_disjoint, loso_folds, normalise_prompt
 
 VAL_FRACTION_BUCKETS = 5  # 1 bucket of 5 -> 20%
 
 
 def is_validation(prompt: str, salt: str = "recover-split-v2") -> bool:
     """A stable 20% of prompts by their NORMALISED text, so case/punctuation variants stay together."""
-    from .protocols import normalise_prompt
-
     h = hashlib.sha256(f"{salt}:{normalise_prompt(prompt)}".encode()).digest()
     return h[0] % VAL_FRACTION_BUCKETS == 0
 
 
 def write_holdout_split(paths: list[str], out: str, holdout: str) -> dict:
-    from .protocols import check_disjoint, loso_folds
-
     df = load_pairs(paths)
     fold = loso_folds(df[C.COL_SOURCE], df[C.COL_PROMPT], holdout=[holdout])[0]
     check_disjoint(fold, df[C.COL_PROMPT])

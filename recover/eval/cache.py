@@ -7,6 +7,7 @@ of its folder's small files and the sizes of its weights, not by its path.
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,6 @@ class EmbeddingCache:
     def save(self) -> None:
         if not (self.path and self._dirty):
             return
-        import io
 
         buf = io.BytesIO()
         np.savez(buf, keys=np.array(list(self._rows)), emb=np.stack(list(self._rows.values())).astype(np.float32))

@@ -6,18 +6,17 @@ import sys
 
 from .. import constants as C
 from ..cli_args import _named_files
+from ..data.prompt_bank import load_prompt_file
+from ..data.protocols import PROTOCOLS
+from ..meanprompt.probes import load_probes
+from ..predict.invert import InvertConfig
 from . import probe_sim
 from .ensemble import ENS_METHODS
-from .methods import VOCABS
-from ..data.protocols import PROTOCOLS
-from .run import METHODS
-from ..predict.invert import InvertConfig
+from .methods import VOCABS, FitSettings
+from .run import METHODS, EvalConfig, run_eval
 
 
 def _fit_settings(a):
-    from ..predict.invert import InvertConfig
-    from .methods import FitSettings
-
     weights = {}
     for item in a.source_weight or []:
         name, _, w = item.partition("=")
@@ -25,12 +24,9 @@ def _fit_settings(a):
             weights[name] = float(w)
         except ValueError:
             raise ValueError(f"--source-weight {item!r}: use SOURCE=WEIGHT, e.g. gpt35_rewrites_c=0.25") from None
-    from ..data.prompt_bank import load_prompt_file
 
     def prompts(files):
         return [b.prompt for f in files or [] for b in load_prompt_file(f)]
-
-    from ..meanprompt.probes import load_probes
 
     extra, bank = prompts(a.targets_file), prompts(a.bank_file)
     return FitSettings(source_weights=weights, extra_targets=extra, extra_weight=a.targets_weight if extra else 0.0,
@@ -62,8 +58,6 @@ def _add_fit_args(s):
 
 
 def _eval(a):
-    from .run import EvalConfig, run_eval
-
     run_eval(EvalConfig(data=a.data, methods=a.methods.split(","), protocol=a.protocol, k=a.k, holdout=a.holdout or [],
                         preds=_named_files(a.pred), settings=_fit_settings(a), embedder=a.embedder, cache_dir=a.cache_dir, report=a.report,
                         ship=a.ship, ship_to=a.ship_to, select_on=a.select_on.split(",") if a.select_on else [],

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from ..csvio import atomic_write_csv, atomic_write_json
-from .select import rule_figures, test_like
 from ..score.stats import bootstrap_ci
+from .select import rule_figures, test_like
 
 
 def leaderboard(per_row: pd.DataFrame, baseline: str, speeds: dict[str, float | None], seed: int = 1234,
@@ -104,7 +104,7 @@ def write_report(out: Path, lb: pd.DataFrame, per_row: pd.DataFrame, meta: dict,
     atomic_write_csv(out / "leaderboard.csv", lb)
     atomic_write_csv(out / "per_row.csv", per_row)
     atomic_write_json(out / "leaderboard.json", {**meta, "leaderboard": lb.to_dict(orient="records")})
-    import matplotlib
+    import matplotlib  # matplotlib: heavy, only for plots
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

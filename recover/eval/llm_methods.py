@@ -3,7 +3,7 @@
     llm          the adapter's answer (blank: the fold's mean prompt), capped as `recover predict` caps
     llm+mean     the answer + the mean prompt fitted on the fold's training rows
     llm+suffix   the answer + a suffix fitted to follow the LLM's answers (meanprompt/suffix.py)
-    llm+gate     the answer where the LLM's confidence >= tau, else llm+mean (predict/gate.py)
+    llm+gate     the answer where the LLM's confidence >= tau, else llm+mean (eval/gate.py)
     embed-invert the embed predictor's string edited toward its predicted embedding (predict/invert.py)
     llm+invert   llm+mean edited toward the embed predictor's predicted embedding
 
@@ -21,15 +21,18 @@ import numpy as np
 import pandas as pd
 
 from .. import constants as C
+from ..cpus import cpu_has_fast_bf16
 from ..csvio import atomic_write_json
 from ..meanprompt.optimize import vocab_from_texts
+from ..meanprompt.prompt import combine
 from ..meanprompt.suffix import fit_suffix
-from ..predict.base import combine
-from ..predict.gate import apply_gate, fit_gate
+from ..predict.ensemble import EnsembleSpec
 from ..predict.invert import Inverter
-from ..cpus import cpu_has_fast_bf16
 from ..score.embedder import Embedder, TokenCap
 from ..score.metric import scs_rows
+from .ensemble import FoldEnsemble
+from .gate import apply_gate, fit_gate
+from .llm_rows import FoldLLM
 
 LLM_METHODS = ("llm", "llm+mean", "llm+suffix", "llm+gate", "llm+invert")
 INVERT_METHODS = ("embed-invert", "llm+invert")
@@ -53,8 +56,6 @@ class FoldMethods:
     @property
     def llm(self):
         if self._llm is None:
-            from .llm_rows import FoldLLM
-
             self._llm = FoldLLM(self.cfg.lora, self.cfg.cache_dir, self.cfg.settings.seed, log=self.log,
                                 torch_dtype=self.cfg.torch_dtype)
         return self._llm
@@ -70,9 +71,6 @@ class FoldMethods:
 
     def use_ensemble(self, candidates: str, all_rows, fit_embed, scored_ids: dict) -> None:
         """The m:NAME / ens* methods over these candidate members (eval/ensemble.py)."""
-        from ..predict.ensemble import EnsembleSpec
-        from .ensemble import FoldEnsemble
-
         self.ensemble = FoldEnsemble(EnsembleSpec.load(candidates), self, all_rows, fit_embed, scored_ids, self.log)
 
     ensemble = None

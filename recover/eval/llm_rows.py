@@ -18,6 +18,10 @@ import pandas as pd
 from .. import constants as C
 from ..csvio import atomic_write_csv
 from ..data.pairs_io import source_name
+from ..models.llama_engine import gguf_architecture
+from ..models.llm import LlamaConfig, LlamaPredictor
+from ..models.serving import cpu_engine, cpu_torch_dtype
+from ..models.shipped import llm_options, lora_manifest, resolve_model_path
 from ..progress import progress
 
 COLUMNS = (C.COL_ID, "raw", "confidence")
@@ -36,9 +40,6 @@ class FoldLLM:
 
     def __init__(self, lora: str | None, cache_dir: str | Path, seed: int = C.DEFAULT_SEED, engine: str = "auto",
                  log=print, prefix: str | None = None, torch_dtype: str | None = None, model: str | None = None):
-        from ..predict.defaults import cpu_engine, cpu_torch_dtype, lora_manifest, resolve_model_path
-        from ..predict.llama_engine import gguf_architecture
-
         if lora is None:  # the bare base, zero-shot: it trained on nothing, so every fold is held out
             if not model:
                 raise ValueError("a zero-shot LLM member names its base model")
@@ -72,9 +73,6 @@ class FoldLLM:
 
     def predictor(self):
         if self._pred is None:
-            from ..predict.llm import LlamaConfig, LlamaPredictor
-            from ..predict.runner import llm_options
-
             options, _ = llm_options({"lora_path": self.lora_path, "engine": self.engine,
                                       **({"torch_dtype": self.torch_dtype} if self.torch_dtype else {}),
                                       **({"prefixes": [self.prefix]} if self.prefix else {})})

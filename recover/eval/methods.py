@@ -18,14 +18,14 @@ import pandas as pd
 from .. import constants as C
 from ..csvio import atomic_write_json
 from ..data.prompt_bank import generate_bank
+from ..data.protocols import grouped_kfold, loso_folds, normalise_prompt
 from ..meanprompt.optimize import MeanPromptOptimizer, OptimizeConfig, vocab_from_texts, vocab_from_tokenizer
 from ..meanprompt.probes import probe_weights
+from ..meanprompt.prompt import DEFAULT_MEAN_PROMPT_PATH, MeanPrompt
 from ..meanprompt.suffix import SUFFIX_DEFAULTS
-from ..predict.base import DEFAULT_MEAN_PROMPT_PATH, MeanPrompt
 from ..predict.embed import EmbedPredictor, features, fit_ridge, normalise
 from ..predict.invert import InvertConfig
 from ..score.metric import scs_matrix
-from ..data.protocols import grouped_kfold, loso_folds, normalise_prompt
 
 ALPHAS = (1.0, 3.0, 10.0, 30.0, 100.0)
 

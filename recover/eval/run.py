@@ -11,20 +11,22 @@ import pandas as pd
 
 from .. import constants as C
 from ..bench.projection import tune_projection
+from ..csvio import read_table
 from ..data.pairs_io import has_texts, load_pairs
-from ..predict.base import MeanPredictor, MeanPrompt
+from ..data.protocols import PROTOCOLS, check_disjoint, folds_for, normalise_prompt
+from ..meanprompt.prompt import MeanPrompt
+from ..predict.base import MeanPredictor
+from ..predict.ensemble import EnsembleSpec
 from ..runs import new_run_dir, record_run
 from ..score.embedder import Embedder
 from ..score.metric import cosine_rows, scs_rows
 from .cache import EmbeddingCache
-from .leaderboard import format_leaderboard, format_steps, leaderboard, paired_steps, write_report
-from .methods import FitSettings, Rows, fit_embed, fit_mean, shipped_mean
-from ..data.protocols import PROTOCOLS, check_disjoint, folds_for, normalise_prompt
-from .select import paired_by_fold, rule_name, selection_sources, shared_ranking
-
-from ..predict.ensemble import EnsembleSpec
 from .ensemble import ENS_METHODS, member_methods
+from .leaderboard import format_leaderboard, format_steps, leaderboard, paired_steps, write_report
 from .llm_methods import INVERT_METHODS, LLM_METHODS, FoldMethods
+from .methods import FitSettings, Rows, fit_embed, fit_mean, shipped_mean
+from .select import paired_by_fold, rule_name, selection_sources, shared_ranking
+from .ship import ship, ship_ensemble, ship_preset
 
 METHODS = ("mean", "mean:shipped", "embed", "embed:bf16") + tuple(dict.fromkeys(INVERT_METHODS + LLM_METHODS))
 # each method against the one it adds to (paired on the selection folds): what the step itself is worth
@@ -174,8 +176,6 @@ def encode_report(cache: EmbeddingCache, seconds: float, log=print) -> dict:
 
 def read_predictions(path: str, ids: list[str]) -> list[str]:
     """A submission file's prompts in `ids` order; a missing id or a blank prompt is an error, not a zero."""
-    from ..csvio import read_table
-
     df = read_table(path, (C.COL_ID, C.COL_PROMPT))
     got = dict(zip(df[C.COL_ID].astype(str), df[C.COL_PROMPT]))
     missing = [i for i in ids if i not in got]
@@ -244,16 +244,10 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
         score_fold(r, fold)
     out = summarise(r)
     if cfg.ship_ensemble:  # first: with --ship its joins compete for the default
-        from .ship import ship_ensemble
-
         out["shipped_ensemble"] = ship_ensemble(out, r, cfg.ship_ensemble, cfg.command, log)
         if cfg.ship_preset:
-            from .ship import ship_preset
-
             out["shipped_preset"] = ship_preset(cfg.ship_preset, out, cfg, cfg.command, log)
     if cfg.ship:
-        from .ship import ship
-
         out["shipped"] = ship(out, r.rows, cfg, r.emb, r.cache, cfg.command, log, to=cfg.ship_to)
     r.cache.save()
     meta = out["meta"]
@@ -319,7 +313,7 @@ def score_fold(r: EvalRun, fold) -> None:
             preds = [p if live else mean.prompt for p, live in zip(preds, va.live)]  # as predict: no text, the mean
         else:
             feats = (r.bf16[0][val], r.bf16[1][val]) if name == "embed:bf16" else None
-            preds, params = predict_rows(pred, mean, va, feats), getattr(pred, "manifest", {"mean_prompt": mean.prompt})
+            preds, params = predict_rows(pred, mean, va, feats), pred.manifest or {"mean_prompt": mean.prompt}
         scs = add_rows(r, fold, name, va, preds)
         # the rows a fit was given; a reference that fits nothing (mean:shipped) records none
         r.fits.append({"fold": fold.name, "method": name, "val_rows": len(va.df),

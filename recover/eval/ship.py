@@ -11,16 +11,20 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .. import constants as C
-from ..csvio import atomic_write_json
-from ..predict.base import DEFAULT_MEAN_PROMPT_PATH
 from ..bench.projection import ensemble_projection
-from ..predict.defaults import ASSETS, DEFAULT_FILE, resolve_model_path
+from ..csvio import atomic_write_json
+from ..meanprompt.optimize import vocab_from_texts
+from ..meanprompt.prompt import DEFAULT_MEAN_PROMPT_PATH
+from ..models.shipped import ASSETS, resolve_model_path
+from ..predict.defaults import DEFAULT_FILE
+from ..predict.ensemble import ASSETS as ENS_ASSETS, EnsembleSpec
 from ..predict.ensemble import EnsembleSpec, shipped_ensembles
 from ..pypi_models import PYPI_PARAMS
-from ..meanprompt.optimize import vocab_from_texts
+from .ensemble import ENS_METHODS, fit_order
 from .methods import fit_embed, fit_mean
 from .select import pick_winner, rule_name, test_like
 
@@ -97,11 +101,6 @@ def ship_ensemble(result: dict, run, name: str, command: str, log=print) -> dict
     """`--ship-ensemble NAME`: of ens / ens:mbr / ens:invert, the one with the best macro over the selection
     folds where all were scored; its order refitted on every scored row of those folds (the members' held-out
     answers); members served by their final fits. Written to recover/assets/ensembles/NAME/manifest.json."""
-    import numpy as np
-
-    from ..predict.ensemble import ASSETS as ENS_ASSETS, EnsembleSpec
-    from .ensemble import ENS_METHODS, fit_order
-
     fe, per_row, select = run.extra.ensemble, result["per_row"], result["meta"]["select"]
     folds = [s for s in select if s in fe.oof]
     if not folds:

@@ -6,19 +6,17 @@ import json
 import sys
 
 from .. import constants as C
-from ..predict.quantize import QUANT_TYPES
-from .lora import LORA_TYPES
+from ..models.quantize import QUANT_TYPES
+from .lora import LORA_TYPES, export_lora, verify_lora_file
+from .run import export
+from .thresholds import measure_thresholds
 
 
 def _export(a):
-    from .run import export
-
     export(a.base, a.adapter, [q for q in a.quant.split(",") if q], a.out, lora_gguf=a.lora_gguf)
 
 
 def _export_lora(a):
-    from .lora import export_lora, verify_lora_file
-
     if not a.check_only:
         return export_lora(a.base, a.adapter, a.out, a.outtype)
     check = verify_lora_file(a.base, a.out, a.adapter)
@@ -28,8 +26,6 @@ def _export_lora(a):
 
 
 def _export_thresholds(a):
-    from .thresholds import measure_thresholds
-
     measure_thresholds(a.base, [q.upper() for q in a.quant.split(",") if q], a.out, "recover " + " ".join(sys.argv[1:]))
 
 

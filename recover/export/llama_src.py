@@ -25,7 +25,7 @@ def llama_cpp_src() -> Path:
     dest = cache_dir()
     if (dest / "convert_hf_to_gguf.py").is_file() and (dest / "conversion").is_dir():
         return dest
-    import llama_cpp
+    import llama_cpp  # llama_cpp: optional extra, loads a native library
 
     if llama_cpp.__version__ != C.LLAMA_CPP_PYTHON_VERSION:
         raise RuntimeError(f"runtime llama-cpp-python {llama_cpp.__version__} != pinned {C.LLAMA_CPP_PYTHON_VERSION}")

@@ -18,7 +18,9 @@ from .. import __version__
 from .. import constants as C
 from ..csvio import atomic_write_json
 from ..hashing import file_sha256
-from ..predict.prompting import template_source
+from ..models.hf_model import materialize_hf
+from ..models.prompting import template_source
+from ..models.shipped import resolve_model_path
 from .llama_src import run_converter
 from .verify import hf_logits, llama_logits
 
@@ -62,9 +64,6 @@ def flip_margins(got: list[np.ndarray], ref: list[np.ndarray], n: int) -> list[f
 def _bases(base: str, base_hf: str | None) -> tuple[str, Path]:
     """-> (the base GGUF the LoRA is served on, the HF folder it was trained on: by default the GGUF's
     own weights read into HF, which is what `recover train` uses for a GGUF base)."""
-    from ..predict.defaults import resolve_model_path
-    from ..predict.hf_model import materialize_hf
-
     base_gguf = resolve_model_path(base)
     if not base_gguf.endswith(".gguf"):
         raise ValueError(f"--base {base}: a LoRA GGUF is applied to a base GGUF; give one (or pypi:smollm2)")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def merge_adapter(base: str | Path, adapter: str | Path, out: str | Path, dtype: str = "float32") -> Path:
-    import torch
+    import torch  # torch, peft, transformers: heavy, optional extras
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

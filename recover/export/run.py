@@ -8,9 +8,10 @@ from pathlib import Path
 from .. import __version__
 from .. import constants as C
 from ..csvio import atomic_write_json
+from ..models.hf_model import materialize_hf
+from ..models.quantize import QUANT_TYPES, quantize_gguf
 from .llama_src import run_converter
 from .merge import merge_adapter
-from ..predict.quantize import QUANT_TYPES, quantize_gguf
 from .verify import hf_logits, llama_logits, verify_gguf
 
 
@@ -21,8 +22,6 @@ def _sha(path: Path) -> str | None:
 
 def export(base: str, adapter: str | None, quants: list[str], out: str, name: str | None = None,
            lora_gguf: bool = False, log=print) -> dict:
-    from ..predict.hf_model import materialize_hf
-
     bad = [q for q in quants if q.upper() not in QUANT_TYPES]
     if bad:
         raise ValueError(f"--quant {','.join(bad)}: choose from {', '.join(QUANT_TYPES)}")

@@ -15,21 +15,21 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .. import constants as C
 from ..csvio import atomic_write_json
-
+from ..demo import SAMPLE
+from ..models.hf_model import materialize_hf
+from ..models.quantize import quantize_gguf
+from .llama_src import run_converter
+from .verify import PROMPTS, hf_logits, llama_logits
 from .verify import THRESHOLDS_FILE  # the table verify reads
 
 MARGIN = 1.5
 
 
 def measurement_prompts() -> list[str]:
-    import pandas as pd
-
-    from ..demo import SAMPLE
-    from .verify import PROMPTS
-
     df = pd.read_csv(SAMPLE, keep_default_na=False)
     rows = [f"Original text: {o}\nRewritten text: {r}" for o, r in zip(df[C.COL_ORIGINAL], df[C.COL_REWRITTEN])]
     return list(PROMPTS) + rows + list(df[C.COL_PROMPT])
@@ -37,11 +37,6 @@ def measurement_prompts() -> list[str]:
 
 def measure_thresholds(base: str, quants: list[str], out_dir: str, command: str, write: bool = True,
                        log=print) -> dict:
-    from ..predict.hf_model import materialize_hf
-    from .llama_src import run_converter
-    from ..predict.quantize import quantize_gguf
-    from .verify import hf_logits, llama_logits
-
     t0 = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..predict.prompting import template_source
-
 from .. import constants as C
+from ..models.llama_engine import LlamaEngine
+from ..models.prompting import template_source
 
 PROMPTS = ("Rewrite the following text as a haiku about autumn.",
            "Original text: The meeting moved to Thursday.\nRewritten text: Hear ye! The council gathers on Thursday.",
@@ -37,8 +37,6 @@ def threshold(quant: str) -> float:
 
 
 def llama_logits(gguf: str, prompts=PROMPTS, lora: str | None = None) -> tuple[list[np.ndarray], list[list[int]], dict]:
-    from ..predict.llama_engine import LlamaEngine
-
     e = LlamaEngine(gguf, n_ctx_row=256, n_seq=1, n_batch=256, seed=C.DEFAULT_SEED, lora_path=lora)
     outs, toks = [], []
     for p in prompts:
@@ -55,7 +53,7 @@ def llama_logits(gguf: str, prompts=PROMPTS, lora: str | None = None) -> tuple[l
 
 def hf_logits(model_dir: str, token_lists: list[list[int]], adapter: str | None = None) -> list[np.ndarray]:
     """fp32 reference logits; with `adapter`, the LoRA merged in memory (what the GGUF pair must match)."""
-    import torch
+    import torch  # torch, transformers, peft: heavy, optional extras
     from transformers import AutoModelForCausalLM
 
     m = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 
+import yaml
+
 from .. import constants as C
+from ..models.shipped import resolve_model_path
+from ..predict.defaults import kaggle_preset_ensemble
 from ..train.recipe import resolve_recipe
 from . import push, stage
 from .config import KaggleConfig
@@ -22,8 +26,6 @@ def _wheels(a):
 
 
 def _datasets(a):
-    from ..predict.defaults import kaggle_preset_ensemble, resolve_model_path
-
     cfg = KaggleConfig.load(a.config)
     print(stage.stage_wheels_dataset(cfg, a.wheels, a.out))
     model = resolve_model_path(a.model) if a.model else None
@@ -73,8 +75,6 @@ def _submit(a):
 
 
 def _plan(a):
-    import yaml
-
     print(f"{a.recipe}: PROJECTED Kaggle T4 x2 time per chain stage (bench/projection.py; not measured)")
     plan(probe_config(yaml.safe_load(resolve_recipe(a.recipe).read_text())))
 

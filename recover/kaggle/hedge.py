@@ -9,9 +9,20 @@ rows (the suffix is fitted on the other half). Ties go to the answer alone.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 
 from .. import constants as C
+from ..csvio import atomic_write_json, read_table
+from ..meanprompt.optimize import OptimizeConfig, SearchState, vocab_from_texts
+from ..meanprompt.probes import probe_weights
+from ..meanprompt.prompt import combine
+from ..meanprompt.suffix import SUFFIX_DEFAULTS, SuffixOptimizer
+from ..score.embedder import Embedder
+from ..score.metric import scs_rows
 
 CHOICES = ("llm", "llm+mean", "llm+suffix")
 HEDGE_FILE = "hedge_choice.json"
@@ -20,8 +31,6 @@ SUFFIX_FILE = "hedge_suffix.json"  # {"prompt": suffix}: served as `--combine ll
 
 def row_weights(embedder, truths: list[str], probes: list[tuple[str, float]], seed: int = C.DEFAULT_SEED):
     """Per-row weights under which the probes' local SCS match their leaderboard scores (uniform without probes)."""
-    from ..meanprompt.probes import probe_weights
-
     if not probes:
         return np.ones(len(truths)) / len(truths), {"probes": 0}
     T = embedder.encode(truths)
@@ -31,19 +40,12 @@ def row_weights(embedder, truths: list[str], probes: list[tuple[str, float]], se
 
 
 def weighted_scs(embedder, texts: list[str], truths_emb: np.ndarray, w: np.ndarray) -> float:
-    from ..score.metric import scs_rows
-
     return float(scs_rows(embedder.encode(texts), truths_emb) @ (w / w.sum()))
 
 
 def decide(embedder, answers: list[str], truths: list[str], mean_prompt: str, probes: list[tuple[str, float]],
            cap=None, seed: int = C.DEFAULT_SEED, log=print) -> dict:
     """-> {choice, why, scores (weighted SCS on the check half), suffix, mean_prompt, probe_report, rows}."""
-    from ..meanprompt.optimize import vocab_from_texts
-    from ..meanprompt.suffix import SUFFIX_DEFAULTS, SuffixOptimizer
-    from ..meanprompt.optimize import OptimizeConfig, SearchState
-    from ..predict.base import combine
-
     if len(answers) != len(truths) or len(truths) < 4:
         raise ValueError(f"hedge: one answer per labelled row and at least 4 rows (got {len(answers)}, {len(truths)})")
     cap = cap or (lambda s: s)
@@ -80,9 +82,6 @@ def embedder_name(embedder) -> str:
 def serve_flags(hedge_files: list[str], tuned_mean: str | None) -> tuple[list[str], str]:
     """(extra `recover predict` flags for an LLM answer, one line saying which was served and why) from kernels/tune's
     hedge_choice.json; none attached: no flags (the adapter's manifest decides, as before)."""
-    import json
-    from pathlib import Path
-
     for f in hedge_files:
         try:
             h = json.loads(Path(f).read_text())
@@ -104,8 +103,6 @@ def serve_flags(hedge_files: list[str], tuned_mean: str | None) -> tuple[list[st
 
 def read_probes(path: str) -> list[tuple[str, float]]:
     """Leaderboard probes: a CSV with `prompt` and its public score as `score` or `public_lb` (lb_probes.csv)."""
-    import pandas as pd
-
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     col = next((c for c in ("score", "public_lb") if c in df.columns), None)
     if "prompt" not in df.columns or col is None:
@@ -120,12 +117,6 @@ def run_hedge(answers: str, truth: str, mean_prompt: str, out: str, probes: str 
               embedder: str | None = None, log=print) -> dict:
     """`recover kaggle hedge`: answers CSV (id, rewrite_prompt) against the labelled rows with those ids ->
     out/hedge_choice.json (+ out/hedge_suffix.json)."""
-    import json
-    from pathlib import Path
-
-    from ..csvio import atomic_write_json, read_table
-    from ..score.embedder import Embedder
-
     a = read_table(answers, (C.COL_ID, C.COL_PROMPT))
     t = read_table(truth, (C.COL_ID, C.COL_PROMPT)).set_index(C.COL_ID)
     missing = [i for i in a[C.COL_ID] if i not in t.index]

@@ -1,8 +1,11 @@
 """Validate staged folders with the kaggle package's own rules, then push with the real kaggle CLI."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,11 +17,8 @@ from .inputs import CUDA_WHEEL_KERNELS, InputError, check_one_image, check_requi
 
 def _api():
     """KaggleApi without the credential help that `import kaggle` prints when none are set up."""
-    import contextlib
-    import io
-
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        from kaggle.api.kaggle_api_extended import KaggleApi
+        from kaggle.api.kaggle_api_extended import KaggleApi  # kaggle: optional extra, reads credentials on import
     return KaggleApi()
 
 
@@ -113,8 +113,6 @@ _PUSH_ERROR = "Kernel push error"
 def check_push_output(out: str, folder: str | Path) -> int | None:
     """The version number a push reported; KaggleError (one line: what is missing, what to run first) when
     kaggle dropped a source or reported an error while exiting 0."""
-    import re
-
     for line in out.splitlines():
         if _PUSH_ERROR in line:
             raise KaggleError(f"{folder}: {line.strip()}")

@@ -10,8 +10,14 @@ from pathlib import Path
 
 from .. import __version__
 from .. import constants as C
-from ..csvio import atomic_write_json
+from ..csvio import atomic_write_json, read_table
+from ..hashing import file_sha256
+from ..meanprompt.prompt import DEFAULT_MEAN_PROMPT_PATH, MeanPrompt
+from ..models.shipped import resolve_lora
+from ..predict.ensemble import EnsembleSpec, shipped_ensembles
 from .config import KaggleConfig
+from .train_kernel import TrainSpec, bake, slug as train_slug, train_settings
+from .twin import fill_ship_cache
 
 ROOT = Path(__file__).resolve().parents[2]
 KERNELS_SRC = ROOT / "kernels"
@@ -24,8 +30,6 @@ def build_wheels(out: str | Path = "build/wheels", llama_wheelhouse: str | None 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if download:  # from the cache `make setup` fills (downloaded there once, if it is missing)
-        from .twin import fill_ship_cache
-
         for whl in fill_ship_cache().glob("*.whl"):
             shutil.copy2(whl, out / whl.name)
     cpu = out / LLAMA_CPU_DIR
@@ -65,8 +69,6 @@ def stage_model_dataset(cfg: KaggleConfig, model: str | None, embed: str | None,
     """GGUF + manifest + mean prompt + embed predictor (+ a LoRA GGUF in lora/), in one dataset
     (subfolders: push with -r zip). The notebook serves the base GGUF with the LoRA on top; or, when the
     manifest names a shipped ensemble, the ensemble (its adapters ship inside the recover wheel) on that base."""
-    from ..predict.base import DEFAULT_MEAN_PROMPT_PATH
-
     d = Path(out) / cfg.model_dataset
     if d.exists():
         shutil.rmtree(d)
@@ -99,8 +101,6 @@ def stage_model_dataset(cfg: KaggleConfig, model: str | None, embed: str | None,
 def stage_data_dataset(cfg: KaggleConfig, files: list[str], out: str | Path = "build/datasets") -> Path:
     """Labelled CSVs (one per source) and prompt files for kernels/tune; a CSV without the four
     columns is refused here, not on Kaggle."""
-    from ..csvio import read_table
-
     d = Path(out) / cfg.data_dataset
     if d.exists():
         shutil.rmtree(d)
@@ -136,9 +136,6 @@ def stage_base_dataset(cfg: KaggleConfig, base: str, out: str | Path = "build/da
 
 def stage_lora(lora: str, base_model: str, dest: Path) -> str:
     """The LoRA GGUF + a manifest (with its serve settings) in dest; the base must be the file it was made on."""
-    from ..hashing import file_sha256
-    from ..predict.defaults import resolve_lora
-
     path, serve = resolve_lora(lora)
     src_manifest = Path(path).with_name(C.MANIFEST_FILE)
     m = json.loads(src_manifest.read_text()) if src_manifest.is_file() else {}
@@ -154,8 +151,6 @@ def stage_lora(lora: str, base_model: str, dest: Path) -> str:
 def check_ensemble(name: str, base_model: str | None) -> str:
     """A shipped ensemble (it travels in the recover wheel) whose LLM members' adapters were made on the
     staged base: refused here, not on Kaggle."""
-    from ..predict.ensemble import EnsembleSpec, shipped_ensembles
-
     if name not in shipped_ensembles():
         raise ValueError(f"--ensemble {name}: not a shipped ensemble ({', '.join(shipped_ensembles()) or 'none'}); "
                          "`recover eval --ensemble ... --ship-ensemble NAME` writes one")
@@ -170,7 +165,7 @@ def check_ensemble(name: str, base_model: str | None) -> str:
 
 def notebook_from_percent(src: Path):
     """`# %%` / `# %% [markdown]` cells in a .py file -> an nbformat v4 notebook."""
-    import nbformat
+    import nbformat  # nbformat: optional kaggle extra
 
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -197,8 +192,6 @@ def notebook_from_percent(src: Path):
 
 def fill_default_mean(nb) -> None:
     """`DEFAULT_MEAN = None` in a notebook becomes the package's default mean prompt."""
-    from ..predict.base import MeanPrompt
-
     for c in nb.cells:
         c.source = c.source.replace("DEFAULT_MEAN = None", f"DEFAULT_MEAN = {MeanPrompt.load(None).prompt!r}")
 
@@ -210,14 +203,12 @@ def render_kernel(name: str, cfg: KaggleConfig, out: str | Path = "build/kernels
                   train=None) -> Path:
     """kernels/<name>/notebook.py + kernel.json -> build/kernels/<name>/{<slug>.ipynb, kernel-metadata.json}.
     train: a TrainSpec for kernels/train (recipe, hold-out, part), baked into the notebook."""
-    import nbformat
+    import nbformat  # nbformat: optional kaggle extra
 
     src = KERNELS_SRC / name
     spec = json.loads((src / "kernel.json").read_text())
     slug = getattr(cfg, spec["slug_from"])
     if name == "train":
-        from .train_kernel import TrainSpec, bake, slug as train_slug, train_settings
-
         train = train or TrainSpec()
         slug = train_slug(cfg, train.part)
     if shard:  # one kernel per shard of the rewrite fan-out: its own slug, SHARD baked in

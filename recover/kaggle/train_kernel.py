@@ -15,12 +15,24 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import yaml
+
 from .. import constants as C
+from ..bench.projection import SESSION_SAFETY_S, chain_projection
 from ..csvio import atomic_write_json
+from ..hashing import file_sha256
+from ..train.chain import Chain
+from ..train.chain_config import STAGES, ChainConfig
+from ..train.recipe import resolve_recipe
+from ..train.ship_lora import choose_combine
 from .config import KaggleConfig
+from .inputs import InputError, model_handle_ok
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN_PINS = ("trl", "peft", "bitsandbytes", "accelerate", "transformers")  # versions from constraints.txt
@@ -60,8 +72,6 @@ def pins(constraints: Path = ROOT / "constraints.txt") -> list[str]:
 def base_source(cfg: KaggleConfig, kaggle_base: str) -> tuple[str, str]:
     """The recipe's `kaggle_base` -> (metadata list, ref): `model:owner/model/framework/variation/version` or
     `dataset:owner/slug` (`dataset:slug` = this user's dataset)."""
-    from .inputs import InputError, model_handle_ok
-
     kind, _, ref = kaggle_base.partition(":")
     if kind == "model" and model_handle_ok(ref):
         return "model_sources", ref
@@ -73,8 +83,6 @@ def base_source(cfg: KaggleConfig, kaggle_base: str) -> tuple[str, str]:
 
 def plan(chain_cfg, log=print) -> dict:
     """Per-stage PROJECTED T4 x2 seconds and the sessions they need (bench/projection.py)."""
-    from ..bench.projection import chain_projection
-
     p = chain_projection(chain_cfg)
     for s, sec in p["stages"].items():
         log(f"  {s:9s} {sec / 60:8.1f} min  (projected)")
@@ -85,18 +93,12 @@ def plan(chain_cfg, log=print) -> dict:
 
 def probe_config(recipe: dict):
     """The recipe as a ChainConfig (its own checks run) with stand-in data files named after its hold-out."""
-    from ..train.chain_config import ChainConfig
-
     hold = str(recipe.get("holdout", "none"))
     return ChainConfig.load(None, {**recipe, "data": ["other_source.csv", f"{hold}.csv"]})
 
 
 def train_settings(cfg: KaggleConfig, spec: TrainSpec, log=print) -> tuple[dict, dict, dict[str, str]]:
     """-> (SETTINGS baked into the notebook, metadata sources, {ref: why the notebook reads it})."""
-    import yaml
-
-    from ..train.recipe import resolve_recipe
-
     path = resolve_recipe(spec.recipe)
     recipe = yaml.safe_load(path.read_text()) or {}
     if spec.holdout:
@@ -141,12 +143,6 @@ def bake(nb, settings: dict) -> None:
 def package_output(chain_yaml: str | Path, dest: str | Path, name: str, log=print) -> dict:
     """The chain's final adapter as the submission takes it: dest/lora/<name>.gguf + manifest.json, and
     dest/kaggle_train_output.json naming it and its base (relative to dest when the base was made here)."""
-    import yaml
-
-    from ..hashing import file_sha256
-    from ..train.chain import Chain
-    from ..train.chain_config import ChainConfig
-
     cfg = ChainConfig.load(str(chain_yaml), {})
     ch = Chain(cfg, log)
     stage = "dpo" if ch.done("dpo_gguf") else "sft" if ch.done("sft_gguf") else None
@@ -167,8 +163,6 @@ def package_output(chain_yaml: str | Path, dest: str | Path, name: str, log=prin
                              "recipe": {k: v for k, v in asdict(cfg).items() if k not in ("data", "launcher", "out")}}}
     ev = json.loads((cfg.root / "stages" / "eval.json").read_text()) if ch.done("eval") else {}
     if "leaderboard" in ev:  # a held-out eval ran (not the final fit): its figures choose the combine
-        from ..train.ship_lora import choose_combine
-
         manifest["combine"], manifest["combine_evidence"] = choose_combine(ev)
     atomic_write_json(lora.with_name(C.MANIFEST_FILE), manifest)
     base = Path(ch.base_gguf())
@@ -218,10 +212,6 @@ def kaggle_chain_yaml(settings: dict, input_dir: str | Path, work: str | Path, n
     """The chain recipe with what this session has mounted: the labelled CSVs, the base, the launcher (accelerate
     over both T4s with the staged config, else plain python), the output folder; part n's finished stages copied
     from part n-1's output. -> work/chain.yaml."""
-    import sys
-
-    import yaml
-
     work = Path(work)
     cfg = dict(settings["recipe"])
     data_dir = find_mount(input_dir, data_slug)
@@ -261,13 +251,6 @@ def kaggle_chain_yaml(settings: dict, input_dir: str | Path, work: str | Path, n
 def run_stages(chain_yaml: Path, settings: dict, started: float, log=print) -> bool:
     """Each chain stage in its own `recover train chain --stages S`; a stage whose PROJECTED time no longer fits
     this session is left for the next part. -> True when every stage has finished."""
-    import subprocess
-    import sys
-    import time
-
-    from ..bench.projection import SESSION_SAFETY_S
-    from ..train.chain_config import STAGES
-
     root = Path(chain_yaml).parent / "chain" / "stages"
     for stage in STAGES:
         if (root / f"{stage}.json").is_file():

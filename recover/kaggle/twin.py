@@ -13,6 +13,7 @@ import hashlib
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,8 +125,6 @@ def fresh_train_env(dest: Path) -> Path:
     cp312 torch can be installed here (PyPI's is a CUDA build whose nvidia-* pins this machine's index lacks), so
     the training run uses this machine's Python; the 3.12 twin runs the train notebook up to its torch check and
     the submission notebook whole. recover itself is not importable in it until the notebook installs it. -> python."""
-    import sysconfig
-
     base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
     subprocess.run([str(base), "-m", "venv", str(dest)], check=True)
     py = dest / "bin" / "python"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -190,8 +191,6 @@ def load_state(path: str | Path) -> SearchState:
 
 def vocab_from_texts(texts: list[str], min_count: int = 2, max_words: int = 3000) -> list[str]:
     """The most frequent words (letters only, as written lower-case) of the targets."""
-    from collections import Counter
-
     c = Counter(w.strip(".,;:!?\"'()*").lower() for t in texts for w in t.split())
     return [w for w, n in c.most_common() if n >= min_count and w.isalpha()][:max_words]
 
@@ -221,7 +220,7 @@ def vocab_from_tokenizer(tokenizer, max_words: int = 0) -> list[str]:
 
 
 def plot_trajectory(traj: list[dict], path: str | Path) -> None:
-    import matplotlib
+    import matplotlib  # matplotlib: heavy, only for plots
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

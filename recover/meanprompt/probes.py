@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import constants as C
+from ..csvio import InputError, read_table
 from ..score.metric import scs_matrix
 
 PROBE_COLUMNS = ("prompt", "score")
@@ -22,8 +23,6 @@ PROBE_COLUMNS = ("prompt", "score")
 
 def load_probes(path: str) -> list[tuple[str, float]]:
     """CSV with columns prompt, score (the public leaderboard score that constant submission got)."""
-    from ..csvio import InputError, read_table
-
     df = read_table(path, PROBE_COLUMNS, id_col="prompt")  # a blank or repeated probe is an error
     out = []
     for i, (p, s) in enumerate(zip(df["prompt"], df["score"]), start=2):

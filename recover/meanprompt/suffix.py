@@ -15,13 +15,22 @@ either. Each candidate costs one encoding per training row, so the rows are a se
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 
-from ..predict.base import combine
+from .. import constants as C
+from ..csvio import atomic_write_json, read_table, write_submission
+from ..data.pairs_io import load_pairs
+from ..models.shipped import ASSETS
+from ..score.embedder import Embedder, TokenCap
 from ..score.metric import scs_rows
-from .optimize import MeanPromptOptimizer, OptimizeConfig, SearchState
+from .optimize import MeanPromptOptimizer, OptimizeConfig, SearchState, vocab_from_texts
+from .prompt import MeanPrompt, combine
 
 SUFFIX_DEFAULTS = {"beam": 2, "steps": 12, "prerank": 24, "insert_words": 4, "max_tokens": 48}
 
@@ -63,7 +72,6 @@ def fit_suffix(embedder, preds: list[str], truths: list[str], vocab: list[str], 
     best, score = state.beam[0]
     log(f"suffix fit on {len(preds)} rows: alone {first[0]:.4f}, + mean {first[1]:.4f}, + suffix {score:.4f} "
         f"({time.time() - t0:.0f} s, {opt.encoded} strings encoded): {best!r}")
-    from dataclasses import asdict
 
     return {"suffix": best, "rows": len(preds), "seconds": round(time.time() - t0, 1),
             "scores": {"alone": round(float(first[0]), 5), "mean": round(float(first[1]), 5), "suffix": round(score, 5)},
@@ -76,16 +84,6 @@ def run_suffix(pred: str, data: list[str], out: str, rows: int = 200, seed: int 
     """Fit a suffix on `pred` (a submission CSV of a predictor's out-of-fold predictions) against the true
     prompts of those ids in `data`; write it to `out`; join it to other prediction files (`apply_to`, each
     written beside itself as *.suffix.csv, capped as predict caps); and optionally into an artifact."""
-    import hashlib
-    from pathlib import Path
-
-    from .. import constants as C
-    from ..csvio import atomic_write_json, read_table, write_submission
-    from ..data.pairs_io import load_pairs
-    from ..predict.base import MeanPrompt
-    from ..score.embedder import Embedder, TokenCap
-    from .optimize import vocab_from_texts
-
     truth = load_pairs(data).drop_duplicates(C.COL_ID).set_index(C.COL_ID)[C.COL_PROMPT]
     p = read_table(pred, (C.COL_ID, C.COL_PROMPT))
     missing = [i for i in p[C.COL_ID] if i not in truth.index]
@@ -116,13 +114,6 @@ def run_suffix(pred: str, data: list[str], out: str, rows: int = 200, seed: int 
 def write_into_artifact(into: str, fit: dict, make_default: bool, log=print) -> None:
     """The suffix ships inside the artifact whose predictions it was fitted to follow: a LoRA manifest
     (a name under recover/assets/lora or a folder) or an embed-predictor folder."""
-    import json
-    from pathlib import Path
-
-    from .. import constants as C
-    from ..csvio import atomic_write_json
-    from ..predict.defaults import ASSETS
-
     d = Path(into)
     if not d.is_dir():
         d = ASSETS / C.LORA_ASSETS_DIR / into

@@ -1,1 +1,1 @@
-"""Inference: predictors (mean, llama.cpp, embedding) and the guarded runner that writes submissions."""
+"""Prediction: the predictors (mean, LLM, embedding, ensembles) and the guarded runner that writes submissions."""

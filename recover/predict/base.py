@@ -1,83 +1,29 @@
-"""Predictor interface, the mean-prompt predictor, and how predictions combine with it."""
+"""The predictor interface and the mean-prompt predictor."""
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, Sequence
 
-
-DEFAULT_MEAN_PROMPT_PATH = Path(__file__).resolve().parent.parent / "meanprompt" / "default.json"
-COMBINE_MODES = ("mean", "pred", "pred+mean", "mean+pred", "pred+suffix", "pred+invert")
-# "llm" and "embed" read naturally on the command line; they name the same thing as "pred".
-# pred+suffix: the prediction followed by the suffix fitted to follow this artifact's own predictions
-# (its manifest's "suffix", meanprompt/suffix.py); a blank prediction gets the mean prompt.
-COMBINE_ALIASES = {"llm": "pred", "embed": "pred", "llm+mean": "pred+mean", "embed+mean": "pred+mean",
-                   "mean+llm": "mean+pred", "mean+embed": "mean+pred", "llm+suffix": "pred+suffix",
-                   "embed+suffix": "pred+suffix", "embed+invert": "pred+invert"}
-# pred+invert: the embed predictor's string edited toward its predicted embedding (predict/invert.py); the
-# predictor does it, so the runner submits the prediction as is
+from ..meanprompt.prompt import MeanPrompt
 
 
 class Predictor(Protocol):
     name: str
+    manifest: dict  # the artifact's own choices the runner reads: "combine", "suffix"
+    chunk_rows: int | None  # rows it wants per call; None: the runner's BATCH_SIZES for its kind
 
     def predict_batch(self, originals: Sequence[str], rewrites: Sequence[str]) -> list[str]:
         """One raw prediction per row; may raise, the runner then falls back row by row."""
-
-
-@dataclass
-class MeanPrompt:
-    prompt: str
-    source: str
-    scores: dict
-
-    @classmethod
-    def load(cls, value: str | None = None) -> "MeanPrompt":
-        """None -> the shipped default; a path to a mean_prompt JSON; otherwise the literal string."""
-        if value is None:
-            return cls._from_json(DEFAULT_MEAN_PROMPT_PATH)
-        p = Path(value)
-        if p.suffix == ".json" and p.is_file():
-            return cls._from_json(p)
-        if not value.strip():
-            raise ValueError("--mean-prompt is blank")
-        return cls(value.strip(), "literal", {})
-
-    @classmethod
-    def _from_json(cls, path: Path) -> "MeanPrompt":
-        d = json.loads(path.read_text())
-        if not str(d.get("prompt", "")).strip():
-            raise ValueError(f"{path}: field 'prompt' is missing or blank")
-        return cls(d["prompt"].strip(), str(path), d.get("scores", {}))
 
 
 class MeanPredictor:
     """The same tuned constant for every row: the no-LLM, no-network baseline."""
 
     name = "mean"
+    manifest: dict = {}  # no artifact, no choices (read only)
+    chunk_rows = None
 
     def __init__(self, mean: MeanPrompt):
         self.mean = mean
 
     def predict_batch(self, originals, rewrites):
         return [self.mean.prompt for _ in originals]
-
-
-def normalize_combine(mode: str) -> str:
-    mode = COMBINE_ALIASES.get(mode, mode)
-    if mode not in COMBINE_MODES:
-        raise ValueError(f"--combine {mode!r}: choose one of {', '.join(COMBINE_MODES + tuple(COMBINE_ALIASES))}")
-    return mode
-
-
-def combine(pred: str, mean: str, mode: str) -> str:
-    """Join a row's prediction with the mean prompt, as every top-4 team did."""
-    pred = (pred or "").strip()
-    if mode == "mean" or not pred:
-        return mean
-    if mode in ("pred", "pred+invert"):
-        return pred
-    if mode in ("pred+mean", "pred+suffix"):  # the caller passes the suffix as `mean` for pred+suffix
-        return f"{pred} {mean}".strip()
-    return f"{mean} {pred}"

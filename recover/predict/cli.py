@@ -5,32 +5,18 @@ from dataclasses import fields
 
 from .. import constants as C
 from ..cli_args import _add_llm_args, _llm_options
+from ..meanprompt.prompt import COMBINE_ALIASES, COMBINE_MODES
 from ..score.embedder import DTYPES as EMBED_DTYPES
-from .base import COMBINE_ALIASES, COMBINE_MODES
+from .defaults import predict_config
 from .ensemble import shipped_ensembles
-from .runner import ON_MODEL_ERROR, PREDICTORS
+from .runner import ON_MODEL_ERROR, PREDICTORS, PredictConfig, run_predict
 
 
 def _predict(a):
-    from .defaults import resolve_predictor
-    from .runner import PredictConfig, run_predict
-
-    llm = _llm_options(a)
-    ensemble_flag = a.ensemble
-    if a.preset:  # what that context serves by default, read where its staging reads it (defaults.preset)
-        from .defaults import preset
-
-        if a.predictor or a.ensemble:
-            raise ValueError(f"--preset {a.preset}: it names the predictor; give no --predictor or --ensemble")
-        ensemble_flag = preset(a.preset)["ensemble"]
-    predictor, model, ensemble = resolve_predictor(a.predictor, a.model, ensemble_flag)
-    if llm and predictor not in ("llm", "ensemble"):
-        flag = "--" + next(iter(llm)).replace("_", "-").replace("prefixes", "prefix").replace("lora-path", "lora")
-        raise ValueError(f"{flag}: a llama.cpp flag, but the predictor is {predictor!r} (it would be ignored); "
-                         "give --model GGUF or --predictor llm")
-    # every PredictConfig field that is a flag comes from the parsed flags as it is; the rest is resolved above
+    # every PredictConfig field that is a flag comes from the parsed flags as it is; predict_config resolves the rest
     flags = {f.name: getattr(a, f.name) for f in fields(PredictConfig) if hasattr(a, f.name)}
-    run_predict(PredictConfig(**{**flags, "predictor": predictor, "model": model, "ensemble": ensemble, "llm": llm}))
+    flags.update(preset_name=a.preset, llm=_llm_options(a))
+    run_predict(predict_config(**flags))
 
 
 def add_cli(sub) -> None:

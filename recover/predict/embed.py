@@ -15,8 +15,10 @@ The artifact is a folder: manifest.json + weights.npz + candidates.txt (+ invert
 """
 from __future__ import annotations
 
+import io
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ from .. import constants as C
 from ..csvio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..score.embedder import Embedder, EmbedderSpec, packaged_proxy_path, resolve_embedder
 from ..score.metric import normalise
+from .invert import InvertConfig, Inverter
 
 SHIPPED = Path(__file__).resolve().parent.parent / "assets" / C.EMBED_PREDICTOR_DIR
 DECODES = ("nearest",)
@@ -55,6 +58,7 @@ def fit_ridge(X: np.ndarray, Y: np.ndarray, alpha: float,
 
 class EmbedPredictor:
     name = "embed"
+    chunk_rows: int | None = None  # enable_invert sets it; None: the runner's BATCH_SIZES["embed"]
 
     def __init__(self, W, x_mean, y_mean, candidates: list[str], cand_emb: np.ndarray, embedder: Embedder | None,
                  manifest: dict):
@@ -97,8 +101,6 @@ class EmbedPredictor:
 
     def enable_invert(self, cap=None, cfg=None) -> None:
         """Per-row inversion after decoding, with the artifact's vocabulary and settings (manifest "invert")."""
-        from .invert import InvertConfig, Inverter
-
         if self.invert_vocab is None:
             raise ValueError("--combine embed+invert: this embed predictor carries no inversion vocabulary "
                              "(recover eval --ship writes one when embed-invert wins)")
@@ -108,16 +110,12 @@ class EmbedPredictor:
         self.chunk_rows = 256
 
     def with_invert_vocab(self, words: list[str], emb: np.ndarray, cfg) -> "EmbedPredictor":
-        from dataclasses import asdict
-
         self.invert_vocab, self.invert_emb = list(words), np.asarray(emb, np.float32)
         self.manifest["invert"] = {"config": asdict(cfg), "vocab": len(words)}
         return self
 
     # --- artifact ----------------------------------------------------------------------------
     def save(self, out: str | Path) -> Path:
-        import io
-
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         # float16 embeddings halve the artifact; the decisions do not notice (tested).

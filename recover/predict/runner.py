@@ -13,21 +13,26 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from .. import constants as C
 from ..csvio import clean_text, read_test, write_submission
+from ..meanprompt.prompt import MeanPrompt, combine, normalize_combine
+from ..models.llm import LlamaConfig, LlamaPredictor
+from ..models.quantize import QUANT_TYPES
+from ..models.serving import serve_model_path
+from ..models.shipped import llm_options, with_default_lora
 from ..progress import progress
 from ..runs import new_run_dir, record_run
-from ..score.embedder import DTYPES, CharCap, EmbedderNotFound, TokenCap, resolve_embedder
-from .base import MeanPredictor, MeanPrompt, combine, normalize_combine
+from ..score.embedder import DTYPES, Embedder, make_cap
+from .base import MeanPredictor
 from .checkpoint import Checkpoint
+from .embed import EmbedPredictor, default_artifact
+from .ensemble import EnsemblePredictor, EnsembleSpec
 
 PREDICTORS = ("mean", "llm", "embed", "ensemble")
 ON_MODEL_ERROR = ("fail", "fallback")
 # Rows per chunk: the embedder runs faster on 64-row batches than on 8 (scripts/predict_speed.sh times
 # the default); an LLM chunk is a checkpoint unit and a time-budget step, so it stays small.
 BATCH_SIZES = {"mean": 256, "llm": 8, "embed": 64}  # an ensemble sets its own chunk_rows (its members' largest)
-_NO_TOKENIZER_CHAR_CAP = 127  # a T5 piece covers >= 1 char, so 127 chars + </s> fit 128 tokens
 
 
 def parse_duration(text: str | None) -> float | None:
@@ -60,10 +65,9 @@ class PredictConfig:
     embedder: str | None = None
     restart: bool = False
     run_root: str | None = None
-    llm: dict = field(default_factory=dict)  # LlamaConfig fields, see predict/llm.py
+    llm: dict = field(default_factory=dict)  # LlamaConfig fields, see models/llm.py
     embed_dtype: str = "auto"  # the embed predictor's FEATURE encoding: auto = bf16 on a bf16 CPU (LOSO: no loss)
     cpu_quant: str | None = "auto"  # on CPU: "auto" (packaged model in the measured quant), "none", or a quant
-    model_served: str | None = None  # set at load: the GGUF actually served (a cached requant on CPU)
 
     def __post_init__(self):
         if self.predictor not in PREDICTORS:
@@ -83,8 +87,6 @@ class PredictConfig:
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError("--batch-size must be >= 1")
         if self.cpu_quant not in (None, "auto", "none"):
-            from .quantize import QUANT_TYPES
-
             if self.cpu_quant.upper() not in QUANT_TYPES:
                 raise ValueError(f"--cpu-quant {self.cpu_quant!r}: auto, none or one of {', '.join(QUANT_TYPES)}")
         if self.embed_dtype not in DTYPES:
@@ -93,54 +95,25 @@ class PredictConfig:
             raise ValueError("--seed 0 means 'random' to llama.cpp; pass a nonzero seed")
         parse_duration(self.time_budget)
         if self.predictor == "llm":  # a PyPI base without --lora: its shipped final fit (recorded in the run folder)
-            from .defaults import with_default_lora
-
             self.llm = with_default_lora(self.model, self.llm)
-
-
-def make_cap(embedder: str | None, log=print):
-    try:
-        spec = resolve_embedder(embedder)
-        log(f"token cap: {C.MAX_PROMPT_TOKENS} tokens of {spec.describe()}")
-        return TokenCap.from_spec(spec)
-    except (EmbedderNotFound, OSError, ValueError) as e:
-        log(f"WARNING: no metric tokenizer ({e}); capping prompts at {_NO_TOKENIZER_CHAR_CAP} characters")
-        return CharCap(_NO_TOKENIZER_CHAR_CAP)
-
-
-def llm_options(llm: dict) -> tuple[dict, dict]:
-    """-> (LlamaConfig options, the adapter's manifest or {}). A `--lora` brings the settings it was
-    trained with (template, n_ctx; flags win) and the --combine its held-out eval chose."""
-    if not llm.get("lora_path"):
-        return dict(llm), {}
-    from .defaults import lora_manifest
-
-    path, m = lora_manifest(llm["lora_path"])
-    return {**m.get("serve", {}), **llm, "lora_path": path}, m
 
 
 def build_predictor(cfg: PredictConfig, mean: MeanPrompt, cap=None, log=print):
     if cfg.predictor == "mean":
         return MeanPredictor(mean)
     if cfg.predictor == "llm":
-        p = load_llm(cfg.model, cfg.llm, cfg.cpu_quant, cfg.seed, log)
-        cfg.model_served = p.served  # recorded in the run folder
-        return p
+        return load_llm(cfg.model, cfg.llm, cfg.cpu_quant, cfg.seed, log)
     if cfg.predictor == "ensemble":
         return load_ensemble(cfg, cap, log)
     return load_embed(cfg.model, cfg.embedder, cfg.embed_dtype, log)
 
 
 def load_llm(model: str, llm: dict, cpu_quant: str | None, seed: int, log=print):
-    from .defaults import serve_model_path
-    from .llm import LlamaConfig, LlamaPredictor
-
     served = serve_model_path(model, llm, cpu_quant, log)
     options, lora = llm_options(llm)
-    p = LlamaPredictor(LlamaConfig(model=served, seed=seed, **options))
-    p.served = served
-    # read by resolve_combine and artifact_suffix: the adapter's chosen combine and its fitted suffix
-    p.manifest = {k: lora[k] for k in ("combine", "suffix") if k in lora}
+    # the adapter's chosen combine and its fitted suffix, read by resolve_combine and artifact_suffix
+    p = LlamaPredictor(LlamaConfig(model=served, seed=seed, **options),
+                       manifest={k: lora[k] for k in ("combine", "suffix") if k in lora})
     c = p.cfg
     log(f"lora: {lora.get('name', c.lora_path)}" if c.lora_path else "lora: none (the bare base model)")
     log(f"llm engine: {c.engine}" + (f" ({c.torch_dtype}, {c.n_seq} rows a batch)" if c.engine == "torch" else
@@ -149,8 +122,6 @@ def load_llm(model: str, llm: dict, cpu_quant: str | None, seed: int, log=print)
 
 
 def load_embed(model: str, embedder: str | None, dtype: str, log=print):
-    from .embed import EmbedPredictor
-
     p = EmbedPredictor.load(model, embedder=embedder, dtype=dtype)
     log(f"embed features: {p.embedder.dtype} on {p.embedder.device}")
     return p
@@ -158,9 +129,6 @@ def load_embed(model: str, embedder: str | None, dtype: str, log=print):
 
 def load_ensemble(cfg: PredictConfig, cap, log=print):
     """The members of the ensemble's order, each loaded as `recover predict` loads it alone."""
-    from .embed import default_artifact
-    from .ensemble import EnsemblePredictor, EnsembleSpec
-
     spec = EnsembleSpec.load(cfg.ensemble)
     if cfg.model:  # a staged copy of the members' base (the Kaggle dataset's GGUF)
         spec.with_base(cfg.model)
@@ -176,13 +144,10 @@ def load_ensemble(cfg: PredictConfig, cap, log=print):
             members[name] = base.with_prefixes([m.prefix] if m.prefix else list(base.cfg.prefixes))
         else:
             p = load_embed(m.model or str(default_artifact()), cfg.embedder, cfg.embed_dtype, log)
-            if normalize_combine(p.manifest.get("combine", "pred")) == "pred+invert":
-                p.enable_invert(cap=cap)  # the embed member is embed-invert when its artifact says so
+            apply_invert(p, resolve_combine(None, p), cap)  # the embed member is embed-invert when its artifact says so
             members[name] = p
     encode = None
     if spec.join != "concat":
-        from ..score.embedder import Embedder
-
         encode = Embedder.resolve(cfg.embedder).encode
     log(f"ensemble {spec.name}: {' + '.join(spec.order)}, join {spec.join}")
     return EnsemblePredictor(spec, members, cap, encode, log)
@@ -193,12 +158,22 @@ def resolve_combine(asked: str | None, predictor) -> str:
         return asked
     if predictor.name == "mean":
         return "mean"
-    return normalize_combine(getattr(predictor, "manifest", {}).get("combine", "pred+mean"))
+    return normalize_combine(predictor.manifest.get("combine", "pred+mean"))
+
+
+def apply_invert(predictor, mode: str, cap) -> None:
+    """The ONE place that decides per-row inversion: an embed predictor whose combine is pred+invert."""
+    if mode != "pred+invert" or predictor.name == "mean":  # mean: the model failed to load, rows get the fallback
+        return
+    if predictor.name != "embed":
+        raise ValueError(f"--combine {mode}: per-row inversion edits the embed predictor's strings; "
+                         f"not built for {predictor.name}")
+    predictor.enable_invert(cap=cap)
 
 
 def artifact_suffix(predictor, mode: str) -> str | None:
     """The suffix the artifact carries (fitted to follow its own predictions); pred+suffix needs one."""
-    suffix = (getattr(predictor, "manifest", None) or {}).get("suffix")
+    suffix = predictor.manifest.get("suffix")
     if mode == "pred+suffix" and suffix is None:
         raise ValueError(f"--combine pred+suffix: the {predictor.name} artifact carries no suffix "
                          "(recover meanprompt suffix --into ARTIFACT writes one)")
@@ -235,7 +210,7 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
     mode, finish = finisher(cfg, predictor, mean, cap, fallback, log)
     # rows per checkpointed chunk: asked for, else the predictor's own (the torch engine sorts a chunk by
     # length into batches, so a bigger chunk pads less), else the predictor kind's
-    chunk_rows = cfg.batch_size or getattr(predictor, "chunk_rows", None) or BATCH_SIZES[predictor.name]
+    chunk_rows = cfg.batch_size or predictor.chunk_rows or BATCH_SIZES[predictor.name]
     todo = [i for i in range(len(df)) if df.at[i, C.COL_ID] not in done]
     ckpt.open(fresh=not done)
     timed_rows, timed_s = predict_chunks(predictor, df, todo, chunk_rows, deadline, ckpt, done,
@@ -249,8 +224,7 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
     stats = {"rows": len(ids), "status": counts, "seconds": round(time.monotonic() - t0, 2),
              "s_per_row_predicted": round(timed_s / timed_rows, 4) if timed_rows else None,
              "predictor": predictor.name, "combine": mode, "model_error": model_error,
-             "output": str(cfg.output), "run_dir": str(run_dir), "model_served": cfg.model_served,
-             "engine": getattr(getattr(predictor, "cfg", None), "engine", None)}
+             "output": str(cfg.output), "run_dir": str(run_dir), **served_by(predictor)}
     if predictor.name == "ensemble":  # where an ensemble's time went, member by member
         stats["member_s_per_row"] = {n: round(predictor.rate(n), 4) for n in predictor.spec.order}
         log("ensemble s/row by member: " + ", ".join(f"{n} {v}" for n, v in stats["member_s_per_row"].items()))
@@ -258,6 +232,12 @@ def run_predict(cfg: PredictConfig, log=print) -> dict:
     log(f"wrote {cfg.output}: {len(ids)} rows " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     check_row_failures(counts, cfg.on_model_error, log)
     return stats
+
+
+def served_by(predictor) -> dict:
+    """The GGUF an LLM predictor serves (a cached requant on CPU) and its engine; None for the others."""
+    llm = predictor.cfg if isinstance(predictor, LlamaPredictor) else None
+    return {"model_served": llm.model if llm else None, "engine": llm.engine if llm else None}
 
 
 def load_or_fallback(cfg: PredictConfig, mean: MeanPrompt, cap, log=print):
@@ -276,11 +256,7 @@ def finisher(cfg: PredictConfig, predictor, mean: MeanPrompt, cap, fallback: str
     """-> (the combine mode, raw answer -> submitted prompt): combined, capped, never blank."""
     mode = resolve_combine(cfg.combine, predictor)
     suffix = artifact_suffix(predictor, mode)
-    if mode == "pred+invert" and predictor.name != "mean":  # mean: the model failed to load, rows get the fallback
-        if predictor.name != "embed":
-            raise ValueError(f"--combine {mode}: per-row inversion edits the embed predictor's strings; "
-                             f"not built for {predictor.name}")
-        predictor.enable_invert(cap=cap)
+    apply_invert(predictor, mode, cap)
     log(f"predictor: {predictor.name}, combine: {mode}" + (f", suffix: {suffix!r}" if mode == "pred+suffix" else ""))
 
     def finish(raw: str | None) -> str:

@@ -1,11 +1,11 @@
 """`recover score`: the parser and the handler, beside the code they wire (recover/cli.py lists the stages)."""
 from __future__ import annotations
 
+from .embedder import Embedder
+from .scoring import run_score
+
 
 def _score(a):
-    from .embedder import Embedder
-    from .scoring import run_score
-
     res = run_score(a.pred, a.truth, Embedder.resolve(a.embedder), report=a.report)
     label = "PROXY SCS" if res.is_proxy else "SCS"
     print(f"{label}: {res.score:.4f} over {res.rows} rows")

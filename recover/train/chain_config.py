@@ -6,7 +6,10 @@ import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import yaml
+
 from .. import constants as C
+from .recipe import resolve_recipe
 
 FINAL = "none"
 STAGES = ("base", "split", "rows", "sft", "sft_gguf", "pairs", "dpo", "dpo_gguf", "predict", "eval")
@@ -83,8 +86,6 @@ class ChainConfig:
     @classmethod
     def load(cls, path: str | None, overrides: dict) -> "ChainConfig":
         """A YAML recipe, then CLI overrides; unknown keys are errors."""
-        import yaml
-
         raw = (yaml.safe_load(Path(path).read_text()) or {}) if path else {}
         raw.update({k: v for k, v in overrides.items() if v is not None})
         known = {f.name for f in fields(cls)}
@@ -110,6 +111,5 @@ class ChainConfig:
 def resolve_chain_recipe(recipe: str | None) -> str | None:
     if recipe is None:
         return None
-    from .recipe import resolve_recipe
 
     return str(resolve_recipe(recipe))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 
+from .chain import run_chain
+from .chain_config import ChainConfig, resolve_chain_recipe
 from .recipe import RECIPES
-from .ship_lora import SHIP_STAGES
+from .ship_lora import SHIP_STAGES, ship_adapter
 
 
 def _train_lora(a):
-    from .run import train
+    from .run import train  # train.run imports transformers: heavy, optional extra
 
     train(a.action, a.recipe, a.overrides)
 
@@ -19,10 +21,6 @@ CHAIN_KEYS = ("data", "holdout", "out", "sft_rows", "dpo_rows", "k", "eval_rows"
 
 
 def _train_chain(a):
-    from .chain import run_chain
-    from .chain_config import ChainConfig, resolve_chain_recipe
-    from .ship_lora import ship_adapter
-
     cfg = ChainConfig.load(resolve_chain_recipe(a.recipe), {k: getattr(a, k) for k in CHAIN_KEYS})
     run_chain(cfg, a.stages.split(",") if a.stages else None)
     if a.ship:

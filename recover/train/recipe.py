@@ -89,7 +89,7 @@ def check_combination(m: ModelArgs, d: DataArgs, t) -> None:
 
 def parse_recipe(stage: str, recipe: str | None, overrides: list[str]):
     """-> (ModelArgs, DataArgs, SFTConfig | DPOConfig)."""
-    from trl import DPOConfig, SFTConfig, TrlParser
+    from trl import DPOConfig, SFTConfig, TrlParser  # trl: heavy, optional extra
 
     if stage not in ("sft", "dpo"):
         raise ValueError(f"stage {stage!r}: sft or dpo")

@@ -5,14 +5,16 @@ import shutil
 import time
 from pathlib import Path
 
+from .. import constants as C
 from ..csvio import atomic_write_json
+from ..models.cpu_choice import read_machine_cache
+from ..models.hf_model import materialize_hf
 from ..progress import is_terminal
 from ..runs import record_run
-from ..predict.hf_model import materialize_hf
 from .recipe import LORA_TARGETS, parse_recipe
 
 def load_for_training(m):
-    import torch
+    import torch  # torch, transformers: heavy, optional extras
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     base = materialize_hf(m.model_name_or_path, m.gguf_file)
@@ -29,7 +31,7 @@ def load_for_training(m):
 
 
 def lora_config(m, model_type: str):
-    from peft import LoraConfig
+    from peft import LoraConfig  # peft: heavy, optional extra
 
     targets = m.lora_target_modules or LORA_TARGETS.get(model_type)
     if not targets:
@@ -41,9 +43,6 @@ def lora_config(m, model_type: str):
 def machine_train_args(stage: str, recipe: str | None, overrides: list[str]) -> list[str]:
     """The settings `recover bench --train` measured fastest on THIS machine (bf16 autocast, no gradient
     checkpointing, length-bucketed batches): for CPU recipes only, and never over a flag given on the command line."""
-    from ..predict.cpu_choice import read_machine_cache
-    from .. import constants as C
-
     choice = read_machine_cache(C.TRAIN_CHOICE_PREFIX)
     if not choice or parse_recipe(stage, recipe, overrides)[0].target_hardware != "cpu":
         return []
@@ -53,7 +52,7 @@ def machine_train_args(stage: str, recipe: str | None, overrides: list[str]) -> 
 
 def train(stage: str, recipe: str | None, overrides: list[str], log=print, measured: bool = True) -> Path:
     """measured: apply this machine's measured training settings (`machine_train_args`); the bench sets False."""
-    from datasets import load_dataset
+    from datasets import load_dataset  # datasets, transformers, peft, trl: heavy, optional extras
     from transformers import set_seed
 
     extra = machine_train_args(stage, recipe, overrides) if measured else []
@@ -145,7 +144,7 @@ def bucket_by_length(trainer) -> None:
 def count_4bit_linear(model) -> int:
     """How many of the model's linear layers hold bitsandbytes 4-bit weights (QLoRA: all of the base)."""
     try:
-        from bitsandbytes.nn import Linear4bit
+        from bitsandbytes.nn import Linear4bit  # bitsandbytes: heavy, optional extra
     except ImportError:
         return 0
     return sum(isinstance(m, Linear4bit) for m in model.modules())
@@ -158,7 +157,7 @@ def last_checkpoint(out: Path) -> Path | None:
 
 
 def _eta_callback_base():
-    from transformers import TrainerCallback
+    from transformers import TrainerCallback  # transformers: heavy, optional extra
 
     return TrainerCallback
 
@@ -191,7 +190,7 @@ class EtaLog(_eta_callback_base()):
 
 
 def plot_loss(hist: list[dict], path: Path, stage: str) -> None:
-    import matplotlib
+    import matplotlib  # matplotlib: heavy, only for plots
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

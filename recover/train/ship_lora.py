@@ -8,6 +8,8 @@ from pathlib import Path
 
 from .. import constants as C
 from ..csvio import atomic_write_json
+from ..hashing import file_sha256
+from ..models.shipped import ASSETS, lora_manifest
 from .chain import STAGES, Chain, ChainConfig
 
 
@@ -20,9 +22,6 @@ def ship_adapter(cfg: ChainConfig, name: str, command: str, log=print, loso_from
     data, held-out figures (from the eval stage) and the command that made it. A final fit (holdout none)
     has no eval of its own: `loso_from` names the LOSO adapter made with the same recipe whose held-out
     figures and --combine it carries (recorded as such)."""
-    from ..hashing import file_sha256
-    from ..predict.defaults import ASSETS
-
     ch = Chain(cfg, log)
     if not ch.done("eval"):
         raise RuntimeError(f"--ship {name}: the chain in {cfg.root} has not finished its eval stage")
@@ -68,8 +67,6 @@ _FOLD_KEYS = ("holdout", "eval_rows")
 def loso_evidence(cfg: ChainConfig, loso_from: str) -> tuple[dict, str, dict]:
     """(held-out figures, combine, its evidence) of the LOSO adapter `loso_from`, if it was made with this
     recipe (all but the data and the held-out source)."""
-    from ..predict.defaults import lora_manifest
-
     _, m = lora_manifest(loso_from)
     if "heldout_figures" not in m:
         raise ValueError(f"--loso-from {loso_from}: its manifest has no held-out figures")

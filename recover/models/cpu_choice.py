@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import constants as C
+from ..cpus import user_cache_dir
+from ..csvio import atomic_write_json
 
 # the flags that decide which kernels torch / llama.cpp can use; the cache key hashes these
 SIMD_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16",
@@ -76,15 +78,11 @@ def read_cpu_features(cpuinfo: str = "/proc/cpuinfo") -> CpuFeatures:
 
 
 def cache_path(feat: CpuFeatures) -> Path:
-    from ..cpus import user_cache_dir
-
     return user_cache_dir() / f"{C.CPU_CHOICE_PREFIX}{feat.key}.json"
 
 
 def read_machine_cache(prefix: str, feat: CpuFeatures | None = None) -> dict | None:
     """A per-machine measurement (`<prefix><cpu key>.json` in the user cache) of this format, else None."""
-    from ..cpus import user_cache_dir
-
     feat = feat or read_cpu_features()
     f = user_cache_dir() / f"{prefix}{feat.key}.json"
     if not f.is_file():
@@ -117,8 +115,6 @@ def cpu_choice(feat: CpuFeatures | None = None, rules_file: Path | None = None) 
 
 
 def write_measured_choice(choice: dict, feat: CpuFeatures, log=print) -> Path:
-    from ..csvio import atomic_write_json
-
     out = cache_path(feat)
     atomic_write_json(out, {"format_version": C.CPU_CHOICE_FORMAT_VERSION, **choice, "features": feat.describe()})
     log(f"CPU choice for this machine ({feat.cls}): {choice['backend']} -> {out}")
@@ -128,8 +124,6 @@ def write_measured_choice(choice: dict, feat: CpuFeatures, log=print) -> Path:
 def write_class_rule(choice: dict, feat: CpuFeatures, rules_file: Path | None = None, log=print) -> Path:
     """Record a measured choice as the packaged rule of its feature class (`--ship-class-rule`): the fallback
     for machines of that class that have not measured their own."""
-    from ..csvio import atomic_write_json
-
     f = rules_file or RULES_FILE
     rules = json.loads(f.read_text()) if f.is_file() else {"format_version": C.CPU_CHOICE_FORMAT_VERSION, "classes": {}}
     keep = ("engine", "backend", "torch_dtype", "n_seq", "quant", "s_per_row", "quality", "command", "rows", "data")

@@ -1,12 +1,14 @@
 """The ONE function that turns (original, rewritten) into the LLM's prompt.
 
-Inference (predict/llm.py) and training data (DPO pairs, SFT rows) both call `build_messages`, so a
+Inference (models/llm.py) and training data (DPO pairs, SFT rows) both call `build_messages`, so a
 model is trained on exactly the prompt format it is served with.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable, Sequence
+
+from .. import constants as C
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 DEFAULT_TEMPLATE = "recover"
@@ -22,8 +24,6 @@ GEMMA_CHAT_TEMPLATE = (
 def template_source(metadata: dict) -> str | None:
     """Where the chat template a GGUF is served with comes from: "gguf" (its own), "gemma-default" (a Gemma
     GGUF without one gets Gemma's turn format), or None (it cannot be served)."""
-    from .. import constants as C
-
     if metadata.get(C.GGUF_CHAT_TEMPLATE):
         return "gguf"
     return "gemma-default" if metadata.get(C.GGUF_ARCH, "").startswith("gemma") else None
@@ -31,8 +31,6 @@ def template_source(metadata: dict) -> str | None:
 
 def chat_template(metadata: dict, model_name: str = "model") -> str:
     """The GGUF's own chat template; for a Gemma GGUF without one, Gemma's turn format."""
-    from .. import constants as C
-
     tmpl = metadata.get(C.GGUF_CHAT_TEMPLATE)
     if tmpl:
         return tmpl
@@ -45,7 +43,7 @@ class ChatFormat:
     """The GGUF's chat template bound to its tokenizer: messages -> prompt text -> token ids."""
 
     def __init__(self, engine, model_name: str = "model"):
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # llama_cpp: optional extra, loads a native library
 
         self.engine = engine
         m = engine.model

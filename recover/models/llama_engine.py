@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import struct
 import time
 from dataclasses import dataclass, field
 
@@ -37,8 +38,6 @@ _GGUF_STRING = 8
 def gguf_architecture(path: str) -> str | None:
     """general.architecture of a GGUF, read from the header's first key-values (writers put it first); None when
     it is not among the scalar / string keys before the first array."""
-    import struct
-
     with open(path, "rb") as f:
         if f.read(4) != _GGUF_MAGIC:
             return None
@@ -88,7 +87,7 @@ class LlamaEngine(GGUFTokens):
                  n_threads: int | None = None, n_gpu_layers: int = 0, split_mode: int = 1,
                  tensor_split: list[float] | None = None, main_gpu: int = 0, flash_attn: bool = False,
                  offload_kqv: bool = True, lora_path: str | None = None, verbose: bool = False):
-        import llama_cpp
+        import llama_cpp  # llama_cpp: optional extra, loads a native library
         from llama_cpp import _internals
 
         from llama_cpp._logger import set_verbose

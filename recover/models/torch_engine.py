@@ -14,7 +14,7 @@ a GGUF LoRA adapter merged in (W += alpha/r * B @ A, as llama.cpp applies it at 
 Rows of similar length are batched (padding masked out); the instruction head every row shares is
 evaluated once and its KV cache copied into each batch (~15% of a row's prompt tokens, as the llama
 engine's sequence 0), so one row's k samples cost one prompt evaluation. The forward is recover's own
-(predict/torch_lm.py: fused matmuls, a KV cache allocated once per batch, no `generate`): it matches
+(models/torch_lm.py: fused matmuls, a KV cache allocated once per batch, no `generate`): it matches
 transformers' to ~1e-4 logits in fp32 (tests/test_torch_engine.py) at a fraction of the per-step cost.
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ from collections import deque
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .. import constants as C
 from ..cpus import claim_cpus, usable_cpus
@@ -32,14 +33,13 @@ from .llama_engine import EngineStats, GGUFTokens, blank_line_stop, check_gguf
 
 # The weights' load dtype per --torch-dtype. bf16: weights and activations in bf16. amp: fp32 weights, matmuls
 # in bf16 under torch.autocast (norms, softmax and the residual stream stay fp32). int8: loaded fp32, then
-# quantised per output channel by predict/torch_lm.py (Int8Weight), the rest of the forward in bf16.
+# quantised per output channel by models/torch_lm.py (Int8Weight), the rest of the forward in bf16.
 DTYPES = {d: "bfloat16" if d == "bf16" else "float32" for d in C.TORCH_DTYPES}
 
 
 def quiet_gguf_loading() -> None:
     """transformers' per-tensor GGUF bar ignores its own progress-bar switch: seconds of noise in every log."""
-    import transformers.modeling_gguf_pytorch_utils as gguf_utils
-    from tqdm.auto import tqdm
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils  # transformers: heavy, optional extra
 
     gguf_utils.tqdm = functools.partial(tqdm, disable=True)
 
@@ -47,7 +47,7 @@ def quiet_gguf_loading() -> None:
 def cache_gguf_name_maps() -> None:
     """transformers rebuilds gguf's tensor-name table once per submodule it visits (~400 times, ~5 s a load for
     SmolLM2); the table depends only on (architecture, blocks) and is read-only: build each once."""
-    import gguf
+    import gguf  # gguf: optional extra (the model stack)
     from gguf import tensor_mapping
 
     if not hasattr(gguf.get_tensor_name_map, "cache_info"):
@@ -56,7 +56,7 @@ def cache_gguf_name_maps() -> None:
 
 def load_hf_from_gguf(model_path: str, dtype: str = "bf16", lora_path: str | None = None):
     """transformers' GGUF loader (dequantises every tensor) + the adapter merged, in `dtype`."""
-    import torch
+    import torch  # torch, transformers: heavy, optional extras
     from transformers import AutoModelForCausalLM
 
     quiet_gguf_loading()
@@ -72,7 +72,7 @@ def merge_gguf_lora(model, lora_path: str, scale: float = 1.0) -> int:
     """Merge a llama.cpp LoRA adapter (GGUF, as convert_lora_to_gguf writes it) into an HF model in place.
     -> the number of weight matrices changed. llama.cpp permutes the rows of Q and K for the llama
     architecture (rotary layout), so their B matrices are un-permuted as transformers does the weights."""
-    import torch
+    import torch  # torch, gguf, transformers: heavy, optional extras
     from gguf import GGUFReader
     from gguf.quants import dequantize
     from transformers.modeling_gguf_pytorch_utils import TensorProcessor, get_gguf_hf_weights_map
@@ -128,7 +128,7 @@ class TorchEngine(GGUFTokens):
 
     def __init__(self, model_path: str, *, n_ctx_row: int, n_seq: int, seed: int, n_threads: int | None = None,
                  lora_path: str | None = None, dtype: str | None = None, **_llama_only):
-        import llama_cpp
+        import llama_cpp  # llama_cpp, torch (and torch_lm, which imports it): heavy, optional extras
         import torch
         from llama_cpp import _internals
         from llama_cpp._logger import set_verbose
@@ -170,19 +170,19 @@ class TorchEngine(GGUFTokens):
         self.reseed(seed)
 
     def reseed(self, seed: int) -> None:
-        import torch
+        import torch  # torch: heavy, optional extra
 
         self._gen = torch.Generator().manual_seed(seed)
 
     def _amp(self):
-        import torch
+        import torch  # torch: heavy, optional extra
 
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == "amp")
 
     def set_head(self, tokens: list[int]) -> None:
         """Evaluate the instruction head every row shares once; each batch starts from a copy of its KV
         cache (the llama engine does the same with its sequence 0): ~15% of a row's prompt tokens."""
-        import torch
+        import torch  # torch: heavy, optional extra
 
         self.head, self._head_cache = list(tokens), None
         if len(self.head) > 1:
@@ -202,7 +202,7 @@ class TorchEngine(GGUFTokens):
         batching, as the llama engine does it: n_seq slots decode together, rows enter shortest first, and a
         slot whose row has stopped takes the next row at once (rows enter in groups of n_seq / 4 up to
         PREFILL_TOKENS, so each prefill is one matmul-sized batch); the llama engine's stop rules, row by row."""
-        import torch
+        import torch  # torch: heavy, optional extra
 
         n = len(prompts)
         self._out: list[str | None] = [None] * n
@@ -268,7 +268,7 @@ class TorchEngine(GGUFTokens):
     def _grow(self, cache: list, need: int) -> None:
         """Make the decode cache at least `need` positions long, in place (by 25% at a time at least): a decode
         step reads the whole cache as one contiguous view, so it is kept as short as the rows in it allow."""
-        import torch
+        import torch  # torch: heavy, optional extra
 
         L = cache[0][0].shape[2]
         if need <= L:
@@ -311,7 +311,7 @@ class TorchEngine(GGUFTokens):
     def _choose(self, logits, temperature: float, top_p: float):
         """(next token per row, its log-prob under the raw logits): greedy, or sampled as the llama engine
         samples (temperature, then top-p; no top-k)."""
-        import torch
+        import torch  # torch: heavy, optional extra
 
         logp = torch.log_softmax(logits, dim=-1)
         if temperature <= 0:

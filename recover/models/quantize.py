@@ -8,12 +8,13 @@ from pathlib import Path
 
 from ..cpus import usable_cpus
 from ..hashing import file_sha256
+from .llama_engine import check_gguf
 
 QUANT_TYPES = ("F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q4_1", "Q3_K_M", "Q2_K")
 
 
 def ftype(name: str) -> int:
-    import llama_cpp
+    import llama_cpp  # llama_cpp: optional extra, loads a native library
 
     key = f"LLAMA_FTYPE_MOSTLY_{name.upper()}"
     if name.upper() not in QUANT_TYPES or not hasattr(llama_cpp, key):
@@ -24,9 +25,7 @@ def ftype(name: str) -> int:
 def quantize_gguf(src: str | Path, dst: str | Path, quant: str, allow_requantize: bool = False,
                   threads: int | None = None) -> Path:
     """src GGUF -> dst GGUF of type `quant`, written atomically (temp file + rename)."""
-    import llama_cpp
-
-    from .llama_engine import check_gguf
+    import llama_cpp  # llama_cpp: optional extra, loads a native library
 
     check_gguf(str(src))
     dst = Path(dst)

@@ -5,6 +5,8 @@ from pathlib import Path
 
 from ..hashing import file_sha256
 from ..pypi_models import pypi_gguf
+from .llama_engine import LlamaEngine
+from .prompting import chat_template
 
 
 def resolve_base(model_name_or_path: str, gguf_file: str | None) -> tuple[str, str | None]:
@@ -21,7 +23,7 @@ def materialize_hf(model_name_or_path: str, gguf_file: str | None, cache: str | 
     src, gguf = resolve_base(model_name_or_path, gguf_file)
     if not gguf:
         return Path(src)
-    import torch
+    import torch  # torch, transformers: heavy, optional extras
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     f = Path(src) / gguf
@@ -39,9 +41,6 @@ def materialize_hf(model_name_or_path: str, gguf_file: str | None, cache: str | 
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
     if not getattr(tok, "chat_template", None):
-        from .llama_engine import LlamaEngine
-        from .prompting import chat_template
-
         tok.chat_template = chat_template(LlamaEngine(str(f), n_ctx_row=256, n_seq=1, n_batch=64, seed=1).metadata)
     tmp = out.with_name(out.name + ".tmp")
     model.save_pretrained(tmp)

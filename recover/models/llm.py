@@ -1,16 +1,18 @@
 """LLM predictor: the GGUF's own chat template, token-exact truncation, forced prefixes, cleaning."""
 from __future__ import annotations
 
+import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .. import constants as C
-from . import defaults  # the measured CPU engine choice (a module, so tests can patch it)
+from . import serving  # the measured CPU engine choice (a module, so tests can patch it)
 from .llama_engine import LlamaEngine, check_gguf, gguf_architecture
 from .postprocess import clean_llm_output
 from .prompting import ChatFormat, build_messages, fit_texts, load_template
+from .torch_engine import TorchEngine
 
 _SENTINEL = "\u2063RECOVER_SLOT\u2063"
 
@@ -19,7 +21,7 @@ _SENTINEL = "\u2063RECOVER_SLOT\u2063"
 class LlamaConfig:
     model: str
     seed: int = C.DEFAULT_SEED
-    template: str | None = None  # built-in name or file; see predict/prompting.py
+    template: str | None = None  # built-in name or file; see models/prompting.py
     prefixes: list[str] = field(default_factory=list)  # forced openings; several = concatenated runs
     n_ctx: int = 1024  # per row
     max_new_tokens: int = 32
@@ -36,7 +38,7 @@ class LlamaConfig:
     flash_attn: bool = False
     offload_kqv: bool = True
     lora_path: str | None = None
-    # "llama" (llama.cpp), "torch" (the GGUF's weights in torch bf16, batched: predict/torch_engine.py), or
+    # "llama" (llama.cpp), "torch" (the GGUF's weights in torch bf16, batched: models/torch_engine.py), or
     # "auto": llama.cpp on a GPU; on a CPU the engine `make bench-cpu` measured fastest at no loss of SCS
     # (recover/assets/cpu_quant.json), torch only where the CPU has bf16 hardware. Resolved at load.
     engine: str = "auto"
@@ -65,11 +67,9 @@ TORCH_ROWS = 8  # rows per torch batch unless told: `recover bench` measured bat
 
 
 def resolve_engine(cfg: LlamaConfig) -> tuple[str, int]:
-    """(engine, rows in flight) for this config; see LlamaConfig.engine and n_seq. Sets cfg.torch_dtype."""
-    choice = defaults.default_cpu_quant() or {}
-    engine = "llama" if cfg.engine == "auto" and cfg.n_gpu_layers else defaults.cpu_engine(cfg.engine)
-    if engine == "torch" and cfg.torch_dtype is None:
-        cfg.torch_dtype = defaults.cpu_torch_dtype()
+    """(engine, rows in flight) for this config; see LlamaConfig.engine and n_seq."""
+    choice = serving.default_cpu_quant() or {}
+    engine = "llama" if cfg.engine == "auto" and cfg.n_gpu_layers else serving.cpu_engine(cfg.engine)
     if cfg.n_seq is not None:
         return engine, cfg.n_seq
     if engine == "torch":
@@ -81,18 +81,20 @@ class LlamaPredictor:
     name = "llm"
     deadline: float | None = None  # time.monotonic() by which decoding must stop (runner's --time-budget)
 
-    def __init__(self, cfg: LlamaConfig):
+    def __init__(self, cfg: LlamaConfig, manifest: dict | None = None):
+        """manifest: the adapter's own choices a runner reads ("combine", "suffix"); the model ignores it."""
+        self.manifest = manifest or {}
         check_gguf(cfg.model)
         if cfg.engine == "auto" and gguf_architecture(cfg.model) not in (None, *C.TORCH_ENGINE_GGUF_ARCHS):
-            cfg.engine = "llama"  # e.g. Qwen2: the torch engine builds llama and gemma3 only
-        self.cfg = cfg
+            cfg = replace(cfg, engine="llama")  # e.g. Qwen2: the torch engine builds llama and gemma3 only
+        engine, n_seq = resolve_engine(cfg)
+        dtype = cfg.torch_dtype or (serving.cpu_torch_dtype() if engine == "torch" else None)
+        # the config as served (engine, rows, precision resolved); the caller's is left as it was
+        self.cfg = cfg = replace(cfg, engine=engine, n_seq=n_seq, torch_dtype=dtype)
         self.template = load_template(cfg.template)
-        cfg.engine, cfg.n_seq = resolve_engine(cfg)  # recorded resolved, in the run folder
         # rows `recover predict` hands over at once: the torch engine sorts them by length into batches of n_seq
         self.chunk_rows = 8 * cfg.n_seq if cfg.engine == "torch" else 8
         if cfg.engine == "torch":
-            from .torch_engine import TorchEngine
-
             self.engine = TorchEngine(cfg.model, n_ctx_row=cfg.n_ctx, n_seq=cfg.n_seq, seed=cfg.seed,
                                       n_threads=cfg.n_threads, lora_path=cfg.lora_path, dtype=cfg.torch_dtype)
         else:
@@ -120,9 +122,6 @@ class LlamaPredictor:
     def with_prefixes(self, prefixes: list[str]) -> "LlamaPredictor":
         """The same loaded model and adapter answering with other forced openings (an ensemble's prefixed
         member): one engine, not a second copy of the weights."""
-        import copy
-        from dataclasses import replace
-
         other = copy.copy(self)
         other.cfg = replace(self.cfg, prefixes=list(prefixes))
         other.text_budget = other._text_budget()

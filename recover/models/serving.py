@@ -1,0 +1,59 @@
+"""What a model is served with on THIS machine: the CPU engine (torch or llama.cpp), the torch precision and
+the llama.cpp quant, from the choice measured here or the packaged rule of the CPU's class (cpu_choice.py)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from .. import constants as C
+from ..cpus import cpu_has_fast_bf16, user_cache_dir
+from .cpu_choice import cpu_choice
+from .quantize import cached_requant
+from .shipped import resolve_model_path
+
+
+def default_cpu_quant() -> dict | None:
+    """The CPU choice for THIS machine (cpu_choice.py): what `recover bench --choose-cpu-quant` measured
+    here (~/.cache/recover/cpu-choice-<cpu key>.json), else the packaged rule of the CPU's feature class."""
+    return cpu_choice()
+
+
+def cpu_torch_dtype() -> str:
+    """The torch engine's precision when none is asked for: what the machine's choice names with torch, else bf16
+    where the CPU has bf16 hardware and fp32 where it does not."""
+    choice = default_cpu_quant() or {}
+    if choice.get("engine") == "torch" and choice.get("torch_dtype"):
+        return choice["torch_dtype"]
+    return "bf16" if cpu_has_fast_bf16() else "fp32"
+
+
+def cpu_engine(engine: str = "auto") -> str:
+    """The engine `engine` means on a CPU: auto = torch where this machine's choice names it (and a bf16
+    precision only on bf16 hardware) and torch is importable; llama.cpp elsewhere."""
+    if engine != "auto":
+        return engine
+    choice = default_cpu_quant() or {}
+    needs_bf16 = choice.get("torch_dtype") in (None, "bf16", "amp")
+    return "torch" if (choice.get("engine") == "torch" and (cpu_has_fast_bf16() or not needs_bf16) and
+                       all(importlib.util.find_spec(m) for m in ("torch", "transformers", "gguf"))) else "llama"
+
+
+def serve_model_path(model: str, llm: dict, cpu_quant: str | None = "auto", log=print) -> str:
+    """The GGUF llama.cpp loads. On CPU the packaged model is served as a cached requant in the
+    measured fastest quant (`auto`); `--cpu-quant Q8_0` asks for it with any GGUF, `none` never."""
+    path = resolve_model_path(model)
+    on_gpu = llm.get("n_gpu_layers", 0) not in (0, None)
+    if cpu_quant in (None, "none") or on_gpu:
+        return path
+    if cpu_quant == "auto" and cpu_engine(llm.get("engine", "auto")) == "torch":
+        return path  # the torch engine dequantises the file the adapters were trained and verified on
+    if cpu_quant == "auto":
+        choice = default_cpu_quant() if model == C.PYPI_SMOLLM2 else None
+        quant, why = (choice or {}).get("quant"), f"this machine's CPU choice: {(choice or {}).get('source')}"
+    else:
+        quant, why = cpu_quant, "--cpu-quant"
+    if not quant:
+        return path
+    out = cached_requant(path, quant, user_cache_dir())
+    log(f"CPU: serving {out} ({quant} requant of {Path(path).name}; {why})")
+    return str(out)
