@@ -190,12 +190,15 @@ def test_shipped_adapter_manifest_matches_the_packaged_base():
     assert m["format_version"] == C.LORA_FORMAT_VERSION and m["kind"] == "lora_gguf"
     assert m["base_sha256"] == file_sha256(smollm2_gguf()) and m["sha256"] == file_sha256(path)
     assert m["verification"]["passed"] and m["command"].startswith("recover train chain")
-    # the default is the final fit on every source; its held-out figures are its LOSO twin's (same recipe)
-    assert m["training"]["holdout"] == "none" and len(m["training"]["data"]) == 5
+    # the default is the final fit on every source, the test-like fold included; its held-out figures are its
+    # LOSO twin's (same recipe), and that twin never saw the test-like fold, so it is scored there
+    assert m["training"]["holdout"] == "none" and len(m["training"]["data"]) == 6
+    assert f"{C.TEST_LIKE_SOURCE}.csv" in m["training"]["data"]
     held = m["heldout_figures"]["from_adapter"]["holdout"]
     assert m["heldout_figures"]["from_adapter"]["name"] == C.LOSO_LORA and m["heldout_figures"]["protocol"] == f"loso:{held}"
     loso = json.loads((ASSETS / C.LORA_ASSETS_DIR / C.LOSO_LORA / C.MANIFEST_FILE).read_text())
     assert f"{held}.csv" in loso["training"]["data"] and loso["training"]["holdout"] == held
+    assert f"{C.TEST_LIKE_SOURCE}.csv" not in loso["training"]["data"]
     assert loso["training"]["recipe"]["dpo_lr"] == m["training"]["recipe"]["dpo_lr"] and loso["combine"] == m["combine"]
     assert {"n_ctx", "max_new_tokens"} <= set(serve)
     names = {r["method"] for r in m["heldout_figures"]["leaderboard"]}
