@@ -426,3 +426,44 @@ def test_the_final_fit_trains_on_every_source_and_carries_the_loso_adapters_figu
                                 {"data": data, "holdout": "none", "out": str(tmp_path / "c"), "dpo_lr": 1e-5})
     with pytest.raises(ValueError, match="another recipe.*dpo_lr"):
         loso_evidence(other, C.LOSO_LORA)
+
+
+def test_the_chains_predict_stage_runs_recover_predict_and_serves_zero_shot_bare(tmp_path, monkeypatch):
+    """The held-out predictions come from `recover predict` behind the launcher, with flags the real parser takes;
+    zero-shot passes `--lora none` (a PyPI base named without --lora would serve the shipped final fit, which trained
+    on the held-out source), the others their own adapter; the stage reads the stats each run recorded."""
+    from recover.cli import build_parser
+    from recover.train import chain as ch
+
+    data = [str(tmp_path / "src_a.csv"), str(tmp_path / "src_b.csv")]
+    cfg = ch.ChainConfig.load(resolve_chain_recipe("chain-smollm2-cpu"), {"data": data, "holdout": "src_b",
+                                                                             "out": str(tmp_path / "c"), "eval_rows": 0})
+    chain = ch.Chain(cfg, log=lambda *a: None)
+    chain.p["val_test"].parent.mkdir(parents=True)
+    pd.DataFrame({C.COL_ID: ["r1", "r2"], C.COL_ORIGINAL: ["o", "o"], C.COL_REWRITTEN: ["r", "r"]}).to_csv(
+        chain.p["val_test"], index=False)
+    for f in (chain.p["sft_gguf"], chain.p["dpo_gguf"]):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"GGUF " + f.name.encode())
+    monkeypatch.setattr(chain, "_fold_mean", lambda: "the fold's mean")
+    monkeypatch.setattr(ch, "resolve_model_path", lambda m: str(chain.p["val_test"]))
+    monkeypatch.setattr(ch, "make_cap", lambda *a: lambda s: s)
+    calls = []
+
+    def fake_predict(cmd, check):
+        args = build_parser().parse_args(cmd[3:])  # launcher = python -m recover
+        calls.append(args)
+        pd.DataFrame({C.COL_ID: ["r1", "r2"], C.COL_PROMPT: ["a", "b"]}).to_csv(args.output, index=False)
+        run = Path(args.run_root) / "predict-1"
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"result": {"seconds": 2.0, "s_per_row_predicted": 1.0,
+                                                                "status": {"ok": 2}}}))
+
+    monkeypatch.setattr(ch.subprocess, "run", fake_predict)
+    out = chain.stage_predict()
+    assert [a.lora_path for a in calls] == [C.NO_LORA, str(chain.p["sft_gguf"]), str(chain.p["dpo_gguf"])]
+    assert all(a.predictor == "llm" and a.combine == "llm" and a.cpu_quant == "none" and a.n_ctx == cfg.n_ctx
+               for a in calls)
+    assert out["sft"] == {"seconds": 2.0, "s_per_row": 1.0, "status": {"ok": 2}}
+    calls.clear()
+    assert chain.stage_predict()["sft+dpo"]["reused"] and not calls  # same inputs: resumed, not rerun

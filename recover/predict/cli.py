@@ -42,6 +42,7 @@ def add_cli(sub) -> None:
     s.add_argument("--seed", type=int, default=C.DEFAULT_SEED)
     s.add_argument("--embedder", help="sentence-transformers folder whose tokenizer caps prompts at 128 tokens")
     s.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    s.add_argument("--run-root", help="where the run folder goes (default: recover_runs/ beside --output)")
     s.add_argument("--embed-dtype", default="auto", choices=EMBED_DTYPES,
                    help="embed predictor's feature encoding: auto = bf16 on a CPU with bf16 hardware (AMX/AVX512_BF16; "
                         "no loss under LOSO, docs/evaluation.md), else fp32. Scoring always uses fp32")

@@ -27,12 +27,14 @@ from __future__ import annotations
 import json
 import random
 import shlex
+import shutil
 import subprocess
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from .. import constants as C
+from ..cli_args import LLM_FLAGS
 from ..csvio import atomic_write_csv, atomic_write_json, atomic_write_text, read_table, write_submission
 from ..data.onpolicy import OnPolicyConfig, build_onpolicy_pairs, policy
 from ..data.pairs_io import load_pairs
@@ -46,7 +48,6 @@ from ..hashing import file_sha256
 from ..meanprompt.prompt import MeanPrompt, combine
 from ..models.prompting import build_messages, load_template
 from ..models.shipped import resolve_model_path
-from ..predict.runner import PredictConfig, run_predict
 from ..runs import record_run
 from ..score.embedder import Embedder, make_cap
 from .chain_config import MODELS, STAGE_SETTINGS, STAGES, ChainConfig
@@ -268,23 +269,31 @@ class Chain:
         lora = {"zero-shot": None, "sft": self.p["sft_gguf"], "sft+dpo": self.p["dpo_gguf"]}
         out = {}
         for name in MODELS:
-            llm = {**c.serve(), "n_gpu_layers": c.n_gpu_layers, **({"lora_path": str(lora[name])} if lora[name] else {})}
+            llm = {**c.serve(), "n_gpu_layers": c.n_gpu_layers}
             key = {"test": file_sha256(test), "model": file_sha256(Path(resolve_model_path(self.base_gguf()))),
                    "lora": file_sha256(lora[name]) if lora[name] else None, "seed": c.seed, "mean": mean,
-                   "llm": {k: v for k, v in llm.items() if k != "lora_path"}}  # content, not path: a copied folder reuses
+                   "llm": llm}  # content, not path: a copied folder reuses
             done = Path(self.predictions()[name]).with_suffix(".json")
             if done.is_file() and json.loads(done.read_text()).get("key") == key:  # same inputs: reuse (resume)
                 out[name] = {**json.loads(done.read_text())["stats"], "reused": True}
                 continue
-            stats = run_predict(PredictConfig(input=str(test), output=self.predictions()[name], predictor="llm",
-                                              model=self.base_gguf(), mean_prompt=str(self.p["mean"]), combine="llm",
-                                              seed=c.seed, llm={k: v for k, v in llm.items() if v is not None},
-                                              cpu_quant="none"),  # the base the adapters were sampled and verified on
-                                log=self.log)
-            out[name] = {"seconds": stats["seconds"], "s_per_row": stats["s_per_row_predicted"], "status": stats["status"]}
+            out[name] = self._predict(test, self.predictions()[name], str(lora[name] or C.NO_LORA), llm)
             atomic_write_json(done, {"key": key, "stats": out[name]})
         out["sft+dpo+mean"] = self._with_mean(self.predictions()["sft+dpo"], mean, self.predictions()["sft+dpo+mean"])
         return out
+
+    def _predict(self, test: Path, output: str, lora: str, llm: dict) -> dict:
+        """`recover predict` behind the launcher, as a user runs it: the base the adapters were sampled and verified
+        on (--cpu-quant none), the model's answer alone (--combine llm), `--lora none` for zero-shot (a PyPI base
+        named without --lora would get the shipped final fit, trained on the held-out source). -> its recorded stats."""
+        runs = Path(output).with_suffix("") / "runs"
+        shutil.rmtree(runs, ignore_errors=True)
+        flags = [x for k, v in llm.items() if v is not None for x in (LLM_FLAGS[k], str(v))]
+        self.recover("predict", "--input", str(test), "--output", output, "--predictor", "llm", "--model", self.base_gguf(),
+                     "--mean-prompt", str(self.p["mean"]), "--combine", "llm", "--seed", str(self.cfg.seed),
+                     "--cpu-quant", "none", "--run-root", str(runs), "--lora", lora, *flags)
+        stats = json.loads(next(runs.glob("predict-*/config.json")).read_text())["result"]
+        return {"seconds": stats["seconds"], "s_per_row": stats["s_per_row_predicted"], "status": stats["status"]}
 
     def _with_mean(self, alone: str, mean: str, out: str) -> dict:
         """`--combine llm+mean` from the `--combine llm` file, without a second LLM pass: a row whose model
