@@ -166,3 +166,32 @@ def test_tokens_per_epoch_counts_a_dpo_prompt_twice():
     assert tokens_per_epoch(Dataset.from_dict({"input_ids": [[1, 2, 3], [4]]})) == 4
     dpo = Dataset.from_dict({"prompt_ids": [[1, 2, 3]], "chosen_ids": [[4, 5]], "rejected_ids": [[6]]})
     assert tokens_per_epoch(dpo) == 2 * 3 + 2 + 1
+
+
+def test_length_buckets_order_sft_and_dpo_rows_by_length_seeded_and_lose_none():
+    """group_by_length: the chain's own order (trl's DPO drops a length column before transformers' sampler, which
+    then failed on pairs): every row once, batches of like length, the same order for the same seed."""
+    from types import SimpleNamespace
+
+    from datasets import Dataset
+
+    from recover.train.run import bucket_by_length
+
+    lens = [(7 * i) % 50 + 1 for i in range(40)]
+    sft = Dataset.from_dict({"input_ids": [[1] * n for n in lens]})
+    dpo = Dataset.from_dict({"prompt_ids": [[1] * n for n in lens], "chosen_ids": [[2]] * 40, "rejected_ids": [[3, 3]] * 40})
+    for ds, extra in ((sft, 0), (dpo, 2)):
+        orders = []
+        for _ in range(2):
+            t = SimpleNamespace(train_dataset=ds, args=SimpleNamespace(train_sampling_strategy="group_by_length",
+                                                                       train_batch_size=4, gradient_accumulation_steps=1,
+                                                                       seed=3))
+            bucket_by_length(t)
+            assert t.args.train_sampling_strategy == "sequential"
+            col = t.train_dataset["input_ids" if extra == 0 else "prompt_ids"]
+            orders.append([len(x) + extra for x in col])
+        assert orders[0] == orders[1] and sorted(orders[0]) == sorted(n + extra for n in lens)
+        assert orders[0] == sorted(orders[0], reverse=True)  # 40 rows < one megabatch: longest first
+    t = SimpleNamespace(train_dataset=sft, args=SimpleNamespace(train_sampling_strategy="random"))
+    bucket_by_length(t)
+    assert t.train_dataset is sft  # other strategies untouched

@@ -1,6 +1,7 @@
 """`recover train sft|dpo`: LoRA / QLoRA adapters with trl + peft (+ bitsandbytes nf4 4-bit)."""
 from __future__ import annotations
 
+import random
 import shutil
 import time
 from pathlib import Path
@@ -131,14 +132,30 @@ def tokens_per_epoch(ds) -> int:
 
 
 def bucket_by_length(trainer) -> None:
-    """Length-bucketed batches (train_sampling_strategy group_by_length) need each row's length: SFT rows carry
-    input_ids, DPO pairs do not, so theirs is written as the sampler's length column."""
+    """Length-bucketed batches (train_sampling_strategy group_by_length): rows of like length share a batch, so
+    little of a step is padding. The order is made here, seeded, and served sequentially: transformers' own
+    sampler infers lengths from input_ids only, and trl's DPO drops any length column before the sampler sees it."""
     args, ds = trainer.args, trainer.train_dataset
-    if str(args.train_sampling_strategy) != "group_by_length" or "input_ids" in ds.column_names:
+    if str(args.train_sampling_strategy) != "group_by_length":
         return
-    if args.length_column_name not in ds.column_names and "prompt_ids" in ds.column_names:
+    if "input_ids" in ds.column_names:
+        lengths = [len(x) for x in ds["input_ids"]]
+    else:
         lengths = [len(p) + max(len(c), len(r)) for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"])]
-        trainer.train_dataset = ds.add_column(args.length_column_name, lengths)
+    trainer.train_dataset = ds.select(length_bucket_order(lengths, args.train_batch_size *
+                                                          args.gradient_accumulation_steps, args.seed))
+    args.train_sampling_strategy = "sequential"
+
+
+def length_bucket_order(lengths: list[int], batch: int, seed: int, mega: int = 50) -> list[int]:
+    """Row order for length-bucketed batches, as transformers' LengthGroupedSampler makes it: shuffled, cut into
+    megabatches of `mega` batches, each sorted longest first; the batches then keep that order."""
+    order = list(range(len(lengths)))
+    random.Random(seed).shuffle(order)
+    out = []
+    for i in range(0, len(order), mega * batch):
+        out += sorted(order[i:i + mega * batch], key=lambda k: -lengths[k])
+    return out
 
 
 def count_4bit_linear(model) -> int:
