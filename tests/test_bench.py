@@ -170,7 +170,8 @@ def test_tokens_per_epoch_counts_a_dpo_prompt_twice():
 
 def test_length_buckets_order_sft_and_dpo_rows_by_length_seeded_and_lose_none():
     """group_by_length: the chain's own order (trl's DPO drops a length column before transformers' sampler, which
-    then failed on pairs): every row once, batches of like length, the same order for the same seed."""
+    then failed on pairs): every row once, batches of like length in a seeded random order (not longest to shortest:
+    one epoch would be a curriculum), the longest first, the same order for the same seed."""
     from types import SimpleNamespace
 
     from datasets import Dataset
@@ -182,16 +183,21 @@ def test_length_buckets_order_sft_and_dpo_rows_by_length_seeded_and_lose_none():
     dpo = Dataset.from_dict({"prompt_ids": [[1] * n for n in lens], "chosen_ids": [[2]] * 40, "rejected_ids": [[3, 3]] * 40})
     for ds, extra in ((sft, 0), (dpo, 2)):
         orders = []
-        for _ in range(2):
+        for seed in (3, 3, 4):
             t = SimpleNamespace(train_dataset=ds, args=SimpleNamespace(train_sampling_strategy="group_by_length",
                                                                        train_batch_size=4, gradient_accumulation_steps=1,
-                                                                       seed=3))
+                                                                       seed=seed))
             bucket_by_length(t)
             assert t.args.train_sampling_strategy == "sequential"
             col = t.train_dataset["input_ids" if extra == 0 else "prompt_ids"]
             orders.append([len(x) + extra for x in col])
-        assert orders[0] == orders[1] and sorted(orders[0]) == sorted(n + extra for n in lens)
-        assert orders[0] == sorted(orders[0], reverse=True)  # 40 rows < one megabatch: longest first
+        o = orders[0]
+        assert o == orders[1] and o != orders[2] and sorted(o) == sorted(n + extra for n in lens)
+        batches = [o[i:i + 4] for i in range(0, 40, 4)]
+        ranked = sorted(o, reverse=True)  # like lengths share a batch: each batch is a slice of the ranked rows
+        assert sorted(sorted(b) for b in batches) == sorted(sorted(ranked[i:i + 4]) for i in range(0, 40, 4))
+        assert max(batches[0]) == max(o)  # the longest batch first
+        assert [max(b) for b in batches] != sorted((max(b) for b in batches), reverse=True)  # not a curriculum
     t = SimpleNamespace(train_dataset=sft, args=SimpleNamespace(train_sampling_strategy="random"))
     bucket_by_length(t)
     assert t.train_dataset is sft  # other strategies untouched

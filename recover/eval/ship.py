@@ -21,8 +21,7 @@ from ..meanprompt.optimize import vocab_from_texts
 from ..meanprompt.prompt import DEFAULT_MEAN_PROMPT_PATH
 from ..models.shipped import ASSETS, resolve_model_path
 from ..predict.defaults import DEFAULT_FILE
-from ..predict.ensemble import ASSETS as ENS_ASSETS, EnsembleSpec
-from ..predict.ensemble import EnsembleSpec, shipped_ensembles
+from ..predict.ensemble import ASSETS as ENS_ASSETS, EnsembleSpec, shipped_ensembles
 from ..pypi_models import PYPI_PARAMS
 from .ensemble import ENS_METHODS, fit_order
 from .methods import fit_embed, fit_mean

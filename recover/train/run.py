@@ -148,14 +148,21 @@ def bucket_by_length(trainer) -> None:
 
 
 def length_bucket_order(lengths: list[int], batch: int, seed: int, mega: int = 50) -> list[int]:
-    """Row order for length-bucketed batches, as transformers' LengthGroupedSampler makes it: shuffled, cut into
-    megabatches of `mega` batches, each sorted longest first; the batches then keep that order."""
+    """Row order for length-bucketed batches: shuffled, cut into megabatches of `mega` batches, each sorted by
+    length and cut into batches; the batches then go in a seeded random order, the one holding the longest row first
+    (memory runs out at once or not at all). Unlike transformers' LengthGroupedSampler the batches are not served
+    longest to shortest: a one-epoch chain of 300 rows is a single megabatch, and that would be a curriculum."""
+    rng = random.Random(seed)
     order = list(range(len(lengths)))
-    random.Random(seed).shuffle(order)
-    out = []
+    rng.shuffle(order)
+    batches = []
     for i in range(0, len(order), mega * batch):
-        out += sorted(order[i:i + mega * batch], key=lambda k: -lengths[k])
-    return out
+        ranked = sorted(order[i:i + mega * batch], key=lambda k: -lengths[k])
+        batches += [ranked[j:j + batch] for j in range(0, len(ranked), batch)]
+    rng.shuffle(batches)
+    longest = max(range(len(batches)), key=lambda j: max(lengths[k] for k in batches[j]), default=0)
+    batches.insert(0, batches.pop(longest)) if batches else None
+    return [k for b in batches for k in b]
 
 
 def count_4bit_linear(model) -> int:
