@@ -136,11 +136,12 @@ def test_train_bench_chooses_the_fastest_setting_and_train_applies_it_on_cpu_onl
     r = lambda s, rows=8: {"seconds": s, "rows": rows}  # noqa: E731
     table = {"sft": {"trl-defaults": r(1.0), "recipe": r(40.0), "fast": r(12.0)},
              "dpo": {"trl-defaults": r(2.0), "recipe": r(60.0), "fast": r(30.0)}}
-    c = TB.choose_training(table, TB.SETTINGS)
+    assert TB.choose_training(table, TB.SETTINGS)["setting"] == "recipe"  # faster, not eligible: no held-out A/B held
+    c = TB.choose_training(table, TB.SETTINGS, eligible=("recipe", "fast"))
     assert c["setting"] == "fast"  # trl's defaults are the yardstick, not a candidate
     assert c["args"] == ["--bf16", "true", "--gradient_checkpointing", "false", "--train_sampling_strategy", "group_by_length"]
     table["dpo"]["fast"] = {"error": "x"}
-    assert TB.choose_training(table, TB.SETTINGS)["setting"] == "recipe"  # a setting that failed a stage is out
+    assert TB.choose_training(table, TB.SETTINGS, ("recipe", "fast"))["setting"] == "recipe"  # failed a stage: out
 
     monkeypatch.setenv("RECOVER_CACHE", str(tmp_path))
     amx = CC.CpuFeatures("GenuineIntel", "6", "143", frozenset({"amx_bf16"}))
