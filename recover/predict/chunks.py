@@ -6,7 +6,6 @@ import sys
 import time
 
 from .. import constants as C
-from ..csvio import clean_text
 from ..progress import progress
 
 # Rows per chunk: the embedder runs faster on 64-row batches than on 8 (scripts/predict_speed.sh times
@@ -59,8 +58,8 @@ def _predict_chunk(predictor, df, chunk: list[int], ok: str,
                    deadline: float | None) -> list[tuple[str | None, str]]:
     """(raw prediction, status) per row. If the batch raises, retry row by row; failures -> 'error'.
     A chunk that runs long is cut at the deadline, not after it: its unstarted rows come back None."""
-    originals = [clean_text(df.at[i, C.COL_ORIGINAL]) for i in chunk]
-    rewrites = [clean_text(df.at[i, C.COL_REWRITTEN]) for i in chunk]
+    originals = [df.at[i, C.COL_ORIGINAL] for i in chunk]  # cleaned by read_test
+    rewrites = [df.at[i, C.COL_REWRITTEN] for i in chunk]
     # Rows with an empty text have nothing to recover from: they get the fallback directly.
     out: list[tuple[str | None, str]] = [(None, "empty")] * len(chunk)
     live = [k for k in range(len(chunk)) if originals[k].strip() and rewrites[k].strip()]
