@@ -60,7 +60,11 @@ def read_table(path: str | os.PathLike, required: Sequence[str], *, id_col: str 
 
 
 def read_test(path: str | os.PathLike) -> pd.DataFrame:
-    return read_table(path, C.TEST_COLUMNS)
+    """The test rows, each text cleaned once here (clean_text: a blank one is ''), as the models are served them."""
+    df = read_table(path, C.TEST_COLUMNS)
+    for col in (C.COL_ORIGINAL, C.COL_REWRITTEN):
+        df[col] = df[col].map(clean_text)
+    return df
 
 
 def clean_text(value) -> str:

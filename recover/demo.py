@@ -8,9 +8,10 @@ from pathlib import Path
 
 from . import constants as C
 from .csvio import atomic_write_csv, read_table
+from .predict.config import PredictConfig
 from .predict.defaults import default_choice, predict_config, preset
 from .predict.ensemble import EnsembleSpec
-from .predict.runner import PredictConfig, run_predict
+from .predict.runner import run_predict
 from .score.embedder import Embedder
 from .score.scoring import format_table, run_score
 

@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 
 from recover.models import serving as defaults
-from recover.predict.runner import PredictConfig, run_predict
+from recover.predict.config import PredictConfig
+from recover.predict.defaults import predict_config
+from recover.predict.runner import run_predict
 
 
 @pytest.fixture
@@ -39,8 +41,8 @@ def test_bad_cpu_quant_is_one_clear_error(tmp_path):
 
 def test_predict_records_the_file_it_served(chosen, test_csv, tmp_path):
     out = tmp_path / "sub.csv"
-    stats = run_predict(PredictConfig(str(test_csv), str(out), predictor="llm", model="pypi:smollm2", combine="llm",
-                                      cpu_quant="Q8_0", llm={"max_new_tokens": 8, "n_ctx": 512}), log=lambda *_: None)
+    stats = run_predict(predict_config(str(test_csv), str(out), predictor="llm", model="pypi:smollm2", combine="llm",
+                                       cpu_quant="Q8_0", llm={"max_new_tokens": 8, "n_ctx": 512}), log=lambda *_: None)
     assert "requant-Q8_0" in stats["model_served"] and stats["status"].get("ok", 0) > 0
     rec = json.loads((Path(stats["run_dir"]) / "config.json").read_text())
     assert rec["result"]["model_served"] == stats["model_served"] and rec["config"]["cpu_quant"] == "Q8_0"

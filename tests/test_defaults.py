@@ -70,7 +70,7 @@ def test_predictor_and_model_flags_are_explicit(tmp_path):
     assert resolve_predictor(None, "m.gguf", "cpu") == ("ensemble", "m.gguf", "cpu")
     with pytest.raises(ValueError, match="members name their models; give no --predictor"):
         resolve_predictor("llm", "m.gguf", "cpu")
-    from recover.predict.runner import PredictConfig
+    from recover.predict.config import PredictConfig
 
     with pytest.raises(ValueError, match="a base GGUF its LLM members"):
         PredictConfig("in.csv", "out.csv", predictor="ensemble", ensemble="cpu", model=str(tmp_path))
@@ -83,17 +83,21 @@ def test_combine_with_the_mean_predictor_is_an_error(tmp_path, test_csv, capsys)
 
 
 def test_a_pypi_base_without_lora_serves_its_shipped_final_fit():
-    # the strongest LLM the toolkit has is what `--model pypi:smollm2` serves; `--lora none` is the bare base
-    from recover.predict.runner import PredictConfig
+    # the strongest LLM the toolkit has is what `--model pypi:smollm2` serves; `--lora none` is the bare base.
+    # Resolved where flags become the config (predict_config), so the run folder records the adapter served
+    from recover.predict.config import PredictConfig
+    from recover.predict.defaults import predict_config
 
-    cfg = PredictConfig("in.csv", "out.csv", predictor="llm", model=C.PYPI_SMOLLM2)
+    cfg = predict_config("in.csv", "out.csv", predictor="llm", model=C.PYPI_SMOLLM2)
     assert cfg.llm["lora_path"] == C.DEFAULT_LORAS[C.PYPI_SMOLLM2] == C.DEFAULT_LORA
-    assert "lora_path" not in PredictConfig("in.csv", "out.csv", predictor="llm", model=C.PYPI_SMOLLM2,
-                                            llm={"lora_path": C.NO_LORA}).llm
-    mine = PredictConfig("in.csv", "out.csv", predictor="llm", model=C.PYPI_SMOLLM2, llm={"lora_path": "smollm2-dpo"})
+    assert "lora_path" not in predict_config("in.csv", "out.csv", predictor="llm", model=C.PYPI_SMOLLM2,
+                                             llm={"lora_path": C.NO_LORA}).llm
+    mine = predict_config("in.csv", "out.csv", predictor="llm", model=C.PYPI_SMOLLM2, llm={"lora_path": "smollm2-dpo"})
     assert mine.llm["lora_path"] == "smollm2-dpo"  # a named adapter wins
-    other = PredictConfig("in.csv", "out.csv", predictor="llm", model="some/other.gguf")
+    other = predict_config("in.csv", "out.csv", predictor="llm", model="some/other.gguf")
     assert "lora_path" not in other.llm  # a GGUF path is served as given
+    # a config built directly states its own choices: no adapter is added to it
+    assert "lora_path" not in PredictConfig("in.csv", "out.csv", predictor="llm", model=C.PYPI_SMOLLM2).llm
 
 
 @pytest.mark.e2e

@@ -12,7 +12,8 @@ from recover.eval.methods import FitSettings, fit_embed
 from recover.eval.run import embed_rows
 from recover.meanprompt.prompt import MeanPrompt
 from recover.predict.embed import EmbedPredictor
-from recover.predict.runner import PredictConfig, run_predict
+from recover.predict.config import PredictConfig
+from recover.predict.runner import run_predict
 from recover.score.embedder import Embedder
 
 STYLES = {

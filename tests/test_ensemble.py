@@ -23,10 +23,11 @@ class Answers:
     chunk_rows = None  # a Predictor's: no preference
 
     def __init__(self, text):
-        self.text, self.calls = text, 0
+        self.text, self.calls, self.deadlines = text, 0, []
 
-    def predict_batch(self, originals, rewrites):
+    def predict_batch(self, originals, rewrites, deadline=None):
         self.calls += 1
+        self.deadlines.append(deadline)
         return [self.text] * len(originals)
 
 
@@ -63,6 +64,13 @@ def test_a_tight_budget_drops_the_last_member_of_the_order():
     assert p.active == ["b"] and p.predict_batch(["o"], ["r"]) == ["beta"]
     p.fit_budget(rows_left=10, seconds_left=1)
     assert p.active == ["b"]  # the first member always stays
+
+
+def test_every_member_decodes_under_the_runners_deadline():
+    members = {"a": Answers("alpha"), "b": Answers("beta")}
+    p = EnsemblePredictor(spec(["a", "b"], members=("a", "b")), members, cap=None)
+    p.predict_batch(["o"], ["r"], deadline=123.0)
+    assert members["a"].deadlines == members["b"].deadlines == [123.0]
 
 
 def test_rows_no_member_answered_stay_none_for_the_runners_fallback():

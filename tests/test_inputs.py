@@ -106,7 +106,7 @@ def test_help_lists_every_choice_the_code_accepts(capsys):
     from recover.eval.ensemble import ENS_METHODS
     from recover.eval.run import METHODS
     from recover.meanprompt.prompt import COMBINE_ALIASES, COMBINE_MODES
-    from recover.predict.runner import ON_MODEL_ERROR, PREDICTORS
+    from recover.predict.config import ON_MODEL_ERROR, PREDICTORS
 
     def help_of(*verb):
         with pytest.raises(SystemExit):

@@ -11,7 +11,8 @@ import pytest
 
 from recover import constants as C
 from recover.models.llm import LlamaConfig, LlamaPredictor
-from recover.predict.runner import PredictConfig, run_predict
+from recover.predict.config import PredictConfig
+from recover.predict.runner import run_predict
 
 FAST = {"max_new_tokens": 12, "n_ctx": 512, "engine": "llama"}  # this file tests llama.cpp (the GPU engine)
 
@@ -88,11 +89,12 @@ def test_time_budget_is_a_hard_deadline_even_inside_one_long_chunk(tmp_path, tes
     before the budget ends, the rows decoded in time keep their predictions and the rest get the fallback.
     On a virtual clock (0.25 s a decode call), so the machine's speed cannot decide it."""
     from recover.models import llama_engine
-    from recover.predict import runner
+    from recover.predict import chunks, runner
 
     clock = VirtualClock(0.25)
     monkeypatch.setattr(llama_engine, "time", clock)
     monkeypatch.setattr(runner, "time", clock)
+    monkeypatch.setattr(chunks, "time", clock)
     out = tmp_path / "sub.csv"
     stats = run_predict(PredictConfig(str(test_csv), str(out), predictor="llm", model=str(smollm2_gguf),
                                       llm={**FAST, "n_seq": 1}, time_budget="10s", batch_size=len(sample_df)))
@@ -169,10 +171,10 @@ def test_a_failing_row_falls_back_and_the_run_goes_on(tmp_path, smollm2_gguf, mo
     df.to_csv(tmp_path / "t.csv", index=False)
     real = LlamaPredictor.predict_batch
 
-    def flaky(self, originals, rewrites):
+    def flaky(self, originals, rewrites, deadline=None):
         if any("BOOM" in o for o in originals):
             raise RuntimeError("backend exploded")
-        return real(self, originals, rewrites)
+        return real(self, originals, rewrites, deadline)
 
     monkeypatch.setattr(LlamaPredictor, "predict_batch", flaky)
     stats = run_predict(PredictConfig(str(tmp_path / "t.csv"), str(tmp_path / "s.csv"), predictor="llm",

@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 
 from recover import constants as C
-from recover.predict.runner import PredictConfig, parse_duration, run_predict
+from recover.predict.config import PredictConfig, parse_duration
+from recover.predict.runner import run_predict
 from recover.score.embedder import TokenCap, resolve_embedder
 
 
@@ -51,6 +52,17 @@ def test_config_rejects_bad_combinations():
         PredictConfig("a", "b", combine="both")
     with pytest.raises(ValueError, match="time-budget"):
         PredictConfig("a", "b", time_budget="soon")
+    with pytest.raises(ValueError, match="predict_config"):  # `--lora none` is a flag's word, resolved there
+        PredictConfig("a", "b", predictor="llm", model="m.gguf", llm={"lora_path": C.NO_LORA})
+
+
+def test_the_config_is_read_never_written():
+    import dataclasses
+
+    cfg = PredictConfig("a", "b", predictor="embed", model="m", combine="embed+mean")
+    assert cfg.combine == "pred+mean"  # the canonical name, so the checkpoint and the record do not see the alias
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.combine = "pred"
 
 
 def test_parse_duration():
@@ -65,7 +77,7 @@ def test_a_backend_failing_every_row_exits_non_zero_after_writing_a_valid_file(t
     from recover.cli import main
     from recover.predict.embed import EmbedPredictor
 
-    def broken(self, originals, rewrites):
+    def broken(self, originals, rewrites, deadline=None):
         raise RuntimeError("backend exploded")
 
     monkeypatch.setattr(EmbedPredictor, "predict_batch", broken)
@@ -84,7 +96,7 @@ def test_a_resumed_run_predicts_only_the_rows_it_is_missing(tmp_path, monkeypatc
     """Killed after two chunks, rerun: the second run asks the backend for the other rows only, once each."""
     import pandas as pd
 
-    from recover.predict import runner
+    from recover.predict import load, runner
     from recover.predict.base import MeanPredictor
 
     n = 30
@@ -97,22 +109,22 @@ def test_a_resumed_run_predicts_only_the_rows_it_is_missing(tmp_path, monkeypatc
         manifest = {"combine": "pred"}
         calls = 0
 
-        def predict_batch(self, originals, rewrites):
+        def predict_batch(self, originals, rewrites, deadline=None):
             Backend.calls += 1
             if kill_after and Backend.calls > kill_after:
                 raise KeyboardInterrupt  # a kill, not a row error: nothing past here is written
             asked.extend(originals)
             return [f"Rewrite {o}" for o in originals]
 
-    monkeypatch.setattr(runner, "build_predictor", lambda cfg, mean, cap, log: Backend(mean))
+    monkeypatch.setattr(load, "build_predictor", lambda cfg, mean, cap, log: Backend(mean))
     cfg = dict(input=str(tmp_path / "t.csv"), output=str(tmp_path / "sub.csv"), batch_size=5,
                run_root=str(tmp_path / "runs"))
     kill_after = 2
     with pytest.raises(KeyboardInterrupt):
-        runner.run_predict(runner.PredictConfig(**cfg), log=lambda *a: None)
+        runner.run_predict(PredictConfig(**cfg), log=lambda *a: None)
     assert len(asked) == 10 and not (tmp_path / "sub.csv").exists()
     kill_after, asked[:] = 0, []
-    runner.run_predict(runner.PredictConfig(**cfg), log=lambda *a: None)
+    runner.run_predict(PredictConfig(**cfg), log=lambda *a: None)
     assert sorted(asked) == sorted(f"text {i}" for i in range(10, n))  # the missing 20, none twice
     out = pd.read_csv(tmp_path / "sub.csv")
     assert list(out.id) == [f"r{i}" for i in range(n)]

@@ -54,7 +54,8 @@ def lora_with_suffix(tmp_path):
 
 
 def test_predict_uses_the_artifact_suffix_by_default(tmp_path, lora_with_suffix, sample_df):
-    from recover.predict.runner import PredictConfig, run_predict
+    from recover.predict.config import PredictConfig
+    from recover.predict.runner import run_predict
 
     test = tmp_path / "t.csv"
     sample_df.head(3)[["id", "original_text", "rewritten_text"]].to_csv(test, index=False)
@@ -72,11 +73,12 @@ def test_predict_uses_the_artifact_suffix_by_default(tmp_path, lora_with_suffix,
 
 
 def test_asking_for_a_suffix_the_artifact_lacks_is_one_clear_error(tmp_path, sample_df):
-    from recover.predict.runner import PredictConfig, run_predict
+    from recover.predict.defaults import predict_config
+    from recover.predict.runner import run_predict
 
     test = tmp_path / "t.csv"
     sample_df.head(2)[["id", "original_text", "rewritten_text"]].to_csv(test, index=False)
     with pytest.raises(ValueError, match="carries no suffix"):
-        run_predict(PredictConfig(str(test), str(tmp_path / "s.csv"), predictor="llm", model=C.PYPI_SMOLLM2,
-                                  llm={"max_new_tokens": 4, "engine": "torch", "lora_path": "none"}, combine="llm+suffix", cpu_quant="none"),
+        run_predict(predict_config(str(test), str(tmp_path / "s.csv"), predictor="llm", model=C.PYPI_SMOLLM2,
+                                   llm={"max_new_tokens": 4, "engine": "torch", "lora_path": "none"}, combine="llm+suffix", cpu_quant="none"),
                     log=lambda *_: None)

@@ -131,8 +131,8 @@ def test_a_row_answers_the_same_alone_and_in_a_padded_batch(smollm2_gguf, sample
 
 def test_deadline_leaves_unstarted_rows_none(smollm2_gguf, sample_df):
     p = LlamaPredictor(LlamaConfig(model=str(smollm2_gguf), engine="torch", n_seq=2, **FAST))
-    p.deadline = time.monotonic() - 1
-    assert p.predict_batch(list(sample_df.original_text[:3]), list(sample_df.rewritten_text[:3])) == [None] * 3
+    assert p.predict_batch(list(sample_df.original_text[:3]), list(sample_df.rewritten_text[:3]),
+                           deadline=time.monotonic() - 1) == [None] * 3
 
 
 def test_auto_engine_is_torch_only_where_measured_and_on_bf16_cpus(monkeypatch, smollm2_gguf):

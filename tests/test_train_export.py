@@ -43,7 +43,8 @@ def test_recipe_rejects_unknown_keys_and_bad_combinations(tmp_path):
 @pytest.mark.e2e
 def test_dpo_lora_and_qlora_then_export_q8_and_predict(tmp_path, test_csv):
     from recover.export.run import export
-    from recover.predict.runner import PredictConfig, run_predict
+    from recover.predict.config import PredictConfig
+    from recover.predict.runner import run_predict
     from recover.train.run import train
 
     data = write_pairs(tmp_path / "pairs.jsonl")

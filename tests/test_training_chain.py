@@ -210,18 +210,21 @@ def test_shipped_adapter_manifest_matches_the_packaged_base():
 def test_a_lora_without_combine_flag_is_served_with_its_manifests_combine(test_csv):
     from recover.meanprompt.prompt import normalize_combine
     from recover.models.shipped import ASSETS
-    from recover.predict.runner import PredictConfig, build_predictor, resolve_combine
+    from recover.predict.config import PredictConfig
+    from recover.predict.defaults import predict_config
+    from recover.predict.finish import decide_combine
+    from recover.predict.load import build_predictor
 
     m = json.loads((ASSETS / C.LORA_ASSETS_DIR / C.DEFAULT_LORA / C.MANIFEST_FILE).read_text())
     cfg = PredictConfig(str(test_csv), "unused.csv", predictor="llm", model=C.PYPI_SMOLLM2,
                         llm={"lora_path": C.DEFAULT_LORA, "max_new_tokens": 4}, cpu_quant="none")
     p = build_predictor(cfg, None)
-    assert resolve_combine(None, p) == normalize_combine(m["combine"])
-    assert resolve_combine("llm+mean", p) == "llm+mean"  # a flag wins
+    assert decide_combine(None, p).mode == normalize_combine(m["combine"])
+    assert decide_combine("llm+mean", p).mode == "llm+mean"  # a flag wins
     p.engine.close()
-    plain = build_predictor(PredictConfig(str(test_csv), "unused.csv", predictor="llm", model=C.PYPI_SMOLLM2,
-                                          llm={"max_new_tokens": 4, "lora_path": "none"}, cpu_quant="none"), None)
-    assert resolve_combine(None, plain) == "pred+mean"  # no adapter (--lora none): the model + the mean prompt
+    plain = build_predictor(predict_config(str(test_csv), "unused.csv", predictor="llm", model=C.PYPI_SMOLLM2,
+                                           llm={"max_new_tokens": 4, "lora_path": "none"}, cpu_quant="none"), None)
+    assert decide_combine(None, plain).mode == "pred+mean"  # no adapter (--lora none): the model + the mean prompt
     plain.engine.close()
 
 
@@ -237,7 +240,8 @@ def test_the_adapters_combine_is_the_better_one_on_the_held_out_source():
 @pytest.mark.e2e
 def test_shipped_adapter_loads_on_the_packaged_base_and_changes_its_output(sample_df, tmp_path, test_csv):
     from recover.models.llm import LlamaConfig, LlamaPredictor
-    from recover.predict.runner import PredictConfig, run_predict
+    from recover.predict.config import PredictConfig
+    from recover.predict.runner import run_predict
     from recover.pypi_models import smollm2_gguf
 
     path, serve = shipped_lora()

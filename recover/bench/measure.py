@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from .. import constants as C
-from ..csvio import clean_text, read_test
+from ..csvio import read_test
 from ..models.llama_engine import blank_line_stop
 from ..models.llm import LlamaConfig, LlamaPredictor, is_echo
 from ..models.postprocess import clean_llm_output
@@ -44,7 +44,7 @@ PEERS = {"hf": ("fp32", 1), "hf-bf16": ("bf16", 1), "hf-bf16-batch": ("bf16", 8)
 
 def _rows(data: str, n: int) -> tuple[list[str], list[str]]:
     df = read_test(data).head(n)
-    return [clean_text(x) for x in df[C.COL_ORIGINAL]], [clean_text(x) for x in df[C.COL_REWRITTEN]]
+    return list(df[C.COL_ORIGINAL]), list(df[C.COL_REWRITTEN])  # read_test cleaned them
 
 
 def _finish(name, t_load, t_run, per_row, prompt_counts, evaluated, gen_toks, t_prompt, t_gen, preds):

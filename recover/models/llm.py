@@ -79,7 +79,6 @@ def resolve_engine(cfg: LlamaConfig) -> tuple[str, int]:
 
 class LlamaPredictor:
     name = "llm"
-    deadline: float | None = None  # time.monotonic() by which decoding must stop (runner's --time-budget)
 
     def __init__(self, cfg: LlamaConfig, manifest: dict | None = None):
         """manifest: the adapter's own choices a runner reads ("combine", "suffix"); the model ignores it."""
@@ -150,11 +149,15 @@ class LlamaPredictor:
             toks = self._tokenize_prompt(self.render(o, r, prefix))
         return toks
 
-    def predict_batch(self, originals, rewrites) -> list[str | None]:
-        """One prediction per row; None for a row the deadline (set by the runner) cut off."""
+    def fit_budget(self, rows_left: int, seconds_left: float) -> None:
+        """Nothing to shed: one model (the deadline cuts its decoding, see predict_batch)."""
+
+    def predict_batch(self, originals, rewrites, deadline: float | None = None) -> list[str | None]:
+        """One prediction per row; None for a row the deadline (a time.monotonic(): the runner's --time-budget)
+        cut off: decoding stops there."""
         prefixes = self.cfg.prefixes or [""]
         jobs = [self.build_prompt_tokens(o, r, p) for o, r in zip(originals, rewrites) for p in prefixes]
-        outs = self.engine.generate(jobs, self.cfg.max_new_tokens, self.cfg.temperature, deadline=self.deadline)
+        outs = self.engine.generate(jobs, self.cfg.max_new_tokens, self.cfg.temperature, deadline=deadline)
         conf = self.engine.confidence
         # per row: the mean token log-prob of its answer (over its prefixed runs): a confidence signal
         self.confidence = [None if any(conf[i * len(prefixes) + k] is None for k in range(len(prefixes))) else

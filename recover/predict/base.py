@@ -8,11 +8,17 @@ from ..meanprompt.prompt import MeanPrompt
 
 class Predictor(Protocol):
     name: str
-    manifest: dict  # the artifact's own choices the runner reads: "combine", "suffix"
-    chunk_rows: int | None  # rows it wants per call; None: the runner's BATCH_SIZES for its kind
+    manifest: dict  # the artifact's own choices finish.decide_combine reads: "combine", "suffix"
+    chunk_rows: int | None  # rows it wants per call; None: chunks.BATCH_SIZES for its kind
 
-    def predict_batch(self, originals: Sequence[str], rewrites: Sequence[str]) -> list[str]:
-        """One raw prediction per row; may raise, the runner then falls back row by row."""
+    def fit_budget(self, rows_left: int, seconds_left: float) -> None:
+        """Told before a chunk how many rows are left and the seconds to the deadline: an ensemble sheds its
+        last members to fit them; a single model has nothing to shed."""
+
+    def predict_batch(self, originals: Sequence[str], rewrites: Sequence[str],
+                      deadline: float | None = None) -> list[str | None]:
+        """One raw prediction per row; None for a row the deadline (a time.monotonic()) cut off. May raise,
+        the runner then falls back row by row."""
 
 
 class MeanPredictor:
@@ -25,5 +31,8 @@ class MeanPredictor:
     def __init__(self, mean: MeanPrompt):
         self.mean = mean
 
-    def predict_batch(self, originals, rewrites):
+    def fit_budget(self, rows_left: int, seconds_left: float) -> None:
+        """Nothing to shed: a constant costs no time."""
+
+    def predict_batch(self, originals, rewrites, deadline=None):
         return [self.mean.prompt for _ in originals]

@@ -7,9 +7,10 @@ from .. import constants as C
 from ..cli_args import _add_llm_args, _llm_options
 from ..meanprompt.prompt import COMBINE_ALIASES, COMBINE_MODES
 from ..score.embedder import DTYPES as EMBED_DTYPES
+from .config import ON_MODEL_ERROR, PREDICTORS, PredictConfig
 from .defaults import predict_config
 from .ensemble import shipped_ensembles
-from .runner import ON_MODEL_ERROR, PREDICTORS, PredictConfig, run_predict
+from .runner import run_predict
 
 
 def _predict(a):

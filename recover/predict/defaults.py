@@ -10,9 +10,9 @@ from pathlib import Path
 
 from .. import constants as C
 from ..cli_args import LLM_FLAGS
-from ..models.shipped import ASSETS
+from ..models.shipped import ASSETS, with_default_lora
+from .config import PredictConfig
 from .embed import default_artifact
-from .runner import PredictConfig
 
 DEFAULT_FILE = ASSETS / C.DEFAULT_PREDICTOR_FILE
 
@@ -93,8 +93,9 @@ def infer_kind(model: str) -> str:
 def predict_config(input: str, output: str, *, predictor: str | None = None, model: str | None = None,
                    ensemble: str | None = None, preset_name: str | None = None, llm: dict | None = None,
                    **settings) -> PredictConfig:
-    """The ONE place flags, a preset and the shipped default become a PredictConfig: `recover predict` and
-    `make demo` both build theirs here. settings: the other PredictConfig fields, as given."""
+    """The ONE place flags, a preset and the shipped defaults (the predictor, a PyPI base's LoRA) become a
+    PredictConfig: `recover predict` and `make demo` both build theirs here. settings: the other PredictConfig
+    fields, as given."""
     llm = llm or {}
     if preset_name:  # what that context serves by default, read where its staging reads it
         if predictor or ensemble:
@@ -104,4 +105,6 @@ def predict_config(input: str, output: str, *, predictor: str | None = None, mod
     if llm and predictor not in ("llm", "ensemble"):
         raise ValueError(f"{LLM_FLAGS[next(iter(llm))]}: a llama.cpp flag, but the predictor is {predictor!r} "
                          "(it would be ignored); give --model GGUF or --predictor llm")
+    if predictor == "llm":  # a PyPI base without --lora: its shipped final fit (recorded in the run folder)
+        llm = with_default_lora(model, llm)
     return PredictConfig(input, output, predictor=predictor, model=model, ensemble=ensemble, llm=llm, **settings)

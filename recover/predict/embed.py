@@ -58,7 +58,7 @@ def fit_ridge(X: np.ndarray, Y: np.ndarray, alpha: float,
 
 class EmbedPredictor:
     name = "embed"
-    chunk_rows: int | None = None  # enable_invert sets it; None: the runner's BATCH_SIZES["embed"]
+    chunk_rows: int | None = None  # enable_invert sets it; None: chunks.BATCH_SIZES["embed"]
 
     def __init__(self, W, x_mean, y_mean, candidates: list[str], cand_emb: np.ndarray, embedder: Embedder | None,
                  manifest: dict):
@@ -86,7 +86,11 @@ class EmbedPredictor:
     def decode(self, pred_emb: np.ndarray) -> list[str]:
         return [self.candidates[i] for i in self.choose(pred_emb)]
 
-    def predict_batch(self, originals, rewrites) -> list[str]:
+    def fit_budget(self, rows_left: int, seconds_left: float) -> None:
+        """Nothing to shed: one model (its inversion is bounded by work, not seconds)."""
+
+    def predict_batch(self, originals, rewrites, deadline: float | None = None) -> list[str]:
+        """deadline: not read; there is no decoding to cut (the runner checks the budget before each chunk)."""
         pe = self.predict_embeddings(originals, rewrites)
         if self.inverter is None:
             return self.decode(pe)

@@ -142,7 +142,6 @@ class EnsemblePredictor:
         self.active = list(spec.order)
         self.seconds = {n: 0.0 for n in spec.order}  # time spent and rows answered, per member
         self.rows = {n: 0 for n in spec.order}
-        self.deadline: float | None = None
         self.manifest = {"combine": "pred"}  # the joined string is the submission
         self.chunk_rows = max(p.chunk_rows or 8 for p in members.values())
         if spec.join != "concat" and encode is None:
@@ -158,14 +157,13 @@ class EnsemblePredictor:
             self.log(f"ensemble {self.spec.name}: {rows_left} rows left in {seconds_left:.0f} s; dropping member "
                      f"{gone!r} ({self.rate(gone):.3f} s/row) for the rest")
 
-    def predict_batch(self, originals, rewrites) -> list[str | None]:
+    def predict_batch(self, originals, rewrites, deadline: float | None = None) -> list[str | None]:
+        """Each active member answers under the deadline; a row none answered in time stays None."""
         answers = []
         for name in self.active:
             p = self.members[name]
-            if hasattr(p, "deadline"):
-                p.deadline = self.deadline
             t0 = time.monotonic()
-            answers.append(p.predict_batch(originals, rewrites))
+            answers.append(p.predict_batch(originals, rewrites, deadline=deadline))
             self.seconds[name] += time.monotonic() - t0
             self.rows[name] += len(originals)
         rows = [[a[i] for a in answers] for i in range(len(originals))]
