@@ -457,6 +457,7 @@ def test_the_chains_predict_stage_runs_recover_predict_and_serves_zero_shot_bare
     def fake_predict(cmd, check):
         args = build_parser().parse_args(cmd[3:])  # launcher = python -m recover
         calls.append(args)
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame({C.COL_ID: ["r1", "r2"], C.COL_PROMPT: ["a", "b"]}).to_csv(args.output, index=False)
         run = Path(args.run_root) / "predict-1"
         run.mkdir(parents=True)
