@@ -84,7 +84,8 @@ bench-cpu: setup
 	$(RECOVER) bench --data $(firstword $(DEV_DATA)) --rows $(BENCH_ROWS) --backends llama,torch:$(TORCH_ROWS),torch-fp32:$(TORCH_ROWS),torch-int8:$(TORCH_ROWS),hf-bf16-batch,hf-batch --choose-cpu-quant --quality-data $(SHARED)/gemma_rewrites_f.csv $(if $(filter 1,$(SHIP_RULE)),--ship-class-rule)
 
 # The training chain's SFT and DPO steps per setting (plain trl/peft defaults, the recipe, bf16 + no checkpointing +
-# length buckets) on the same rows; the fastest -> ~/.cache/recover/train-choice-<cpu key>.json, applied by `recover train`.
+# length buckets) on the same rows; the fastest ELIGIBLE one (a chain A/B held its held-out SCS: recover/bench/train.py)
+# -> ~/.cache/recover/train-choice-<cpu key>.json, applied by `recover train`.
 bench-train: setup
 	$(RECOVER) bench --train $(if $(DEV_DATA),--data $(firstword $(DEV_DATA))) --rows 24
 
