@@ -41,7 +41,7 @@ class PredictConfig:
     model: str | None = None
     ensemble: str | None = None  # a shipped ensemble's name or a manifest (predict/ensemble.py)
     mean_prompt: str | None = None
-    combine: str | None = None  # None: the predictor's own choice (load.decide_combine)
+    combine: str | None = None  # None: the predictor's own choice (finish.decide_combine)
     time_budget: str | None = None
     on_model_error: str = "fail"
     batch_size: int | None = None  # rows per checkpointed chunk; None: the predictor's own (chunks.BATCH_SIZES)
