@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from recover import constants as C
 from recover.models import serving as defaults
 from recover.predict.config import PredictConfig
 from recover.predict.defaults import predict_config
@@ -132,3 +133,17 @@ def test_this_machines_features_are_read_from_cpuinfo(tmp_path):
     assert (feat.vendor, feat.family, feat.model, feat.cls) == ("AuthenticAMD", "25", "17", "vnni")
     assert feat.key.startswith("vnni-authenticamd-f25m17-")
     assert CC.read_cpu_features(str(tmp_path / "missing")).cls == "none"
+
+
+def test_the_adapter_check_runs_on_rows_the_adapter_never_trained_on():
+    """issue 40's eligibility is judged on a held-out fold: the served final fit trained on every source, f included,
+    so on f the check serves its LOSO twin (same recipe, f held out); a source the served adapter never saw keeps it."""
+    from recover.bench.choose import held_out_adapter
+    from recover.models.shipped import lora_manifest
+
+    twin = lora_manifest(C.DEFAULT_LORA)[1]["heldout_figures"]["from_adapter"]["name"]
+    assert held_out_adapter(C.DEFAULT_LORA, "../shared/data/gemma_rewrites_f.csv") == twin
+    assert "gemma_rewrites_f.csv" not in lora_manifest(twin)[1]["training"]["data"]
+    assert held_out_adapter(C.DEFAULT_LORA, "x/unseen_source.csv") == C.DEFAULT_LORA
+    with pytest.raises(ValueError, match="names no LOSO twin"):
+        held_out_adapter(twin, "../shared/data/gemma_rewrites_a.csv")  # the twin trained on a, and names no twin

@@ -16,7 +16,7 @@ import pandas as pd
 from .. import constants as C
 from ..meanprompt.prompt import MeanPrompt
 from ..models.cpu_choice import read_cpu_features, write_class_rule, write_measured_choice
-from ..models.shipped import resolve_lora
+from ..models.shipped import lora_manifest, resolve_lora
 from ..score.embedder import Embedder
 from ..score.scoring import score_texts
 from ..score.stats import bootstrap_ci
@@ -76,25 +76,43 @@ def choose(speed: dict, quality: dict) -> dict:
             "s_per_row": {k: v["s_per_row"] for k, v in speed.items()}, "eligible": ok, "quality": quality}
 
 
+def held_out_adapter(lora: str, data: str) -> str:
+    """The adapter checked on `data`: the served one, or, where it trained on that source (a final fit trains on
+    every source), the LOSO twin its manifest names (same recipe, never saw it): the check stays on held-out rows."""
+    def trained_on(name):
+        return {Path(d).stem for d in lora_manifest(name)[1].get("training", {}).get("data", [])}
+
+    if Path(data).stem not in trained_on(lora):
+        return lora
+    twin = (lora_manifest(lora)[1].get("heldout_figures", {}).get("from_adapter") or {}).get("name")
+    if not twin or Path(data).stem in trained_on(twin):
+        raise ValueError(f"--quality-data {Path(data).name}: {lora} trained on it and names no LOSO twin that did not; "
+                         "pass a fold it held out")
+    return twin
+
+
 def quality_check(model: str, data: str, rows: int, ref: str, backends: list[str], llm: dict, cache: str,
                   log=print) -> dict:
     """Each backend and the fp32 reference on `rows` held-out rows, bare and with the served adapter: proxy SCS,
     paired differences vs fp32 with 95% bootstrap intervals."""
-    by_lora = {}
+    by_lora, adapters = {}, {}
     for lora in LORAS:
         opts = dict(llm)
+        checked = held_out_adapter(lora, data) if lora != C.NO_LORA else lora
         if lora != C.NO_LORA:
-            path, serve = resolve_lora(lora)
+            path, serve = resolve_lora(checked)
             opts = {**serve, **opts, "lora_path": path}
+            adapters[lora] = checked
         preds = {}
         for b in [ref, *backends]:
-            log(f"choose: {b} ({'bare base' if lora == C.NO_LORA else lora}) on {rows} rows of {Path(data).name} ...")
+            log(f"choose: {b} ({'bare base' if lora == C.NO_LORA else checked}) on {rows} rows of {Path(data).name} ...")
             r = run_backend(b, model, data, rows, {k: v for k, v in opts.items() if v is not None}, cache_dir=cache)
             if "error" in r:
                 raise RuntimeError(f"--choose-cpu-quant: {b} failed: {r['error']}")
             preds[b] = r["predictions"]
         by_lora[lora] = paired_vs_reference(data, rows, preds, ref)
-    return {"data": Path(data).name, "rows": rows, "embedder": f"PROXY {C.PROXY_MODEL_NAME}", "by_lora": by_lora}
+    return {"data": Path(data).name, "rows": rows, "embedder": f"PROXY {C.PROXY_MODEL_NAME}", "by_lora": by_lora,
+            "adapter_checked": adapters}
 
 
 def paired_vs_reference(data: str, rows: int, preds: dict[str, list[str]], ref: str) -> dict:
@@ -133,9 +151,12 @@ def format_choice(c: dict) -> list[str]:
     lines = [f"quality check (paired proxy SCS vs {REFERENCE}, {q['rows']} rows of {q['data']}; eligible if the "
              "95% interval is not wholly below 0 for every setting):"]
     for lora, t in q["by_lora"].items():
+        checked = q.get("adapter_checked", {}).get(lora, lora)
+        if checked != lora:
+            lines.append(f"  {lora} trained on {q['data']}: checked with its LOSO twin {checked} (same recipe, held it out)")
         for k, d in t.items():
             diff = d.get("diff_vs_fp32")
-            lines.append(f"  {lora:16} {k:14} {d['mean']:.4f}" + (
+            lines.append(f"  {checked:16} {k:14} {d['mean']:.4f}" + (
                 f"  {diff['mean']:+.4f} [{diff['ci95'][0]:+.4f}, {diff['ci95'][1]:+.4f}], same answer "
                 f"{diff['same_answer']}/{q['rows']}" if diff else "  (reference)"))
     lines.append("eligible: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in c["eligible"].items()))
