@@ -79,13 +79,14 @@ def choose(speed: dict, quality: dict) -> dict:
 def held_out_adapter(lora: str, data: str) -> str:
     """The adapter checked on `data`: the served one, or, where it trained on that source (a final fit trains on
     every source), the LOSO twin its manifest names (same recipe, never saw it): the check stays on held-out rows."""
-    def trained_on(name):
-        return {Path(d).stem for d in lora_manifest(name)[1].get("training", {}).get("data", [])}
+    def trained_on(m: dict) -> set[str]:
+        return {Path(d).stem for d in m.get("training", {}).get("data", [])}
 
-    if Path(data).stem not in trained_on(lora):
+    m = lora_manifest(lora)[1]
+    if Path(data).stem not in trained_on(m):
         return lora
-    twin = (lora_manifest(lora)[1].get("heldout_figures", {}).get("from_adapter") or {}).get("name")
-    if not twin or Path(data).stem in trained_on(twin):
+    twin = (m.get("heldout_figures", {}).get("from_adapter") or {}).get("name")
+    if not twin or Path(data).stem in trained_on(lora_manifest(twin)[1]):
         raise ValueError(f"--quality-data {Path(data).name}: {lora} trained on it and names no LOSO twin that did not; "
                          "pass a fold it held out")
     return twin
@@ -98,11 +99,11 @@ def quality_check(model: str, data: str, rows: int, ref: str, backends: list[str
     by_lora, adapters = {}, {}
     for lora in LORAS:
         opts = dict(llm)
-        checked = held_out_adapter(lora, data) if lora != C.NO_LORA else lora
+        checked = lora
         if lora != C.NO_LORA:
+            checked = adapters[lora] = held_out_adapter(lora, data)
             path, serve = resolve_lora(checked)
             opts = {**serve, **opts, "lora_path": path}
-            adapters[lora] = checked
         preds = {}
         for b in [ref, *backends]:
             log(f"choose: {b} ({'bare base' if lora == C.NO_LORA else checked}) on {rows} rows of {Path(data).name} ...")
