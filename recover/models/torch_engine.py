@@ -2,10 +2,9 @@
 
 Why: on an AVX-512 CPU torch evaluates prompts several times faster than the portable llama.cpp build of
 the same model (`recover bench`, docs/benchmarks.md), and prompt evaluation is ~95% of this task's
-tokens. llama.cpp stays the GPU (Kaggle) engine. The precision is measured, not assumed (`make
-bench-cpu` writes it to recover/assets/cpu_quant.json): bf16 where the CPU's bf16 GEMM is fast (AMX),
-fp32 where it is not (this project's current CPU: fp32 GEMM ~340 GFLOP/s, bf16 110-190), int8 x int8
-matmuls as an option that is fastest but not lossless.
+tokens. llama.cpp stays the GPU (Kaggle) engine. The precision is measured per machine, not assumed (`make
+bench-cpu`, models/cpu_choice.py): bf16 where the CPU's bf16 GEMM is fast (AMX), fp32 where it is not (the
+avx512_bf16 Xeon without AMX: fp32 GEMM ~340 GFLOP/s, bf16 110-190), int8 x int8 matmuls as an option.
 
 Equal work by construction: tokens come from llama.cpp itself (a vocab-only load of the same GGUF),
 so the prompt ids are exactly the llama engine's; the stop rules are the llama engine's (`_trim`
@@ -115,6 +114,21 @@ def _unpermute(x: np.ndarray, n_head: int) -> np.ndarray:
     return x.reshape(n_head, dim, 2, *x.shape[1:]).swapaxes(2, 1).reshape(x.shape)
 
 
+def keep_freed_memory() -> None:
+    """glibc hands a freed block of more than ~11 MB back to the kernel, so the next batch's KV cache (5.5 MB a layer
+    at 24 rows, hundreds of MB in all) comes back as fresh pages, each faulted in and zeroed again: on the AMX Xeon
+    the decode cache's `torch.zeros` took 0.39 s of a 24-row call and a cache compaction 0.17 s. Keeping freed memory
+    in the process (as jemalloc or tcmalloc would) makes them memset- and memcpy-speed. Elsewhere than glibc: as is."""
+    import ctypes  # the C library: only where glibc's allocator is tuned
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of free heap instead of trimming it
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: blocks under 32 MiB (a layer's cache) from the heap, reused
+    except (OSError, AttributeError):
+        pass
+
+
 # Tokens (padding included) prefilled in one forward: rows enter together up to this many, so each matmul of a
 # prefill has M ~ PREFILL_TOKENS rows. On the AMX Xeon bf16 GEMMs reach 2.3-2.9 TFLOP/s from M = 1,024 to 2,400
 # and fall again at 8,192 for the gate/up shape (1.15); 24 rows (`make experiment NAME=engine_batch`, bf16, 24 in
@@ -154,6 +168,7 @@ class TorchEngine(GGUFTokens):
         self._newline = {t for t in range(self.n_vocab) if "\n" in self.detokenize([t])}
         if not n_threads:
             claim_cpus()
+        keep_freed_memory()
         torch.set_num_threads(n_threads or usable_cpus())
         self.n_seq, self.n_ctx_row, self.seed, self.dtype = max(1, n_seq), n_ctx_row, seed, dtype
         hf = load_hf_from_gguf(model_path, dtype, lora_path)
@@ -164,6 +179,8 @@ class TorchEngine(GGUFTokens):
         self.weight_bytes = self.n_params * {"bf16": 2, "int8": 1}.get(dtype, 4)
         self.lm = FusedLM(hf, "int8" if dtype == "int8" else getattr(torch, DTYPES[dtype]))
         del hf  # the fused copies hold every weight the forward reads
+        with self._amp():
+            self.lm.warm()
         self.head: list[int] = []
         self._head_cache = None
         self.stats = EngineStats()
@@ -232,6 +249,9 @@ class TorchEngine(GGUFTokens):
                     continue
                 if late():
                     break
+                if not queue:  # the tail: fewer rows left than slots
+                    cache, pos, tok, B = self._compact(cache, pos, tok)
+                    job = self._slots["job"]
                 t0 = time.perf_counter()
                 logits = self.lm.decode(cache, tok, pos)
                 nxt, lp = self._choose(logits, temperature, top_p)
@@ -279,6 +299,27 @@ class TorchEngine(GGUFTokens):
             k2, v2 = torch.zeros(shape, dtype=kc.dtype), torch.zeros(shape, dtype=vc.dtype)
             k2[:, :, :L], v2[:, :, :L] = kc, vc
             cache[i] = (k2, v2)
+
+    def _compact(self, cache, pos, tok):
+        """Once no row waits, drop the stopped rows' slots when they are a quarter of the batch or more: a decode
+        step's attention reads every slot's cache, finished or not (24 rows, 594 keys: 76 ms a step; the same
+        step for 12 rows 57 ms), so the tail's few long answers no longer pay for the rows already done. In place:
+        each kept slot's cells move down to the first free slot (slots only move down, so none is overwritten
+        before it moved) and the cache becomes its first rows, still one contiguous block per layer; a copy into
+        new tensors took 0.17 s a compaction on fresh pages. -> (cache, pos, tok, batch size)."""
+        st, B = self._slots, len(pos)
+        keep = [s for s in range(B) if st["job"][s] is not None]
+        if not keep or 4 * (B - len(keep)) < B:
+            return cache, pos, tok, B
+        for new, old in enumerate(keep):
+            if new != old:
+                for kc, vc in cache:
+                    kc[new].copy_(kc[old])
+                    vc[new].copy_(vc[old])
+        n = len(keep)
+        for key in ("job", "gen", "lp"):
+            st[key] = [st[key][s] for s in keep]
+        return [(kc[:n], vc[:n]) for kc, vc in cache], pos[keep], tok[keep], n
 
     def _shared_head(self, prompts) -> int:
         """Tokens of the cached head every prompt opens with (less its last, so each row evaluates one)."""

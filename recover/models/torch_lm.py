@@ -5,6 +5,9 @@ Why not `model.generate`: `recover bench` measured the HF decode step at ~6x the
 once (per-step Python, logits processors, a cache that grows by concatenation). Here one decode step is ~20
 tensor ops a layer: q/k/v in ONE matmul and gate/up in ONE, the new keys written in place into a cache
 allocated once per batch, attention over the filled part only (`attend`: grouped-query heads not repeated).
+In bf16 the matmuls run on weights prepacked once for oneDNN (`PackedBF16Weight`), a prefill's elementwise glue
+(norms, rotary, activation) is fused by torch.compile (models/torch_glue.py) and its keys are padded to whole
+blocks of the fused attention kernel (`KEY_BLOCK`).
 
 Layout of a batch (equal work with the llama engine): every row starts with the shared instruction head
 (its keys computed once, copied into each batch's cache), then the row's own tokens right-padded to the
@@ -18,12 +21,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .torch_glue import EAGER, prefill_glue
+
 ARCHS = ("llama", "gemma3_text")
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    h = x.shape[-1] // 2
-    return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
+KEY_BLOCK = 64  # a prefill's keys are padded to a multiple of this (`FusedLM.prefill`)
 
 
 class Int8Weight:
@@ -44,6 +45,33 @@ class Int8Weight:
         s = xf.abs().amax(dim=-1, keepdim=True).clamp_(min=1e-8).div_(127.0)  # per token: an outlier token
         y = torch._int_mm(torch.round(xf / s).to(torch.int8), self.q.t())  # costs only its own precision
         return y.float().mul_(s).mul_(self.scale).to(self.dtype).view(*shape[:-1], -1)
+
+
+class PackedBF16Weight:
+    """A bf16 matmul's weights reordered ONCE into oneDNN's blocked layout (what torch.compile's freezing does
+    for CPU linears): `x @ w` on a plain bf16 tensor repacks the weights on every call. Measured on the AMX Xeon
+    (2 threads, SmolLM2's 120 layer matmuls streamed in turn): 12.7 vs 20.6 ms at 3 rows (a decode step's), 14.9 vs
+    21.5 at 24, 32.5 vs 46.5 at 256, equal at 2,048 (scripts/engine_profile.py). Same products: oneDNN computes
+    both (bit-equal at decode sizes; at some prompt sizes its blocking differs by a rounding). oneDNN's epilogues
+    (the residual add, silu times up inside the matmul) were tried: faster alone (4.8 vs 6.2 ms a gated MLP at
+    2,700 tokens), no faster in the engine (a 24-row call 0.218 vs 0.209-0.216 s/row, within this VM's noise),
+    so not used."""
+
+    def __init__(self, w: torch.Tensor):
+        self.out = w.shape[0]
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(w.to(torch.bfloat16).contiguous(), 24)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), self.packed, None, "none", [], "")
+        return y.view(*x.shape[:-1], self.out)
+
+
+def packs_bf16() -> bool:
+    """Whether this torch build and CPU run oneDNN's bf16 linear on prepacked weights."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN
+        return False
 
 
 def _linear(x: torch.Tensor, w) -> torch.Tensor:
@@ -106,9 +134,13 @@ class FusedLM:
         self.eps = cfg.rms_norm_eps
         base = hf.model
 
+        packed = dtype == torch.bfloat16 and not self.int8 and packs_bf16()
+
         def w(t):
             t = t.detach()
-            return Int8Weight(t, dtype) if self.int8 else t.to(dtype).t().contiguous()
+            if self.int8:
+                return Int8Weight(t, dtype)
+            return PackedBF16Weight(t) if packed else t.to(dtype).t().contiguous()
         # gemma's norms scale by (1 + weight), in fp32 as transformers does; llama's by weight
         nw = (lambda n: (1.0 + n.weight.detach().float())) if self.gemma else (lambda n: n.weight.detach().to(dtype))
         self.layers = []
@@ -133,6 +165,7 @@ class FusedLM:
         self.window = getattr(cfg, "sliding_window", None) if self.gemma else None
         self.rope = {t: self._rope_table(self._theta(t), max_positions) for t in {L["type"] for L in self.layers}}
         self.max_positions = max_positions
+        self.glue = prefill_glue()  # prefills: the norms, rotary and activation fused (torch_glue.py)
 
     def _theta(self, layer_type: str) -> float:
         rp = getattr(self.cfg, "rope_parameters", None) or {}
@@ -148,12 +181,8 @@ class FusedLM:
         return emb.cos().to(self.dtype), emb.sin().to(self.dtype)
 
     # --- pieces ----------------------------------------------------------------------------------
-    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        if self.gemma:  # (x * w) in fp32, then cast (Gemma3RMSNorm)
-            xf = x.float()
-            return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * weight).to(x.dtype)
-        xf = x.float()  # llama: normalise in fp32, cast, then scale (LlamaRMSNorm)
-        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * weight
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor, glue=EAGER) -> torch.Tensor:
+        return glue.norm(x, weight, self.eps, self.gemma)
 
     def decode_cache(self, batch: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The cache decode steps read, in the model's dtype: each step reads ALL of it as one contiguous view
@@ -189,34 +218,33 @@ class FusedLM:
         if self.embed_scale is not None:
             x = x * self.embed_scale
         H, Hk, D = self.n_head, self.n_kv, self.head_dim
+        glue = self.glue if S > 1 else EAGER  # one token a row: a compiled call costs more than it saves
         rope = {t: (c[pos][:, None], s[pos][:, None]) for t, (c, s) in self.rope.items()}
         for L, (kc, vc) in zip(self.layers, cache):
-            h = self._norm(x, L["in_norm"])
+            h = self._norm(x, L["in_norm"], glue)
             q, k, v = _linear(h, L["qkv"]).split((H * D, Hk * D, Hk * D), dim=-1)
             q = q.view(B, S, H, D).transpose(1, 2)
             k = k.view(B, S, Hk, D).transpose(1, 2)
             v = v.view(B, S, Hk, D).transpose(1, 2)
             if self.gemma:
-                q, k = self._norm(q, L["q_norm"]), self._norm(k, L["k_norm"])
+                q, k = self._norm(q, L["q_norm"], glue), self._norm(k, L["k_norm"], glue)
             cos, sin = rope[L["type"]]
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+            q, k = glue.rope(q, cos, sin), glue.rope(k, cos, sin)
             write(kc, vc, k, v)
             a = attend(q.to(kc.dtype), kc, vc, upto, masks[L["type"]], self.scale, fused=not self.int8).to(x.dtype)
             a = _linear(a.transpose(1, 2).reshape(B, S, H * D), L["o"])
             if self.gemma:
-                a = self._norm(a, L["post_attn"])
+                a = self._norm(a, L["post_attn"], glue)
                 x = x + a
-                h = self._norm(x, L["pre_ff"])
+                h = self._norm(x, L["pre_ff"], glue)
             else:
                 x = x + a
-                h = self._norm(x, L["post_attn"])
+                h = self._norm(x, L["post_attn"], glue)
             g, u = _linear(h, L["gu"]).chunk(2, dim=-1)
-            act = F.gelu(g, approximate="tanh") if self.gemma else F.silu(g)
-            f = _linear(act * u, L["down"])
-            x = x + (self._norm(f, L["post_ff"]) if self.gemma else f)
+            f = _linear(glue.act(g, u, self.gemma), L["down"])
+            x = x + (self._norm(f, L["post_ff"], glue) if self.gemma else f)
         if last == "all":  # teacher forcing: every position's logits (B, S, V)
-            return _linear(self._norm(x, self.final_norm), self.lm_head).float()
+            return _linear(self._norm(x, self.final_norm, glue), self.lm_head).float()
         idx = torch.full((B,), S - 1) if last is None else last
         x = self._norm(x[torch.arange(B), idx], self.final_norm)
         return _linear(x, self.lm_head).float()
@@ -248,24 +276,39 @@ class FusedLM:
         head_len = head[0][0].shape[2] if head else 0
         S = int(lens.max())
         T = head_len + S
-        local = self.new_cache(B, T, zeroed=False)  # every cell is written: the head's, then the rows' (pads too)
+        # the keys padded to a multiple of 64 (masked, zeroed): torch's CPU flash attention runs a partial key
+        # block several times slower (AMX Xeon, 5 rows x 450 queries, bf16: 8.0 ms at 511 keys, 5.0 at 512;
+        # 8.1 at 575, 5.9 at 576)
+        Tp = -(-T // KEY_BLOCK) * KEY_BLOCK
+        local = self.new_cache(B, Tp, zeroed=False)  # every cell is written: the head's, the rows' (pads too), the tail
         for (kc, vc), (hk, hv) in zip(local, head or []):
             kc[:, :, :head_len] = hk
             vc[:, :, :head_len] = hv
+        for kc, vc in local:
+            kc[:, :, T:] = 0
+            vc[:, :, T:] = 0
         ids = torch.tensor([r + [0] * (S - len(r)) for r in rows])
         pos = head_len + torch.arange(S)[None].expand(B, S)
-        key_ok = torch.ones(B, T, dtype=torch.bool)
-        key_ok[:, head_len:] = torch.arange(S)[None] < lens[:, None]
+        key_ok = torch.zeros(B, Tp, dtype=torch.bool)
+        key_ok[:, :head_len] = True
+        key_ok[:, head_len:T] = torch.arange(S)[None] < lens[:, None]
 
         def write(kc, vc, k, v):
             kc[:, :, head_len:T] = k
             vc[:, :, head_len:T] = v
-        logits = self.forward(ids, pos, local, write, self.masks(pos, key_ok), T, last=lens - 1)
+        logits = self.forward(ids, pos, local, write, self.masks(pos, key_ok), Tp, last=lens - 1)
         idx = torch.tensor(slots)
         for (kc, vc), (lk, lv) in zip(cache, local):
-            kc[idx, :, :T] = lk.to(kc.dtype)
-            vc[idx, :, :T] = lv.to(vc.dtype)
+            kc[idx, :, :T] = lk[:, :, :T].to(kc.dtype)
+            vc[idx, :, :T] = lv[:, :, :T].to(vc.dtype)
         return logits
+
+    def warm(self) -> None:
+        """Compile the prefill glue now, at load, not inside the first rows' time: for one row and for several
+        (torch.compile specialises a dimension of size 1), on throwaway tokens."""
+        with torch.no_grad():
+            for rows in ([[0, 1, 2]], [[0, 1, 2], [0, 1]]):
+                self.prefill(self.new_cache(len(rows), 8), None, rows, list(range(len(rows))))
 
     def decode(self, cache, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """One token per row at its own position `pos` (B,) -> next-token logits (B, V). Attention reads the
