@@ -3,7 +3,8 @@ and, for prefills, fused by torch.compile.
 
 Why: in eager torch each of these is 5-8 passes over the activations (an RMS norm: cast, square, mean, add,
 rsqrt, multiply, cast, scale). At prefill sizes those passes, not the matmuls, were a third of a prefill on the
-AMX Xeon (2 threads, 5 rows x 540 tokens: one norm 3.8 ms eager, 0.43 ms compiled; scripts/engine_profile.py).
+AMX Xeon (2 threads, 5 rows x 540 tokens: one norm 3.8 ms eager, 0.43 ms compiled, timed alone; where a
+prefill's time goes: `make experiment NAME=engine_profile ARGS="--rows 24 --dtype bf16 --n-seq 24 --ops"`).
 At decode sizes (one token a row) a compiled call costs more than the few eager ops it replaces (0.04 vs
 0.027 ms), so decode steps stay eager.
 

@@ -51,7 +51,7 @@ class PackedBF16Weight:
     """A bf16 matmul's weights reordered ONCE into oneDNN's blocked layout (what torch.compile's freezing does
     for CPU linears): `x @ w` on a plain bf16 tensor repacks the weights on every call. Measured on the AMX Xeon
     (2 threads, SmolLM2's 120 layer matmuls streamed in turn): 12.7 vs 20.6 ms at 3 rows (a decode step's), 14.9 vs
-    21.5 at 24, 32.5 vs 46.5 at 256, equal at 2,048 (scripts/engine_profile.py). Same products: oneDNN computes
+    21.5 at 24, 32.5 vs 46.5 at 256, equal at 2,048 (timed alone, not kept as a script). Same products: oneDNN computes
     both (bit-equal at decode sizes; at some prompt sizes its blocking differs by a rounding). oneDNN's epilogues
     (the residual add, silu times up inside the matmul) were tried: faster alone (4.8 vs 6.2 ms a gated MLP at
     2,700 tokens), no faster in the engine (a 24-row call 0.218 vs 0.209-0.216 s/row, within this VM's noise),
