@@ -8,10 +8,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .. import constants as C
-from . import serving  # the measured CPU engine choice (a module, so tests can patch it)
 from .llama_engine import LlamaEngine, check_gguf, gguf_architecture
 from .postprocess import clean_llm_output
 from .prompting import ChatFormat, build_messages, fit_texts, load_template
+from .serving import served_config
 from .torch_engine import TorchEngine
 
 _SENTINEL = "\u2063RECOVER_SLOT\u2063"
@@ -26,7 +26,7 @@ class LlamaConfig:
     n_ctx: int = 1024  # per row
     max_new_tokens: int = 32
     # rows decoded together. None: llama.cpp 1 (>1 pays off on GPU, not on a 2-core CPU: unified KV attention
-    # grows), torch the batch `make bench-cpu` measured (TORCH_ROWS unless its choice says otherwise)
+    # grows), torch the batch `make bench-cpu` measured (serving.TORCH_ROWS unless its choice says otherwise)
     n_seq: int | None = None
     n_batch: int = 512
     n_threads: int | None = None
@@ -63,18 +63,6 @@ class LlamaConfig:
 
 
 ENGINES = C.ENGINES
-TORCH_ROWS = 8  # rows per torch batch unless told: `recover bench` measured batches faster than single rows
-
-
-def resolve_engine(cfg: LlamaConfig) -> tuple[str, int]:
-    """(engine, rows in flight) for this config; see LlamaConfig.engine and n_seq."""
-    choice = serving.default_cpu_quant() or {}
-    engine = "llama" if cfg.engine == "auto" and cfg.n_gpu_layers else serving.cpu_engine(cfg.engine)
-    if cfg.n_seq is not None:
-        return engine, cfg.n_seq
-    if engine == "torch":
-        return engine, int(choice.get("n_seq", TORCH_ROWS)) if choice.get("engine") == "torch" else TORCH_ROWS
-    return engine, 1
 
 
 class LlamaPredictor:
@@ -84,12 +72,8 @@ class LlamaPredictor:
         """manifest: the adapter's own choices a runner reads ("combine", "suffix"); the model ignores it."""
         self.manifest = manifest or {}
         check_gguf(cfg.model)
-        if cfg.engine == "auto" and gguf_architecture(cfg.model) not in (None, *C.TORCH_ENGINE_GGUF_ARCHS):
-            cfg = replace(cfg, engine="llama")  # e.g. Qwen2: the torch engine builds llama and gemma3 only
-        engine, n_seq = resolve_engine(cfg)
-        dtype = cfg.torch_dtype or (serving.cpu_torch_dtype() if engine == "torch" else None)
-        # the config as served (engine, rows, precision resolved); the caller's is left as it was
-        self.cfg = cfg = replace(cfg, engine=engine, n_seq=n_seq, torch_dtype=dtype)
+        arch = gguf_architecture(cfg.model) if cfg.engine == "auto" else None
+        self.cfg = cfg = served_config(cfg, arch)  # engine, rows, precision resolved: the config as served
         self.template = load_template(cfg.template)
         # rows `recover predict` hands over at once: the torch engine sorts them by length into batches of n_seq
         self.chunk_rows = 8 * cfg.n_seq if cfg.engine == "torch" else 8

@@ -1,8 +1,10 @@
-"""What a model is served with on THIS machine: the CPU engine (torch or llama.cpp), the torch precision and
-the llama.cpp quant, from the choice measured here or the packaged rule of the CPU's class (cpu_choice.py)."""
+"""What a model is served with on THIS machine: the CPU engine (torch or llama.cpp), the rows in flight, the torch
+precision and the llama.cpp quant, from the choice measured here or the packaged rule of the CPU's class
+(cpu_choice.py). served_config resolves an LLM's config into this machine's engine, rows and precision."""
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 
 from .. import constants as C
@@ -10,6 +12,8 @@ from ..cpus import cpu_has_fast_bf16, user_cache_dir
 from .cpu_choice import cpu_choice
 from .quantize import cached_requant
 from .shipped import resolve_model_path
+
+TORCH_ROWS = 8  # rows per torch batch unless told: `recover bench` measured batches faster than single rows
 
 
 def default_cpu_quant() -> dict | None:
@@ -36,6 +40,28 @@ def cpu_engine(engine: str = "auto") -> str:
     needs_bf16 = choice.get("torch_dtype") in (None, "bf16", "amp")
     return "torch" if (choice.get("engine") == "torch" and (cpu_has_fast_bf16() or not needs_bf16) and
                        all(importlib.util.find_spec(m) for m in ("torch", "transformers", "gguf"))) else "llama"
+
+
+def served_config(cfg, arch: str | None):
+    """A LlamaConfig (models/llm.py) as this machine serves it: its engine, rows in flight and torch precision
+    resolved (see LlamaConfig.engine, n_seq and torch_dtype); a copy, the caller's is left as it was. arch: the
+    GGUF's general.architecture, read where engine auto must know whether the torch engine builds it."""
+    if cfg.engine == "auto" and arch not in (None, *C.TORCH_ENGINE_GGUF_ARCHS):
+        cfg = replace(cfg, engine="llama")  # e.g. Qwen2: the torch engine builds llama and gemma3 only
+    engine, n_seq = resolve_engine(cfg)
+    dtype = cfg.torch_dtype or (cpu_torch_dtype() if engine == "torch" else None)
+    return replace(cfg, engine=engine, n_seq=n_seq, torch_dtype=dtype)
+
+
+def resolve_engine(cfg) -> tuple[str, int]:
+    """(engine, rows in flight) for a LlamaConfig; see LlamaConfig.engine and n_seq."""
+    choice = default_cpu_quant() or {}
+    engine = "llama" if cfg.engine == "auto" and cfg.n_gpu_layers else cpu_engine(cfg.engine)
+    if cfg.n_seq is not None:
+        return engine, cfg.n_seq
+    if engine == "torch":
+        return engine, int(choice.get("n_seq", TORCH_ROWS)) if choice.get("engine") == "torch" else TORCH_ROWS
+    return engine, 1
 
 
 def serve_model_path(model: str, llm: dict, cpu_quant: str | None = "auto", log=print) -> str:
