@@ -11,8 +11,7 @@ from typing import Callable
 
 from ..meanprompt.prompt import MeanPrompt
 from ..models.llm import LlamaConfig, LlamaPredictor
-from ..models.serving import serve_model_path
-from ..models.shipped import llm_options
+from ..models.serving import serve_llm
 from ..score.embedder import Embedder
 from .base import MeanPredictor, Predictor
 from .config import PredictConfig
@@ -64,10 +63,10 @@ def build_predictor(cfg: PredictConfig, mean: MeanPrompt, cap=None, log=print):
 def load_llm(model: str, llm: dict, cpu_quant: str | None, seed: int, log=print) -> LlamaPredictor:
     """The model as served on this machine: its GGUF (a cached requant on CPU) and its adapter with the
     settings it was trained with (flags win), resolved once into the LlamaConfig the predictor loads."""
-    served = serve_model_path(model, llm, cpu_quant, log)
-    options, lora = llm_options(llm)
+    served = serve_llm(model, llm, cpu_quant, log)
+    lora = served.manifest
     # the adapter's chosen combine and its fitted suffix, read by decide_combine
-    p = LlamaPredictor(LlamaConfig(model=served, seed=seed, **options),
+    p = LlamaPredictor(LlamaConfig(model=served.path, seed=seed, **served.options),
                        manifest={k: lora[k] for k in ("combine", "suffix") if k in lora})
     c = p.cfg
     log(f"lora: {lora.get('name', c.lora_path)}" if c.lora_path else "lora: none (the bare base model)")
