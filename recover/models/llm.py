@@ -1,4 +1,5 @@
-"""LLM predictor: the GGUF's own chat template, token-exact truncation, forced prefixes, cleaning."""
+"""LLM predictor: the GGUF's own chat template, token-exact truncation, forced prefixes, cleaning; load_llm loads
+it as this machine serves it."""
 from __future__ import annotations
 
 import copy
@@ -11,7 +12,7 @@ from .. import constants as C
 from .llama_engine import LlamaEngine, check_gguf, gguf_architecture
 from .postprocess import clean_llm_output
 from .prompting import ChatFormat, build_messages, fit_texts, load_template
-from .serving import served_config
+from .serving import serve_llm, served_config
 from .torch_engine import TorchEngine
 
 _SENTINEL = "\u2063RECOVER_SLOT\u2063"
@@ -169,6 +170,21 @@ class LlamaPredictor:
         self.engine.set_head(toks)
         self.engine.reseed(seed)
         return [o or "" for o in self.engine.generate([toks] * k, self.cfg.max_new_tokens, temperature, top_p=top_p)]
+
+
+def load_llm(model: str, llm: dict, cpu_quant: str | None, seed: int, log=print) -> LlamaPredictor:
+    """The model as this machine serves it (`recover predict`, alone or as an ensemble member): its GGUF (a cached
+    requant on CPU) and its adapter with the settings it was trained with (flags win)."""
+    served = serve_llm(model, llm, cpu_quant, log)
+    lora = served.manifest
+    # the adapter's chosen combine and its fitted suffix, read by predict's combine policy (predict/finish.py)
+    p = LlamaPredictor(LlamaConfig(model=served.path, seed=seed, **served.options),
+                       manifest={k: lora[k] for k in ("combine", "suffix") if k in lora})
+    c = p.cfg
+    log(f"lora: {lora.get('name', c.lora_path)}" if c.lora_path else "lora: none (the bare base model)")
+    log(f"llm engine: {c.engine}" + (f" ({c.torch_dtype}, {c.n_seq} rows a batch)" if c.engine == "torch" else
+                                     f" ({c.n_seq} sequence(s), {c.n_gpu_layers} GPU layers)"))
+    return p
 
 
 def _norm_words(text: str) -> str:
