@@ -11,11 +11,9 @@ import numpy as np
 from .. import constants as C
 from .llama_engine import LlamaEngine, check_gguf, gguf_architecture
 from .postprocess import clean_llm_output
-from .prompting import ChatFormat, build_messages, fit_texts, load_template
+from .prompting import ChatFormat, fit_texts, load_template
 from .serving import serve_llm, served_config
 from .torch_engine import TorchEngine
-
-_SENTINEL = "\u2063RECOVER_SLOT\u2063"
 
 
 @dataclass
@@ -88,11 +86,8 @@ class LlamaPredictor:
                                       flash_attn=cfg.flash_attn, offload_kqv=cfg.offload_kqv, lora_path=cfg.lora_path)
         self.chat = ChatFormat(self.engine, cfg.model)
         self.chat_template = self.chat.template
-        e = self.engine
-        # The head every row shares: the chat-rendered prompt up to the original text.
-        head_text = self.render(_SENTINEL, _SENTINEL, "").split(_SENTINEL)[0]
-        e.set_head(self._tokenize_prompt(head_text))
-        self.overhead = len(self._tokenize_prompt(self.render("", "", "")))
+        self.engine.set_head(self.chat.tokenize(self.chat.head_text(self.template)))  # the head every row shares
+        self.overhead = len(self.chat.tokenize(self.chat.prompt_text(self.template, "", "")))
         self.text_budget = self._text_budget()
 
     def _text_budget(self) -> int:
@@ -113,10 +108,7 @@ class LlamaPredictor:
 
     def render(self, original: str, rewritten: str, prefix: str) -> str:
         """Full prompt text: chat template from the GGUF, generation prompt, then the forced prefix."""
-        return self.chat.render(build_messages(self.template, original, rewritten)) + prefix
-
-    def _tokenize_prompt(self, text: str) -> list[int]:
-        return self.chat.tokenize(text)
+        return self.chat.prompt_text(self.template, original, rewritten, prefix)
 
     def fit_row(self, original: str, rewritten: str) -> tuple[str, str]:
         """Both texts cut token-exactly to this predictor's budget: what the model is served (and trained on)."""
@@ -126,12 +118,12 @@ class LlamaPredictor:
     def build_prompt_tokens(self, original: str, rewritten: str, prefix: str = "") -> list[int]:
         e = self.engine
         o, r = self.fit_row(original, rewritten)
-        toks = self._tokenize_prompt(self.render(o, r, prefix))
+        toks = self.chat.tokenize(self.render(o, r, prefix))
         limit = self.cfg.n_ctx - self.cfg.max_new_tokens
         while len(toks) > limit:  # token merges at the seams can add a few: cut a bit more
             over = len(toks) - limit + 4
             o, r = fit_texts(o, r, max(0, len(e.tokenize(o)) + len(e.tokenize(r)) - over), e.tokenize, e.detokenize)
-            toks = self._tokenize_prompt(self.render(o, r, prefix))
+            toks = self.chat.tokenize(self.render(o, r, prefix))
         return toks
 
     def fit_budget(self, rows_left: int, seconds_left: float) -> None:
