@@ -26,7 +26,12 @@ class Loaded:
     finish: Callable[[str | None], str]  # raw answer -> submitted prompt
     combine: str  # the combine mode served
     model_error: str | None  # the load failure the mean predictor stands in for (--on-model-error fallback)
-    served: dict  # model_served, engine: what served_by reports
+
+    @property
+    def served(self) -> dict:
+        """The GGUF an LLM predictor serves (a cached requant on CPU) and its engine; None for the others."""
+        llm = self.predictor.cfg if isinstance(self.predictor, LlamaPredictor) else None
+        return {"model_served": llm.model if llm else None, "engine": llm.engine if llm else None}
 
 
 def load(cfg: PredictConfig, mean: MeanPrompt, cap, fallback: str, log=print) -> Loaded:
@@ -34,7 +39,7 @@ def load(cfg: PredictConfig, mean: MeanPrompt, cap, fallback: str, log=print) ->
     served as decide_combine decides, with its finisher."""
     predictor, model_error = load_or_fallback(cfg, mean, cap, log)
     mode, finish = finisher(cfg.combine, predictor, mean, cap, fallback, log)
-    return Loaded(predictor, finish, mode, model_error, served_by(predictor))
+    return Loaded(predictor, finish, mode, model_error)
 
 
 def load_or_fallback(cfg: PredictConfig, mean: MeanPrompt, cap, log=print):
@@ -57,9 +62,3 @@ def build_predictor(cfg: PredictConfig, mean: MeanPrompt, cap=None, log=print):
     if cfg.predictor == "ensemble":
         return load_ensemble(cfg, cap, log)
     return load_embed(cfg.model, cfg.embedder, cfg.embed_dtype, log)
-
-
-def served_by(predictor) -> dict:
-    """The GGUF an LLM predictor serves (a cached requant on CPU) and its engine; None for the others."""
-    llm = predictor.cfg if isinstance(predictor, LlamaPredictor) else None
-    return {"model_served": llm.model if llm else None, "engine": llm.engine if llm else None}
