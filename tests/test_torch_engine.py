@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from recover import constants as C
-from recover.models.llm import LlamaConfig, LlamaPredictor, resolve_engine
+from recover.models.llm import LlamaConfig, LlamaPredictor
+from recover.models.serving import resolve_engine
 from recover.models.torch_engine import TorchEngine
 
 LORA = f"recover/assets/lora/{C.DEFAULT_LORA}/{C.DEFAULT_LORA}.gguf"

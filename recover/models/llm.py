@@ -1,4 +1,5 @@
-"""LLM predictor: the GGUF's own chat template, token-exact truncation, forced prefixes, cleaning."""
+"""LLM predictor: the GGUF's own chat template, token-exact truncation, forced prefixes, cleaning; load_llm loads
+it as this machine serves it."""
 from __future__ import annotations
 
 import copy
@@ -8,13 +9,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .. import constants as C
-from . import serving  # the measured CPU engine choice (a module, so tests can patch it)
 from .llama_engine import LlamaEngine, check_gguf, gguf_architecture
 from .postprocess import clean_llm_output
-from .prompting import ChatFormat, build_messages, fit_texts, load_template
+from .prompting import ChatFormat, fit_texts, load_template
+from .serving import serve_llm, served_config
 from .torch_engine import TorchEngine
-
-_SENTINEL = "\u2063RECOVER_SLOT\u2063"
 
 
 @dataclass
@@ -26,7 +25,7 @@ class LlamaConfig:
     n_ctx: int = 1024  # per row
     max_new_tokens: int = 32
     # rows decoded together. None: llama.cpp 1 (>1 pays off on GPU, not on a 2-core CPU: unified KV attention
-    # grows), torch the batch `make bench-cpu` measured (TORCH_ROWS unless its choice says otherwise)
+    # grows), torch the batch `make bench-cpu` measured (serving.TORCH_ROWS unless its choice says otherwise)
     n_seq: int | None = None
     n_batch: int = 512
     n_threads: int | None = None
@@ -63,18 +62,6 @@ class LlamaConfig:
 
 
 ENGINES = C.ENGINES
-TORCH_ROWS = 8  # rows per torch batch unless told: `recover bench` measured batches faster than single rows
-
-
-def resolve_engine(cfg: LlamaConfig) -> tuple[str, int]:
-    """(engine, rows in flight) for this config; see LlamaConfig.engine and n_seq."""
-    choice = serving.default_cpu_quant() or {}
-    engine = "llama" if cfg.engine == "auto" and cfg.n_gpu_layers else serving.cpu_engine(cfg.engine)
-    if cfg.n_seq is not None:
-        return engine, cfg.n_seq
-    if engine == "torch":
-        return engine, int(choice.get("n_seq", TORCH_ROWS)) if choice.get("engine") == "torch" else TORCH_ROWS
-    return engine, 1
 
 
 class LlamaPredictor:
@@ -84,12 +71,8 @@ class LlamaPredictor:
         """manifest: the adapter's own choices a runner reads ("combine", "suffix"); the model ignores it."""
         self.manifest = manifest or {}
         check_gguf(cfg.model)
-        if cfg.engine == "auto" and gguf_architecture(cfg.model) not in (None, *C.TORCH_ENGINE_GGUF_ARCHS):
-            cfg = replace(cfg, engine="llama")  # e.g. Qwen2: the torch engine builds llama and gemma3 only
-        engine, n_seq = resolve_engine(cfg)
-        dtype = cfg.torch_dtype or (serving.cpu_torch_dtype() if engine == "torch" else None)
-        # the config as served (engine, rows, precision resolved); the caller's is left as it was
-        self.cfg = cfg = replace(cfg, engine=engine, n_seq=n_seq, torch_dtype=dtype)
+        arch = gguf_architecture(cfg.model) if cfg.engine == "auto" else None
+        self.cfg = cfg = served_config(cfg, arch)  # engine, rows, precision resolved: the config as served
         self.template = load_template(cfg.template)
         # rows `recover predict` hands over at once: the torch engine sorts them by length into batches of n_seq
         self.chunk_rows = 8 * cfg.n_seq if cfg.engine == "torch" else 8
@@ -103,11 +86,8 @@ class LlamaPredictor:
                                       flash_attn=cfg.flash_attn, offload_kqv=cfg.offload_kqv, lora_path=cfg.lora_path)
         self.chat = ChatFormat(self.engine, cfg.model)
         self.chat_template = self.chat.template
-        e = self.engine
-        # The head every row shares: the chat-rendered prompt up to the original text.
-        head_text = self.render(_SENTINEL, _SENTINEL, "").split(_SENTINEL)[0]
-        e.set_head(self._tokenize_prompt(head_text))
-        self.overhead = len(self._tokenize_prompt(self.render("", "", "")))
+        self.engine.set_head(self.chat.tokenize(self.chat.head_text(self.template)))  # the head every row shares
+        self.overhead = len(self.chat.tokenize(self.chat.prompt_text(self.template, "", "")))
         self.text_budget = self._text_budget()
 
     def _text_budget(self) -> int:
@@ -128,10 +108,7 @@ class LlamaPredictor:
 
     def render(self, original: str, rewritten: str, prefix: str) -> str:
         """Full prompt text: chat template from the GGUF, generation prompt, then the forced prefix."""
-        return self.chat.render(build_messages(self.template, original, rewritten)) + prefix
-
-    def _tokenize_prompt(self, text: str) -> list[int]:
-        return self.chat.tokenize(text)
+        return self.chat.prompt_text(self.template, original, rewritten, prefix)
 
     def fit_row(self, original: str, rewritten: str) -> tuple[str, str]:
         """Both texts cut token-exactly to this predictor's budget: what the model is served (and trained on)."""
@@ -141,12 +118,12 @@ class LlamaPredictor:
     def build_prompt_tokens(self, original: str, rewritten: str, prefix: str = "") -> list[int]:
         e = self.engine
         o, r = self.fit_row(original, rewritten)
-        toks = self._tokenize_prompt(self.render(o, r, prefix))
+        toks = self.chat.tokenize(self.render(o, r, prefix))
         limit = self.cfg.n_ctx - self.cfg.max_new_tokens
         while len(toks) > limit:  # token merges at the seams can add a few: cut a bit more
             over = len(toks) - limit + 4
             o, r = fit_texts(o, r, max(0, len(e.tokenize(o)) + len(e.tokenize(r)) - over), e.tokenize, e.detokenize)
-            toks = self._tokenize_prompt(self.render(o, r, prefix))
+            toks = self.chat.tokenize(self.render(o, r, prefix))
         return toks
 
     def fit_budget(self, rows_left: int, seconds_left: float) -> None:
@@ -185,6 +162,21 @@ class LlamaPredictor:
         self.engine.set_head(toks)
         self.engine.reseed(seed)
         return [o or "" for o in self.engine.generate([toks] * k, self.cfg.max_new_tokens, temperature, top_p=top_p)]
+
+
+def load_llm(model: str, llm: dict, cpu_quant: str | None, seed: int, log=print) -> LlamaPredictor:
+    """The model as this machine serves it (`recover predict`, alone or as an ensemble member): its GGUF (a cached
+    requant on CPU) and its adapter with the settings it was trained with (flags win)."""
+    served = serve_llm(model, llm, cpu_quant, log)
+    lora = served.manifest
+    # the adapter's chosen combine and its fitted suffix, read by predict's combine policy (predict/finish.py)
+    p = LlamaPredictor(LlamaConfig(model=served.path, seed=seed, **served.options),
+                       manifest={k: lora[k] for k in ("combine", "suffix") if k in lora})
+    c = p.cfg
+    log(f"lora: {lora.get('name', c.lora_path)}" if c.lora_path else "lora: none (the bare base model)")
+    log(f"llm engine: {c.engine}" + (f" ({c.torch_dtype}, {c.n_seq} rows a batch)" if c.engine == "torch" else
+                                     f" ({c.n_seq} sequence(s), {c.n_gpu_layers} GPU layers)"))
+    return p
 
 
 def _norm_words(text: str) -> str:

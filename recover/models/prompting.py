@@ -1,7 +1,7 @@
 """The ONE function that turns (original, rewritten) into the LLM's prompt.
 
-Inference (models/llm.py) and training data (DPO pairs, SFT rows) both call `build_messages`, so a
-model is trained on exactly the prompt format it is served with.
+Inference (ChatFormat.prompt_text, which models/llm.py serves with) and training data (DPO pairs, SFT rows)
+both call `build_messages`, so a model is trained on exactly the prompt format it is served with.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from .. import constants as C
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 DEFAULT_TEMPLATE = "recover"
+_SENTINEL = "\u2063RECOVER_SLOT\u2063"  # stands in for the texts where the head ends
 
 
 # Gemma's turn format, for Gemma GGUFs shipped without tokenizer.chat_template (e.g. base models).
@@ -40,7 +41,8 @@ def chat_template(metadata: dict, model_name: str = "model") -> str:
 
 
 class ChatFormat:
-    """The GGUF's chat template bound to its tokenizer: messages -> prompt text -> token ids."""
+    """The GGUF's chat template bound to its tokenizer: messages -> prompt text -> token ids; a row's prompt
+    (prompt_text) and the head every row's prompt shares (head_text)."""
 
     def __init__(self, engine, model_name: str = "model"):
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # llama_cpp: optional extra, loads a native library
@@ -54,6 +56,15 @@ class ChatFormat:
 
     def render(self, messages: list[dict]) -> str:
         return self._fmt(messages=messages).prompt
+
+    def prompt_text(self, template: str, original: str, rewritten: str, prefix: str = "") -> str:
+        """A row's whole prompt: the template's message (build_messages) in the chat template, the generation
+        prompt, then the forced prefix."""
+        return self.render(build_messages(template, original, rewritten)) + prefix
+
+    def head_text(self, template: str) -> str:
+        """What every row's prompt starts with: the prompt up to the original text (the engines evaluate it once)."""
+        return self.prompt_text(template, _SENTINEL, _SENTINEL).split(_SENTINEL)[0]
 
     def tokenize(self, text: str) -> list[int]:
         # Templates that write the BOS text themselves must not get a second BOS token.

@@ -22,10 +22,11 @@ def chunk_rows(asked: int | None, predictor) -> int:
     return asked or predictor.chunk_rows or BATCH_SIZES[predictor.name]
 
 
-def predict_chunks(predictor, df, todo: list[int], batch_size: int | None, deadline: float | None, ckpt, done: dict,
+def predict_chunks(predictor, df, todo: list[int], batch_size: int | None, deadline: float | None, out,
                    ok: str, finish, fallback: str) -> tuple[int, float]:
-    """Chunk by chunk (chunk_rows), each checkpointed: a chunk the measured rate cannot finish before the deadline
-    gets the fallback; one that runs long is cut inside decoding. -> (rows timed, their seconds)."""
+    """Chunk by chunk (chunk_rows), each handed to `out` (output.RunOutput: checkpointed) as it finishes: a chunk the
+    measured rate cannot finish before the deadline gets the fallback; one that runs long is cut inside decoding.
+    -> (rows timed, their seconds)."""
     rows = chunk_rows(batch_size, predictor)
     timed_rows, timed_s = 0, 0.0
     bar = progress(len(df), f"predict[{predictor.name}]", "row", initial=len(df) - len(todo))
@@ -44,8 +45,7 @@ def predict_chunks(predictor, df, todo: list[int], batch_size: int | None, deadl
                 timed_rows += len(chunk)
             records = [{"id": df.at[i, C.COL_ID], C.COL_PROMPT: finish(raw) if status == "ok" else fallback,
                         "status": status} for i, (raw, status) in zip(chunk, results)]
-            ckpt.append(records)
-            done.update({r["id"]: r for r in records})
+            out.append(records)
             bar.update(len(chunk))
             if deadline is not None:
                 bar.set_postfix(budget_left=f"{max(0, deadline - time.monotonic()) / 60:.1f}m")

@@ -88,7 +88,7 @@ class PredictConfig:
         return start + budget - max(5.0, 0.02 * budget) if budget else None
 
     def fingerprint(self, mean_prompt: str) -> dict:
-        """What a checkpoint's rows were made by: a resumed run must match it (predict/checkpoint.py)."""
+        """What a checkpoint's rows were made by: a resumed run must match it (predict/output.py)."""
         digest = hashlib.sha256(Path(self.input).read_bytes()).hexdigest()[:16]
         return {"input_sha": digest, "predictor": self.predictor, "model": self.model, "ensemble": self.ensemble,
                 "combine": self.combine,

@@ -163,6 +163,13 @@ class EmbedPredictor:
         return p
 
 
+def load_embed(path: str | Path, embedder: str | None, dtype: str, log=print) -> EmbedPredictor:
+    """The artifact as `recover predict` serves it, alone or as an ensemble member: its feature encoding said."""
+    p = EmbedPredictor.load(path, embedder=embedder, dtype=dtype)
+    log(f"embed features: {p.embedder.dtype} on {p.embedder.device}")
+    return p
+
+
 def feature_embedder_spec(manifest: dict, explicit: str | None) -> EmbedderSpec:
     """Features must come from the embedder the predictor was trained with, not the metric's."""
     if explicit:

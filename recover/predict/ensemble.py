@@ -23,7 +23,12 @@ from pathlib import Path
 from .. import constants as C
 from ..csvio import atomic_write_json
 from ..hashing import file_sha256
+from ..models.llm import load_llm
 from ..models.shipped import lora_manifest, resolve_model_path
+from ..score.embedder import Embedder
+from .config import PredictConfig
+from .embed import default_artifact, load_embed
+from .finish import apply_invert, decide_combine
 from .join import JOINS, join_strings, mbr_pick, mean_target
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / C.ENSEMBLE_ASSETS_DIR
@@ -130,6 +135,32 @@ class EnsembleSpec:
 
 def shipped_ensembles() -> list[str]:
     return sorted(p.parent.name for p in ASSETS.glob(f"*/{C.MANIFEST_FILE}")) if ASSETS.is_dir() else []
+
+
+def load_ensemble(cfg: PredictConfig, cap, log=print) -> "EnsemblePredictor":
+    """The members of the ensemble's order, each loaded as `recover predict` loads it alone."""
+    spec = EnsembleSpec.load(cfg.ensemble)
+    if cfg.model:  # a staged copy of the members' base (the Kaggle dataset's GGUF)
+        spec.with_base(cfg.model)
+    spec.check_artifacts()
+    members, engines = {}, {}  # one loaded engine per (base, adapter): a prefixed member shares it
+    for name in spec.order:
+        m = spec.member(name)
+        if m.kind == "llm":
+            key = (m.model, m.lora)
+            if key not in engines:
+                engines[key] = load_llm(m.model, {**cfg.llm, "lora_path": m.lora}, cfg.cpu_quant, cfg.seed, log)
+            base = engines[key]
+            members[name] = base.with_prefixes([m.prefix] if m.prefix else list(base.cfg.prefixes))
+        else:
+            p = load_embed(m.model or str(default_artifact()), cfg.embedder, cfg.embed_dtype, log)
+            apply_invert(p, decide_combine(None, p), cap)  # the embed member is embed-invert when its artifact says so
+            members[name] = p
+    encode = None
+    if spec.join != "concat":
+        encode = Embedder.resolve(cfg.embedder).encode
+    log(f"ensemble {spec.name}: {' + '.join(spec.order)}, join {spec.join}")
+    return EnsemblePredictor(spec, members, cap, encode, log)
 
 
 class EnsemblePredictor:
