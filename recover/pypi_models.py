@@ -75,7 +75,7 @@ def qwen05_gguf() -> Path:
     return out
 
 
-# Parameters of each (the T4 projection's cost model reads them: recover/bench/projection.py).
+# Parameters of each (the T4 projection's cost model reads them: recover/projection.py).
 PYPI_PARAMS = {"pypi:smollm2": 0.135e9, "pypi:gemma3-270m": 0.27e9, "pypi:qwen2.5-coder-0.5b": 0.49e9}
 
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from recover.bench import projection as P
+from recover import projection as P
 from recover.bench.measure import run_backend
 from recover.bench.report import BenchConfig, format_report, run_bench
 

@@ -16,7 +16,7 @@ from ..runs import new_run_dir, record_run
 from ..score.embedder import Embedder
 from ..score.scoring import score_texts
 from ..score.stats import bootstrap_ci
-from . import projection as P
+from .. import projection as P
 from .choose import choose_for_machine, format_choice
 from .limits import format_limits, measure_limits, phase_fractions
 from .measure import BACKENDS, ENGINES, NATIVE, PEERS, run_backend

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .. import constants as C
-from ..bench.projection import tune_projection
+from ..projection import tune_projection
 from ..csvio import read_table
 from ..data.pairs_io import has_texts, load_pairs
 from ..data.protocols import PROTOCOLS, check_disjoint, folds_for, normalise_prompt
@@ -159,7 +159,7 @@ def bf16_features(df: pd.DataFrame, rows: Rows, emb, cfg: EvalConfig, log=print)
 
 def encode_report(cache: EmbeddingCache, seconds: float, log=print) -> dict:
     """What the embedder did, and (from a cold cache, as kernels/tune always starts) the tune kernel's
-    PROJECTED time on a T4 with sentence-t5-base (recover/bench/projection.py)."""
+    PROJECTED time on a T4 with sentence-t5-base (recover/projection.py)."""
     e = cache.emb
     out = {"strings": e.strings, "tokens": e.tokens, "encode_s": round(e.seconds, 1), "device": e.device,
            "cold": cache.preloaded == 0}

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .. import constants as C
-from ..bench.projection import ensemble_projection
+from ..projection import ensemble_projection
 from ..csvio import atomic_write_json
 from ..meanprompt.optimize import vocab_from_texts
 from ..meanprompt.prompt import DEFAULT_MEAN_PROMPT_PATH

@@ -75,7 +75,7 @@ def _submit(a):
 
 
 def _plan(a):
-    print(f"{a.recipe}: PROJECTED Kaggle T4 x2 time per chain stage (bench/projection.py; not measured)")
+    print(f"{a.recipe}: PROJECTED Kaggle T4 x2 time per chain stage (recover/projection.py; not measured)")
     plan(probe_config(yaml.safe_load(resolve_recipe(a.recipe).read_text())))
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from .. import constants as C
-from ..bench.projection import SESSION_SAFETY_S, chain_projection
+from ..projection import SESSION_SAFETY_S, chain_projection
 from ..csvio import atomic_write_json
 from ..hashing import file_sha256
 from ..train.chain import Chain
@@ -82,7 +82,7 @@ def base_source(cfg: KaggleConfig, kaggle_base: str) -> tuple[str, str]:
 
 
 def plan(chain_cfg, log=print) -> dict:
-    """Per-stage PROJECTED T4 x2 seconds and the sessions they need (bench/projection.py)."""
+    """Per-stage PROJECTED T4 x2 seconds and the sessions they need (recover/projection.py)."""
     p = chain_projection(chain_cfg)
     for s, sec in p["stages"].items():
         log(f"  {s:9s} {sec / 60:8.1f} min  (projected)")

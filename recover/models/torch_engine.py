@@ -171,6 +171,11 @@ class TorchEngine(GGUFTokens):
         keep_freed_memory()
         torch.set_num_threads(n_threads or usable_cpus())
         self.n_seq, self.n_ctx_row, self.seed, self.dtype = max(1, n_seq), n_ctx_row, seed, dtype
+        self.head: list[int] = []
+        self._head_cache = None
+        self.stats = EngineStats()
+        self.reseed(seed)
+        amp = self._amp()  # the autocast every forward runs under (amp only): the warm-up compiles under it too
         hf = load_hf_from_gguf(model_path, dtype, lora_path)
         self.n_params = sum(x.numel() for x in hf.parameters())
         cfg = getattr(hf.config, "text_config", hf.config)
@@ -179,12 +184,8 @@ class TorchEngine(GGUFTokens):
         self.weight_bytes = self.n_params * {"bf16": 2, "int8": 1}.get(dtype, 4)
         self.lm = FusedLM(hf, "int8" if dtype == "int8" else getattr(torch, DTYPES[dtype]))
         del hf  # the fused copies hold every weight the forward reads
-        with self._amp():
+        with amp:
             self.lm.warm()
-        self.head: list[int] = []
-        self._head_cache = None
-        self.stats = EngineStats()
-        self.reseed(seed)
 
     def reseed(self, seed: int) -> None:
         import torch  # torch: heavy, optional extra

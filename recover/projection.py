@@ -170,7 +170,7 @@ def chain_projection(cfg, session_s: float = KAGGLE_SESSION_S) -> dict:
     """PROJECTED seconds per chain stage on Kaggle T4 x2 for a ChainConfig (train/chain_config.py), and the
     sessions they split into (a stage never straddles two: the notebook resumes at stage boundaries)."""
     if cfg.sft_recipe not in CHAIN_MODELS:
-        raise ValueError(f"sft_recipe {cfg.sft_recipe}: no size for it in CHAIN_MODELS (bench/projection.py)")
+        raise ValueError(f"sft_recipe {cfg.sft_recipe}: no size for it in CHAIN_MODELS (recover/projection.py)")
     n = CHAIN_MODELS[cfg.sft_recipe]
     quant = str(cfg.base_quant).upper()
     gguf = n * QUANT_BYTES_PER_PARAM.get(quant, 1.0625)
