@@ -40,8 +40,10 @@ ONE_STEP_SETTINGS = ("trl-defaults",)
 # Settings the chain may be switched to: a setting that changes the arithmetic (bf16, batch order) changes the adapter,
 # so it is eligible only once a LOSO chain A/B (the same chain with it vs the recipe, paired proxy SCS on the held-out
 # fold) held 0. Measured here (2-core AMX Xeon, chain-smollm2-cpu on a, b, c, b held out, 300 rows): "fast" with
-# longest-first buckets -0.0105 [-0.0178, -0.0036] on b, -0.0069 [-0.0174, +0.0026] on f: not eligible; its buckets
-# are now shuffled, and unchecked. See docs/benchmarks.md, "Training steps and the chain".
+# longest-first buckets -0.0105 [-0.0178, -0.0036] on b, -0.0069 [-0.0174, +0.0026] on f; with its buckets shuffled
+# (the setting as it is now, rerun the next day, both adapters served by the same engine) -0.0091 [-0.0167, -0.0020]
+# on b, -0.0038 [-0.0162, +0.0087] on f (`make experiment NAME=chain_ab`), and its DPO LoRA GGUF failed the export check (residual 3.13 > 3.0 on one
+# prompt): not eligible. See docs/benchmarks.md, "Training steps and the chain".
 ELIGIBLE = ("recipe",)
 # the knobs `recover train` takes from the measured choice (and never over a flag given on its command line)
 KNOBS = ("--bf16", "--gradient_checkpointing", "--train_sampling_strategy")

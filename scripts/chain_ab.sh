@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Two LOSO chains' SFT+DPO adapters, paired on the same rows, served by the same engine today: the chain's held-out
+# rows (its split/eval_test.csv, gemma_rewrites_b in the issue-40 A/B) and all of gemma_rewrites_f (neither chain saw
+# it). Each adapter's answers as the chain predicts them (--combine llm --cpu-quant none), then `recover eval`'s paired
+# step A -> B.   usage: make experiment NAME=chain_ab ARGS="build/train-recipe-abc build/train-fast2-abc [LORA_B]"
+# LORA_B: B's LoRA GGUF when its chain stopped at the export check (the .tmp it left, copied with its manifest).
+set -euo pipefail
+: "${DATA_DIR:?run it through make: make experiment NAME=<script> (DATA_DIR and PY come from the Makefile)}" "${PY:?run it through make}"
+A=${1:?usage: chain_ab.sh CHAIN_A CHAIN_B [LORA_B]}; B=${2:?usage: chain_ab.sh CHAIN_A CHAIN_B [LORA_B]}
+LORA_B=${3:-$B/gguf/sft-dpo-lora.gguf}
+OUT=build/chain-ab-$(basename "$A")-$(basename "$B")
+R="$PY -m recover"
+HOLD=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['config']['holdout'])" "$A/config.json")
+mkdir -p "$OUT"
+$PY - "$DATA_DIR/gemma_rewrites_f.csv" "$OUT/f_test.csv" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1], newline="", encoding="utf-8")))
+with open(sys.argv[2], "w", newline="", encoding="utf-8") as f:
+    w = csv.writer(f)
+    w.writerow(["id", "original_text", "rewritten_text"])
+    w.writerows([r["id"], r["original_text"], r["rewritten_text"]] for r in rows)
+PY
+predict() {  # input output lora
+  $R predict --input "$1" --output "$2" --predictor llm --model pypi:smollm2 --mean-prompt "$A/eval/mean_prompt.json" \
+    --combine llm --seed 1234 --cpu-quant none --run-root "$OUT/runs" --lora "$3"
+}
+for side in a b; do
+  lora=$([ $side = a ] && echo "$A/gguf/sft-dpo-lora.gguf" || echo "$LORA_B")
+  predict "$A/split/eval_test.csv" "$OUT/held_$side.csv" "$lora"
+  predict "$OUT/f_test.csv" "$OUT/f_$side.csv" "$lora"
+done
+D=$DATA_DIR
+# the chain's own sources, its held-out one as the seeded subset it predicted
+read -r -a HELD_DATA <<< "$($PY -c "import json, sys, pathlib; c = json.load(open(sys.argv[1]))['config']; print(' '.join(
+  x for p in c['data'] for x in ('--data', sys.argv[2] if pathlib.Path(p).stem == c['holdout'] else p)))" \
+  "$A/config.json" "$A/split/subset/$HOLD.csv")"
+$R eval --methods mean --protocol loso "${HELD_DATA[@]}" --holdout "$HOLD" --pred a="$OUT/held_a.csv" --pred b="$OUT/held_b.csv" --report "$OUT/held"
+$R eval --methods mean --protocol loso --data "$D/gemma_rewrites_f.csv" --data "$D/gemma_rewrites_a.csv" \
+  --data "$D/gpt35_rewrites_c.csv" --holdout gemma_rewrites_f --pred a="$OUT/f_a.csv" --pred b="$OUT/f_b.csv" --report "$OUT/f"
+echo "a = $A, b = $B ($LORA_B): the paired steps a -> b are in $OUT/held/leaderboard.json and $OUT/f/leaderboard.json"
