@@ -87,3 +87,29 @@ def cpu_has_fast_bf16() -> bool:
     except OSError:
         return False
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
+
+
+def keep_freed_memory(large_blocks: bool = False) -> bool:
+    """Keep freed memory in this process instead of handing it back to the kernel, so the next allocation of the
+    same size reuses it at memset speed rather than faulting in and zeroing fresh pages (as jemalloc or tcmalloc
+    would). glibc hands back any freed block over its mmap threshold (32 MiB at most) and trims the heap top.
+    - the torch engine (default): blocks under 32 MiB (a layer's KV cache at 24 rows is 5.5 MB) from the heap: on
+      the AMX Xeon a decode cache's `torch.zeros` took 0.39 s of a 24-row call before, 0.19 after;
+    - training (large_blocks): no block is mmapped at all. A SmolLM2 SFT step at 8 rows x 384 tokens allocates
+      and frees the 600 MB logits and their gradients several times; on the AMX Xeon (2 threads) half the CPU time
+      of 4 steps was the kernel's (97 s of 185; 11.7 M page faults): 27.0 -> 15.5 s a step, 3.3 M faults, the same
+      losses, peak RSS 13.8 -> 13.6 GB (`/usr/bin/time -v recover train sft ... --max_steps 4`). The heap is never
+      trimmed: a trimmed top (tried: 2 GiB kept) was faulted in again, 20.7 s a step.
+    Process-wide and for the process's life. -> whether glibc took the settings (elsewhere: as is)."""
+    import ctypes  # the C library: only where glibc's allocator is tuned
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(_M_TRIM_THRESHOLD, -1 if large_blocks else 1 << 30)  # -1: SIZE_MAX, never trim
+        return bool(ok and libc.mallopt(*((_M_MMAP_MAX, 0) if large_blocks else (_M_MMAP_THRESHOLD, 32 << 20))))
+    except (OSError, AttributeError):
+        return False

@@ -12,23 +12,17 @@ OUT=build/chain-ab-$(basename "$A")-$(basename "$B")
 R="$PY -m recover"
 HOLD=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['config']['holdout'])" "$A/config.json")
 mkdir -p "$OUT"
-$PY - "$DATA_DIR/gemma_rewrites_f.csv" "$OUT/f_test.csv" <<'PY'
-import csv, sys
-rows = list(csv.DictReader(open(sys.argv[1], newline="", encoding="utf-8")))
-with open(sys.argv[2], "w", newline="", encoding="utf-8") as f:
-    w = csv.writer(f)
-    w.writerow(["id", "original_text", "rewritten_text"])
-    w.writerows([r["id"], r["original_text"], r["rewritten_text"]] for r in rows)
-PY
+# f without its truth column, written as the chain writes its own test files (csvio: LF line ends)
+$PY -c "import sys; from recover import constants as C; from recover.csvio import atomic_write_csv, read_table
+atomic_write_csv(sys.argv[2], read_table(sys.argv[1], C.TEST_COLUMNS)[list(C.TEST_COLUMNS)])" "$DATA_DIR/gemma_rewrites_f.csv" "$OUT/f_test.csv"
 predict() {  # input output lora
   $R predict --input "$1" --output "$2" --predictor llm --model pypi:smollm2 --mean-prompt "$A/eval/mean_prompt.json" \
     --combine llm --seed 1234 --cpu-quant none --run-root "$OUT/runs" --lora "$3"
 }
-for side in a b; do
-  lora=$([ $side = a ] && echo "$A/gguf/sft-dpo-lora.gguf" || echo "$LORA_B")
-  predict "$A/split/eval_test.csv" "$OUT/held_$side.csv" "$lora"
-  predict "$OUT/f_test.csv" "$OUT/f_$side.csv" "$lora"
-done
+predict "$A/split/eval_test.csv" "$OUT/held_a.csv" "$A/gguf/sft-dpo-lora.gguf"
+predict "$OUT/f_test.csv" "$OUT/f_a.csv" "$A/gguf/sft-dpo-lora.gguf"
+predict "$A/split/eval_test.csv" "$OUT/held_b.csv" "$LORA_B"
+predict "$OUT/f_test.csv" "$OUT/f_b.csv" "$LORA_B"
 D=$DATA_DIR
 # the chain's own sources, its held-out one as the seeded subset it predicted
 read -r -a HELD_DATA <<< "$($PY -c "import json, sys, pathlib; c = json.load(open(sys.argv[1]))['config']; print(' '.join(

@@ -54,7 +54,9 @@ def test_dpo_lora_and_qlora_then_export_q8_and_predict(tmp_path, test_csv):
                                                  "--max_steps", "1"])
     assert (qlora / "adapter_model.safetensors").is_file()
     # QLoRA really trained on a 4-bit base: every linear layer of the 30 decoder blocks is bnb nf4
-    assert json.loads((qlora / "metrics.json").read_text())["base_4bit_linear_layers"] >= 30 * 7
+    metrics = json.loads((qlora / "metrics.json").read_text())
+    assert metrics["base_4bit_linear_layers"] >= 30 * 7
+    assert metrics["settings"]["freed_memory_kept"] is True  # a training step's big blocks are reused (cpus.py)
     adapter = train("dpo", "smollm2-cpu", common + ["--output_dir", str(tmp_path / "lora")])
     assert json.loads((adapter / "metrics.json").read_text())["base_4bit_linear_layers"] == 0
     run = json.loads((adapter / "config.json").read_text())

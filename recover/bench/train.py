@@ -4,7 +4,8 @@ adapter held its held-out SCS in a chain A/B) is written to this machine's cache
 which `recover train` (and so the chain) applies on CPU recipes.
 
 Settings (the chain's recipe, smollm2-cpu, with the chain's batch sizes and max_length):
-  trl-defaults  what plain trl/peft do unless told: gradient checkpointing on, bf16 autocast, random batches
+  trl-defaults  what plain trl/peft do unless told: gradient checkpointing on, bf16 autocast, random batches,
+                glibc's allocator as it comes (recover train keeps freed memory: recover/cpus.py)
   recipe        the recipe as shipped: fp32, no checkpointing, random batches
   fast          bf16 autocast where the CPU has bf16 hardware, no checkpointing, length-bucketed batches (shuffled)
 Work per token: LoRA trains no base weight, so a step is ~4 x params FLOPs a token (forward + the input
@@ -30,7 +31,7 @@ from .limits import measure_limits
 
 SETTINGS = {
     "trl-defaults": ["--target_hardware", "any", "--gradient_checkpointing", "true", "--bf16", "true",
-                     "--train_sampling_strategy", "random"],
+                     "--train_sampling_strategy", "random", "--keep_freed_memory", "false"],
     "recipe": ["--bf16", "false", "--gradient_checkpointing", "false", "--train_sampling_strategy", "random"],
     "fast": ["--bf16", "true", "--gradient_checkpointing", "false", "--train_sampling_strategy", "group_by_length"],
 }

@@ -27,7 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import constants as C
-from ..cpus import claim_cpus, usable_cpus
+from ..cpus import claim_cpus, keep_freed_memory, usable_cpus
 from .llama_engine import EngineStats, GGUFTokens, blank_line_stop, check_gguf
 
 # The weights' load dtype per --torch-dtype. bf16: weights and activations in bf16. amp: fp32 weights, matmuls
@@ -112,21 +112,6 @@ def merge_gguf_lora(model, lora_path: str, scale: float = 1.0) -> int:
 def _unpermute(x: np.ndarray, n_head: int) -> np.ndarray:
     dim = x.shape[0] // n_head // 2
     return x.reshape(n_head, dim, 2, *x.shape[1:]).swapaxes(2, 1).reshape(x.shape)
-
-
-def keep_freed_memory() -> None:
-    """glibc hands a freed block of more than ~11 MB back to the kernel, so the next batch's KV cache (5.5 MB a layer
-    at 24 rows, hundreds of MB in all) comes back as fresh pages, each faulted in and zeroed again: on the AMX Xeon
-    the decode cache's `torch.zeros` took 0.39 s of a 24-row call and a cache compaction 0.17 s. Keeping freed memory
-    in the process (as jemalloc or tcmalloc would) makes them memset- and memcpy-speed. Elsewhere than glibc: as is."""
-    import ctypes  # the C library: only where glibc's allocator is tuned
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of free heap instead of trimming it
-        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: blocks under 32 MiB (a layer's cache) from the heap, reused
-    except (OSError, AttributeError):
-        pass
 
 
 # Tokens (padding included) prefilled in one forward: rows enter together up to this many, so each matmul of a

@@ -39,6 +39,8 @@ class ModelArgs:
     adapter_name_or_path: str | None = field(default=None, metadata={
         "help": "start from this LoRA adapter (e.g. DPO from the SFT adapter); a frozen copy is the DPO reference"})
     target_hardware: str = field(default="cpu", metadata={"help": "cpu | t4 | any: enables hardware checks"})
+    keep_freed_memory: bool = field(default=True, metadata={
+        "help": "target_hardware cpu: keep freed memory in the process (glibc), a step's big blocks reused, not faulted in"})
 
     def __post_init__(self):
         if self.torch_dtype not in ("float32", "float16", "bfloat16"):

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from .. import constants as C
+from ..cpus import keep_freed_memory
 from ..csvio import atomic_write_json
 from ..models.cpu_choice import read_machine_cache
 from ..models.hf_model import materialize_hf
@@ -60,6 +61,9 @@ def train(stage: str, recipe: str | None, overrides: list[str], log=print, measu
     if extra:
         log(f"{stage}: this machine's measured training settings (recover bench --train): {' '.join(extra)}")
     m, d, t = parse_recipe(stage, recipe, extra + list(overrides))
+    # half a CPU step's time was page faults (cpus.py); the arithmetic is the same. Not on a GPU machine: there the
+    # host frees the model's load-time copies, which a never-trimmed heap would keep
+    heap = keep_freed_memory(large_blocks=True) if m.keep_freed_memory and m.target_hardware == "cpu" else False
     if not is_terminal():
         t.disable_tqdm = True  # EtaLog prints a line every ~30 s instead of a carriage-return flood
     set_seed(t.seed)
@@ -114,7 +118,8 @@ def train(stage: str, recipe: str | None, overrides: list[str], log=print, measu
                                              "tokens": tokens_per_epoch(trainer.train_dataset) * t.num_train_epochs,
                                              "n_params": sum(p.numel() for p in trainer.model.parameters()),
                                              "settings": {"bf16": t.bf16, "gradient_checkpointing": t.gradient_checkpointing,
-                                                          "sampling": str(t.train_sampling_strategy)},
+                                                          "sampling": str(t.train_sampling_strategy),
+                                                          "freed_memory_kept": heap},
                                              "base_4bit_linear_layers": count_4bit_linear(trainer.model)})
     (out / "base_model.txt").write_text(str(base) + "\n")
     plot_loss(hist, out / "loss.png", stage)
