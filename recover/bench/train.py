@@ -5,7 +5,7 @@ which `recover train` (and so the chain) applies on CPU recipes.
 
 Settings (the chain's recipe, smollm2-cpu, with the chain's batch sizes and max_length):
   trl-defaults  what plain trl/peft do unless told: gradient checkpointing on, bf16 autocast, random batches,
-                glibc's allocator as it comes (recover train keeps freed memory: recover/cpus.py)
+                glibc's allocator as it comes (the chain's training keeps freed memory: recover/cpus.py)
   recipe        the recipe as shipped: fp32, no checkpointing, random batches
   fast          bf16 autocast where the CPU has bf16 hardware, no checkpointing, length-bucketed batches (shuffled)
 Work per token: LoRA trains no base weight, so a step is ~4 x params FLOPs a token (forward + the input
