@@ -109,7 +109,8 @@ def keep_freed_memory(large_blocks: bool = False) -> bool:
 
     try:
         libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(_M_TRIM_THRESHOLD, -1 if large_blocks else 1 << 30)  # -1: SIZE_MAX, never trim
-        return bool(ok and libc.mallopt(*((_M_MMAP_MAX, 0) if large_blocks else (_M_MMAP_THRESHOLD, 32 << 20))))
+        settings = ([(_M_TRIM_THRESHOLD, -1), (_M_MMAP_MAX, 0)] if large_blocks  # -1: SIZE_MAX, never trim
+                    else [(_M_TRIM_THRESHOLD, 1 << 30), (_M_MMAP_THRESHOLD, 32 << 20)])
+        return all(libc.mallopt(param, value) for param, value in settings)
     except (OSError, AttributeError):
         return False
