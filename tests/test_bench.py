@@ -109,6 +109,25 @@ def test_phase_fractions_hold_an_int8_backend_to_the_int8_gemm():
     assert phase_fractions({**b, "torch_dtype": "int8"}, limits)["prompt_of_limit"] == 0.25
 
 
+def test_backends_in_a_precision_this_cpu_only_emulates_are_not_run_and_say_why():
+    """Skipped from the measured GEMM rates, not from CPU flags: the 2-core EPYC without AVX-512 (bf16 0.16x and
+    int8 0.003x of its fp32 GEMM: a 24-row torch-int8 run took 10 min) runs neither; an AMX Xeon runs both."""
+    from recover.bench.limits import slow_precisions
+    from recover.bench.report import format_report
+
+    names = ["llama", "torch", "torch-amp:8", "torch-fp32", "torch-int8:32", "hf-bf16-batch:24", "hf-batch"]
+    epyc = {"gemm_flop_s": {"bfloat16": 1.04e10, "float32": 6.45e10}, "prompt_int8_op_s": 2.0e8}
+    amx = {"gemm_flop_s": {"bfloat16": 2.52e12, "float32": 7.0e11}, "prompt_int8_op_s": 3.1e12}
+    skip = slow_precisions(names, epyc)
+    assert set(skip) == {"torch", "torch-amp:8", "torch-int8:32", "hf-bf16-batch:24"}
+    assert "0.16x its fp32" in skip["torch"] and "int8" in skip["torch-int8:32"]
+    assert slow_precisions(names, amx) == {}
+    r = {"rows": 2, "data": "d.csv", "model": "m.gguf", "backends": {
+        "llama": {"s_per_row": 1.0}, "torch": {"error": skip["torch"], "skipped": True}}}
+    text = format_report(r)
+    assert f"torch: {skip['torch']}" in text and "torch" not in text.splitlines()[3]  # a line, not a column
+
+
 def test_hf_backends_refuse_what_they_cannot_apply(smollm2_gguf):
     """The hf backends load the base model alone: with --lora or --prefix, 'equal work' would not be equal."""
     with pytest.raises(ValueError, match="--lora: the hf backend cannot apply it"):

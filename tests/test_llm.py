@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -219,3 +220,21 @@ def test_resume_after_kill_loses_and_duplicates_nothing(tmp_path, test_csv, smol
     sub = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert list(sub["id"]) == list(sample_df["id"])  # every id once, in order
     assert not ckpt.exists()
+
+
+def test_llama_sampler_looks_at_the_likeliest_tokens_first_and_keeps_the_full_sorts_nucleus():
+    """Top-p on llama.cpp's logits: the nucleus cut from the likeliest 64 tokens (or from a full sort where
+    those hold less than top_p) is the one a full argsort gives, in the same order, so draws do not change."""
+    from recover.models.llama_engine import likeliest_first
+
+    rng = np.random.default_rng(0)
+    for scale in (8.0, 3.0, 0.5):  # peaked (64 hold it), flatter, flat (the full sort)
+        for _ in range(20):
+            z = scale * rng.standard_normal(5000)
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            want = np.argsort(-p)
+            got = likeliest_first(p, 0.95)
+            cut = lambda o: list(o[: int(np.searchsorted(np.cumsum(p[o]), 0.95)) + 1])  # noqa: E731
+            assert cut(got) == cut(want)
+            assert (len(got) == 64) == (scale == 8.0)

@@ -175,15 +175,76 @@ def test_auto_engine_is_torch_only_where_measured_and_on_bf16_cpus(monkeypatch, 
 
 
 def test_samples_are_seeded_and_share_one_prompt_evaluation(smollm2_gguf, sample_df):
-    """k samples of one row (on-policy pairs): the row's prompt becomes the cached head, so the k rows
-    evaluate one token each; the same seed gives the same samples."""
+    """k samples of one row (on-policy pairs): the row's prompt becomes the cached head and its last token is
+    evaluated once for the k copies; the same seed gives the same samples."""
     p = LlamaPredictor(LlamaConfig(model=str(smollm2_gguf), engine="torch", **FAST))
     o, r = sample_df.original_text[0], sample_df.rewritten_text[0]
     before = p.engine.stats.prompt_tokens
     a = p.sample(o, r, k=4, temperature=1.0, seed=11)
-    assert p.engine.stats.prompt_tokens - before == 4  # the last prompt token of each copy, nothing more
+    assert p.engine.stats.prompt_tokens - before == 1  # one token, fanned out to the 4 copies
     assert a == p.sample(o, r, k=4, temperature=1.0, seed=11) and len(set(a)) > 1
 
+
+def test_rows_sampled_together_evaluate_each_prompt_once_and_repeat_with_their_seeds(smollm2_gguf, sample_df):
+    """The pair stage's batches: several rows' k samples decode together; each row's prompt is evaluated once
+    (after the shared head) however many slots sample it, and the same seeds give the same samples."""
+    p = LlamaPredictor(LlamaConfig(model=str(smollm2_gguf), engine="torch", n_seq=9, **FAST))
+    rows = [p.fit_row(o, r) for o, r in zip(sample_df.original_text[:3], sample_df.rewritten_text[:3])]
+    h = len(p.head_tokens) - 1
+    before = p.engine.stats.prompt_tokens
+    a = p.sample_rows(rows, k=3, temperature=1.0, seeds=[5, 6, 7])
+    assert p.engine.stats.prompt_tokens - before == sum(len(p.build_prompt_tokens(o, r)) - h for o, r in rows)
+    assert [len(x) for x in a] == [3, 3, 3] and any(len(set(x)) > 1 for x in a)
+    assert a == p.sample_rows(rows, k=3, temperature=1.0, seeds=[5, 6, 7])
+    assert a != p.sample_rows(rows, k=3, temperature=1.0, seeds=[8, 6, 7])
+
+
+def test_each_prompt_draws_from_its_own_generator_whatever_its_neighbours(smollm2_gguf):
+    """With seeds, a slot's draw depends on its prompt's generator only: not on which other prompts share the
+    step, on their order, or on free slots (the engine's one generator would hand each a neighbour-dependent
+    draw)."""
+    import torch
+
+    e = TorchEngine(str(smollm2_gguf), n_ctx_row=64, n_seq=3, seed=7, dtype="fp32")
+    logits = 3 * torch.randn(3, e.n_vocab, generator=torch.Generator().manual_seed(0))
+
+    def draws(jobs, steps=20):
+        e._job_gens = [torch.Generator().manual_seed(100 + j) for j in range(3)]
+        return [e._choose(logits[[j or 0 for j in jobs]], 0.8, 0.95, jobs)[0].tolist() for _ in range(steps)]
+
+    alone = [d[0] for d in draws([0, None, None])]
+    assert [d[0] for d in draws([0, 1, 2])] == alone
+    assert [d[2] for d in draws([2, 1, 0])] == alone
+    assert len(set(alone)) > 1
+    e._job_gens = None
+    e.reseed(7)
+    shared = [e._choose(logits, 0.8, 0.95, [0, 1, 2])[0].tolist() for _ in range(20)]
+    e.reseed(7)
+    assert [e._choose(logits, 0.8, 0.95, [0, 1, 2])[0].tolist() for _ in range(20)] == shared  # no seeds: reseed()
+
+
+def test_top_p_draws_come_from_the_nucleus_with_its_probabilities():
+    """The sampler's candidates are exactly the full sort's nucleus (whether the top-64, top-1,024 or the whole
+    vocabulary holds it), and draws follow their renormalised probabilities."""
+    import torch
+
+    from recover.models.torch_engine import TorchEngine, nucleus
+
+    g = torch.Generator().manual_seed(3)
+    for scale in (8.0, 1.0, 0.05):  # peaked (top-64 holds it), flatter, nearly flat (only the full sort does)
+        probs = torch.softmax(scale * torch.randn(4, 5000, generator=g), -1)
+        p, idx = nucleus(probs, 0.9)
+        s, sidx = probs.sort(-1, descending=True)
+        keep = (s.cumsum(-1) - s) < 0.9
+        for r in range(4):
+            assert set(idx[r][p[r] > 0].tolist()) == set(sidx[r][keep[r]].tolist())
+    e = TorchEngine.__new__(TorchEngine)
+    e._job_gens, e._gen = None, torch.Generator().manual_seed(1)
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    toks = torch.cat([e._choose(logits, 1.0, 0.9, [0])[0] for _ in range(4000)])
+    freq = torch.bincount(toks, minlength=4).double() / len(toks)
+    assert freq[3] == 0  # outside the nucleus: 0.5 + 0.3 + 0.15 already hold 0.9
+    assert torch.allclose(freq[:3], torch.tensor([0.5, 0.3, 0.15], dtype=torch.double) / 0.95, atol=0.03)
 
 def test_confidence_is_the_mean_log_prob_of_the_answer_tokens(smollm2_gguf, sample_df):
     """The gate's signal: per row, the mean log-prob of the tokens the engine sampled for it (its end token

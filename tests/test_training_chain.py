@@ -94,6 +94,25 @@ def test_killed_pair_stage_resumes_without_duplicates_and_samples_the_same(tmp_p
     assert got == want  # per-row seeds: a resumed run samples exactly what an unbroken one does
 
 
+@pytest.mark.e2e
+def test_a_batch_of_rows_cut_mid_write_resumes_with_the_same_neighbours(tmp_path, labelled, proxy):
+    """The torch engine samples 3 rows at a time here (groups [0, 1, 2], [3]). A run killed after writing one
+    row of a group resamples the whole group on resume, writes only its missing rows, and ends with the file an
+    unbroken run writes."""
+    full = onpolicy_cfg(labelled, tmp_path / "a" / "pairs.jsonl", engine="torch", sample_batch_rows=3)
+    sample_rows(full, proxy, log=lambda *a: None)
+    want = full.samples_file.read_text().splitlines()
+    assert len(want) == 4 and all(len(set(json.loads(x)["raw"])) >= 1 for x in want)
+
+    cut = onpolicy_cfg(labelled, tmp_path / "b" / "pairs.jsonl", engine="torch", sample_batch_rows=3)
+    cut.samples_file.parent.mkdir(parents=True)
+    cut.samples_file.write_text(want[0] + "\n" + want[1][:25], encoding="utf-8")  # row 0, then a torn row 1
+    logs = []
+    sample_rows(cut, proxy, log=logs.append)
+    assert cut.samples_file.read_text().splitlines() == want
+    assert any("1 of 4 rows already sampled" in x for x in logs)
+
+
 def test_row_seed_is_stable_nonzero_and_per_row():
     assert row_seed(1234, "a1") == row_seed(1234, "a1") != row_seed(1234, "a2")
     assert row_seed(1234, "a1") != row_seed(99, "a1") and all(row_seed(1234, str(i)) for i in range(200))

@@ -19,7 +19,8 @@ def _bench(a):
     run_bench(BenchConfig(model=a.model or str(smollm2_gguf()), data=a.data, rows=a.rows,
                           backends=a.backends.split(","), project_rows=a.project_rows, calibrate=a.calibrate,
                           out=a.out, hf_dir=a.hf_dir, llm=_llm_options(a), choose_cpu_quant=a.choose_cpu_quant,
-                          quality_data=a.quality_data, quality_rows=a.quality_rows, ship_class_rule=a.ship_class_rule))
+                          quality_data=a.quality_data, quality_rows=a.quality_rows, ship_class_rule=a.ship_class_rule,
+                          all_precisions=a.all_precisions))
 
 
 def add_cli(sub) -> None:
@@ -42,6 +43,9 @@ def add_cli(sub) -> None:
     s.add_argument("--ship-class-rule", action="store_true",
                    help="--choose-cpu-quant: also record the choice as the packaged rule of this CPU's feature class "
                         "(recover/assets/cpu_rules.json: the fallback where a machine has not measured its own)")
+    s.add_argument("--all-precisions", action="store_true",
+                   help="also run the bf16 / int8 backends where this CPU's GEMM in that precision is under half its "
+                        "fp32 GEMM (skipped by default, each with the measured rates: emulated, they only lose)")
     s.add_argument("--train", action="store_true",
                    help="measure the training chain's SFT and DPO steps instead (tokens/s, fraction of the GEMM limit, "
                         "peak memory) per setting against plain trl/peft defaults on the same rows; the fastest is "

@@ -49,6 +49,28 @@ def measure_limits(threads: int) -> dict:
                    "pass over 256 MB (bytes/s); best of 5"}
 
 
+# the precision each backend multiplies in (the rest: fp32, or llama.cpp's own quantized kernels)
+BACKEND_PRECISION = {"torch": "bfloat16", "torch-amp": "bfloat16", "hf-bf16": "bfloat16", "hf-bf16-batch": "bfloat16",
+                     "torch-int8": "int8"}
+SLOW_PRECISION = 0.5  # a precision whose GEMM runs below this fraction of fp32's cannot win here
+
+
+def slow_precisions(backends: list[str], limits: dict) -> dict[str, str]:
+    """{backend: why it is not run} for backends computing in a precision this CPU multiplies far slower than fp32
+    (measured: no bf16 or int8 dot-product hardware, emulated; on a 2-core EPYC without AVX-512 bf16 ran at 0.16x
+    of fp32): their GEMMs are most of a row's time, so they can only lose, slowly (there, 24 rows of torch int8
+    took 10 min, and torch bf16 had not finished after 12)."""
+    fp32 = limits["gemm_flop_s"]["float32"]
+    rate = {**limits["gemm_flop_s"], "int8": limits["prompt_int8_op_s"]}
+    out = {}
+    for b in backends:
+        prec = BACKEND_PRECISION.get(b.split(":")[0])
+        if prec and rate[prec] < SLOW_PRECISION * fp32:
+            out[b] = (f"not run: this CPU's {prec} GEMM {rate[prec] / 1e12:.3f} T/s is {rate[prec] / fp32:.2f}x its "
+                      f"fp32 GEMM (the bench's limits; --all-precisions runs it anyway)")
+    return out
+
+
 def phase_fractions(b: dict, limits: dict) -> dict:
     """Achieved rates and fractions of the limits for one backend's result (needs body_params, weight_bytes,
     gen_steps; a backend that lacks one gets None for that phase)."""
@@ -71,11 +93,12 @@ def format_limits(r: dict) -> list[str]:
         return []
     lines = [f"machine limits ({lim['how']}, {lim['threads']} threads): prompt {lim['prompt_flop_s'] / 1e12:.2f} "
              f"TFLOP/s, generation {lim['gen_bytes_s'] / 1e9:.1f} GB/s"]
-    lines.append(f"{'by phase':24}" + "".join(f"{n:>16}" for n in r["backends"]))
+    ran = {n: b for n, b in r["backends"].items() if "error" not in b}
+    lines.append(f"{'by phase':24}" + "".join(f"{n:>16}" for n in ran))
     for key, label, scale, unit in (("prompt_flop_s", "prompt TFLOP/s", 1e12, ""), ("prompt_of_limit", "  of limit", 1, ""),
                                     ("gen_bytes_s", "generation GB/s", 1e9, ""), ("gen_of_limit", "  of limit", 1, "")):
         cells = []
-        for b in r["backends"].values():
+        for b in ran.values():
             v = b.get("phases", {}).get(key)
             cells.append("-" if v is None else f"{v / scale:.2f}" if scale != 1 else f"{100 * v:.0f}%")
         lines.append(f"{label:24}" + "".join(f"{c:>16}" for c in cells))

@@ -18,7 +18,7 @@ from ..score.scoring import score_texts
 from ..score.stats import bootstrap_ci
 from .. import projection as P
 from .choose import choose_for_machine, format_choice
-from .limits import format_limits, measure_limits, phase_fractions
+from .limits import format_limits, measure_limits, phase_fractions, slow_precisions
 from .measure import BACKENDS, ENGINES, NATIVE, PEERS, run_backend
 
 PROJECT_MODELS = ("Phi-2 Q4_K_M", "Mistral-7B Q4_K_M")
@@ -41,6 +41,7 @@ class BenchConfig:
     quality_data: str | None = None  # the held-out Gemma fold the choice's quality check runs on
     quality_rows: int = C.QUALITY_MIN_ROWS
     ship_class_rule: bool = False  # also record the choice as the packaged rule of this CPU's feature class
+    all_precisions: bool = False  # run bf16 / int8 backends even where this CPU multiplies them far slower than fp32
 
     def __post_init__(self):
         bad = [b for b in self.backends if b.split(":")[0] not in BACKENDS]
@@ -67,8 +68,14 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     record_run(run_dir, cfg, None)
     # llama backends first: the equal-work hf backend runs on the engine's own prompt token ids
     order = sorted(cfg.backends, key=lambda b: not b.startswith("llama"))
+    limits = measure_limits(usable_cpus())  # first: a precision this CPU only emulates is not worth an hour
+    skip = {} if cfg.all_precisions else slow_precisions(order, limits)
     results, ids = {}, None
     for b in order:  # one at a time: two backends on the same cores would slow each other many times
+        if b in skip:
+            log(f"bench: {b} {skip[b]}")
+            results[b] = {"error": skip[b], "skipped": True}
+            continue
         log(f"bench: {b} on {cfg.rows} rows ...")
         results[b] = run_backend(b, cfg.model, data, cfg.rows, cfg.llm, cfg.hf_dir, ids, str(Path(cfg.out) / "cache"))
         if ids is None and "prompt_ids" in results[b]:
@@ -77,7 +84,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
         r.pop("prompt_ids", None)
     calibration = P.load_calibration(cfg.calibrate) if cfg.calibrate else None
     report = {"model": cfg.model, "data": data, "rows": cfg.rows, "machine": "local (measured)",
-              "threads": usable_cpus(), "backends": results, "limits": measure_limits(usable_cpus())}
+              "threads": usable_cpus(), "backends": results, "limits": limits}
     for r in results.values():
         if "error" not in r:
             r["phases"] = phase_fractions(r, report["limits"])
@@ -183,12 +190,12 @@ def format_report(r: dict) -> str:
             sp = h["scs_vs_peer"]
             lines.append(f"  paired PROXY SCS {h['default']} - {h['best_peer']}: {sp['mean']:+.4f} "
                          f"[{sp['ci95'][0]:+.4f}, {sp['ci95'][1]:+.4f}]")
-    names = list(r["backends"])
+    names = [n for n, b in r["backends"].items() if "error" not in b]
+    lines += [f"{n}: {b['error']}" for n, b in r["backends"].items() if "error" in b]  # one line each, not a column
     lines.append(f"{'':24}" + "".join(f"{n:>16}" for n in names))
     lines.append(f"{'model file':24}" + "".join(f"{r['backends'][n].get('model_file', '-')[-15:]:>16}" for n in names))
     for k in keys:
-        lines.append(f"{k:24}" + "".join(f"{str(r['backends'][n].get(k, r['backends'][n].get('error', '-'))):>16}"
-                                          for n in names))
+        lines.append(f"{k:24}" + "".join(f"{str(r['backends'][n].get(k, '-')):>16}" for n in names))
     lines.append(f"{'threads':24}{r.get('threads', '-'):>16}")
     lines += format_limits(r)
     if r.get("prompt_tokens_match"):

@@ -1,30 +1,36 @@
 """Stage 5b, on-policy DPO pairs (the seed's method).
 
 For each training row, sample k answers from the CURRENT model (base GGUF + LoRA) with the
-llama.cpp engine at temperature > 0, score each as it would be submitted (cleaned; an unusable
+served engine at temperature > 0, score each as it would be submitted (cleaned; an unusable
 one as the fallback mean prompt) against the true prompt with SCS, and pair chosen = best (a
 usable prompt) with rejected = worst when their SCS gap passes a margin. The pair holds the RAW
 generations, so DPO trains on what the policy actually wrote. The prompt side is the exact text
 the predictor serves with: both texts cut token-exactly by `LlamaPredictor.fit_row`.
 
+Batched on the torch engine: `sample_batch_rows` rows' k samples decode together (each row's prompt
+evaluated once), each sample drawn from its own generator seeded from (seed, id, i), so what a row
+draws does not depend on its neighbours' draws; llama.cpp samples one row at a time.
+
 Resumable: each row's samples are appended to `<out>.samples.jsonl` as one line; a rerun skips
-rows already there (a torn last line from a kill is redone), and each row is sampled with a seed
-derived from (seed, id), so a resumed run writes exactly what an unbroken one would.
+rows already there (a torn last line from a kill is redone). The batches are fixed by row position
+and every seed is per row, so a resumed run writes exactly what an unbroken one would.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .. import constants as C
 from ..csvio import atomic_write_json, atomic_write_text, read_table
+from ..models.llama_engine import gguf_architecture
 from ..models.llm import LlamaConfig, LlamaPredictor
 from ..models.postprocess import clean_llm_output
 from ..models.prompting import build_messages, load_template
+from ..models.serving import served_config
 from ..models.shipped import resolve_model_path
 from ..progress import progress
 from ..score.metric import scs_matrix
@@ -48,6 +54,10 @@ class OnPolicyConfig:
     fallback: str | None = None  # what an unusable sample is submitted as (the mean prompt); None: scored -1
     seed: int = C.DEFAULT_SEED
     n_gpu_layers: int = 0  # the recipe's offload (-1 on a T4): sampling is most of the pair stage's time
+    # rows whose k samples decode together on the torch engine (rows x k slots; llama.cpp: one row at a time).
+    # A fixed grouping of the file's rows, so a resumed run batches each row with the same neighbours.
+    sample_batch_rows: int = 4
+    engine: str = "auto"  # as LlamaConfig.engine: auto = what this machine serves with
 
     def __post_init__(self):
         if self.k < 2:
@@ -60,6 +70,8 @@ class OnPolicyConfig:
             raise ValueError("--margin: an SCS gap in [0, 2)")
         if self.seed == 0:
             raise ValueError("--seed 0 means 'random' to llama.cpp; pass a nonzero seed")
+        if self.sample_batch_rows < 1:
+            raise ValueError("--sample-batch-rows: at least 1 row")
 
     @property
     def samples_file(self) -> Path:
@@ -73,13 +85,19 @@ def row_seed(seed: int, row_id: str) -> int:
 
 
 def policy(cfg: OnPolicyConfig):
-    return LlamaPredictor(LlamaConfig(model=resolve_model_path(cfg.model), seed=cfg.seed, template=cfg.template,
-                                      n_ctx=cfg.n_ctx, max_new_tokens=cfg.max_new_tokens, n_seq=cfg.k,
-                                      lora_path=cfg.lora, n_gpu_layers=cfg.n_gpu_layers))
+    """The sampling model: k slots a row, times sample_batch_rows on the torch engine (which this machine serves with
+    is resolved first: llama.cpp samples one row at a time)."""
+    model = resolve_model_path(cfg.model)
+    base = LlamaConfig(model=model, seed=cfg.seed, template=cfg.template, n_ctx=cfg.n_ctx, n_seq=cfg.k,
+                       max_new_tokens=cfg.max_new_tokens, lora_path=cfg.lora, n_gpu_layers=cfg.n_gpu_layers,
+                       engine=cfg.engine)
+    engine = served_config(base, gguf_architecture(model)).engine
+    rows = cfg.sample_batch_rows if engine == "torch" else 1
+    return LlamaPredictor(replace(base, engine=engine, n_seq=cfg.k * rows))
 
 
 def sample_rows(cfg: OnPolicyConfig, embedder, log=print) -> Path:
-    """Append {id, original, rewritten (as served), true, candidates, scs} per row to samples_file."""
+    """Append {id, original, rewritten (as served), true, raw, candidates, scs} per row to samples_file."""
     df = read_table(cfg.rows, (C.COL_ID, C.COL_ORIGINAL, C.COL_REWRITTEN, C.COL_PROMPT))
     if cfg.max_rows:
         df = df.head(cfg.max_rows)
@@ -93,28 +111,43 @@ def sample_rows(cfg: OnPolicyConfig, embedder, log=print) -> Path:
         return path
     _drop_torn_tail(path)
     p = policy(cfg)
+    per = max(1, p.cfg.n_seq // cfg.k)
+    # the groups are fixed by row position, not by what is left: a resumed group samples with the same
+    # neighbours as an unbroken run did (its rows already written are sampled again, not written again)
+    groups = sorted({i // per for i in todo})
     bar = progress(len(df), f"sample k={cfg.k}", "row", initial=len(df) - len(todo))
     with path.open("a", encoding="utf-8") as f:
-        for i in todo:
-            rid, true = df.at[i, C.COL_ID], df.at[i, C.COL_PROMPT]
-            o, r = p.fit_row(df.at[i, C.COL_ORIGINAL], df.at[i, C.COL_REWRITTEN])
-            raw = p.sample(o, r, cfg.k, cfg.temperature, row_seed(cfg.seed, rid), cfg.top_p)
-            # Scored as submitted (cleaned), trained as generated (raw): the pairs stay on-policy.
-            cands = [clean_llm_output(x) for x in raw]
-            # Scored as it would be submitted with --combine llm: nothing usable -> the fallback prompt.
-            submitted = [c if c.strip() else (cfg.fallback or " ") for c in cands]
-            e = embedder.encode([true] + submitted)
-            scs = scs_matrix(e[1:], e[:1])[:, 0]
-            if not cfg.fallback:
-                scs = np.where([bool(c.strip()) for c in cands], scs, -1.0)  # nothing usable is the worst answer
-            f.write(json.dumps({"id": rid, "original": o, "rewritten": r, "true": true, "raw": raw,
-                                "candidates": cands, "scs": [round(float(s), 5) for s in scs]},
-                               ensure_ascii=False) + "\n")
+        for g in groups:
+            idx = list(range(g * per, min(len(df), (g + 1) * per)))
+            for rec in _sample_group(cfg, p, df, idx, embedder):
+                if rec["id"] not in done:
+                    f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                    bar.update(1)
             f.flush()
-            bar.update(1)
     bar.close()
     p.engine.close()
     return path
+
+
+def _sample_group(cfg: OnPolicyConfig, p, df, idx: list[int], embedder) -> list[dict]:
+    """The rows `idx` sampled together, each sample scored as it would be submitted."""
+    served = [p.fit_row(df.at[i, C.COL_ORIGINAL], df.at[i, C.COL_REWRITTEN]) for i in idx]
+    seeds = [row_seed(cfg.seed, df.at[i, C.COL_ID]) for i in idx]
+    samples = p.sample_rows(served, cfg.k, cfg.temperature, seeds, cfg.top_p)
+    recs = []
+    for i, (o, r), raw in zip(idx, served, samples):
+        true = df.at[i, C.COL_PROMPT]
+        # Scored as submitted (cleaned), trained as generated (raw): the pairs stay on-policy.
+        cands = [clean_llm_output(x) for x in raw]
+        # Scored as it would be submitted with --combine llm: nothing usable -> the fallback prompt.
+        submitted = [c if c.strip() else (cfg.fallback or " ") for c in cands]
+        e = embedder.encode([true] + submitted)
+        scs = scs_matrix(e[1:], e[:1])[:, 0]
+        if not cfg.fallback:
+            scs = np.where([bool(c.strip()) for c in cands], scs, -1.0)  # nothing usable is the worst answer
+        recs.append({"id": df.at[i, C.COL_ID], "original": o, "rewritten": r, "true": true, "raw": raw,
+                     "candidates": cands, "scs": [round(float(x), 5) for x in scs]})
+    return recs
 
 
 def _drop_torn_tail(path: Path) -> None:

@@ -183,7 +183,7 @@ class LlamaEngine(GGUFTokens):
         p = np.exp(z / temperature)
         p /= p.sum()
         if top_p < 1.0:  # nucleus: the smallest set of tokens holding top_p of the mass
-            order = np.argsort(-p)
+            order = likeliest_first(p, top_p)
             keep = order[: int(np.searchsorted(np.cumsum(p[order]), top_p)) + 1]
             tok = int(keep[self._rng.choice(len(keep), p=p[keep] / p[keep].sum())])
         else:
@@ -303,6 +303,18 @@ class LlamaEngine(GGUFTokens):
             self.batch = None
         self.ctx.close()
         self.model.close()
+
+
+def likeliest_first(p: np.ndarray, top_p: float, k: int = 64) -> np.ndarray:
+    """Token ids by falling probability, far enough to hold top_p of the mass: the likeliest k when they do (a
+    partition, then a sort of k), else the whole vocabulary sorted (a full argsort per sampled token costs as
+    much as a small model's decode step)."""
+    if k < len(p):
+        top = np.argpartition(-p, k)[:k]
+        top = top[np.argsort(-p[top])]
+        if float(np.cumsum(p[top])[-1]) >= top_p:  # the sum the caller cuts by
+            return top
+    return np.argsort(-p)
 
 
 def blank_line_stop(text: str) -> bool:

@@ -3,6 +3,7 @@ it as this machine serves it."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 from dataclasses import dataclass, field, replace
 
@@ -86,7 +87,8 @@ class LlamaPredictor:
                                       flash_attn=cfg.flash_attn, offload_kqv=cfg.offload_kqv, lora_path=cfg.lora_path)
         self.chat = ChatFormat(self.engine, cfg.model)
         self.chat_template = self.chat.template
-        self.engine.set_head(self.chat.tokenize(self.chat.head_text(self.template)))  # the head every row shares
+        self.head_tokens = self.chat.tokenize(self.chat.head_text(self.template))
+        self.engine.set_head(self.head_tokens)  # the head every row shares
         self.overhead = len(self.chat.tokenize(self.chat.prompt_text(self.template, "", "")))
         self.text_budget = self._text_budget()
 
@@ -162,6 +164,29 @@ class LlamaPredictor:
         self.engine.set_head(toks)
         self.engine.reseed(seed)
         return [o or "" for o in self.engine.generate([toks] * k, self.cfg.max_new_tokens, temperature, top_p=top_p)]
+
+    def sample_rows(self, rows: list[tuple[str, str]], k: int, temperature: float, seeds: list[int],
+                    top_p: float = 1.0) -> list[list[str]]:
+        """k sampled RAW answers for each (original, rewritten) row, `seeds` one per row. On the torch engine the
+        rows' k samples decode together, each sample drawn from its own generator (seeded from its row's seed and
+        its index), each row's prompt evaluated once and fanned out to its k slots: so a row's samples do not hang
+        on the generator draws of its batch neighbours. llama.cpp samples row by row (`sample`)."""
+        if temperature <= 0:
+            raise ValueError("sampling needs temperature > 0")
+        if len(seeds) != len(rows):
+            raise ValueError(f"{len(seeds)} seeds for {len(rows)} rows")
+        if not isinstance(self.engine, TorchEngine):
+            return [self.sample(o, r, k, temperature, s, top_p) for (o, r), s in zip(rows, seeds)]
+        self.engine.set_head(self.head_tokens)  # `sample` leaves one row's prompt as the head
+        prompts = [self.build_prompt_tokens(o, r) for o, r in rows for _ in range(k)]
+        outs = self.engine.generate(prompts, self.cfg.max_new_tokens, temperature, top_p=top_p,
+                                    seeds=[sample_seed(s, i) for s in seeds for i in range(k)])
+        return [[o or "" for o in outs[i * k:(i + 1) * k]] for i in range(len(rows))]
+
+
+def sample_seed(row_seed: int, i: int) -> int:
+    """The seed of a row's i-th sample: stable, distinct per (row seed, i)."""
+    return int.from_bytes(hashlib.sha256(f"{row_seed}:{i}".encode()).digest()[:8], "little") >> 1
 
 
 def load_llm(model: str, llm: dict, cpu_quant: str | None, seed: int, log=print) -> LlamaPredictor:

@@ -122,6 +122,26 @@ def _unpermute(x: np.ndarray, n_head: int) -> np.ndarray:
 PREFILL_TOKENS = 2048
 
 
+NUCLEUS_TOPK = (64, 1024)  # candidates looked at before a full sort of the vocabulary (top-p sampling)
+
+
+def nucleus(probs, top_p: float):
+    """(candidate probabilities, their token ids) per row for top-p sampling: the smallest set of tokens holding
+    top_p of the mass (zero beyond it), likeliest first; ids None: every token, in vocabulary order (top_p 1). The
+    set is looked for among the likeliest 64, then 1,024 tokens: a full sort only where those do not hold it."""
+    import torch  # torch: heavy, optional extra
+
+    if top_p >= 1.0:
+        return probs, None
+    for k in (*NUCLEUS_TOPK, probs.shape[-1]):
+        k = min(k, probs.shape[-1])
+        p, idx = probs.topk(k, dim=-1) if k < probs.shape[-1] else probs.sort(dim=-1, descending=True)
+        if k == probs.shape[-1] or bool((p.sum(-1) >= top_p).all()):
+            break
+    keep = (p.cumsum(-1) - p) < top_p  # the same set a full sort gives: the likeliest tokens, cut where it does
+    return p * keep, idx
+
+
 class TorchEngine(GGUFTokens):
     """LlamaEngine's interface (tokenize, set_head, generate, reseed, stats, close) on torch."""
 
@@ -159,6 +179,7 @@ class TorchEngine(GGUFTokens):
         self.head: list[int] = []
         self._head_cache = None
         self.stats = EngineStats()
+        self._job_gens = None  # per-prompt generators while generate() samples with seeds
         self.reseed(seed)
         amp = self._amp()  # the autocast every forward runs under (amp only): the warm-up compiles under it too
         hf = load_hf_from_gguf(model_path, dtype, lora_path)
@@ -200,14 +221,19 @@ class TorchEngine(GGUFTokens):
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
                  stop_on_blank_line: bool = True, top_p: float = 1.0,
-                 deadline: float | None = None) -> list[str | None]:
+                 deadline: float | None = None, seeds: list[int] | None = None) -> list[str | None]:
         """The generated text per prompt (None: not finished by `deadline`, time.monotonic()). Continuous
         batching, as the llama engine does it: n_seq slots decode together, rows enter shortest first, and a
         slot whose row has stopped takes the next row at once (rows enter in groups of n_seq / 4 up to
-        PREFILL_TOKENS, so each prefill is one matmul-sized batch); the llama engine's stop rules, row by row."""
+        PREFILL_TOKENS, so each prefill is one matmul-sized batch); the llama engine's stop rules, row by row.
+        `seeds` (sampling): one per prompt, each sampled from its own generator, so what a prompt draws does not
+        depend on which prompts share its batch (the engine's one generator otherwise, reseed())."""
         import torch  # torch: heavy, optional extra
 
         n = len(prompts)
+        if seeds is not None and len(seeds) != n:
+            raise ValueError(f"{len(seeds)} seeds for {n} prompts")
+        self._job_gens = None if seeds is None else [torch.Generator().manual_seed(int(x)) for x in seeds]
         self._out: list[str | None] = [None] * n
         self.confidence: list[float | None] = [None] * n  # mean log-prob of each row's sampled tokens
         if not n:
@@ -240,7 +266,7 @@ class TorchEngine(GGUFTokens):
                     job = self._slots["job"]
                 t0 = time.perf_counter()
                 logits = self.lm.decode(cache, tok, pos)
-                nxt, lp = self._choose(logits, temperature, top_p)
+                nxt, lp = self._choose(logits, temperature, top_p, job)
                 self.stats.t_gen += time.perf_counter() - t0
                 self.stats.decode_calls += 1
                 self.stats.gen_steps += 1
@@ -252,18 +278,26 @@ class TorchEngine(GGUFTokens):
         return self._out
 
     def _enter(self, cache, h, prompts, queue, free, pos, tok, max_new_tokens, temperature, top_p, blank) -> None:
-        """The next rows into the free slots: prefilled together, their first token chosen."""
-        take = [queue.popleft()]  # the queue is sorted by length: the last row taken is the longest
-        while queue and len(take) < len(free) and (len(take) + 1) * (len(prompts[queue[0]]) - h) <= PREFILL_TOKENS:
+        """The next rows into the free slots: prefilled together, their first token chosen. Equal prompts (one
+        row sampled k times; the stable length sort keeps them adjacent) are evaluated once and fanned out."""
+        take, rows, src = [], [], []
+        while queue and len(take) < len(free):
+            j = queue[0]
+            new = not rows or prompts[j] != rows[-1]
+            if take and new and (len(rows) + 1) * (len(prompts[j]) - h) > PREFILL_TOKENS:
+                break  # sorted by length: the row taken last is the longest
             take.append(queue.popleft())
+            if new:
+                rows.append(prompts[j])
+            src.append(len(rows) - 1)
         slots = free[:len(take)]
         t0 = time.perf_counter()
-        self._grow(cache, max(len(prompts[j]) for j in take) + max_new_tokens)
-        logits = self.lm.prefill(cache, self._head_cache if h else None, [prompts[j][h:] for j in take], slots)
-        nxt, lp = self._choose(logits, temperature, top_p)
+        self._grow(cache, max(len(r) for r in rows) + max_new_tokens)
+        logits = self.lm.prefill(cache, self._head_cache if h else None, [r[h:] for r in rows], slots, src)
+        nxt, lp = self._choose(logits, temperature, top_p, take)
         s = self.stats
         s.t_prompt += time.perf_counter() - t0
-        s.prompt_tokens += sum(len(prompts[j]) - h for j in take)
+        s.prompt_tokens += sum(len(r) - h for r in rows)
         s.cached_tokens += h * len(take)
         s.per_job_prompt += [len(prompts[j]) for j in take]
         for slot, j, t, p in zip(slots, take, nxt.tolist(), lp.tolist()):
@@ -335,22 +369,38 @@ class TorchEngine(GGUFTokens):
             return False
         return not (stop_on_blank_line and tok in self._newline and blank_line_stop(self.detokenize(gen)))
 
-    def _choose(self, logits, temperature: float, top_p: float):
+    def _choose(self, logits, temperature: float, top_p: float, jobs: list):
         """(next token per row, its log-prob under the raw logits): greedy, or sampled as the llama engine
-        samples (temperature, then top-p; no top-k)."""
+        samples (temperature, then top-p; no top-k). `jobs`: the prompt of each logits row (None: a free slot),
+        whose own generator draws it when generate() was given seeds. A draw is one uniform number per row
+        mapped through the candidates' cumulative mass: torch.multinomial over the vocabulary, and a sort of it
+        for top-p, cost more than the decode step they follow (24 rows x 49,152 tokens, 2-core EPYC: 130 and
+        200 ms)."""
         import torch  # torch: heavy, optional extra
 
         logp = torch.log_softmax(logits, dim=-1)
         if temperature <= 0:
             tok = logits.argmax(-1)
         else:
-            probs = torch.softmax(logits / temperature, dim=-1)
-            if top_p < 1.0:
-                p, idx = probs.sort(dim=-1, descending=True)
-                keep = (p.cumsum(-1) - p) < top_p  # the smallest set holding top_p of the mass
-                probs = torch.zeros_like(probs).scatter_(-1, idx, p * keep)
-            tok = torch.multinomial(probs, 1, generator=self._gen)[:, 0]
+            p, idx = nucleus(torch.softmax(logits / temperature, dim=-1), top_p)
+            c = p.cumsum(-1)
+            tot = c[:, -1]
+            u = torch.minimum(self._uniforms(jobs) * tot, torch.nextafter(tot, torch.zeros_like(tot)))
+            # right=True below a row's total: the first candidate whose cumulative mass passes u, so one whose
+            # probability is above 0 (never a token outside the nucleus)
+            pick = torch.searchsorted(c, u[:, None], right=True)
+            tok = pick[:, 0] if idx is None else idx.gather(-1, pick)[:, 0]
         return tok, logp.gather(-1, tok[:, None])[:, 0]
+
+    def _uniforms(self, jobs: list):
+        """One U[0, 1) draw per logits row: from the engine's generator, or from each prompt's own (a free slot
+        draws nothing: no generator moves for it)."""
+        import torch  # torch: heavy, optional extra
+
+        if self._job_gens is None:
+            return torch.rand(len(jobs), generator=self._gen, dtype=torch.float64).float()
+        return torch.tensor([0.0 if j is None else float(torch.rand((), generator=self._job_gens[j],
+                                                                      dtype=torch.float64)) for j in jobs])
 
     def close(self) -> None:
         self.lm = None

@@ -268,10 +268,12 @@ class FusedLM:
                                self.masks(pos, torch.ones(1, n, dtype=torch.bool)), n, last=last)
         return cache, out
 
-    def prefill(self, cache, head, rows: list[list[int]], slots: list[int]) -> torch.Tensor:
-        """The rows' own tokens (after the shared head) into `slots` of `cache` -> next-token logits per row.
+    def prefill(self, cache, head, rows: list[list[int]], slots: list[int], src: list[int] | None = None) -> torch.Tensor:
+        """The rows' own tokens (after the shared head) into `slots` of `cache` -> next-token logits per slot.
         They run right-padded on a small cache of their own (the head's keys copied in), installed into the
-        slots afterwards, so the other slots can go on decoding around them."""
+        slots afterwards, so the other slots can go on decoding around them. `src`: the row each slot copies
+        (default one row a slot): a row sampled k times is evaluated once and fanned out to its k slots."""
+        src = list(range(len(rows))) if src is None else src
         B, lens = len(rows), torch.tensor([len(r) for r in rows])
         head_len = head[0][0].shape[2] if head else 0
         S = int(lens.max())
@@ -297,11 +299,11 @@ class FusedLM:
             kc[:, :, head_len:T] = k
             vc[:, :, head_len:T] = v
         logits = self.forward(ids, pos, local, write, self.masks(pos, key_ok), Tp, last=lens - 1)
-        idx = torch.tensor(slots)
+        idx, rows_of = torch.tensor(slots), torch.tensor(src)
         for (kc, vc), (lk, lv) in zip(cache, local):
-            kc[idx, :, :T] = lk[:, :, :T].to(kc.dtype)
-            vc[idx, :, :T] = lv[:, :, :T].to(vc.dtype)
-        return logits
+            kc[idx, :, :T] = lk[rows_of, :, :T].to(kc.dtype)
+            vc[idx, :, :T] = lv[rows_of, :, :T].to(vc.dtype)
+        return logits[rows_of]
 
     def warm(self) -> None:
         """Compile the prefill glue now, at load, not inside the first rows' time: for one row and for several

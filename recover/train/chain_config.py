@@ -19,7 +19,8 @@ MODELS = ("zero-shot", "sft", "sft+dpo")
 _COMMON = ("base", "base_hf", "base_quant", "data", "holdout", "seed")
 _SFT = _COMMON + ("sft_rows", "n_ctx", "max_new_tokens", "template", "sft_recipe", "sft_lr", "sft_epochs",
                   "sft_batch", "sft_accum")
-_PAIRS = _SFT + ("dpo_rows", "k", "temperature", "top_p", "margin", "targets_file", "targets_weight")
+_PAIRS = _SFT + ("dpo_rows", "k", "temperature", "top_p", "margin", "sample_batch_rows", "targets_file",
+                 "targets_weight")
 _DPO = _PAIRS + ("dpo_recipe", "dpo_lr", "dpo_beta", "dpo_epochs", "dpo_batch", "dpo_accum", "dpo_sft_weight")
 STAGE_SETTINGS = {"base": ("base", "base_hf", "base_quant"), "split": ("data", "holdout", "eval_rows", "seed"),
                   "rows": _COMMON + ("sft_rows", "dpo_rows", "n_ctx", "max_new_tokens", "template"),
@@ -51,6 +52,7 @@ class ChainConfig:
     temperature: float = 0.8
     top_p: float = 0.95
     margin: float = 0.05
+    sample_batch_rows: int = 4  # rows whose k samples decode together on the torch engine (data/onpolicy.py)
     dpo_lr: float = 5.0e-5
     dpo_beta: float = 0.1
     dpo_epochs: float = 1.0

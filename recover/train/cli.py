@@ -17,7 +17,7 @@ def _train_lora(a):
 
 
 CHAIN_KEYS = ("data", "holdout", "out", "sft_rows", "dpo_rows", "k", "eval_rows", "n_ctx", "temperature", "margin",
-              "sft_lr", "dpo_lr", "dpo_beta", "dpo_sft_weight", "seed")
+              "sample_batch_rows", "sft_lr", "dpo_lr", "dpo_beta", "dpo_sft_weight", "seed")
 
 
 def _train_chain(a):
@@ -48,8 +48,8 @@ def add_cli(sub) -> None:
     t.add_argument("--out", help="chain folder (default build/train-dev)")
     t.add_argument("--stages", help="comma-separated subset, in order (default: all)")
     for key, typ in (("sft_rows", int), ("dpo_rows", int), ("k", int), ("eval_rows", int), ("n_ctx", int),
-                     ("temperature", float), ("margin", float), ("sft_lr", float), ("dpo_lr", float),
-                     ("dpo_beta", float), ("dpo_sft_weight", float), ("seed", int)):
+                     ("temperature", float), ("margin", float), ("sample_batch_rows", int), ("sft_lr", float),
+                     ("dpo_lr", float), ("dpo_beta", float), ("dpo_sft_weight", float), ("seed", int)):
         t.add_argument("--" + key.replace("_", "-"), dest=key, type=typ)
     t.add_argument("--ship", metavar="NAME", help="after the chain: copy the SFT+DPO LoRA GGUF to recover/assets/lora/NAME")
     t.add_argument("--ship-stage", default="dpo", choices=SHIP_STAGES,
