@@ -110,6 +110,26 @@ def test_the_choice_differs_by_cpu_class_when_their_measured_tables_differ(tmp_p
         assert defaults.cpu_torch_dtype() == dtype and defaults.cpu_engine() == "torch"
 
 
+def test_no_quality_runs_when_the_fp32_reference_is_the_fastest(tmp_path, monkeypatch):
+    """As on the 2-core EPYC without AVX-512 (class none): nothing beat torch fp32, so nothing is checked against
+    it (each check is 200 rows of f) and fp32 is chosen with the rows in flight it was measured at."""
+    from types import SimpleNamespace
+
+    epyc = CC.CpuFeatures("AuthenticAMD", "23", "1", frozenset({"avx2", "fma", "f16c"}))
+    monkeypatch.setenv("RECOVER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(CH, "quality_check", lambda *a, **k: pytest.fail("no candidate: nothing to check"))
+    monkeypatch.setattr(CH, "read_cpu_features", lambda: epyc)
+    report = {"rows": 100, "data": "a.csv", "threads": 2, "backends": {
+        "llama": {"s_per_row": 3.47}, "torch-fp32:32": {"s_per_row": 2.4, "n_seq": 32, "torch_dtype": "fp32"},
+        "torch:32": {"error": "not run", "skipped": True}}}
+    cfg = SimpleNamespace(quality_data="f.csv", quality_rows=100, model="m.gguf", llm={}, out=str(tmp_path),
+                          ship_class_rule=False)
+    c = CH.choose_for_machine(report, cfg, log=lambda *_: None)
+    assert (c["backend"], c["engine"], c["torch_dtype"], c["n_seq"]) == ("torch-fp32", "torch", "fp32", 32)
+    assert c["quality"]["rows"] == 0 and "fp32" in "\n".join(CH.format_choice(c))
+    assert CC.cpu_choice(epyc)["backend"] == "torch-fp32"
+
+
 def test_no_packaged_file_overrides_the_measured_choice(tmp_path, monkeypatch):
     monkeypatch.setenv("RECOVER_CACHE", str(tmp_path / "cache"))
     rules = tmp_path / "rules.json"

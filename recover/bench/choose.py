@@ -135,8 +135,13 @@ def choose_for_machine(report: dict, cfg, log=print) -> dict:
     speed = {k: {"s_per_row": v["s_per_row"], "n_seq": v.get("n_seq", 1), "torch_dtype": v.get("torch_dtype")}
              for k, v in report["backends"].items() if k.split(":")[0] in ENGINES and "error" not in v}
     cands = candidates(speed)
-    quality = quality_check(cfg.model, cfg.quality_data, cfg.quality_rows, reference(speed), cands, cfg.llm,
-                            str(Path(cfg.out) / "cache"), log)
+    if cands:
+        quality = quality_check(cfg.model, cfg.quality_data, cfg.quality_rows, reference(speed), cands, cfg.llm,
+                                str(Path(cfg.out) / "cache"), log)
+    else:  # the reference is the fastest: eligible by definition, nothing to check it against
+        quality = {"data": Path(cfg.quality_data).name, "rows": 0, "by_lora": {},
+                   "skipped": f"no engine ran faster than {reference(speed)}"}
+        log(f"choose: {quality['skipped']}: no quality runs needed")
     choice = {**choose(speed, quality), "rows": report["rows"], "data": Path(report["data"]).name,
               "threads": report["threads"], "limits": report.get("limits"),
               "command": "recover " + " ".join(sys.argv[1:])}
@@ -150,7 +155,8 @@ def choose_for_machine(report: dict, cfg, log=print) -> dict:
 def format_choice(c: dict) -> list[str]:
     q = c["quality"]
     lines = [f"quality check (paired proxy SCS vs {REFERENCE}, {q['rows']} rows of {q['data']}; eligible if the "
-             "95% interval is not wholly below 0 for every setting):"]
+             "95% interval is not wholly below 0 for every setting):" if "skipped" not in q else
+             f"quality check: none ({q['skipped']}; {REFERENCE} is eligible by definition)"]
     for lora, t in q["by_lora"].items():
         checked = q.get("adapter_checked", {}).get(lora, lora)
         if checked != lora:
