@@ -57,8 +57,8 @@ SLOW_PRECISION = 0.5  # a precision whose GEMM runs below this fraction of fp32'
 
 def slow_precisions(backends: list[str], limits: dict) -> dict[str, str]:
     """{backend: why it is not run} for backends computing in a precision this CPU multiplies far slower than fp32
-    (measured: no bf16 or int8 dot-product hardware, emulated; on a 2-core EPYC without AVX-512 bf16 ran at 0.16x
-    of fp32): their GEMMs are most of a row's time, so they can only lose, slowly (there, 24 rows of torch int8
+    (measured: no bf16 or int8 dot-product hardware, emulated; on a 2-core EPYC without AVX-512 bf16 ran at 0.15x
+    and int8 at 0.05x of fp32): their GEMMs are most of a row's time, so they can only lose, slowly (there, 24 rows of torch int8
     took 10 min, and torch bf16 had not finished after 12)."""
     fp32 = limits["gemm_flop_s"]["float32"]
     rate = {**limits["gemm_flop_s"], "int8": limits["prompt_int8_op_s"]}

@@ -155,7 +155,10 @@ def headline(report: dict, peers: list[str], per_row_scs: dict | None = None) ->
     of the two and each one's fraction of the machine's limits."""
     ok = {k: v for k, v in report["backends"].items() if "error" not in v}
     choice = report.get("cpu_quant") or default_cpu_quant() or {}
-    chosen = choice.get("backend")
+    # the choice names a torch backend by its precision and rows in flight: "torch-fp32" with n_seq 32 ran, in
+    # the bench that chose it, as "torch-fp32:32"
+    named = [n for n in (choice.get("backend"), f"{choice.get('backend')}:{choice.get('n_seq')}") if n in ok]
+    chosen = named[0] if named else choice.get("backend")
     default = chosen if chosen in ok else next((k for k in ok if k == "llama"), None)
     peers = [p for p in peers if p in ok]
     if not default or not peers:
