@@ -112,6 +112,9 @@ def test_phase_fractions_hold_an_int8_backend_to_the_int8_gemm():
     assert f["prompt_flop_s"] == 1e11 and f["prompt_of_limit"] == 1.0  # 2 x 1e8 x 3,000 tokens / 6 s
     assert f["gen_of_limit"] == 1.0  # 4e8 bytes x 50 steps / 1 s against 2e10
     assert phase_fractions({**b, "torch_dtype": "int8"}, limits)["prompt_of_limit"] == 0.25
+    # decoding's arithmetic bound: 2 x 1.25e8 parameters x 20 tokens x 10 rows in 1 s against 1e11
+    f = phase_fractions({**b, "torch_dtype": "fp32", "n_params": 1.25e8, "gen_tokens_per_row": 20}, limits)
+    assert f["gen_flop_s"] == 5e10 and f["gen_flop_of_limit"] == 0.5 and f["gen_of_limit"] == 1.0
 
 
 def test_backends_in_a_precision_this_cpu_only_emulates_are_not_run_and_say_why():

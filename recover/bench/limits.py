@@ -84,6 +84,13 @@ def phase_fractions(b: dict, limits: dict) -> dict:
     if tg and steps and wb:
         bps = wb * steps / tg
         out["gen_bytes_s"], out["gen_of_limit"] = round(bps), round(bps / limits["gen_bytes_s"], 3)
+    # the other bound of a decode step: its arithmetic (every weight, the output layer's too, once per generated
+    # token). Where rows in flight are many and the GEMM is slow (fp32 on an AVX2-only CPU) it is the nearer one.
+    n_all, gt = b.get("n_params"), b.get("gen_tokens_per_row")
+    if tg and n_all and gt:
+        flops = 2 * n_all * gt * b["rows"] / tg
+        lim = limits.get("prompt_int8_op_s") if b.get("torch_dtype") == "int8" else None
+        out["gen_flop_s"], out["gen_flop_of_limit"] = round(flops), round(flops / (lim or limits["prompt_flop_s"]), 3)
     return out
 
 
@@ -96,7 +103,9 @@ def format_limits(r: dict) -> list[str]:
     ran = {n: b for n, b in r["backends"].items() if "error" not in b}
     lines.append(f"{'by phase':24}" + "".join(f"{n:>16}" for n in ran))
     for key, label, scale, unit in (("prompt_flop_s", "prompt TFLOP/s", 1e12, ""), ("prompt_of_limit", "  of limit", 1, ""),
-                                    ("gen_bytes_s", "generation GB/s", 1e9, ""), ("gen_of_limit", "  of limit", 1, "")):
+                                    ("gen_bytes_s", "generation GB/s", 1e9, ""), ("gen_of_limit", "  of limit", 1, ""),
+                                    ("gen_flop_s", "generation TFLOP/s", 1e12, ""),
+                                    ("gen_flop_of_limit", "  of GEMM limit", 1, "")):
         cells = []
         for b in ran.values():
             v = b.get("phases", {}).get(key)

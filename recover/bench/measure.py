@@ -193,7 +193,7 @@ def bench_hf(model: str, data: str, rows: int, llm: dict, hf_dir: str | None = N
     name = f"hf generate {dtype}" + (f", {batch} rows/batch" if batch > 1 else "") + (", equal work" if equal else ", raw")
     res = _finish(name, t_load, sum(per_row), per_row, counts, sum(counts), gen_counts, t_prompt, t_gen, preds)
     n_params = sum(x.numel() for x in m.parameters())
-    res.update(body_params=n_params - m.config.vocab_size * m.config.hidden_size, gen_steps=steps,
+    res.update(n_params=n_params, body_params=n_params - m.config.vocab_size * m.config.hidden_size, gen_steps=steps,
                weight_bytes=n_params * (2 if dtype == "bf16" else 4))
     return res
 
