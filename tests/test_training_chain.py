@@ -491,3 +491,21 @@ def test_the_chains_predict_stage_runs_recover_predict_and_serves_zero_shot_bare
     assert out["sft"] == {"seconds": 2.0, "s_per_row": 1.0, "status": {"ok": 2}}
     calls.clear()
     assert chain.stage_predict()["sft+dpo"]["reused"] and not calls  # same inputs: resumed, not rerun
+
+
+def test_the_pair_stage_fills_the_rows_in_flight_this_machine_measured(monkeypatch):
+    """sample_batch_rows 0: as many rows' k samples as fit the torch engine's measured rows in flight (32 -> 5 rows
+    of 6); a given number wins; llama.cpp samples one row (k sequences) at a time."""
+    from dataclasses import replace
+
+    import recover.data.onpolicy as OP
+
+    monkeypatch.setattr(OP, "LlamaPredictor", lambda cfg: cfg)
+    monkeypatch.setattr(OP, "gguf_architecture", lambda m: "llama")
+    monkeypatch.setattr(OP, "resolve_model_path", lambda m: m)
+    monkeypatch.setattr(OP, "served_config", lambda base, arch: replace(base, engine="torch", n_seq=32))
+    cfg = OnPolicyConfig(rows="r.csv", out="o.jsonl", model="m.gguf", k=6)
+    assert (OP.policy(cfg).engine, OP.policy(cfg).n_seq) == ("torch", 30)
+    assert OP.policy(replace(cfg, sample_batch_rows=2)).n_seq == 12
+    monkeypatch.setattr(OP, "served_config", lambda base, arch: replace(base, engine="llama", n_seq=1))
+    assert (OP.policy(cfg).engine, OP.policy(cfg).n_seq) == ("llama", 6)

@@ -54,9 +54,10 @@ class OnPolicyConfig:
     fallback: str | None = None  # what an unusable sample is submitted as (the mean prompt); None: scored -1
     seed: int = C.DEFAULT_SEED
     n_gpu_layers: int = 0  # the recipe's offload (-1 on a T4): sampling is most of the pair stage's time
-    # rows whose k samples decode together on the torch engine (rows x k slots; llama.cpp: one row at a time).
-    # A fixed grouping of the file's rows, so a resumed run batches each row with the same neighbours.
-    sample_batch_rows: int = 4
+    # rows whose k samples decode together on the torch engine (rows x k slots; llama.cpp: one row at a time);
+    # 0: as many as fill the rows in flight this machine's CPU choice measured (`make bench-cpu`). A fixed grouping
+    # of the file's rows, so a resumed run batches each row with the same neighbours.
+    sample_batch_rows: int = 0
     engine: str = "auto"  # as LlamaConfig.engine: auto = what this machine serves with
 
     def __post_init__(self):
@@ -70,8 +71,8 @@ class OnPolicyConfig:
             raise ValueError("--margin: an SCS gap in [0, 2)")
         if self.seed == 0:
             raise ValueError("--seed 0 means 'random' to llama.cpp; pass a nonzero seed")
-        if self.sample_batch_rows < 1:
-            raise ValueError("--sample-batch-rows: at least 1 row")
+        if self.sample_batch_rows < 0:
+            raise ValueError("--sample-batch-rows: 0 (from this machine's rows in flight) or more rows")
 
     @property
     def samples_file(self) -> Path:
@@ -88,12 +89,12 @@ def policy(cfg: OnPolicyConfig):
     """The sampling model: k slots a row, times sample_batch_rows on the torch engine (which this machine serves with
     is resolved first: llama.cpp samples one row at a time)."""
     model = resolve_model_path(cfg.model)
-    base = LlamaConfig(model=model, seed=cfg.seed, template=cfg.template, n_ctx=cfg.n_ctx, n_seq=cfg.k,
+    base = LlamaConfig(model=model, seed=cfg.seed, template=cfg.template, n_ctx=cfg.n_ctx, n_seq=None,
                        max_new_tokens=cfg.max_new_tokens, lora_path=cfg.lora, n_gpu_layers=cfg.n_gpu_layers,
                        engine=cfg.engine)
-    engine = served_config(base, gguf_architecture(model)).engine
-    rows = cfg.sample_batch_rows if engine == "torch" else 1
-    return LlamaPredictor(replace(base, engine=engine, n_seq=cfg.k * rows))
+    served = served_config(base, gguf_architecture(model))  # this machine's engine and rows in flight
+    rows = (cfg.sample_batch_rows or max(1, served.n_seq // cfg.k)) if served.engine == "torch" else 1
+    return LlamaPredictor(replace(base, engine=served.engine, n_seq=cfg.k * rows))
 
 
 def sample_rows(cfg: OnPolicyConfig, embedder, log=print) -> Path:

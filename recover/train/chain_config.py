@@ -52,7 +52,8 @@ class ChainConfig:
     temperature: float = 0.8
     top_p: float = 0.95
     margin: float = 0.05
-    sample_batch_rows: int = 4  # rows whose k samples decode together on the torch engine (data/onpolicy.py)
+    sample_batch_rows: int = 0  # rows whose k samples decode together on the torch engine; 0: fill this machine's
+    # measured rows in flight (data/onpolicy.py)
     dpo_lr: float = 5.0e-5
     dpo_beta: float = 0.1
     dpo_epochs: float = 1.0
