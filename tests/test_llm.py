@@ -225,7 +225,7 @@ def test_resume_after_kill_loses_and_duplicates_nothing(tmp_path, test_csv, smol
 def test_llama_sampler_looks_at_the_likeliest_tokens_first_and_keeps_the_full_sorts_nucleus():
     """Top-p on llama.cpp's logits: the nucleus cut from the likeliest 64 tokens (or from a full sort where
     those hold less than top_p) is the one a full argsort gives, in the same order, so draws do not change."""
-    from recover.models.llama_engine import likeliest_first
+    from recover.models.sampling import likeliest_first
 
     rng = np.random.default_rng(0)
     for scale in (8.0, 3.0, 0.5):  # peaked (64 hold it), flatter, flat (the full sort)

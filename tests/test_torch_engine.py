@@ -228,7 +228,8 @@ def test_top_p_draws_come_from_the_nucleus_with_its_probabilities():
     vocabulary holds it), and draws follow their renormalised probabilities."""
     import torch
 
-    from recover.models.torch_engine import TorchEngine, nucleus
+    from recover.models.sampling import nucleus
+    from recover.models.torch_engine import TorchEngine
 
     g = torch.Generator().manual_seed(3)
     for scale in (8.0, 1.0, 0.05):  # peaked (top-64 holds it), flatter, nearly flat (only the full sort does)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..cpus import claim_cpus, usable_cpus
+from .sampling import likeliest_first
 
 _GGUF_MAGIC = b"GGUF"
 
@@ -303,18 +304,6 @@ class LlamaEngine(GGUFTokens):
             self.batch = None
         self.ctx.close()
         self.model.close()
-
-
-def likeliest_first(p: np.ndarray, top_p: float, k: int = 64) -> np.ndarray:
-    """Token ids by falling probability, far enough to hold top_p of the mass: the likeliest k when they do (a
-    partition, then a sort of k), else the whole vocabulary sorted (a full argsort per sampled token costs as
-    much as a small model's decode step)."""
-    if k < len(p):
-        top = np.argpartition(-p, k)[:k]
-        top = top[np.argsort(-p[top])]
-        if float(np.cumsum(p[top])[-1]) >= top_p:  # the sum the caller cuts by
-            return top
-    return np.argsort(-p)
 
 
 def blank_line_stop(text: str) -> bool:

@@ -9,7 +9,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .. import constants as C
-from ..cpus import cpu_has_fast_bf16, user_cache_dir
+from ..cpus import user_cache_dir
+from . import cpu_choice as features
 from .cpu_choice import cpu_choice
 from .quantize import cached_requant
 from .shipped import llm_options, resolve_model_path
@@ -21,6 +22,12 @@ def default_cpu_quant() -> dict | None:
     """The CPU choice for THIS machine (cpu_choice.py): what `recover bench --choose-cpu-quant` measured
     here (~/.cache/recover/cpu-choice-<cpu key>.json), else the packaged rule of the CPU's feature class."""
     return cpu_choice()
+
+
+def cpu_has_fast_bf16() -> bool:
+    """AMX or AVX512_BF16 (bf16 matmuls in hardware), read from the same features this machine's choice is keyed by
+    (cpu_choice.read_cpu_features): a choice and the bf16 test it is served under never disagree about the CPU."""
+    return features.read_cpu_features().fast_bf16
 
 
 def cpu_torch_dtype() -> str:

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from .. import constants as C
 from ..cpus import claim_cpus, keep_freed_memory, usable_cpus
 from .llama_engine import EngineStats, GGUFTokens, blank_line_stop, check_gguf
+from .sampling import nucleus
 
 # The weights' load dtype per --torch-dtype. bf16: weights and activations in bf16. amp: fp32 weights, matmuls
 # in bf16 under torch.autocast (norms, softmax and the residual stream stay fp32). int8: loaded fp32, then
@@ -120,26 +121,6 @@ def _unpermute(x: np.ndarray, n_head: int) -> np.ndarray:
 # flight): 2,048 -> 0.2354 s/row, 4,096 -> 0.2516, 8,192 -> 0.2876. On the earlier non-AMX CPU groups above ~2,400
 # tokens ran slower per token too (activations leave the caches).
 PREFILL_TOKENS = 2048
-
-
-NUCLEUS_TOPK = (64, 1024)  # candidates looked at before a full sort of the vocabulary (top-p sampling)
-
-
-def nucleus(probs, top_p: float):
-    """(candidate probabilities, their token ids) per row for top-p sampling: the smallest set of tokens holding
-    top_p of the mass (zero beyond it), likeliest first; ids None: every token, in vocabulary order (top_p 1). The
-    set is looked for among the likeliest 64, then 1,024 tokens: a full sort only where those do not hold it."""
-    import torch  # torch: heavy, optional extra
-
-    if top_p >= 1.0:
-        return probs, None
-    for k in (*NUCLEUS_TOPK, probs.shape[-1]):
-        k = min(k, probs.shape[-1])
-        p, idx = probs.topk(k, dim=-1) if k < probs.shape[-1] else probs.sort(dim=-1, descending=True)
-        if k == probs.shape[-1] or bool((p.sum(-1) >= top_p).all()):
-            break
-    keep = (p.cumsum(-1) - p) < top_p  # the same set a full sort gives: the likeliest tokens, cut where it does
-    return p * keep, idx
 
 
 class TorchEngine(GGUFTokens):
