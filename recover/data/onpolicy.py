@@ -92,7 +92,8 @@ def policy(cfg: OnPolicyConfig):
     base = LlamaConfig(model=model, seed=cfg.seed, template=cfg.template, n_ctx=cfg.n_ctx, n_seq=None,
                        max_new_tokens=cfg.max_new_tokens, lora_path=cfg.lora, n_gpu_layers=cfg.n_gpu_layers,
                        engine=cfg.engine)
-    served = served_config(base, gguf_architecture(model))  # this machine's engine and rows in flight
+    arch = gguf_architecture(model) if Path(model).is_file() else None  # a missing file: the predictor says so
+    served = served_config(base, arch)  # this machine's engine and rows in flight
     rows = (cfg.sample_batch_rows or max(1, served.n_seq // cfg.k)) if served.engine == "torch" else 1
     return LlamaPredictor(replace(base, engine=served.engine, n_seq=cfg.k * rows))
 

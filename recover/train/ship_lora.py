@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from .. import constants as C
@@ -73,7 +73,10 @@ def loso_evidence(cfg: ChainConfig, loso_from: str) -> tuple[dict, str, dict]:
     was = {k: v for k, v in m["training"]["recipe"].items() if k not in _FOLD_KEYS}
     now = {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items()
            if k not in _FOLD_KEYS + ("data", "launcher", "out", "kaggle_base")}  # kaggle_base: where, not how
-    diff = [k for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)]
+    defaults = {f.name: f.default for f in fields(ChainConfig)}
+    # a key added after the LOSO adapter was made, left at its default, is not a different recipe
+    diff = [k for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)
+            and not (k not in was and now.get(k) == defaults.get(k))]
     if diff:
         what = ", ".join(f"{k}: {was.get(k)!r} -> {now.get(k)!r}" for k in diff)
         raise ValueError(f"--loso-from {loso_from}: made with another recipe ({what})")
