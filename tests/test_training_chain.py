@@ -102,7 +102,7 @@ def test_a_batch_of_rows_cut_mid_write_resumes_with_the_same_neighbours(tmp_path
     full = onpolicy_cfg(labelled, tmp_path / "a" / "pairs.jsonl", engine="torch", sample_batch_rows=3)
     sample_rows(full, proxy, log=lambda *a: None)
     want = full.samples_file.read_text().splitlines()
-    assert len(want) == 4 and all(len(set(json.loads(x)["raw"])) >= 1 for x in want)
+    assert len(want) == 4
 
     cut = onpolicy_cfg(labelled, tmp_path / "b" / "pairs.jsonl", engine="torch", sample_batch_rows=3)
     cut.samples_file.parent.mkdir(parents=True)

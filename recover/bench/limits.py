@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import time
 
+from .measure import backend_dtype
+
 
 def measure_limits(threads: int) -> dict:
     import torch  # torch: heavy, optional extra
@@ -49,22 +51,20 @@ def measure_limits(threads: int) -> dict:
                    "pass over 256 MB (bytes/s); best of 5"}
 
 
-# the precision each backend multiplies in (the rest: fp32, or llama.cpp's own quantized kernels)
-BACKEND_PRECISION = {"torch": "bfloat16", "torch-amp": "bfloat16", "hf-bf16": "bfloat16", "hf-bf16-batch": "bfloat16",
-                     "torch-int8": "int8"}
+GEMM_OF_DTYPE = {"bf16": "bfloat16", "amp": "bfloat16", "int8": "int8"}  # fp32 and llama.cpp are never skipped
 SLOW_PRECISION = 0.5  # a precision whose GEMM runs below this fraction of fp32's cannot win here
 
 
 def slow_precisions(backends: list[str], limits: dict) -> dict[str, str]:
     """{backend: why it is not run} for backends computing in a precision this CPU multiplies far slower than fp32
     (measured: no bf16 or int8 dot-product hardware, emulated; on a 2-core EPYC without AVX-512 bf16 ran at 0.15x
-    and int8 at 0.05x of fp32): their GEMMs are most of a row's time, so they can only lose, slowly (there, 24 rows of torch int8
-    took 10 min, and torch bf16 had not finished after 12)."""
+    and int8 at 0.05x of fp32): their GEMMs are most of a row's time, so they can only lose, slowly (there, 24 rows of
+    torch int8 took 10 min, and torch bf16 had not finished after 12)."""
     fp32 = limits["gemm_flop_s"]["float32"]
     rate = {**limits["gemm_flop_s"], "int8": limits["prompt_int8_op_s"]}
     out = {}
     for b in backends:
-        prec = BACKEND_PRECISION.get(b.split(":")[0])
+        prec = GEMM_OF_DTYPE.get(backend_dtype(b))
         if prec and rate[prec] < SLOW_PRECISION * fp32:
             out[b] = (f"not run: this CPU's {prec} GEMM {rate[prec] / 1e12:.3f} T/s is {rate[prec] / fp32:.2f}x its "
                       f"fp32 GEMM (the bench's limits; --all-precisions runs it anyway)")

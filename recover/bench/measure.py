@@ -42,6 +42,13 @@ ENGINES = ("llama", "torch", "torch-amp", "torch-fp32", "torch-int8")  # recover
 NATIVE = "llama-native"
 PEERS = {"hf": ("fp32", 1), "hf-bf16": ("bf16", 1), "hf-bf16-batch": ("bf16", 8), "hf-batch": ("fp32", 8),
          "hf-raw": ("fp32", 1)}
+TORCH_DTYPES = {"torch": "bf16", "torch-amp": "amp", "torch-fp32": "fp32", "torch-int8": "int8"}
+
+
+def backend_dtype(name: str) -> str | None:
+    """The precision a backend multiplies in (a torch engine's dtype, an hf peer's); None: llama.cpp's own kernels."""
+    base = name.split(":")[0]
+    return TORCH_DTYPES.get(base) or (PEERS[base][0] if base in PEERS else None)
 
 
 # Before its timed rows every backend, ours and the peers alike, generates once for the first WARM_ROWS rows' prompts
@@ -234,7 +241,7 @@ def run_backend(name: str, model: str, data: str, rows: int, llm: dict, hf_dir: 
         fn, args = bench_llama, (model, data, rows, {**llm, "engine": "llama"})
     elif name.startswith("torch"):
         n_seq = int(name.split(":", 1)[1]) if ":" in name else None  # None: this machine's choice, else TORCH_ROWS
-        dtype = {"torch-amp": "amp", "torch-fp32": "fp32", "torch-int8": "int8"}.get(name.split(":")[0], "bf16")
+        dtype = backend_dtype(name)
         fn, args = bench_llama, (model, data, rows, {**llm, "engine": "torch", "n_seq": n_seq, "torch_dtype": dtype})
     else:
         equal = name != "hf-raw"

@@ -355,8 +355,8 @@ class TorchEngine(GGUFTokens):
         samples (temperature, then top-p; no top-k). `jobs`: the prompt of each logits row (None: a free slot),
         whose own generator draws it when generate() was given seeds. A draw is one uniform number per row
         mapped through the candidates' cumulative mass: torch.multinomial over the vocabulary, and a sort of it
-        for top-p, cost more than the decode step they follow (24 rows x 49,152 tokens, 2-core EPYC: 130 and
-        200 ms)."""
+        for top-p, cost more than the decode step they follow (24 rows x 49,152 tokens, 2-core EPYC, timed beside a
+        compile: 130 and 200 ms)."""
         import torch  # torch: heavy, optional extra
 
         logp = torch.log_softmax(logits, dim=-1)
