@@ -32,7 +32,7 @@ def _fit_settings(a):
     return FitSettings(source_weights=weights, extra_targets=extra, extra_weight=a.targets_weight if extra else 0.0,
                        bank_size=a.bank_size, extra_bank=bank, vocab=a.vocab,
                        probes=load_probes(a.probes) if a.probes else [], probe_groups=a.probe_groups,
-                       pool_rows=a.pool_rows, invert=InvertConfig(max_edits=a.invert_edits, max_seconds=a.invert_seconds,
+                       pool_rows=a.pool_rows, invert=InvertConfig(max_edits=a.invert_edits,
                                                                   blend=a.invert_blend, exact=a.invert_exact))
 
 
@@ -48,8 +48,6 @@ def _add_fit_args(s):
     g.add_argument("--probes", help="CSV prompt,score: leaderboard probes; target weights are matched to them")
     g.add_argument("--probe-groups", type=int, default=24, help="target clusters whose weights the probes fit")
     g.add_argument("--invert-edits", type=int, default=4, help="embed-invert / llm+invert: edits per row at most")
-    g.add_argument("--invert-seconds", type=float, default=InvertConfig.max_seconds,
-                   help="... a wall-clock guard per row, pooled over a batch (the budget is work: edits x --invert-exact)")
     g.add_argument("--invert-blend", type=float, default=0.0, help="... target blended toward the start's embedding (0-1)")
     g.add_argument("--invert-exact", type=int, default=8, help="... encode only the K neighbours best by the additive "
                    "estimate (0: all)")

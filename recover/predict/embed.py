@@ -90,17 +90,17 @@ class EmbedPredictor:
         """Nothing to shed: one model (its inversion is bounded by work, not seconds)."""
 
     def predict_batch(self, originals, rewrites, deadline: float | None = None) -> list[str]:
-        """deadline: not read; there is no decoding to cut (the runner checks the budget before each chunk)."""
+        """deadline (the runner's --time-budget): read only by the inversion, which stops its edits there."""
         pe = self.predict_embeddings(originals, rewrites)
         if self.inverter is None:
             return self.decode(pe)
         idx = self.choose(pe)
-        before = self.inverter.guard_bound
-        out, self.invert_info = self.inverter.rows([self.candidates[i] for i in idx], pe, self.cand_emb[idx])
-        if self.inverter.guard_bound > before:  # the output now depends on the machine's load: say so
-            print(f"invert: the seconds guard ({self.inverter.cfg.max_seconds} s a row) bound on "
-                  f"{self.inverter.guard_bound - before} of {len(idx)} rows of this chunk "
-                  f"({self.inverter.guard_bound} in this run): those rows got fewer edits", file=sys.stderr)
+        before = self.inverter.deadline_bound
+        out, self.invert_info = self.inverter.rows([self.candidates[i] for i in idx], pe, self.cand_emb[idx], deadline)
+        if self.inverter.deadline_bound > before:  # the output now depends on the machine's speed: say so
+            print(f"invert: the run's time budget ran out during the edits of {self.inverter.deadline_bound - before} "
+                  f"of {len(idx)} rows of this chunk ({self.inverter.deadline_bound} in this run): those rows kept "
+                  f"the string they had reached", file=sys.stderr)
         return out
 
     def enable_invert(self, cap=None, cfg=None) -> None:
@@ -108,7 +108,7 @@ class EmbedPredictor:
         if self.invert_vocab is None:
             raise ValueError("--combine embed+invert: this embed predictor carries no inversion vocabulary "
                              "(recover eval --ship writes one when embed-invert wins)")
-        cfg = cfg or InvertConfig(**self.manifest.get("invert", {}).get("config", {}))
+        cfg = cfg or InvertConfig.from_manifest(self.manifest.get("invert", {}).get("config", {}))
         self.inverter = Inverter(self.embedder.encode, self.invert_vocab, self.invert_emb, cfg, cap=cap)
         # edits run in lockstep over a chunk's rows: 256 rows fill the encoder's batches (64 left ~30% idle)
         self.chunk_rows = 256

@@ -9,9 +9,11 @@ cos(e(string), target):
 
 until no edit gains `min_gain`, or the row's budget is spent: `max_edits` edits of at most `exact`
 encoded candidates each. The budget is WORK, never seconds, so the same rows give the same strings on an
-idle machine and a loaded one. `max_seconds` is only a guard against a machine far slower than measured
-(pooled over the batch, checked before each round of edits): when it binds, the rows it cut are counted
-(`Inverter.guard_bound`) and the predictor says so in the run log, since those strings then depend on load.
+idle machine and a loaded one. The clock is read only where the run has a deadline (`--time-budget`): edits
+stop there, the rows cut keep the string they had reached, they are counted (`Inverter.deadline_bound`) and
+the predictor says so in the run log, since only then do the strings depend on the machine's speed. (A fixed
+seconds guard, 1 s a row, once stood here: beside two busy jobs on a 2-core EPYC it bound on 8 of 30 rows,
+so the default's output changed with load.)
 
 Encoding every one-edit neighbour costs ~100 encoder calls per edit. `exact=K` encodes only the K
 neighbours ranked best by an additive estimate: both metric embedders mean-pool their tokens, so a
@@ -32,18 +34,19 @@ import numpy as np
 from ..score.metric import normalise
 
 
+# keys older artifacts' "invert" config may hold that no longer mean anything: read and dropped, never an error
+RETIRED_KEYS = ("max_seconds",)  # the wall-clock guard, replaced by the run's deadline
+
+
 def _clock() -> Callable[[], float]:
-    """The seconds budget's clock, looked up per Inverter (a test swaps in a virtual one: the budget makes the
-    strings depend on the machine's load)."""
+    """The deadline's clock (time.monotonic, as the runner's), looked up per Inverter: a test swaps in a
+    virtual one."""
     return time.monotonic
 
 
 @dataclass
 class InvertConfig:
     max_edits: int = 4  # per row
-    # a GUARD, not a budget (module docstring): ~15x the measured ~0.07 s a row, so it binds only on a far
-    # slower machine; 0 turns it off
-    max_seconds: float = 1.0
     top_words: int = 16  # the row's pre-ranked words tried as appends / fronts
     replace_words: int = 2  # of those, the best few tried in every position
     blend: float = 0.0  # target = normalise((1 - blend) * predicted + blend * e(start))
@@ -52,14 +55,19 @@ class InvertConfig:
     exact: int = 8  # K: encode only the K best neighbours by the additive estimate; 0: every neighbour
 
     def __post_init__(self):
-        if self.max_edits < 0 or self.max_seconds < 0:
-            raise ValueError("invert: max_edits and max_seconds are >= 0")
+        if self.max_edits < 0:
+            raise ValueError("invert: max_edits >= 0")
         if not 0.0 <= self.blend <= 1.0:
             raise ValueError(f"invert: blend {self.blend} is not in [0, 1]")
         if self.exact < 0:
             raise ValueError("invert: exact >= 0")
         if self.top_words < 1 or not 0 <= self.replace_words <= self.top_words:
             raise ValueError("invert: top_words >= 1 and 0 <= replace_words <= top_words")
+
+    @classmethod
+    def from_manifest(cls, config: dict) -> "InvertConfig":
+        """An artifact's recorded settings: a retired key is dropped, any other unknown key is an error."""
+        return cls(**{k: v for k, v in config.items() if k not in RETIRED_KEYS})
 
 
 def edits(words: list[str], top: list[str], replace: int, max_words: int) -> list[list[str]]:
@@ -88,7 +96,7 @@ class Inverter:
         self.clock = clock or _clock()
         self._word = {w: i for i, w in enumerate(self.vocab)}
         self._extra: dict[str, np.ndarray] = {}  # words met in start strings, encoded once
-        self.guard_bound = 0  # rows whose edits the seconds guard cut short (their strings depend on load)
+        self.deadline_bound = 0  # rows whose edits the run's deadline cut short (their strings depend on speed)
 
     def word_vectors(self, words: list[str]) -> np.ndarray:
         new = [w for w in dict.fromkeys(words) if w not in self._word and w not in self._extra]
@@ -109,15 +117,19 @@ class Inverter:
         est = (u @ target) / np.maximum(np.linalg.norm(u, axis=1), 1e-9)
         return [cands[i] for i in np.argsort(-est)[: self.cfg.exact]]
 
-    def row(self, start: str, predicted: np.ndarray, start_emb: np.ndarray | None = None) -> tuple[str, dict]:
-        out, info = self.rows([start], np.asarray(predicted)[None], None if start_emb is None else np.asarray(start_emb)[None])
+    def row(self, start: str, predicted: np.ndarray, start_emb: np.ndarray | None = None,
+            deadline: float | None = None) -> tuple[str, dict]:
+        out, info = self.rows([start], np.asarray(predicted)[None],
+                              None if start_emb is None else np.asarray(start_emb)[None], deadline)
         return out[0], info[0]
 
-    def rows(self, starts: list[str], predicted: np.ndarray, start_emb: np.ndarray | None = None) -> tuple[list[str], list[dict]]:
+    def rows(self, starts: list[str], predicted: np.ndarray, start_emb: np.ndarray | None = None,
+             deadline: float | None = None) -> tuple[list[str], list[dict]]:
         """Each row edited greedily toward its target, all rows in lockstep so each encoder call holds every
         active row's candidates (short strings batch far better together than ~8 at a time); a row's result
-        does not depend on the others (tested). Edits are budgeted per row; the seconds GUARD per batch: n rows get
-        n x max_seconds, checked before each round of edits."""
+        does not depend on the others (tested). Edits are budgeted per row in work; `deadline` (the clock's
+        time, the run's --time-budget) is checked before each round of edits, and without one the clock is
+        never read for a decision."""
         c, n = self.cfg, len(starts)
         t0 = self.clock()
         cur = [s.split() for s in starts]
@@ -129,10 +141,10 @@ class Inverter:
         stop = ["edits"] * n
         active = list(range(n)) if c.max_edits > 0 else []
         while active:
-            if c.max_seconds and self.clock() - t0 >= c.max_seconds * n:
+            if deadline is not None and self.clock() >= deadline:
                 for i in active:
-                    stop[i] = "seconds"
-                self.guard_bound += len(active)
+                    stop[i] = "deadline"
+                self.deadline_bound += len(active)
                 break
             jobs: list[tuple[int, str]] = []
             for i in list(active):
