@@ -121,6 +121,34 @@ def test_loso_fits_never_see_a_held_out_row(loso_run):
     # the real check that fits depend on training rows only: test_relabelling_the_held_out_rows_changes_no_fit
 
 
+def test_the_runs_time_includes_encoding_its_rows(tmp_path, monkeypatch):
+    """The run's seconds count from before its rows are encoded (a chain's pair stage printed "the rest of the run
+    -301 s" and a T4 projection of "~-2 min" when they started after): encoding made to last 0.5 s shows."""
+    import time
+
+    import recover.eval.run as R
+    from recover.eval.methods import FitSettings
+
+    marks, embed, summarise = {}, R.embed_rows, R.summarise
+
+    def slow_embed(*a, **k):
+        marks["embed"] = time.time()
+        time.sleep(0.5)
+        return embed(*a, **k)
+
+    def timed_summarise(r):
+        marks["summarise"] = time.time()
+        return summarise(r)
+
+    monkeypatch.setattr(R, "embed_rows", slow_embed)
+    monkeypatch.setattr(R, "summarise", timed_summarise)
+    res = R.run_eval(R.EvalConfig(data=write_sources(tmp_path, n=4), methods=["mean:shipped"], settings=FitSettings(),
+                                  cache_dir=str(tmp_path / "cache"), runs_dir=str(tmp_path / "runs"), speed_rows=0),
+                     log=lambda *a: None)
+    assert res["meta"]["seconds"] >= round(marks["summarise"] - marks["embed"], 1)
+    assert res["meta"]["encoding"]["encode_s"] <= res["meta"]["seconds"]
+
+
 def test_relabelling_the_held_out_rows_changes_no_fit(tmp_path):
     """The fits of a fold are functions of its training rows only: give the held-out source other prompts
     (the purged shared prompt kept) and every fitted method must predict exactly the same strings."""

@@ -258,6 +258,7 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
 
 def setup(cfg: EvalConfig, log=print) -> EvalRun:
     """The embedder and its cache, the pairs and their embeddings, the folds, the LLM / ensemble helper."""
+    t0 = time.time()  # the run's clock starts before the rows are encoded: that encoding is part of its time
     emb = Embedder.resolve(cfg.embedder)
     log(f"{emb.spec.describe()} (device: {emb.device})")
     cache = EmbeddingCache(emb, cfg.cache_dir)
@@ -271,7 +272,7 @@ def setup(cfg: EvalConfig, log=print) -> EvalRun:
     refs = {f"ref:{n}": MeanPrompt.load(p) for n, p in cfg.references.items()}
     rows = embed_rows(df, cache)
     folds = folds_for(cfg.protocol, df[C.COL_SOURCE], df[C.COL_PROMPT], cfg.k, cfg.settings.seed, cfg.holdout or None)
-    r = EvalRun(cfg, log, emb, cache, df, rows, select, refs, folds, FoldMethods(cfg, emb, cache, log))
+    r = EvalRun(cfg, log, emb, cache, df, rows, select, refs, folds, FoldMethods(cfg, emb, cache, log), t0=t0)
     r.bf16 = bf16_features(df, rows, emb, cfg, log) if "embed:bf16" in cfg.methods else None
     if cfg.ensemble:
         r.extra.use_ensemble(cfg.ensemble, rows, lambda tr: fit_method("embed", tr, cfg, emb, cache, set(), log)[0],
