@@ -1,6 +1,6 @@
 """Per-row inversion moves a string toward its target embedding, and never spends more than its per-row
-budget of edits; only a run's deadline reads the clock. A bag-of-words embedding stands in for the metric's embedder: the edits,
-the ranking and the budget are what is tested, not the encoder."""
+budget of edits; only a run's deadline reads the clock. A bag-of-words embedding stands in for the metric's
+embedder: the edits, the ranking and the budget are what is tested, not the encoder."""
 import numpy as np
 import pytest
 
