@@ -41,6 +41,10 @@ class ModelArgs:
     target_hardware: str = field(default="cpu", metadata={"help": "cpu | t4 | any: enables hardware checks"})
     keep_freed_memory: bool = field(default=True, metadata={
         "help": "target_hardware cpu: keep freed memory in the process (glibc), a step's big blocks reused, not faulted in"})
+    labelled_positions_only: bool = field(default=True, metadata={
+        "help": "target_hardware cpu: the LM head scores only positions with a label, as trl does on GPUs (cpu_logps.py)"})
+    share_pair_prompts: bool = field(default=True, metadata={
+        "help": "target_hardware cpu, DPO: a pair's prompt runs once for both answers (cpu_logps.py)"})
 
     def __post_init__(self):
         if self.torch_dtype not in ("float32", "float16", "bfloat16"):

@@ -1,6 +1,7 @@
 """`recover train sft|dpo`: LoRA / QLoRA adapters with trl + peft (+ bitsandbytes nf4 4-bit)."""
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
 import time
@@ -13,6 +14,7 @@ from ..models.cpu_choice import read_machine_cache
 from ..models.hf_model import materialize_hf
 from ..progress import is_terminal
 from ..runs import record_run
+from .cpu_logps import computed_tokens, labelled_positions_only, share_pair_prompts
 from .recipe import LORA_TARGETS, parse_recipe
 
 def load_for_training(m):
@@ -104,11 +106,16 @@ def train(stage: str, recipe: str | None, overrides: list[str], log=print, measu
                              peft_config=peft_cfg)
     trainer.add_callback(EtaLog(stage, log))
     bucket_by_length(trainer)
+    on_cpu = m.target_hardware == "cpu"
+    shared = stage == "dpo" and on_cpu and m.share_pair_prompts
+    if shared:
+        share_pair_prompts(trainer.model)
     resume = last_checkpoint(out)
     if resume:
         log(f"{stage}: resuming from {resume}")
     t0 = time.time()
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with labelled_positions_only() if on_cpu and m.labelled_positions_only else contextlib.nullcontext():
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     trainer.save_model(str(out))
     shutil.rmtree(out / "ref", ignore_errors=True)  # the frozen reference copy is not the result
     tok.save_pretrained(str(out))
@@ -116,10 +123,14 @@ def train(stage: str, recipe: str | None, overrides: list[str], log=print, measu
     atomic_write_json(out / "metrics.json", {"log_history": hist, "seconds": round(time.time() - t0, 1),
                                              "base": str(base), "rows": len(ds), "stage": stage,
                                              "tokens": tokens_per_epoch(trainer.train_dataset) * t.num_train_epochs,
+                                             "tokens_computed": tokens_per_epoch(trainer.train_dataset, shared)
+                                             * t.num_train_epochs,
                                              "n_params": sum(p.numel() for p in trainer.model.parameters()),
                                              "settings": {"bf16": t.bf16, "gradient_checkpointing": t.gradient_checkpointing,
                                                           "sampling": str(t.train_sampling_strategy),
-                                                          "freed_memory_kept": heap},
+                                                          "freed_memory_kept": heap,
+                                                          "labelled_positions_only": on_cpu and m.labelled_positions_only,
+                                                          "share_pair_prompts": shared},
                                              "base_4bit_linear_layers": count_4bit_linear(trainer.model)})
     (out / "base_model.txt").write_text(str(base) + "\n")
     plot_loss(hist, out / "loss.png", stage)
@@ -127,11 +138,13 @@ def train(stage: str, recipe: str | None, overrides: list[str], log=print, measu
     return out
 
 
-def tokens_per_epoch(ds) -> int:
+def tokens_per_epoch(ds, shared: bool = False) -> int:
     """Tokens one epoch runs through the model: SFT rows as tokenized; a DPO pair's prompt twice (with the chosen
-    and with the rejected answer)."""
+    and with the rejected answer), or once where `shared` (the pair's prompt runs once: cpu_logps.py)."""
     cols = ds.column_names
     if "prompt_ids" in cols:
+        if shared:
+            return computed_tokens(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"])
         return sum(2 * len(p) + len(c) + len(r) for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"]))
     return sum(len(x) for x in ds["input_ids"]) if "input_ids" in cols else 0
 
