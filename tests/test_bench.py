@@ -230,3 +230,16 @@ def test_length_buckets_order_sft_and_dpo_rows_by_length_seeded_and_lose_none():
     t = SimpleNamespace(train_dataset=sft, args=SimpleNamespace(train_sampling_strategy="random"))
     bucket_by_length(t)
     assert t.train_dataset is sft  # other strategies untouched
+
+
+def test_train_rates_compare_trls_tokens_and_the_limit_counts_the_tokens_run():
+    """A DPO run whose pairs' prompts ran once did the same rows' work in fewer tokens: its tokens/s counts trl's
+    tokens (comparable with trl's forward), its fraction of the GEMM limit the tokens it ran."""
+    from recover.bench.train import SETTINGS, rates
+
+    limits = {"gemm_flop_s": {"float32": 1e11, "bfloat16": 4e11}}
+    shared = rates({"seconds": 10.0, "tokens": 2000, "tokens_computed": 1100}, "dpo", 1e8, limits, False)
+    stock = rates({"seconds": 20.0, "tokens": 2000}, "dpo", 1e8, limits, False)
+    assert shared["tokens_s"] == 200.0 and stock["tokens_s"] == 100.0
+    assert shared["of_limit"] == pytest.approx(6 * 1e8 * 110 / 1e11, abs=1e-3) and stock["of_limit"] == pytest.approx(0.6)
+    assert "--share_pair_prompts" in SETTINGS["trl-forward"] and "--share_pair_prompts" not in SETTINGS["recipe"]

@@ -123,3 +123,16 @@ def test_the_shared_path_gives_every_field_trls_dpo_reads():
             assert torch.equal(got.is_top1, want.is_top1)
         else:
             torch.testing.assert_close(getattr(got, f), getattr(want, f), rtol=1e-5, atol=1e-5, msg=f)
+
+
+def test_per_token_fields_from_full_logits():
+    from recover.train.cpu_logps import per_token_fields
+
+    logits = torch.tensor([[1.0, 3.0, 2.0], [5.0, 0.0, 0.0], [2.0, 2.0, 0.0]])
+    f = per_token_fields(logits, torch.tensor([1, 2, 1]))
+    p = logits.softmax(-1)
+    torch.testing.assert_close(f["log_probs"], p.log()[[0, 1, 2], [1, 2, 1]])
+    torch.testing.assert_close(f["entropy"], -(p * p.log()).sum(-1))
+    torch.testing.assert_close(f["log_sum_sq_probs"], (p ** 2).sum(-1).log())
+    torch.testing.assert_close(f["mean_logits"], logits.mean(-1))
+    assert f["is_top1"].tolist() == [True, False, False]  # a tie goes to the first maximum, as in trl's kernel

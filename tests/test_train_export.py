@@ -58,7 +58,11 @@ def test_dpo_lora_and_qlora_then_export_q8_and_predict(tmp_path, test_csv):
     assert metrics["base_4bit_linear_layers"] >= 30 * 7
     assert metrics["settings"]["freed_memory_kept"] is True  # a training step's big blocks are reused (cpus.py)
     adapter = train("dpo", "smollm2-cpu", common + ["--output_dir", str(tmp_path / "lora")])
-    assert json.loads((adapter / "metrics.json").read_text())["base_4bit_linear_layers"] == 0
+    metrics = json.loads((adapter / "metrics.json").read_text())
+    assert metrics["base_4bit_linear_layers"] == 0
+    # a CPU recipe: the LM head scores answers only, and each pair's prompt ran once (train/cpu_logps.py)
+    assert metrics["settings"]["labelled_positions_only"] and metrics["settings"]["share_pair_prompts"]
+    assert metrics["tokens_computed"] < 0.7 * metrics["tokens"]
     run = json.loads((adapter / "config.json").read_text())
     assert run["seed"] == 1234 and run["versions"]["trl"] and run["versions"]["peft"]
     assert (adapter / "loss.png").is_file() and json.loads((adapter / "metrics.json").read_text())["log_history"]

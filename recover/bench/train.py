@@ -6,11 +6,16 @@ which `recover train` (and so the chain) applies on CPU recipes.
 Settings (the chain's recipe, smollm2-cpu, with the chain's batch sizes and max_length):
   trl-defaults  what plain trl/peft do unless told: gradient checkpointing on, bf16 autocast, random batches,
                 glibc's allocator as it comes (the chain's training keeps freed memory: recover/cpus.py)
-  recipe        the recipe as shipped: fp32, no checkpointing, random batches
+  recipe        the recipe as shipped: fp32, no checkpointing, random batches; on a CPU the LM head scores only
+                labelled positions and a DPO pair's prompt runs once (train/cpu_logps.py: the same arithmetic)
+  trl-forward   the recipe with trl's own forward on a CPU (the LM head over every position, each DPO prompt twice):
+                measured, never a candidate, so that each run shows what the recipe's forward saves
   fast          bf16 autocast where the CPU has bf16 hardware, no checkpointing, length-bucketed batches (shuffled)
 Work per token: LoRA trains no base weight, so a step is ~4 x params FLOPs a token (forward + the input
 gradients; checkpointing recomputes a forward on top, not counted), DPO adds the frozen reference's forward
-(6 x params). Limit: the GEMM limit of the precision the setting computes in (`bench/limits.py`).
+(6 x params). tokens/s counts trl's tokens (a DPO prompt twice) for every setting, so the rates compare; the fraction
+of the limit counts the tokens the setting ran (a shared prompt once). Limit: the GEMM limit of the precision the
+setting computes in (`bench/limits.py`).
 """
 from __future__ import annotations
 
@@ -34,6 +39,8 @@ SETTINGS = {
                      "--train_sampling_strategy", "random", "--keep_freed_memory", "false"],
     "recipe": ["--bf16", "false", "--gradient_checkpointing", "false", "--train_sampling_strategy", "random"],
     "fast": ["--bf16", "true", "--gradient_checkpointing", "false", "--train_sampling_strategy", "group_by_length"],
+    "trl-forward": ["--bf16", "false", "--gradient_checkpointing", "false", "--train_sampling_strategy", "random",
+                    "--labelled_positions_only", "false", "--share_pair_prompts", "false"],
 }
 # plain trl's defaults are the yardstick, never a candidate: timed on one optimizer step's rows (tokens/s is per token,
 # so the rates compare); the other settings run every row
@@ -92,6 +99,7 @@ def _run_stage(stage: str, train_file: str, args: list[str], out: str, n_ctx: in
                                            *STAGE_ARGS[stage], *args], log=lambda *_: None, measured=False)
     m = json.loads((Path(adapter) / "metrics.json").read_text())
     return {"seconds": m["seconds"], "wall_s": round(time.perf_counter() - t0, 1), "tokens": m.get("tokens"),
+            "tokens_computed": m.get("tokens_computed"),
             "n_params": m.get("n_params"),
             "rows": m["rows"], "threads": torch.get_num_threads(),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
@@ -121,7 +129,7 @@ def rates(r: dict, stage: str, n_params: int, limits: dict, bf16: bool) -> dict:
     if "error" in r or not r.get("tokens"):
         return r
     tok_s = r["tokens"] / r["seconds"]
-    flops = (6 if stage == "dpo" else 4) * n_params * tok_s
+    flops = (6 if stage == "dpo" else 4) * n_params * (r.get("tokens_computed") or r["tokens"]) / r["seconds"]
     lim = limits["gemm_flop_s"]["bfloat16" if bf16 else "float32"]
     return {**r, "tokens_s": round(tok_s, 1), "flop_s": round(flops), "of_limit": round(flops / lim, 3)}
 
