@@ -59,9 +59,10 @@ def test_a_pairs_prompt_runs_once_and_gives_trls_log_probs_and_gradients():
     backbone = hf.model
     stock_forward = backbone.forward
     backbone.forward = lambda *a, **k: calls.append(k["input_ids"].shape) or stock_forward(*a, **k)
-    share_pair_prompts(model)
+    counts = share_pair_prompts(model)
     with labelled_positions_only():
         got_lp, got_g = logps_and_grads(model, ids, mask, labels)
+    assert counts == {"shared": 1, "trl": 0}
     # two backbone calls: the 3 prompts (but their last token) once, then 6 answer rows
     assert calls == [(3, 9), (6, 7)]
     torch.testing.assert_close(got_lp, want_lp, rtol=1e-5, atol=1e-5)

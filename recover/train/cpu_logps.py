@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import types
 
-# keyword arguments trl and peft pass to the model's forward that the shared-prompt path may see and ignore
-_IGNORABLE = {"inputs_embeds": None, "output_attentions": None, "output_hidden_states": None, "return_dict": None,
-              "use_cache": None, "num_items_in_batch": None}
+# keyword arguments trl and peft pass to the model's forward that the shared-prompt path may see and ignore, where
+# they are None, False or True
+_IGNORABLE = frozenset({"inputs_embeds", "output_attentions", "output_hidden_states", "return_dict", "use_cache",
+                        "num_items_in_batch"})
 
 
 @contextlib.contextmanager
@@ -36,12 +37,14 @@ def labelled_positions_only():
         trl_utils._use_triton = stock
 
 
-def share_pair_prompts(model) -> None:
+def share_pair_prompts(model) -> dict:
     """Wrap the (trl-fused) forward of the HF model under `model` (a peft model or the bare model): a fused-head
     call on a batch of pairs, [rows; the same prompts with other answers], evaluates each prompt once. Any other
-    call goes to the wrapped forward unchanged."""
+    call goes to the wrapped forward unchanged. -> counts of the fused calls each way, kept up to date (a trl whose
+    batches stop matching falls back silently otherwise: the run would be right, and slow)."""
     hf = model.get_base_model() if hasattr(model, "get_base_model") else model
     fused = hf.forward
+    counts = {"shared": 0, "trl": 0}
 
     def forward(self, *args, fused_lm_head=False, labels=None, **kw):
         plain = {k: v for k, v in kw.items() if k not in ("input_ids", "attention_mask")}
@@ -50,15 +53,18 @@ def share_pair_prompts(model) -> None:
                                                              for k, v in plain.items()):
             out = shared_prompt_logps(self, kw["input_ids"], kw["attention_mask"], labels)
             if out is not None:
+                counts["shared"] += 1
                 return out
+        counts["trl"] += fused_lm_head
         return fused(*args, fused_lm_head=fused_lm_head, labels=labels, **kw)
 
     hf.forward = types.MethodType(forward, hf)
+    return counts
 
 
 def pair_prefixes(input_ids, attention_mask, labels):
     """-> the shared prefix length of each row (its prompt but the last token), or None where the batch is not
-    right-padded pairs whose halves share each prompt, or the model has a head this path does not reproduce."""
+    right-padded pairs whose halves share each prompt, each row with a labelled answer after >= 2 prompt tokens."""
     import torch  # torch: heavy, optional extra
 
     n, length = input_ids.shape

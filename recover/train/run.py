@@ -56,8 +56,7 @@ def machine_train_args(stage: str, recipe: str | None, overrides: list[str]) -> 
 
 def train(stage: str, recipe: str | None, overrides: list[str], log=print, measured: bool = True) -> Path:
     """measured: apply this machine's measured training settings (`machine_train_args`); the bench sets False."""
-    from datasets import load_dataset  # datasets, transformers, peft, trl: heavy, optional extras
-    from transformers import set_seed
+    from transformers import set_seed  # transformers: heavy, optional extra
 
     extra = machine_train_args(stage, recipe, overrides) if measured else []
     if extra:
@@ -78,6 +77,35 @@ def train(stage: str, recipe: str | None, overrides: list[str], log=print, measu
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=t.gradient_checkpointing)
+    trainer = make_trainer(stage, m, d, t, model, tok)
+    trainer.add_callback(EtaLog(stage, log))
+    bucket_by_length(trainer)
+    on_cpu = m.target_hardware == "cpu"
+    shared = stage == "dpo" and on_cpu and m.share_pair_prompts
+    shared_calls = share_pair_prompts(trainer.model) if shared else None
+    resume = last_checkpoint(out)
+    if resume:
+        log(f"{stage}: resuming from {resume}")
+    t0 = time.time()
+    with labelled_positions_only() if on_cpu and m.labelled_positions_only else contextlib.nullcontext():
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    trainer.save_model(str(out))
+    shutil.rmtree(out / "ref", ignore_errors=True)  # the frozen reference copy is not the result
+    tok.save_pretrained(str(out))
+    hist = trainer.state.log_history
+    write_metrics(out / "metrics.json", trainer, t, stage, base, time.time() - t0, len(trainer.train_dataset), {
+        "freed_memory_kept": heap, "labelled_positions_only": on_cpu and m.labelled_positions_only,
+        "share_pair_prompts": shared, "fused_calls": shared_calls})
+    (out / "base_model.txt").write_text(str(base) + "\n")
+    plot_loss(hist, out / "loss.png", stage)
+    log(f"{stage} done in {time.time() - t0:.0f} s: adapter in {out}")
+    return out
+
+
+def make_trainer(stage: str, m, d, t, model, tok):
+    """trl's DPOTrainer or SFTTrainer on the recipe's rows, a new LoRA or the one named to continue."""
+    from datasets import load_dataset  # datasets, peft, trl: heavy, optional extras
+
     ds = load_dataset("json", data_files=d.train_file, split="train")
     if d.max_train_rows:
         ds = ds.select(range(min(d.max_train_rows, len(ds))))
@@ -104,38 +132,20 @@ def train(stage: str, recipe: str | None, overrides: list[str], log=print, measu
 
         trainer = SFTTrainer(model=model, args=t, train_dataset=ds, eval_dataset=eval_ds, processing_class=tok,
                              peft_config=peft_cfg)
-    trainer.add_callback(EtaLog(stage, log))
-    bucket_by_length(trainer)
-    on_cpu = m.target_hardware == "cpu"
-    shared = stage == "dpo" and on_cpu and m.share_pair_prompts
-    if shared:
-        share_pair_prompts(trainer.model)
-    resume = last_checkpoint(out)
-    if resume:
-        log(f"{stage}: resuming from {resume}")
-    t0 = time.time()
-    with labelled_positions_only() if on_cpu and m.labelled_positions_only else contextlib.nullcontext():
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    trainer.save_model(str(out))
-    shutil.rmtree(out / "ref", ignore_errors=True)  # the frozen reference copy is not the result
-    tok.save_pretrained(str(out))
-    hist = trainer.state.log_history
-    atomic_write_json(out / "metrics.json", {"log_history": hist, "seconds": round(time.time() - t0, 1),
-                                             "base": str(base), "rows": len(ds), "stage": stage,
-                                             "tokens": tokens_per_epoch(trainer.train_dataset) * t.num_train_epochs,
-                                             "tokens_computed": tokens_per_epoch(trainer.train_dataset, shared)
-                                             * t.num_train_epochs,
-                                             "n_params": sum(p.numel() for p in trainer.model.parameters()),
-                                             "settings": {"bf16": t.bf16, "gradient_checkpointing": t.gradient_checkpointing,
-                                                          "sampling": str(t.train_sampling_strategy),
-                                                          "freed_memory_kept": heap,
-                                                          "labelled_positions_only": on_cpu and m.labelled_positions_only,
-                                                          "share_pair_prompts": shared},
-                                             "base_4bit_linear_layers": count_4bit_linear(trainer.model)})
-    (out / "base_model.txt").write_text(str(base) + "\n")
-    plot_loss(hist, out / "loss.png", stage)
-    log(f"{stage} done in {time.time() - t0:.0f} s: adapter in {out}")
-    return out
+    return trainer
+
+
+def write_metrics(path: Path, trainer, t, stage: str, base, seconds: float, rows: int, settings: dict) -> None:
+    """The run's record: loss history, time, the tokens trl counts and those the model ran, the settings."""
+    epochs = t.num_train_epochs
+    atomic_write_json(path, {"log_history": trainer.state.log_history, "seconds": round(seconds, 1), "base": str(base),
+                             "rows": rows, "stage": stage, "tokens": tokens_per_epoch(trainer.train_dataset) * epochs,
+                             "tokens_computed": tokens_per_epoch(trainer.train_dataset, settings["share_pair_prompts"])
+                             * epochs,
+                             "n_params": sum(p.numel() for p in trainer.model.parameters()),
+                             "settings": {"bf16": t.bf16, "gradient_checkpointing": t.gradient_checkpointing,
+                                          "sampling": str(t.train_sampling_strategy), **settings},
+                             "base_4bit_linear_layers": count_4bit_linear(trainer.model)})
 
 
 def tokens_per_epoch(ds, shared: bool = False) -> int:
