@@ -137,3 +137,29 @@ def test_per_token_fields_from_full_logits():
     torch.testing.assert_close(f["log_sum_sq_probs"], (p ** 2).sum(-1).log())
     torch.testing.assert_close(f["mean_logits"], logits.mean(-1))
     assert f["is_top1"].tolist() == [True, False, False]  # a tie goes to the first maximum, as in trl's kernel
+
+
+def test_a_sliding_window_shorter_than_the_batch_takes_trls_forward():
+    """Gemma-3 attends through a sliding window of cache slots; the shared path's cache holds the prompts' pads, so
+    where the window is shorter than that cache it must not run. Where it is longer, the answers are trl's."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+    from trl.trainer.utils import add_fused_lm_head
+
+    from recover.train.cpu_logps import share_pair_prompts
+
+    ids, mask, labels = pair_batch(PROMPTS, CHOSEN, REJECTED)
+    for window, path in ((4, "trl"), (512, "shared")):
+        torch.manual_seed(0)
+        model = Gemma3ForCausalLM(Gemma3TextConfig(vocab_size=96, hidden_size=32, intermediate_size=64,
+                                                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                                   head_dim=8, max_position_embeddings=64, sliding_window=window))
+        add_fused_lm_head(model)
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, init_lora_weights=False,
+                                                 target_modules=["q_proj", "v_proj", "down_proj"]))
+        model.eval()
+        want, _ = logps_and_grads(model, ids, mask, labels)
+        counts = share_pair_prompts(model)
+        got, _ = logps_and_grads(model, ids, mask, labels)
+        assert counts[path] == 1, (window, counts)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -87,7 +87,8 @@ def pair_prefixes(input_ids, attention_mask, labels):
 
 def shared_prompt_logps(model, input_ids, attention_mask, labels):
     """trl's fused-head output (per-token log-probs, zero where unlabelled, shape [n, L-1]) for a batch of pairs,
-    each prefix run once; None where `pair_prefixes` says no or the model's LM head is scaled or capped."""
+    each prefix run once; None where `pair_prefixes` says no, the model's LM head is scaled or capped, or a sliding
+    window is shorter than the cache this path builds."""
     import torch  # torch, transformers, trl: heavy, optional extras
     from transformers import DynamicCache
     from trl.trainer.utils import FusedCausalLMOutput
@@ -101,9 +102,13 @@ def shared_prompt_logps(model, input_ids, attention_mask, labels):
         return None
     n, length = input_ids.shape
     b, dev = n // 2, input_ids.device
+    q, tails = int(prefix.max()), attention_mask.sum(1) - prefix
+    r = int(tails.max())
+    window = getattr(cfg, "sliding_window", None)
+    if window and q + r > window:  # a sliding window counts cache slots, and the prompts' pads would shift them
+        return None
     backbone = getattr(model, model.base_model_prefix)
     # the prompts, right-padded: the pads sit between a prompt and its answers in the cache, masked
-    q = int(prefix.max())
     cols = torch.arange(q, device=dev)
     prompt_mask = (cols[None] < prefix[:b, None]).long()
     cache = DynamicCache(config=model.config)
@@ -111,8 +116,6 @@ def shared_prompt_logps(model, input_ids, attention_mask, labels):
              past_key_values=cache, use_cache=True)
     cache.reorder_cache(torch.arange(n, device=dev) % b)  # row i and row i + b read prompt i
     # the answers: the last prompt token on, at their own positions
-    tails = attention_mask.sum(1) - prefix
-    r = int(tails.max())
     steps = torch.arange(r, device=dev)
     where = prefix[:, None] + steps[None]
     live = steps[None] < tails[:, None]
