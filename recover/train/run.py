@@ -81,23 +81,23 @@ def train(stage: str, recipe: str | None, overrides: list[str], log=print, measu
     trainer.add_callback(EtaLog(stage, log))
     bucket_by_length(trainer)
     on_cpu = m.target_hardware == "cpu"
+    labelled = on_cpu and m.labelled_positions_only
     shared = stage == "dpo" and on_cpu and m.share_pair_prompts
     shared_calls = share_pair_prompts(trainer.model) if shared else None
     resume = last_checkpoint(out)
     if resume:
         log(f"{stage}: resuming from {resume}")
     t0 = time.time()
-    with labelled_positions_only() if on_cpu and m.labelled_positions_only else contextlib.nullcontext():
+    with labelled_positions_only() if labelled else contextlib.nullcontext():
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     trainer.save_model(str(out))
     shutil.rmtree(out / "ref", ignore_errors=True)  # the frozen reference copy is not the result
     tok.save_pretrained(str(out))
-    hist = trainer.state.log_history
     write_metrics(out / "metrics.json", trainer, t, stage, base, time.time() - t0, len(trainer.train_dataset), {
-        "freed_memory_kept": heap, "labelled_positions_only": on_cpu and m.labelled_positions_only,
-        "share_pair_prompts": shared, "fused_calls": shared_calls})
+        "freed_memory_kept": heap, "labelled_positions_only": labelled, "share_pair_prompts": shared,
+        "fused_calls": shared_calls})
     (out / "base_model.txt").write_text(str(base) + "\n")
-    plot_loss(hist, out / "loss.png", stage)
+    plot_loss(trainer.state.log_history, out / "loss.png", stage)
     log(f"{stage} done in {time.time() - t0:.0f} s: adapter in {out}")
     return out
 
