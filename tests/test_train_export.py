@@ -40,6 +40,40 @@ def test_recipe_rejects_unknown_keys_and_bad_combinations(tmp_path):
         check_combination(ModelArgs(target_hardware="t4", torch_dtype="float16"), type("D", (), {"train_file": str(data)})(), T())
 
 
+def test_every_built_in_chain_names_training_recipes_that_parse(tmp_path):
+    """A chain recipe's sft_recipe / dpo_recipe go through the real parser (TrlParser + SFTConfig / DPOConfig) for
+    the stage that uses them, so a misspelt key or a missing recipe fails here, not hours into a chain."""
+    import yaml
+
+    from recover.train.recipe import RECIPES
+
+    data = write_pairs(tmp_path / "p.jsonl")
+    chains = sorted(RECIPES.glob("chain-*.yaml"))
+    assert any("qwen" in c.stem for c in chains)  # the larger-base member (issue 40)
+    for chain in chains:
+        cfg = yaml.safe_load(chain.read_text())
+        for stage in ("sft", "dpo"):
+            m, _, t = parse_recipe(stage, cfg[f"{stage}_recipe"], ["--train_file", str(data)])
+            assert m.use_peft, (chain.stem, stage)
+            assert m.target_hardware != "cpu" or not t.gradient_checkpointing, (chain.stem, stage)
+
+
+def test_a_cpu_recipes_bf16_trains_in_float32_where_the_cpu_has_no_bf16(tmp_path, monkeypatch):
+    """gemma3-270m-cpu asks for bf16 autocast: kept where the CPU has bf16 hardware; elsewhere the recipe trains in
+    float32 instead of being refused, while an explicit --bf16 true there is still refused."""
+    from recover.train import recipe as R
+
+    data = write_pairs(tmp_path / "p.jsonl")
+    flags = ["--train_file", str(data)]
+    monkeypatch.setattr(R, "cpu_has_fast_bf16", lambda: True)
+    assert parse_recipe("sft", "gemma3-270m-cpu", flags)[2].bf16
+    monkeypatch.setattr(R, "cpu_has_fast_bf16", lambda: False)
+    assert not parse_recipe("sft", "gemma3-270m-cpu", flags)[2].bf16
+    assert R.recipe_bf16_off_here("smollm2-cpu", flags) == []  # float32 already: nothing to say
+    with pytest.raises(ValueError, match="no bf16 hardware"):
+        parse_recipe("sft", "gemma3-270m-cpu", [*flags, "--bf16", "true"])
+
+
 @pytest.mark.e2e
 def test_dpo_lora_and_qlora_then_export_q8_and_predict(tmp_path, test_csv):
     from recover.export.run import export

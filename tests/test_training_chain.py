@@ -296,7 +296,7 @@ def fake_training(monkeypatch) -> list[list[str]]:
     return calls
 
 
-@pytest.mark.parametrize("recipe", ["chain-smollm2-cpu", "chain-gemma-2b-t4"])
+@pytest.mark.parametrize("recipe", ["chain-smollm2-cpu", "chain-qwen2.5-coder-0.5b-cpu", "chain-gemma-2b-t4"])
 def test_cpu_and_t4_recipes_run_the_same_training_code(tmp_path, monkeypatch, recipe):
     """No CPU-only branch: both recipes train through `recover train sft|dpo` behind their launcher
     (python -m recover here, accelerate launch on T4 x2) with the chain's own arguments."""

@@ -102,12 +102,27 @@ def parse_recipe(stage: str, recipe: str | None, overrides: list[str]):
     cfg_cls = DPOConfig if stage == "dpo" else SFTConfig
     parser = TrlParser((ModelArgs, DataArgs, cfg_cls))
     args = (["--config", str(resolve_recipe(recipe))] if recipe else []) + list(overrides)
+    args += recipe_bf16_off_here(recipe, overrides)
     try:
         m, d, t = parser.parse_args_and_config(args)
     except SystemExit as e:  # argparse exits on unknown keys; say it in one line instead
         raise ValueError(f"recipe {recipe}: unknown or invalid keys (see the message above)") from e
     check_combination(m, d, t)
     return m, d, t
+
+
+def recipe_bf16_off_here(recipe: str | None, overrides: list[str]) -> list[str]:
+    """A CPU recipe's `bf16: true` means bf16 autocast where this CPU has bf16 hardware (AMX / AVX512_BF16). Elsewhere
+    bf16 is emulated, slower than float32, and refused (check_combination), so the recipe trains in float32 there
+    rather than not at all: -> ["--bf16", "false"] then, else []. A --bf16 on the command line is taken as given."""
+    if not recipe or "--bf16" in overrides or cpu_has_fast_bf16():
+        return []
+    import yaml
+
+    cfg = yaml.safe_load(resolve_recipe(recipe).read_text()) or {}
+    flag = "--target_hardware"
+    hardware = overrides[overrides.index(flag) + 1] if flag in overrides[:-1] else cfg.get("target_hardware", "cpu")
+    return ["--bf16", "false"] if cfg.get("bf16") is True and hardware == "cpu" else []
 
 
 def resolve_recipe(recipe: str) -> Path:

@@ -15,7 +15,7 @@ from ..models.hf_model import materialize_hf
 from ..progress import is_terminal
 from ..runs import record_run
 from .cpu_logps import computed_tokens, labelled_positions_only, share_pair_prompts
-from .recipe import LORA_TARGETS, parse_recipe
+from .recipe import LORA_TARGETS, parse_recipe, recipe_bf16_off_here
 
 def load_for_training(m):
     import torch  # torch, transformers: heavy, optional extras
@@ -61,6 +61,8 @@ def train(stage: str, recipe: str | None, overrides: list[str], log=print, measu
     extra = machine_train_args(stage, recipe, overrides) if measured else []
     if extra:
         log(f"{stage}: this machine's measured training settings (recover bench --train): {' '.join(extra)}")
+    if recipe_bf16_off_here(recipe, extra + list(overrides)):
+        log(f"{stage}: recipe {recipe} asks for bf16 autocast; this CPU has no bf16 hardware: training in float32")
     m, d, t = parse_recipe(stage, recipe, extra + list(overrides))
     # half a CPU step's time was page faults (cpus.py); the arithmetic is the same. Not on a GPU machine: there the
     # host frees the model's load-time copies, which a never-trimmed heap would keep
