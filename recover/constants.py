@@ -40,7 +40,7 @@ DEFAULT_SEED = 1234  # llama.cpp treats seed=0 as "random": never use 0.
 ENGINES = ("auto", "llama", "torch")
 TORCH_DTYPES = ("bf16", "amp", "fp32", "int8")
 # the GGUF architectures the torch engine builds (models/torch_lm.py); --engine auto serves others on llama.cpp
-TORCH_ENGINE_GGUF_ARCHS = ("llama", "gemma3")
+TORCH_ENGINE_GGUF_ARCHS = ("llama", "gemma3", "qwen2")
 
 # --- artifacts ------------------------------------------------------------
 MANIFEST_FILE = "manifest.json"

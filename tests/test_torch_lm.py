@@ -132,3 +132,39 @@ def test_a_glue_that_cannot_compile_runs_eager_and_says_so_once(monkeypatch, cap
     assert torch.equal(glue.rope(q, cos, sin), rope(q, cos, sin))
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "torch.compile failed" in err[0] and "no working C++ compiler" in err[0], err
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3_text"])
+def test_the_fused_forward_gives_transformers_logits_for_each_architecture(arch, monkeypatch):
+    """FusedLM on a tiny random model of each architecture it builds: a prefill's logits at every position, and a
+    decode step's, equal transformers' forward. Qwen2's query/key/value biases are random, so dropping one shows."""
+    from transformers import (Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, Qwen2Config,
+                              Qwen2ForCausalLM)
+
+    from recover.models.torch_lm import FusedLM
+
+    monkeypatch.setenv(C.ENV_TORCH_COMPILE, "0")
+    dims = dict(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, max_position_embeddings=64)
+    make = {"llama": (LlamaForCausalLM, LlamaConfig), "qwen2": (Qwen2ForCausalLM, Qwen2Config),
+            "gemma3_text": (Gemma3ForCausalLM, Gemma3TextConfig)}[arch]
+    extra = {"head_dim": 8, "sliding_window": 512} if arch == "gemma3_text" else {}
+    torch.manual_seed(0)
+    hf = make[0](make[1](**dims, **extra)).eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.add_(torch.randn_like(p) * 0.05)  # biases and norms away from their init (zeros, ones)
+    if arch == "qwen2":
+        assert hf.model.layers[0].self_attn.q_proj.bias is not None
+    tokens = [3, 17, 42, 5, 88, 61, 9]
+    fused = FusedLM(hf, torch.float32, max_positions=64)
+    cache, got = fused.sequence(tokens[:-1], last="all")
+    with torch.no_grad():
+        want = hf(torch.tensor([tokens])).logits
+    assert torch.allclose(got[0], want[0, :-1], atol=1e-4)
+    step_cache = fused.new_cache(1, len(tokens))
+    for (kc, vc), (hk, hv) in zip(step_cache, cache):
+        kc[:, :, : len(tokens) - 1], vc[:, :, : len(tokens) - 1] = hk, hv
+    with torch.no_grad():
+        step = fused.decode(step_cache, torch.tensor([tokens[-1]]), torch.tensor([len(tokens) - 1]))
+    assert torch.allclose(step[0], want[0, -1], atol=1e-4)

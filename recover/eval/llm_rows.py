@@ -52,7 +52,7 @@ class FoldLLM:
         self.model = resolve_model_path(self.manifest.get("base", C.PYPI_SMOLLM2))
         torch_ok = gguf_architecture(self.model) in (None, *C.TORCH_ENGINE_GGUF_ARCHS)
         if engine == "auto" and not torch_ok:
-            engine = "llama"  # as LlamaPredictor decides it: the torch engine builds llama and gemma3 only
+            engine = "llama"  # as LlamaPredictor decides it: the torch engine builds llama, gemma3 and qwen2 only
         elif engine == "auto" and torch_dtype:
             engine = "torch"  # a precision asked for names the torch engine
         self.seed, self.engine, self.log, self.prefix = seed, engine, log, prefix

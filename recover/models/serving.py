@@ -55,7 +55,7 @@ def served_config(cfg, arch: str | None):
     resolved (see LlamaConfig.engine, n_seq and torch_dtype); a copy, the caller's is left as it was. arch: the
     GGUF's general.architecture, read where engine auto must know whether the torch engine builds it."""
     if cfg.engine == "auto" and arch not in (None, *C.TORCH_ENGINE_GGUF_ARCHS):
-        cfg = replace(cfg, engine="llama")  # e.g. Qwen2: the torch engine builds llama and gemma3 only
+        cfg = replace(cfg, engine="llama")  # e.g. Phi-2: the torch engine builds llama, gemma3 and qwen2 only
     engine, n_seq = resolve_engine(cfg)
     dtype = cfg.torch_dtype or (cpu_torch_dtype() if engine == "torch" else None)
     return replace(cfg, engine=engine, n_seq=n_seq, torch_dtype=dtype)

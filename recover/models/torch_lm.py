@@ -1,5 +1,6 @@
 """The torch engine's model: the GGUF's own weights (read and LoRA-merged by transformers) in a fused forward
-with a preallocated KV cache, for the two architectures the members use (llama: SmolLM2; gemma3: Gemma-3-270M).
+with a preallocated KV cache, for the architectures the members use (llama: SmolLM2; gemma3: Gemma-3-270M; qwen2:
+Qwen2.5-Coder-0.5B, llama's layout plus biases on the query, key and value projections).
 
 Why not `model.generate`: `recover bench` measured the HF decode step at ~6x the cost of streaming the weights
 once (per-step Python, logits processors, a cache that grows by concatenation). Here one decode step is ~20
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 
 from .torch_glue import EAGER, prefill_glue
 
-ARCHS = ("llama", "gemma3_text")
+ARCHS = ("llama", "gemma3_text", "qwen2")
 KEY_BLOCK = 64  # a prefill's keys are padded to a multiple of this (`FusedLM.prefill`)
 
 
@@ -148,7 +149,9 @@ class FusedLM:
             a, m = layer.self_attn, layer.mlp
             L = {"qkv": w(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])), "o": w(a.o_proj.weight),
                  "gu": w(torch.cat([m.gate_proj.weight, m.up_proj.weight])), "down": w(m.down_proj.weight),
-                 "in_norm": nw(layer.input_layernorm), "type": "full_attention"}
+                 "in_norm": nw(layer.input_layernorm), "type": "full_attention", "qkv_bias": None}
+            if a.q_proj.bias is not None:  # qwen2
+                L["qkv_bias"] = torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias]).detach().to(dtype)
             if self.gemma:
                 L.update(post_attn=nw(layer.post_attention_layernorm), pre_ff=nw(layer.pre_feedforward_layernorm),
                          post_ff=nw(layer.post_feedforward_layernorm), q_norm=nw(a.q_norm), k_norm=nw(a.k_norm),
@@ -222,7 +225,10 @@ class FusedLM:
         rope = {t: (c[pos][:, None], s[pos][:, None]) for t, (c, s) in self.rope.items()}
         for L, (kc, vc) in zip(self.layers, cache):
             h = self._norm(x, L["in_norm"], glue)
-            q, k, v = _linear(h, L["qkv"]).split((H * D, Hk * D, Hk * D), dim=-1)
+            qkv = _linear(h, L["qkv"])
+            if L["qkv_bias"] is not None:
+                qkv = qkv + L["qkv_bias"]
+            q, k, v = qkv.split((H * D, Hk * D, Hk * D), dim=-1)
             q = q.view(B, S, H, D).transpose(1, 2)
             k = k.view(B, S, Hk, D).transpose(1, 2)
             v = v.view(B, S, Hk, D).transpose(1, 2)
