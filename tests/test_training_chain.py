@@ -46,8 +46,8 @@ def proxy():
 
 
 def onpolicy_cfg(rows, out, **kw):
-    return OnPolicyConfig(rows=str(rows), out=str(out), model=C.PYPI_SMOLLM2, k=3, n_ctx=320, max_new_tokens=12,
-                          margin=1e-6, **kw)
+    return OnPolicyConfig(rows=str(rows), out=str(out), **{"model": C.PYPI_SMOLLM2, **kw}, k=3, n_ctx=320,
+                          max_new_tokens=12, margin=1e-6)
 
 
 @pytest.mark.e2e
@@ -111,6 +111,69 @@ def test_a_batch_of_rows_cut_mid_write_resumes_with_the_same_neighbours(tmp_path
     sample_rows(cut, proxy, log=logs.append)
     assert cut.samples_file.read_text().splitlines() == want
     assert any("1 of 4 rows already sampled" in x for x in logs)
+
+
+class FakePolicy:
+    """The sampler as resolved on some machine; each sample names the engine, precision and batch it was drawn in."""
+
+    def __init__(self, cfg):
+        self.cfg, self.engine = cfg, self
+
+    def fit_row(self, original, rewritten):
+        return original, rewritten
+
+    def sample_rows(self, served, k, temperature, seeds, top_p):
+        c = self.cfg
+        return [[f"{c.engine} {c.torch_dtype} {c.n_seq} seed {s} #{i}" for i in range(k)] for s in seeds]
+
+    def close(self):
+        pass
+
+
+def on_machine(monkeypatch, engine, n_seq, dtype):
+    """engine auto resolves, on this machine, to `engine` with n_seq rows in flight and torch precision dtype."""
+    from dataclasses import replace
+
+    import recover.data.onpolicy as OP
+
+    def served(base, arch):
+        if base.engine == "auto":
+            return replace(base, engine=engine, n_seq=n_seq, torch_dtype=dtype if engine == "torch" else None)
+        return replace(base, n_seq=n_seq if base.engine == "torch" else 1,
+                       torch_dtype=(base.torch_dtype or dtype) if base.engine == "torch" else None)
+
+    monkeypatch.setattr(OP, "served_config", served)
+    monkeypatch.setattr(OP, "LlamaPredictor", FakePolicy)
+    monkeypatch.setattr(OP, "resolve_model_path", lambda m: m)
+
+
+def test_a_pair_stage_resumed_on_a_machine_that_serves_otherwise_draws_as_it_began(tmp_path, labelled, proxy,
+                                                                                   monkeypatch):
+    """Begun where auto means torch (bf16, 2 rows a batch), killed after one batch, resumed where auto means
+    llama.cpp: the rest is drawn as the first rows were, so the file is the one an unbroken run writes there. A
+    resume that names other draws (llama.cpp, or another temperature) is refused with the file and the setting."""
+    on_machine(monkeypatch, "torch", 6, "bf16")
+    full = onpolicy_cfg(labelled, tmp_path / "a" / "pairs.jsonl", model="m.gguf")
+    sample_rows(full, proxy, log=lambda *a: None)
+    want = full.samples_file.read_text().splitlines()
+    assert json.loads(full.draw_file.read_text())["engine"] == "torch"
+
+    cut = onpolicy_cfg(labelled, tmp_path / "b" / "pairs.jsonl", model="m.gguf")
+    with pytest.raises(Killed):
+        sample_rows(cut, DiesAfter(proxy, 2), log=lambda *a: None)
+    assert len(cut.samples_file.read_text().splitlines()) == 2
+    on_machine(monkeypatch, "llama", 1, None)
+    with pytest.raises(ValueError, match=r"pairs.samples.jsonl: its rows were drawn with engine='torch'.*'llama'"):
+        sample_rows(OnPolicyConfig(**{**vars(cut), "engine": "llama"}), proxy, log=lambda *a: None)
+    with pytest.raises(ValueError, match=r"temperature=0.8; this run asks temperature=0.5"):
+        sample_rows(OnPolicyConfig(**{**vars(cut), "temperature": 0.5}), proxy, log=lambda *a: None)
+    logs = []
+    sample_rows(cut, proxy, log=logs.append)
+    assert cut.samples_file.read_text().splitlines() == want
+    assert all("torch bf16 6 seed" in x for x in want)
+    assert any("resuming with the draws of the rows already written: torch (bf16, 2 rows a batch)" in x for x in logs)
+    report = build_onpolicy_pairs(cut, proxy, log=lambda *a: None)
+    assert report["draws"]["engine"] == "torch" and report["draws"]["sample_batch_rows"] == 2
 
 
 def test_row_seed_is_stable_nonzero_and_per_row():

@@ -13,7 +13,10 @@ draws does not depend on its neighbours' draws; llama.cpp samples one row at a t
 
 Resumable: each row's samples are appended to `<out>.samples.jsonl` as one line; a rerun skips
 rows already there (a torn last line from a kill is redone). The batches are fixed by row position
-and every seed is per row, so a resumed run writes exactly what an unbroken one would.
+and every seed is per row, so a resumed run writes exactly what an unbroken one would. What else decides
+the draws (engine, rows a batch, torch precision, the sampling settings) is recorded beside the file
+(`<out>.samples.draw.json`) when its first row is written: a resume with engine auto, perhaps on another
+machine whose choice differs, draws with the recorded engine; a resume asking for different draws is refused.
 """
 from __future__ import annotations
 
@@ -59,6 +62,7 @@ class OnPolicyConfig:
     # of the file's rows, so a resumed run batches each row with the same neighbours.
     sample_batch_rows: int = 0
     engine: str = "auto"  # as LlamaConfig.engine: auto = what this machine serves with
+    torch_dtype: str | None = None  # as LlamaConfig.torch_dtype: None = this machine's choice
 
     def __post_init__(self):
         if self.k < 2:
@@ -78,6 +82,10 @@ class OnPolicyConfig:
     def samples_file(self) -> Path:
         return Path(self.out).with_suffix(".samples.jsonl")
 
+    @property
+    def draw_file(self) -> Path:
+        return Path(self.out).with_suffix(".samples.draw.json")
+
 
 def row_seed(seed: int, row_id: str) -> int:
     """A per-row seed, stable across resumes and row order (never 0)."""
@@ -91,11 +99,11 @@ def policy(cfg: OnPolicyConfig):
     model = resolve_model_path(cfg.model)
     base = LlamaConfig(model=model, seed=cfg.seed, template=cfg.template, n_ctx=cfg.n_ctx, n_seq=None,
                        max_new_tokens=cfg.max_new_tokens, lora_path=cfg.lora, n_gpu_layers=cfg.n_gpu_layers,
-                       engine=cfg.engine)
+                       engine=cfg.engine, torch_dtype=cfg.torch_dtype)
     arch = gguf_architecture(model) if Path(model).is_file() else None  # a missing file: the predictor says so
     served = served_config(base, arch)  # this machine's engine and rows in flight
     rows = (cfg.sample_batch_rows or max(1, served.n_seq // cfg.k)) if served.engine == "torch" else 1
-    return LlamaPredictor(replace(base, engine=served.engine, n_seq=cfg.k * rows))
+    return LlamaPredictor(replace(base, engine=served.engine, n_seq=cfg.k * rows, torch_dtype=served.torch_dtype))
 
 
 def sample_rows(cfg: OnPolicyConfig, embedder, log=print) -> Path:
@@ -112,8 +120,11 @@ def sample_rows(cfg: OnPolicyConfig, embedder, log=print) -> Path:
     if not todo:
         return path
     _drop_torn_tail(path)
+    cfg = follow_draw_record(cfg, bool(done), log)
     p = policy(cfg)
     per = max(1, p.cfg.n_seq // cfg.k)
+    if not done:  # the first row: what every later row of this file must be drawn with
+        atomic_write_json(cfg.draw_file, draw_record(cfg, p.cfg))
     # the groups are fixed by row position, not by what is left: a resumed group samples with the same
     # neighbours as an unbroken run did (its rows already written are sampled again, not written again)
     groups = sorted({i // per for i in todo})
@@ -129,6 +140,43 @@ def sample_rows(cfg: OnPolicyConfig, embedder, log=print) -> Path:
     bar.close()
     p.engine.close()
     return path
+
+
+def draw_record(cfg: OnPolicyConfig, served=None) -> dict:
+    """What decides a row's draws besides its seed: the sampling settings, and the engine, rows a batch and torch
+    precision (`served`: the policy's LlamaConfig as this machine resolved it; None: as `cfg` names them)."""
+    engine = served.engine if served else cfg.engine
+    torch = engine == "torch"
+    rows = (served.n_seq // cfg.k if served else cfg.sample_batch_rows) if torch else 1
+    return {"engine": engine, "sample_batch_rows": rows,
+            "torch_dtype": (served.torch_dtype if served else cfg.torch_dtype) if torch else None,
+            "model": cfg.model, "lora": cfg.lora, "k": cfg.k, "temperature": cfg.temperature, "top_p": cfg.top_p,
+            "seed": cfg.seed, "n_ctx": cfg.n_ctx, "max_new_tokens": cfg.max_new_tokens, "template": cfg.template,
+            "fallback": cfg.fallback}
+
+
+def follow_draw_record(cfg: OnPolicyConfig, resuming: bool, log=print) -> OnPolicyConfig:
+    """The config a resumed run draws with. What this run leaves to the machine (engine auto, rows a batch 0, torch
+    precision None), possibly another machine whose choice differs, is taken from the record of the rows already
+    written; what it names must match the record, or the run is refused (a file of mixed draws is no one run's)."""
+    if not resuming or not cfg.draw_file.exists():
+        if resuming:
+            log(f"{cfg.samples_file}: no draw record (written before one was kept); the rest draw as this machine serves")
+        return cfg
+    rec = json.loads(cfg.draw_file.read_text(encoding="utf-8"))
+    engine = rec["engine"] if cfg.engine == "auto" else cfg.engine
+    torch = engine == "torch" and rec["engine"] == "torch"
+    cfg = replace(cfg, engine=engine, sample_batch_rows=cfg.sample_batch_rows or (rec["sample_batch_rows"] if torch else 0),
+                  torch_dtype=cfg.torch_dtype or (rec["torch_dtype"] if torch else None))
+    asked = draw_record(cfg)
+    bad = [k for k, v in asked.items() if rec.get(k) != v]
+    if bad:
+        raise ValueError(f"{cfg.samples_file}: its rows were drawn with " + ", ".join(f"{k}={rec.get(k)!r}" for k in bad)
+                         + "; this run asks " + ", ".join(f"{k}={asked[k]!r}" for k in bad)
+                         + f": rerun with those, or delete it and {cfg.draw_file.name} to sample afresh")
+    log(f"resuming with the draws of the rows already written: {engine}"
+        + (f" ({cfg.torch_dtype}, {cfg.sample_batch_rows} rows a batch)" if engine == "torch" else ""))
+    return cfg
 
 
 def _sample_group(cfg: OnPolicyConfig, p, df, idx: list[int], embedder) -> list[dict]:
@@ -190,7 +238,8 @@ def pairs_from_samples(cfg: OnPolicyConfig, log=print) -> dict:
     atomic_write_text(cfg.out, "\n".join(lines) + ("\n" if lines else ""))
     report = {"rows_sampled": rows, "pairs": len(lines), "k": cfg.k, "temperature": cfg.temperature, "top_p": cfg.top_p,
               "margin": cfg.margin, "mean_gap": round(float(np.mean(gaps)), 4) if gaps else None,
-              "model": cfg.model, "lora": cfg.lora}
+              "model": cfg.model, "lora": cfg.lora,
+              "draws": json.loads(cfg.draw_file.read_text(encoding="utf-8")) if cfg.draw_file.exists() else None}
     atomic_write_json(Path(cfg.out).with_suffix(".report.json"), report)
     log(f"on-policy pairs: {len(lines)} of {rows} rows passed the SCS margin {cfg.margin} (mean gap {report['mean_gap']})")
     return report
