@@ -107,6 +107,9 @@ def test_a_batch_of_rows_cut_mid_write_resumes_with_the_same_neighbours(tmp_path
     cut = onpolicy_cfg(labelled, tmp_path / "b" / "pairs.jsonl", engine="torch", sample_batch_rows=3)
     cut.samples_file.parent.mkdir(parents=True)
     cut.samples_file.write_text(want[0] + "\n" + want[1][:25], encoding="utf-8")  # row 0, then a torn row 1
+    Path("other.gguf").write_bytes(b"another adapter")
+    with pytest.raises(ValueError, match=r"lora_sha256="):
+        sample_rows(OnPolicyConfig(**{**vars(cut), "lora": "other.gguf"}), proxy, log=lambda *a: None)
     logs = []
     sample_rows(cut, proxy, log=logs.append)
     assert cut.samples_file.read_text().splitlines() == want
@@ -150,23 +153,30 @@ def on_machine(monkeypatch, engine, n_seq, dtype):
 def test_a_pair_stage_resumed_on_a_machine_that_serves_otherwise_draws_as_it_began(tmp_path, labelled, proxy,
                                                                                    monkeypatch):
     """Begun where auto means torch (bf16, 2 rows a batch), killed after one batch, resumed where auto means
-    llama.cpp: the rest is drawn as the first rows were, so the file is the one an unbroken run writes there. A
-    resume that names other draws (llama.cpp, or another temperature) is refused with the file and the setting."""
+    llama.cpp and from another folder: the rest is drawn as the first rows were, so the file is the one an unbroken
+    run writes there. A resume that names other draws (llama.cpp, another temperature, another adapter) is refused
+    with the file and the setting."""
     on_machine(monkeypatch, "torch", 6, "bf16")
-    full = onpolicy_cfg(labelled, tmp_path / "a" / "pairs.jsonl", model="m.gguf")
+    monkeypatch.chdir(tmp_path)
+    Path("lora.gguf").write_bytes(b"adapter")
+    full = onpolicy_cfg(labelled, tmp_path / "a" / "pairs.jsonl", model="m.gguf", lora="lora.gguf")
     sample_rows(full, proxy, log=lambda *a: None)
     want = full.samples_file.read_text().splitlines()
     assert json.loads(full.draw_file.read_text())["engine"] == "torch"
 
-    cut = onpolicy_cfg(labelled, tmp_path / "b" / "pairs.jsonl", model="m.gguf")
+    cut = onpolicy_cfg(labelled, tmp_path / "b" / "pairs.jsonl", model="m.gguf", lora="lora.gguf")
     with pytest.raises(Killed):
         sample_rows(cut, DiesAfter(proxy, 2), log=lambda *a: None)
     assert len(cut.samples_file.read_text().splitlines()) == 2
     on_machine(monkeypatch, "llama", 1, None)
+    cut = OnPolicyConfig(**{**vars(cut), "lora": str(tmp_path / "lora.gguf")})  # resumed from elsewhere: same file
     with pytest.raises(ValueError, match=r"pairs.samples.jsonl: its rows were drawn with engine='torch'.*'llama'"):
         sample_rows(OnPolicyConfig(**{**vars(cut), "engine": "llama"}), proxy, log=lambda *a: None)
     with pytest.raises(ValueError, match=r"temperature=0.8; this run asks temperature=0.5"):
         sample_rows(OnPolicyConfig(**{**vars(cut), "temperature": 0.5}), proxy, log=lambda *a: None)
+    Path("other.gguf").write_bytes(b"another adapter")
+    with pytest.raises(ValueError, match=r"lora_sha256="):
+        sample_rows(OnPolicyConfig(**{**vars(cut), "lora": "other.gguf"}), proxy, log=lambda *a: None)
     logs = []
     sample_rows(cut, proxy, log=logs.append)
     assert cut.samples_file.read_text().splitlines() == want

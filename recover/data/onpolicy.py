@@ -29,6 +29,7 @@ import numpy as np
 
 from .. import constants as C
 from ..csvio import atomic_write_json, atomic_write_text, read_table
+from ..hashing import file_sha256
 from ..models.llama_engine import gguf_architecture
 from ..models.llm import LlamaConfig, LlamaPredictor
 from ..models.postprocess import clean_llm_output
@@ -143,16 +144,22 @@ def sample_rows(cfg: OnPolicyConfig, embedder, log=print) -> Path:
 
 
 def draw_record(cfg: OnPolicyConfig, served=None) -> dict:
-    """What decides a row's draws besides its seed: the sampling settings, and the engine, rows a batch and torch
-    precision (`served`: the policy's LlamaConfig as this machine resolved it; None: as `cfg` names them)."""
+    """What decides a row's draws besides its seed: the model and adapter, the sampling settings, and the engine, rows
+    a batch and torch precision (`served`: the policy's LlamaConfig as this machine resolved it; None: as `cfg` names
+    them). Not how the draws are scored (the fallback prompt, the embedder): each row's scores are stored with it."""
     engine = served.engine if served else cfg.engine
     torch = engine == "torch"
     rows = (served.n_seq // cfg.k if served else cfg.sample_batch_rows) if torch else 1
     return {"engine": engine, "sample_batch_rows": rows,
             "torch_dtype": (served.torch_dtype if served else cfg.torch_dtype) if torch else None,
-            "model": cfg.model, "lora": cfg.lora, "k": cfg.k, "temperature": cfg.temperature, "top_p": cfg.top_p,
-            "seed": cfg.seed, "n_ctx": cfg.n_ctx, "max_new_tokens": cfg.max_new_tokens, "template": cfg.template,
-            "fallback": cfg.fallback}
+            "model": _named(cfg.model), "lora_sha256": file_sha256(cfg.lora) if cfg.lora else None, "k": cfg.k,
+            "temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed, "n_ctx": cfg.n_ctx,
+            "max_new_tokens": cfg.max_new_tokens, "template": cfg.template}
+
+
+def _named(model: str) -> str:
+    """A model as named (a PyPI name), or its file's absolute path: a resume from another folder names the same."""
+    return str(Path(model).resolve()) if Path(model).is_file() else model
 
 
 def follow_draw_record(cfg: OnPolicyConfig, resuming: bool, log=print) -> OnPolicyConfig:
