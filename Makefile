@@ -144,8 +144,8 @@ eval-ensemble: setup
 	  --methods mean,embed,embed-invert,members,ens,ens:concat,ens:mbr,ens:invert --report build/eval/ensemble \
 	  --ship-ensemble $(ENSEMBLE_NAME) --ship-preset kaggle
 
-# Zero-shot first: Qwen2.5-Coder-0.5B-Instruct (no adapter, llama.cpp: the torch engine builds llama/gemma3 only)
-# beside the shipped adapter on a seeded sample of the test-like fold; a LoRA chain for it only if it earns it.
+# Zero-shot first: Qwen2.5-Coder-0.5B-Instruct (no adapter; served on the engine this machine chooses: torch builds qwen2)
+# beside the shipped adapter on a seeded sample of the test-like fold. Its LoRA chain: chain-qwen2.5-coder-0.5b-cpu.
 QWEN_ROWS ?= 60
 eval-qwen: qwen-model
 	$(RECOVER) eval $(EVAL_ARGS) --holdout gemma_rewrites_f --ensemble recover/recipes/ensemble-qwen.json --val-rows $(QWEN_ROWS) \
