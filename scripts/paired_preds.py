@@ -2,15 +2,29 @@
 this machine resolves), each with its bootstrap 95% CI, and each later one minus the first, row by row.
     make experiment NAME=paired_preds ARGS="--truth <labelled CSV> --pred A=a.csv --pred B=b.csv [--ids <CSV>]"
 --truth: id + rewrite_prompt (the held-out rows); --ids: score only the ids of this CSV (e.g. a chain's
-split/eval_test.csv); every --pred must answer every scored id."""
+split/eval_test.csv, or an eval report's per_row.csv); every --pred must answer every scored id. A --pred
+CSV@METHOD reads an eval report's per_row.csv, that method's answers (e.g. build/eval/qwen-dpo/per_row.csv@ens:concat):
+two evals' joins, paired."""
 import argparse
 import sys
+
+import pandas as pd
 
 from recover import constants as C
 from recover.csvio import read_table
 from recover.score.embedder import Embedder
 from recover.score.scoring import score_texts
 from recover.score.stats import bootstrap_ci
+
+
+
+def read_eval_answers(path: str, method: str):
+    rows = pd.read_csv(path, dtype=str, keep_default_na=False)  # every method's rows: ids repeat across them
+    rows = rows[rows["method"] == method]
+    if rows.empty or rows[C.COL_ID].duplicated().any():
+        sys.exit(f"{path}: {'no' if rows.empty else 'more than one fold of'} rows of method {method!r}")
+    return rows.rename(columns={"pred": C.COL_PROMPT})[[C.COL_ID, C.COL_PROMPT]]
+
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--truth", required=True)
@@ -20,7 +34,7 @@ a = ap.parse_args()
 
 truth = read_table(a.truth, (C.COL_ID, C.COL_PROMPT))
 if a.ids:
-    truth = truth[truth[C.COL_ID].isin(set(read_table(a.ids, (C.COL_ID,))[C.COL_ID]))]
+    truth = truth[truth[C.COL_ID].isin(set(pd.read_csv(a.ids, dtype=str, keep_default_na=False)[C.COL_ID]))]
 emb = Embedder.resolve(None)
 print(f"{len(truth)} rows of {a.truth}; {emb.spec.describe()}")
 scores, answers = {}, {}
@@ -28,7 +42,9 @@ for spec in a.pred:
     name, _, path = spec.partition("=")
     if not path:
         sys.exit(f"--pred {spec!r}: NAME=CSV")
-    pred = read_table(path, (C.COL_ID, C.COL_PROMPT)).set_index(C.COL_ID)
+    path, _, method = path.partition("@")
+    pred = read_eval_answers(path, method) if method else read_table(path, (C.COL_ID, C.COL_PROMPT))
+    pred = pred.set_index(C.COL_ID)
     missing = sorted(set(truth[C.COL_ID]) - set(pred.index))
     if missing:
         sys.exit(f"{path}: no answer for {len(missing)} scored ids, e.g. {missing[0]!r}")

@@ -145,3 +145,27 @@ def test_preset_kaggle_serves_what_the_staged_notebook_would(tmp_path, monkeypat
     assert (a.members, a.order, a.join, a.separator, a.suffix) == (b.members, b.order, b.join, b.separator, b.suffix)
     assert main(["predict", "--input", "t.csv", "--output", "s.csv", "--preset", "kaggle", "--predictor", "mean"]) == 2
     assert "--preset kaggle: it names the predictor" in capsys.readouterr().err
+
+
+def test_make_datasets_stages_the_kaggle_preset_by_default(tmp_path, monkeypatch):
+    """`make datasets` (MODEL ?= preset) stages the preset's base and so its ensemble: a preset moved to another
+    base (e.g. a larger member's adapter) is what the notebook serves without a Makefile edit."""
+    from recover.kaggle import push, stage
+    from recover.models.shipped import resolve_model_path
+    from recover.predict.defaults import preset
+    from recover.predict.ensemble import EnsembleSpec
+
+    staged = {}
+    monkeypatch.setattr(stage, "stage_wheels_dataset", lambda *a, **k: "wheels")
+    monkeypatch.setattr(stage, "stage_model_dataset", lambda cfg, model, embed, mean, out, lora=None, ensemble=None:
+                        staged.update(model=model, lora=lora, ensemble=ensemble))
+    monkeypatch.setattr(push, "validate_dataset_folder", lambda d: None)
+    assert main(["kaggle", "datasets", "--model", "preset", "--out", str(tmp_path)]) in (0, None)
+    p = preset("kaggle")
+    assert staged == {"model": str(resolve_model_path(p["model"])), "lora": None, "ensemble": p["ensemble"]}
+    makefile = open("Makefile").read()
+    assert "MODEL ?= preset\n" in makefile and "LORA ?=\n" in makefile
+    # an adapter named to be served is served: the preset's ensemble (which the notebook runs first) is not staged
+    name = next(m.lora for m in EnsembleSpec.load(p["ensemble"]).members if m.kind == "llm")
+    assert main(["kaggle", "datasets", "--model", "preset", "--lora", name, "--out", str(tmp_path)]) in (0, None)
+    assert (staged["lora"], staged["ensemble"]) == (name, None)

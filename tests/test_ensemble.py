@@ -205,3 +205,34 @@ def test_a_twin_trained_on_the_test_like_fold_is_never_scored_there(tmp_path):
     assert fm.skip_reason("m:dpo", C.TEST_LIKE_SOURCE) and fm.skip_reason("llm", "gemma_rewrites_b") is None
     with pytest.raises(ValueError, match=f"trained on {C.TEST_LIKE_SOURCE}"):
         llm.rows(C.TEST_LIKE_SOURCE, pd.DataFrame({C.COL_ID: ["x"], C.COL_ORIGINAL: ["o"], C.COL_REWRITTEN: ["r"]}))
+
+
+def test_a_join_scored_on_the_test_like_fold_alone_needs_no_other_sources_rows(tmp_path):
+    """`make eval-qwen-dpo` scores f alone (3 s a row): ens:mbr and ens:concat fit no order on a pool of other
+    sources' rows, --ship-ensemble takes the joins that were scored, and a candidate whose final fit cannot be
+    served is refused before any member runs."""
+    import json
+    from types import SimpleNamespace
+
+    from recover.eval.ensemble import FoldEnsemble
+    from recover.eval.run import EvalConfig, setup
+
+    fe = FoldEnsemble.__new__(FoldEnsemble)
+    fe.spec, fe.oof = spec(["a", "b"], members=("a", "b")), {}
+    fe.fm = SimpleNamespace(cache=SimpleNamespace(encode=lambda t: np.eye(3)[[hash(x) % 3 for x in t]]), cap=lambda x: x)
+    fe.answers = lambda rows, tr, fitted, exclude, names: {"a": ["x", "y"], "b": ["x", ""]}
+    fe.fit = lambda *a: pytest.fail("a pool was fitted for a join that needs none")
+    va = SimpleNamespace(df=pd.DataFrame({C.COL_SOURCE: [C.TEST_LIKE_SOURCE] * 2}))
+    for method in ("ens:mbr", "ens:concat"):
+        preds, _ = fe.predict(method, None, va, "mean", None, set(), {})
+        assert len(preds) == 2 and C.TEST_LIKE_SOURCE in fe.oof
+    recipe = tmp_path / "candidates.json"
+    recipe.write_text(json.dumps({"format_version": 1, "kind": "ensemble", "name": "c", "order": ["dpo", "inv"],
+                                  "members": [{"name": "dpo", "kind": "llm", "model": C.PYPI_SMOLLM2,
+                                               "lora": "no-such-final-fit", "loso": C.LOSO_LORA},
+                                              {"name": "inv", "kind": "embed"}]}))
+    cfg = EvalConfig(data=["x.csv"], methods=["mean", "ens:concat"], ensemble=str(recipe), ship_ensemble="c")
+    with pytest.raises(FileNotFoundError, match="member 'dpo' cannot be served"):
+        setup(cfg, log=lambda *a: None)
+    with pytest.raises(ValueError, match="a join in --methods"):
+        EvalConfig(data=["x.csv"], methods=["mean", "m:dpo"], ensemble=str(recipe), ship_ensemble="c")

@@ -147,6 +147,13 @@ def on_machine(monkeypatch, engine, n_seq, dtype):
     monkeypatch.setattr(OP, "resolve_model_path", lambda m: m)
 
 
+def test_a_pair_stage_on_a_rows_file_without_rows_says_so(tmp_path, labelled):
+    empty = tmp_path / "none.csv"
+    pd.read_csv(labelled).head(0).to_csv(empty, index=False)
+    with pytest.raises(ValueError, match=r"none.csv: no rows to sample"):
+        build_onpolicy_pairs(onpolicy_cfg(empty, tmp_path / "pairs.jsonl"), None, log=lambda *a: None)
+
+
 def test_a_pair_stage_resumed_on_a_machine_that_serves_otherwise_draws_as_it_began(tmp_path, labelled, proxy,
                                                                                    monkeypatch):
     """Begun where auto means torch (bf16, 2 rows a batch), killed after one batch, resumed where auto means

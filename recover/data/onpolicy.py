@@ -112,6 +112,8 @@ def sample_rows(cfg: OnPolicyConfig, embedder, log=print) -> Path:
     df = read_table(cfg.rows, (C.COL_ID, C.COL_ORIGINAL, C.COL_REWRITTEN, C.COL_PROMPT))
     if cfg.max_rows:
         df = df.head(cfg.max_rows)
+    if df.empty:  # no samples file would be written, and an empty pair set is no DPO stage
+        raise ValueError(f"{cfg.rows}: no rows to sample (a header and no data)")
     path = cfg.samples_file
     path.parent.mkdir(parents=True, exist_ok=True)
     done = done_ids(path)

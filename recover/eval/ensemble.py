@@ -146,16 +146,16 @@ class FoldEnsemble:
             return [a or mean for a in ans[name[2:]]], {"member": name[2:]}
         if name == "ens:concat":
             return self._concat(ans, list(self.spec.order), mean), {"order": list(self.spec.order)}
+        if name == "ens:mbr":  # per row, among every member: no order, so no pool (other sources' rows) to fit one on
+            names = list(ans)
+            E = np.stack([self.fm.cache.encode([a or mean for a in ans[n]]) for n in names])
+            pick = mbr_pick(E)
+            return [self.fm.cap(ans[names[k]][i] or mean) for i, k in enumerate(pick)], {"members": names}
         if "order" not in state:
             state.update(self.fit(tr, va, mean, exclude))
         s = self.spec
         if name == "ens":
             return self._concat(ans, state["order"], mean), {"order": state["order"], **state["fit"]}
-        if name == "ens:mbr":
-            names = list(ans)
-            E = np.stack([self.fm.cache.encode([a or mean for a in ans[n]]) for n in names])
-            pick = mbr_pick(E)
-            return [self.fm.cap(ans[names[k]][i] or mean) for i, k in enumerate(pick)], {"members": names}
         if name == "ens:invert":
             # the target: the mean embedding of the joined members, as `recover predict`'s join invert computes it
             E = np.stack([self.fm.cache.encode([a or mean for a in ans[n]]) for n in state["order"]])

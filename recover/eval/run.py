@@ -103,8 +103,8 @@ class EvalConfig:
             raise ValueError("--ensemble: its LLM members are held out from whole sources; use --protocol loso")
         if self.ship_preset and not self.ship_ensemble:
             raise ValueError("--ship-preset: names the context whose default --ship-ensemble NAME becomes; give both")
-        if self.ship_ensemble and not (self.ensemble and "ens" in self.methods):
-            raise ValueError("--ship-ensemble: needs --ensemble CANDIDATES and 'ens' in --methods")
+        if self.ship_ensemble and not (self.ensemble and set(ENS_METHODS) & set(self.methods)):
+            raise ValueError(f"--ship-ensemble: needs --ensemble CANDIDATES and a join in --methods ({', '.join(ENS_METHODS)})")
 
 
 def embed_rows(df: pd.DataFrame, cache: EmbeddingCache) -> Rows:
@@ -259,6 +259,8 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
 def setup(cfg: EvalConfig, log=print) -> EvalRun:
     """The embedder and its cache, the pairs and their embeddings, the folds, the LLM / ensemble helper."""
     t0 = time.time()  # the run's clock starts before the rows are encoded: that encoding is part of its time
+    if cfg.ship_ensemble:  # what ships is served by its final fits: refuse now, not after the members have run
+        EnsembleSpec.load(cfg.ensemble).check_artifacts()
     emb = Embedder.resolve(cfg.embedder)
     log(f"{emb.spec.describe()} (device: {emb.device})")
     cache = EmbeddingCache(emb, cfg.cache_dir)

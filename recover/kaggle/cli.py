@@ -8,7 +8,7 @@ import yaml
 
 from .. import constants as C
 from ..models.shipped import resolve_model_path
-from ..predict.defaults import kaggle_preset_ensemble
+from ..predict.defaults import kaggle_preset_ensemble, preset
 from ..train.recipe import resolve_recipe
 from . import push, stage
 from .config import KaggleConfig
@@ -28,13 +28,19 @@ def _wheels(a):
 def _datasets(a):
     cfg = KaggleConfig.load(a.config)
     print(stage.stage_wheels_dataset(cfg, a.wheels, a.out))
+    from_preset = a.model == "preset"  # what `recover predict --preset kaggle` serves: its base and its ensemble
+    if from_preset:
+        a.model = preset("kaggle")["model"]
+        print(f"model: {a.model} (the Kaggle preset, recover/assets/presets.json)")
     model = resolve_model_path(a.model) if a.model else None
     if a.lora and os.path.isfile(os.path.join(a.lora, "kaggle_train_output.json")):  # a train kernel's output
         model, a.lora = resolve_train_output(a.lora, model)
         print(f"train kernel output: LoRA {a.lora} on base {model}")
     # no --ensemble: the Kaggle preset's, when the base staged is its base (recover predict --preset kaggle
-    # reads the same file); --ensemble none stages none
-    ensemble = None if a.ensemble == "none" else a.ensemble or kaggle_preset_ensemble(a.model)
+    # reads the same file) and no --lora names an adapter to serve instead (the notebook serves an ensemble
+    # first: a train kernel's 7B LoRA staged beside it would never run); --ensemble none stages none
+    default = preset("kaggle")["ensemble"] if from_preset else kaggle_preset_ensemble(a.model)
+    ensemble = None if a.ensemble == "none" else a.ensemble or (None if a.lora else default)
     if ensemble and not a.ensemble:
         print(f"ensemble: {ensemble} (the Kaggle preset, recover/assets/presets.json)")
     print(stage.stage_model_dataset(cfg, model, a.embed, a.mean_prompt, a.out, lora=a.lora, ensemble=ensemble))
@@ -105,7 +111,7 @@ def add_cli(sub) -> None:
     p = _action(actions, "datasets", _datasets, "stage and check the dataset folders the notebooks read",
                 "build/datasets")
     p.add_argument("--wheels", default="build/wheels")
-    p.add_argument("--model", help="GGUF to ship")
+    p.add_argument("--model", help="GGUF to ship (a path or pypi:NAME); preset: the Kaggle preset's base, and so its ensemble")
     p.add_argument("--embed", help="embed-predictor folder to ship")
     p.add_argument("--lora", help="a LoRA GGUF (or shipped name, e.g. smollm2-dpo-all) staged beside --model, "
                    "or a train kernel's output folder (kaggle_train_output.json: its LoRA and, when made there, its base)")
