@@ -24,7 +24,7 @@ BENCH_ROWS ?= 100
 
 setup: $(STAMP)
 
-$(STAMP): setup.cfg constraints.txt pyproject.toml offline_wheels/kaggle-image.txt offline_wheels/ship.txt recover/assets/presets.json
+$(STAMP): setup.cfg constraints.txt pyproject.toml offline_wheels/kaggle-image.txt offline_wheels/ship.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q -c constraints.txt torch==2.13.0
@@ -159,10 +159,10 @@ eval-qwen: qwen-model
 # rows as the `cpu` pair (--val-rows $(EVAL_VAL_ROWS), the default seed: --ship-preset compares only those), f choosing
 # and the Gemma folds its LOSO twin never saw (b, d) guarding; shipped as ensemble `qwen`; --ship-preset kaggle then
 # serves whichever shipped ensemble scores best on f and fits T4 x2's 9 h. Only the joins that fit nothing on other
-# sources' rows: ~3 s/row for the adapter on 2 cores, ~55 min cold here.
+# sources' rows: ~3 s/row for the adapter on 2 cores, ~55 min cold here. fp32 on every CPU: the shipped figures are.
 eval-qwen-dpo: qwen-model
 	$(RECOVER) eval $(EVAL_ARGS) --ensemble recover/recipes/ensemble-qwen-dpo.json \
-	  --val-rows $(EVAL_VAL_ROWS) --torch-dtype $(EVAL_TORCH_DTYPE) --methods mean,embed-invert,members,ens:concat,ens:mbr \
+	  --val-rows $(EVAL_VAL_ROWS) --torch-dtype fp32 --methods mean,embed-invert,members,ens:concat,ens:mbr \
 	  --report build/eval/qwen-dpo --ship-ensemble qwen --ship-preset kaggle
 
 # The CPU default (`recover predict` with no flags, `make demo`): the candidates that fit 1,400 test-length rows in

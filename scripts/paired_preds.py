@@ -6,6 +6,7 @@ split/eval_test.csv, or an eval report's per_row.csv); every --pred must answer 
 CSV@METHOD reads an eval report's per_row.csv, that method's answers (e.g. build/eval/qwen-dpo/per_row.csv@ens:concat):
 two evals' joins, paired."""
 import argparse
+import os
 import sys
 
 import pandas as pd
@@ -18,8 +19,16 @@ from recover.score.stats import bootstrap_ci
 
 
 
+def read_csv_columns(path: str, columns: tuple):
+    rows = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    missing = [c for c in columns if c not in rows.columns]
+    if missing:
+        sys.exit(f"{path}: missing column(s) {', '.join(missing)}")
+    return rows
+
+
 def read_eval_answers(path: str, method: str):
-    rows = pd.read_csv(path, dtype=str, keep_default_na=False)  # every method's rows: ids repeat across them
+    rows = read_csv_columns(path, ("method", C.COL_ID, "pred"))  # every method's rows: ids repeat across them
     rows = rows[rows["method"] == method]
     if rows.empty or rows[C.COL_ID].duplicated().any():
         sys.exit(f"{path}: {'no' if rows.empty else 'more than one fold of'} rows of method {method!r}")
@@ -34,7 +43,7 @@ a = ap.parse_args()
 
 truth = read_table(a.truth, (C.COL_ID, C.COL_PROMPT))
 if a.ids:
-    truth = truth[truth[C.COL_ID].isin(set(pd.read_csv(a.ids, dtype=str, keep_default_na=False)[C.COL_ID]))]
+    truth = truth[truth[C.COL_ID].isin(set(read_csv_columns(a.ids, (C.COL_ID,))[C.COL_ID]))]
 emb = Embedder.resolve(None)
 print(f"{len(truth)} rows of {a.truth}; {emb.spec.describe()}")
 scores, answers = {}, {}
@@ -42,7 +51,7 @@ for spec in a.pred:
     name, _, path = spec.partition("=")
     if not path:
         sys.exit(f"--pred {spec!r}: NAME=CSV")
-    path, _, method = path.partition("@")
+    path, method = (path, "") if os.path.isfile(path) else (path.rpartition("@")[0], path.rpartition("@")[2])
     pred = read_eval_answers(path, method) if method else read_table(path, (C.COL_ID, C.COL_PROMPT))
     pred = pred.set_index(C.COL_ID)
     missing = sorted(set(truth[C.COL_ID]) - set(pred.index))

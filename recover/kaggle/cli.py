@@ -30,7 +30,10 @@ def _datasets(a):
     print(stage.stage_wheels_dataset(cfg, a.wheels, a.out))
     from_preset = a.model == "preset"  # what `recover predict --preset kaggle` serves: its base and its ensemble
     if from_preset:
-        a.model = preset("kaggle")["model"]
+        a.model = preset("kaggle").get("model")
+        if not a.model:
+            raise ValueError("--model preset: the Kaggle preset (recover/assets/presets.json) names no base; "
+                             "give --model")
         print(f"model: {a.model} (the Kaggle preset, recover/assets/presets.json)")
     model = resolve_model_path(a.model) if a.model else None
     if a.lora and os.path.isfile(os.path.join(a.lora, "kaggle_train_output.json")):  # a train kernel's output
