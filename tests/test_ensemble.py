@@ -92,6 +92,10 @@ def test_an_ensemble_naming_a_member_that_is_not_there_is_one_clear_error(tmp_pa
                                                                   lora="no-such-adapter", loso=C.LOSO_LORA)])
     with pytest.raises(FileNotFoundError, match="member 'm' cannot be served"):
         missing.check_artifacts()
+    beside = EnsembleSpec(name="t", order=["a"], members=[Member("a", "embed"), *missing.members])
+    beside.check_artifacts()  # served: the order only
+    with pytest.raises(FileNotFoundError, match="member 'm' cannot be served"):
+        beside.check_artifacts(every=True)  # what eval runs and an MBR join serves: every member
     with pytest.raises(FileNotFoundError, match="not a manifest and not a shipped ensemble"):
         EnsembleSpec.load("no-such-ensemble")
     f = spec(["a"]).save(tmp_path)

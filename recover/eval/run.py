@@ -260,7 +260,7 @@ def setup(cfg: EvalConfig, log=print) -> EvalRun:
     """The embedder and its cache, the pairs and their embeddings, the folds, the LLM / ensemble helper."""
     t0 = time.time()  # the run's clock starts before the rows are encoded: that encoding is part of its time
     if cfg.ship_ensemble:  # what ships is served by its final fits: refuse now, not after the members have run
-        EnsembleSpec.load(cfg.ensemble).check_artifacts()
+        EnsembleSpec.load(cfg.ensemble).check_artifacts(every=True)
     emb = Embedder.resolve(cfg.embedder)
     log(f"{emb.spec.describe()} (device: {emb.device})")
     cache = EmbeddingCache(emb, cfg.cache_dir)

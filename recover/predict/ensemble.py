@@ -117,9 +117,10 @@ class EnsembleSpec:
             raise ValueError(f"--model {gguf}: no LLM member of ensemble {self.name} has an adapter made on it")
         return self
 
-    def check_artifacts(self) -> None:
-        """Every member of the order can be found, before anything loads: one clear error otherwise."""
-        for name in self.order:
+    def check_artifacts(self, every: bool = False) -> None:
+        """Every member of the order (`every`: of the members, as eval runs them and an MBR join serves them) can be
+        found, before anything loads: one clear error otherwise."""
+        for name in [m.name for m in self.members] if every else self.order:
             m = self.member(name)
             try:
                 if m.kind == "llm":
