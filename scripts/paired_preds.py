@@ -18,7 +18,6 @@ from recover.score.scoring import score_texts
 from recover.score.stats import bootstrap_ci
 
 
-
 def read_csv_columns(path: str, columns: tuple):
     rows = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     missing = [c for c in columns if c not in rows.columns]
@@ -51,7 +50,9 @@ for spec in a.pred:
     name, _, path = spec.partition("=")
     if not path:
         sys.exit(f"--pred {spec!r}: NAME=CSV")
-    path, method = (path, "") if os.path.isfile(path) else (path.rpartition("@")[0], path.rpartition("@")[2])
+    method = ""
+    if not os.path.isfile(path):  # CSV@METHOD: one method's answers in an eval report
+        path, _, method = path.rpartition("@")
     pred = read_eval_answers(path, method) if method else read_table(path, (C.COL_ID, C.COL_PROMPT))
     pred = pred.set_index(C.COL_ID)
     missing = sorted(set(truth[C.COL_ID]) - set(pred.index))

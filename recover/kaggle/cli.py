@@ -28,8 +28,7 @@ def _wheels(a):
 def _datasets(a):
     cfg = KaggleConfig.load(a.config)
     print(stage.stage_wheels_dataset(cfg, a.wheels, a.out))
-    from_preset = a.model == "preset"  # what `recover predict --preset kaggle` serves: its base and its ensemble
-    if from_preset:
+    if a.model == "preset":  # what `recover predict --preset kaggle` serves: its base (and so, below, its ensemble)
         a.model = preset("kaggle").get("model")
         if not a.model:
             raise ValueError("--model preset: the Kaggle preset (recover/assets/presets.json) names no base; "
@@ -42,8 +41,7 @@ def _datasets(a):
     # no --ensemble: the Kaggle preset's, when the base staged is its base (recover predict --preset kaggle
     # reads the same file) and no --lora names an adapter to serve instead (the notebook serves an ensemble
     # first: a train kernel's 7B LoRA staged beside it would never run); --ensemble none stages none
-    default = preset("kaggle")["ensemble"] if from_preset else kaggle_preset_ensemble(a.model)
-    ensemble = None if a.ensemble == "none" else a.ensemble or (None if a.lora else default)
+    ensemble = None if a.ensemble == "none" else a.ensemble or (None if a.lora else kaggle_preset_ensemble(a.model))
     if ensemble and not a.ensemble:
         print(f"ensemble: {ensemble} (the Kaggle preset, recover/assets/presets.json)")
     print(stage.stage_model_dataset(cfg, model, a.embed, a.mean_prompt, a.out, lora=a.lora, ensemble=ensemble))
