@@ -8,11 +8,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from . import constants as C
@@ -104,8 +106,20 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _strict_json(obj):
+    """NaN and infinities -> null: json.dumps would write `NaN`, which strict JSON readers refuse."""
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict_json(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+    text = json.dumps(_strict_json(obj), indent=2, ensure_ascii=False, default=str, allow_nan=False)
+    atomic_write_text(path, text + "\n")
 
 
 def atomic_write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:

@@ -38,9 +38,14 @@ def loso_lines(choice: dict) -> str:
     order = [s for s in mine.get("scs", {}) if s in folds] + [s for s in mine.get("scs", {}) if s not in folds]
     for src in order:
         tag = "*" if src in folds else " (robustness)"
-        out.append(f"  leave-one-source-out, held out {src}{tag}: {mine['scs'][src]:.4f} "
-                   f"(mean prompt {mean.get('scs', {}).get(src, float('nan')):.4f})")
+        out.append(f"  leave-one-source-out, held out {src}{tag}: {_figure(mine['scs'][src])} "
+                   f"(mean prompt {_figure(mean.get('scs', {}).get(src))})")
     return "\n".join(out)
+
+
+def _figure(v: float | None) -> str:
+    """A recorded figure; null (a fold the method trained on, so never held out) as '-'."""
+    return "-" if v is None or v != v else f"{v:.4f}"
 
 
 def test_like_figure(ensemble: str | None, method: str) -> float | None:

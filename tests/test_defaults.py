@@ -29,6 +29,19 @@ def test_shipped_default_is_consistent():
         assert m["mean_prompt"] == MeanPrompt.load(None).prompt
 
 
+def test_packaged_json_is_strict_and_the_demo_prints_its_figures():
+    """Every packaged JSON parses without NaN/Infinity; a fold the default trained on prints as '-', not 'nan'."""
+    from recover.demo import loso_lines
+    from recover.models.shipped import ASSETS
+
+    def refuse(const):
+        raise AssertionError(f"non-strict JSON constant {const}")
+    for p in sorted(ASSETS.rglob("*.json")):
+        json.loads(p.read_text(), parse_constant=refuse)
+    lines = loso_lines(default_choice())
+    assert "nan" not in lines.lower() and "held out" in lines
+
+
 def test_predict_no_flags_equals_demo_default(tmp_path, test_csv, monkeypatch):
     from recover.demo import run_demo
 

@@ -119,3 +119,18 @@ def test_help_lists_every_choice_the_code_accepts(capsys):
     ev = help_of("eval")
     for m in METHODS + ENS_METHODS:
         assert f" {m}," in ev or f" {m} " in ev, m
+
+
+def test_json_artifacts_are_strict_json(tmp_path):
+    """A leaderboard's missing RULE (NaN) is written as null: strict JSON readers refuse `NaN`."""
+    import json
+
+    import numpy as np
+
+    from recover.csvio import atomic_write_json
+    p = tmp_path / "m.json"
+    atomic_write_json(p, {"rule": float("nan"), "rows": [np.float32("inf"), np.float64(0.5), 1], "name": "x"})
+    text = p.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict constant {c}")) == {
+        "rule": None, "rows": [None, 0.5, 1], "name": "x"}
