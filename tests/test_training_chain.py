@@ -526,6 +526,10 @@ def test_the_final_fit_trains_on_every_source_and_carries_the_loso_adapters_figu
                                 {"data": data, "holdout": "none", "out": str(tmp_path / "c"), "dpo_lr": 1e-5})
     with pytest.raises(ValueError, match="another recipe.*dpo_lr"):
         loso_evidence(other, C.LOSO_LORA)
+    # a LOSO adapter whose manifest records where it was to be served (kaggle_base) is still the same recipe
+    qwen = ch.ChainConfig.load(resolve_chain_recipe("chain-qwen2.5-coder-0.5b-cpu"),
+                               {"data": data, "holdout": "none", "out": str(tmp_path / "q")})
+    assert loso_evidence(qwen, "qwen-coder-dpo")[0]["from_adapter"]["name"] == "qwen-coder-dpo"
 
 
 def test_the_chains_predict_stage_runs_recover_predict_and_serves_zero_shot_bare(tmp_path, monkeypatch):

@@ -60,8 +60,10 @@ def ship_adapter(cfg: ChainConfig, name: str, command: str, log=print, loso_from
     return dest
 
 
-# recipe keys that may differ between a LOSO adapter and the final fit whose figures it stands for
+# recipe keys that may differ between a LOSO adapter and the final fit whose figures it stands for: the fold, and
+# where rather than how (the data, the launcher, the folder, the Kaggle base's name)
 _FOLD_KEYS = ("holdout", "eval_rows")
+_WHERE_KEYS = ("data", "launcher", "out", "kaggle_base")
 
 
 def loso_evidence(cfg: ChainConfig, loso_from: str) -> tuple[dict, str, dict]:
@@ -70,9 +72,8 @@ def loso_evidence(cfg: ChainConfig, loso_from: str) -> tuple[dict, str, dict]:
     _, m = lora_manifest(loso_from)
     if "heldout_figures" not in m:
         raise ValueError(f"--loso-from {loso_from}: its manifest has no held-out figures")
-    was = {k: v for k, v in m["training"]["recipe"].items() if k not in _FOLD_KEYS}
-    now = {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items()
-           if k not in _FOLD_KEYS + ("data", "launcher", "out", "kaggle_base")}  # kaggle_base: where, not how
+    was = {k: v for k, v in m["training"]["recipe"].items() if k not in _FOLD_KEYS + _WHERE_KEYS}
+    now = {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in _FOLD_KEYS + _WHERE_KEYS}
     defaults = {f.name: f.default for f in fields(ChainConfig)}
     # a key added after the LOSO adapter was made, left at its default, is not a different recipe
     diff = [k for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)
