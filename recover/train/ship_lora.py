@@ -14,6 +14,7 @@ from .chain import STAGES, Chain, ChainConfig
 
 
 SHIP_STAGES = ("dpo", "sft")  # which of the chain's adapters --ship copies (SFT+DPO by default)
+_RUN_KEYS = ("data", "launcher", "out")  # this run's, not the recipe's: the manifest records the data by name
 
 
 def ship_adapter(cfg: ChainConfig, name: str, command: str, log=print, loso_from: str | None = None,
@@ -51,7 +52,7 @@ def ship_adapter(cfg: ChainConfig, name: str, command: str, log=print, loso_from
                 "stage": stage,
                 "training": {"data": [Path(p).name for p in cfg.data], "holdout": cfg.holdout,
                              "sft_rows": stages["rows"]["sft_rows"], "dpo_pairs": stages["pairs"]["pairs"],
-                             "recipe": {k: v for k, v in asdict(cfg).items() if k not in ("data", "launcher", "out")},
+                             "recipe": {k: v for k, v in asdict(cfg).items() if k not in _RUN_KEYS},
                              "seconds": {s: v["seconds"] for s, v in stages.items()}},
                 "heldout_figures": held,
                 "combine": combine, "combine_evidence": evidence, "command": command}
@@ -61,9 +62,10 @@ def ship_adapter(cfg: ChainConfig, name: str, command: str, log=print, loso_from
 
 
 # recipe keys that may differ between a LOSO adapter and the final fit whose figures it stands for: the fold, and
-# where rather than how (the data, the launcher, the folder, the Kaggle base's name)
+# where rather than how (this run's data, launcher and folder, which the manifest's recipe leaves out; the Kaggle
+# base's name)
 _FOLD_KEYS = ("holdout", "eval_rows")
-_WHERE_KEYS = ("data", "launcher", "out", "kaggle_base")
+_WHERE_KEYS = _RUN_KEYS + ("kaggle_base",)
 
 
 def loso_evidence(cfg: ChainConfig, loso_from: str) -> tuple[dict, str, dict]:
