@@ -130,8 +130,9 @@ def test_dpo_lora_and_qlora_then_export_q8_and_predict(tmp_path, test_csv):
     from recover.models.llm import LlamaConfig, LlamaPredictor
     from recover.pypi_models import smollm2_gguf
 
-    m = export_lora(C.PYPI_SMOLLM2, str(cont), str(tmp_path / "lora.gguf"))
+    m = export_lora(C.PYPI_SMOLLM2, str(cont), str(tmp_path / "lora.gguf"), serve={"template": "short", "n_ctx": 512})
     v = m["verification"]
+    assert m["serve"] == {"template": "short", "n_ctx": 512}  # `--lora <this file>` serves it as it was trained
     n = len(PROMPTS)
     assert v["passed"] and v["max_abs_logit_diff"] <= v["threshold"]
     # top-1 agrees on every prompt but near-ties: which side of a tie a prompt falls on moves with the training's
@@ -143,6 +144,23 @@ def test_dpo_lora_and_qlora_then_export_q8_and_predict(tmp_path, test_csv):
     cfg = dict(model=str(smollm2_gguf()), max_new_tokens=8, n_ctx=512)
     tuned = LlamaPredictor(LlamaConfig(lora_path=str(tmp_path / "lora.gguf"), **cfg))
     assert tuned.predict_batch(*rows)[0].strip()
+
+
+def test_a_lora_gguf_given_by_path_is_served_with_the_settings_its_export_recorded(tmp_path):
+    """A chain's gguf/sft-dpo-lora.gguf (or `recover export lora --out X.gguf`) has X.manifest.json beside it: served
+    by path it brings the template and n_ctx it was trained with (flags win), as a shipped adapter does."""
+    from recover.models.shipped import llm_options
+
+    gguf = tmp_path / "sft-dpo-lora.gguf"
+    gguf.write_bytes(b"GGUF")
+    serve = {"template": "short", "n_ctx": 320, "max_new_tokens": 32}
+    (tmp_path / "sft-dpo-lora.manifest.json").write_text(json.dumps({"file": gguf.name, "serve": serve}))
+    options, manifest = llm_options({"lora_path": str(gguf)})
+    assert {k: options[k] for k in serve} == serve and manifest["serve"] == serve
+    assert llm_options({"lora_path": str(gguf), "template": "recover"})[0]["template"] == "recover"
+    # a failed export's manifest names its .tmp, not this file: nothing is read from it
+    (tmp_path / "sft-dpo-lora.manifest.json").write_text(json.dumps({"file": gguf.name + ".tmp", "serve": serve}))
+    assert "template" not in llm_options({"lora_path": str(gguf)})[0]
 
 
 def test_a_top1_flip_is_measured_by_how_much_hf_preferred_its_own_pick():

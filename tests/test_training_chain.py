@@ -590,3 +590,19 @@ def test_the_pair_stage_fills_the_rows_in_flight_this_machine_measured(monkeypat
     assert OP.policy(replace(cfg, sample_batch_rows=2)).n_seq == 12
     monkeypatch.setattr(OP, "served_config", lambda base, arch: replace(base, engine="llama", n_seq=1))
     assert (OP.policy(cfg).engine, OP.policy(cfg).n_seq) == ("llama", 6)
+
+
+def test_the_chains_lora_exports_record_the_settings_it_trained_with(tmp_path, monkeypatch):
+    """Both LoRA GGUFs' export manifests carry the chain's serve settings (template, n_ctx, max_new_tokens), so
+    `recover predict --lora <chain>/gguf/sft-dpo-lora.gguf` serves the adapter as the chain trained it."""
+    from recover.train import chain as ch
+
+    cfg = ch.ChainConfig.load(resolve_chain_recipe("chain-smollm2-short-cpu"),
+                              {"data": [str(tmp_path / "a.csv")], "holdout": "none", "out": str(tmp_path / "c")})
+    chain = ch.Chain(cfg, log=lambda *a: None)
+    seen = []
+    monkeypatch.setattr(chain, "base_gguf", lambda: "base.gguf")
+    monkeypatch.setattr(ch, "export_lora", lambda *a, **kw: seen.append(kw) or {"bytes": 1, "verification": {}})
+    chain.stage_sft_gguf()
+    chain.stage_dpo_gguf()
+    assert [kw["serve"] for kw in seen] == [{"template": "short", "n_ctx": 320, "max_new_tokens": 32}] * 2

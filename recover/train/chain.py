@@ -207,7 +207,8 @@ class Chain:
                                                  "--max_length", str(c.n_ctx + 64)])
 
     def _gguf(self, adapter: Path, out: Path) -> dict:
-        m = export_lora(self.base_gguf(), str(adapter), str(out), base_hf=self.cfg.base_hf, log=self.log)
+        m = export_lora(self.base_gguf(), str(adapter), str(out), base_hf=self.cfg.base_hf, serve=self.cfg.serve(),
+                        log=self.log)
         return {"file": str(out), "bytes": m["bytes"], "verification": m["verification"]}
 
     def stage_sft_gguf(self) -> dict:
