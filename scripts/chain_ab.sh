@@ -17,8 +17,8 @@ mkdir -p "$OUT"
 $PY -c "import sys; from recover import constants as C; from recover.csvio import atomic_write_csv, read_table
 atomic_write_csv(sys.argv[2], read_table(sys.argv[1], C.TEST_COLUMNS)[list(C.TEST_COLUMNS)])" "$DATA_DIR/gemma_rewrites_f.csv" "$OUT/f_test.csv"
 # served as the chain trained and serves them (a chain folder made before its exports recorded these, too)
-read -r -a SERVE <<< "$($PY -c "import json, sys; c = json.load(open(sys.argv[1]))['config']
-print(f\"--template {c['template'] or 'recover'} --n-ctx {c['n_ctx']} --max-new-tokens {c['max_new_tokens']}\")" "$A/config.json")"
+read -r -a SERVE <<< "$($PY -c "import json, sys; from recover.cli_args import LLM_FLAGS; c = json.load(open(sys.argv[1]))['config']
+print(' '.join(f'{LLM_FLAGS[k]} {c[k]}' for k in ('template', 'n_ctx', 'max_new_tokens') if c.get(k) is not None))" "$A/config.json")"
 predict() {  # input output lora
   $R predict --input "$1" --output "$2" --predictor llm --model pypi:smollm2 --mean-prompt "$A/eval/mean_prompt.json" \
     --combine llm --seed 1234 --cpu-quant none --run-root "$OUT/runs" --lora "$3" "${SERVE[@]}"
@@ -28,7 +28,7 @@ predict "$OUT/f_test.csv" "$OUT/f_a.csv" "$A/gguf/sft-dpo-lora.gguf"
 predict "$OUT/f_test.csv" "$OUT/f_b.csv" "$LORA_B"
 $R eval --methods mean --protocol loso --data "$D/gemma_rewrites_f.csv" --data "$D/gemma_rewrites_a.csv" \
   --data "$D/gpt35_rewrites_c.csv" --holdout gemma_rewrites_f --pred a="$OUT/f_a.csv" --pred b="$OUT/f_b.csv" --report "$OUT/f"
-if [ "$HOLD" = none ] || [ "$HOLD" = None ]; then  # a final fit: no source held out, f is the only fold neither saw
+if [ "$HOLD" = none ]; then  # a final fit: no source held out, f is the only fold neither saw
   echo "a = $A, b = $B ($LORA_B): final fits, the paired step a -> b on f is in $OUT/f/leaderboard.json"; exit 0
 fi
 predict "$A/split/eval_test.csv" "$OUT/held_a.csv" "$A/gguf/sft-dpo-lora.gguf"
