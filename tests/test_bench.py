@@ -115,6 +115,19 @@ def test_phase_fractions_hold_an_int8_backend_to_the_int8_gemm():
     # decoding's arithmetic bound: 2 x 1.25e8 parameters x 20 tokens x 10 rows in 1 s against 1e11
     f = phase_fractions({**b, "torch_dtype": "fp32", "n_params": 1.25e8, "gen_tokens_per_row": 20}, limits)
     assert f["gen_flop_s"] == 5e10 and f["gen_flop_of_limit"] == 0.5 and f["gen_of_limit"] == 1.0
+    assert "gen_kv_of_limit" not in f  # a backend that does not count its cache reads (llama.cpp, transformers)
+
+
+def test_the_decode_bound_counts_the_kv_cache_the_steps_had_to_read():
+    """The torch engine counts the keys and values its decode steps needed: the bound is weights + those bytes."""
+    from recover.bench.limits import phase_fractions
+
+    b = {"rows": 10, "gen_s_per_row": 0.1, "gen_steps": 50, "weight_bytes": 2e8, "gen_kv_bytes": 1e10,
+         "gen_kv_read_bytes": 1.5e10}
+    f = phase_fractions(b, {"prompt_flop_s": 1e11, "gen_bytes_s": 4e10})
+    assert f["gen_of_limit"] == 0.25  # 2e8 bytes x 50 steps in 1 s against 4e10
+    assert f["gen_kv_bytes_s"] == 2e10 and f["gen_kv_of_limit"] == 0.5  # + 1e10 bytes of the rows' caches
+    assert f["kv_read_over_needed"] == 1.5  # padding and finished slots read beside them
 
 
 def test_backends_in_a_precision_this_cpu_only_emulates_are_not_run_and_say_why():

@@ -130,6 +130,30 @@ def test_the_decode_batch_sheds_stopped_rows_and_every_answer_stays_the_same(smo
     assert {b for b, _ in sizes} == {8}
 
 
+def test_decode_steps_count_the_kv_bytes_each_live_row_needed_and_the_cache_they_read(smollm2_gguf, sample_df,
+                                                                                       monkeypatch):
+    """`recover bench`'s decode bound counts the keys and values a step must read: each live row's tokens up to
+    the one it feeds (finished slots and padding are read but not needed), at the cache's bytes per token."""
+    p = LlamaPredictor(LlamaConfig(model=str(smollm2_gguf), engine="torch", torch_dtype="fp32", n_seq=8, n_ctx=512))
+    e = p.engine
+    one = e.lm.new_cache(1, 1)  # one token's keys and values over all layers, as the cache holds them
+    assert e.kv_token_bytes == sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in one)
+    prompts = [p.build_prompt_tokens(a, b) for a, b in zip(sample_df.original_text[:8], sample_df.rewritten_text[:8])]
+    need, read, dead, decode = [0], [0], [0], e.lm.decode
+
+    def spy(cache, tok, pos):
+        live = [s for s, j in enumerate(e._slots["job"]) if j is not None]
+        dead[0] += len(tok) - len(live)
+        need[0] += sum(int(pos[s]) + 1 for s in live) * e.kv_token_bytes
+        read[0] += len(tok) * cache[0][0].shape[2] * e.kv_token_bytes
+        return decode(cache, tok, pos)
+    monkeypatch.setattr(e.lm, "decode", spy)
+    before = (e.stats.gen_kv_bytes, e.stats.gen_kv_read_bytes)
+    e.generate(prompts, 48)
+    assert dead[0] > 0 and 0 < need[0] < read[0]  # rows stop apart: some steps carry a finished slot (< 1/4 of 8)
+    assert (e.stats.gen_kv_bytes - before[0], e.stats.gen_kv_read_bytes - before[1]) == (need[0], read[0])
+
+
 def test_bf16_answers_keep_the_fp32_answers_lengths(smollm2_gguf, sample_df):
     """bf16 differs from fp32 by rounding, so a near-tie may part two answers, but not their shape: rows of
     one batch keep their fp32 lengths. (A cache allocated uninitialised once cut bf16 answers to 1-3 tokens

@@ -84,6 +84,12 @@ def phase_fractions(b: dict, limits: dict) -> dict:
     if tg and steps and wb:
         bps = wb * steps / tg
         out["gen_bytes_s"], out["gen_of_limit"] = round(bps), round(bps / limits["gen_bytes_s"], 3)
+        # what a step must read is the weights AND each live row's keys and values: at 24 rows of ~450 tokens
+        # those are about as many bytes as the weights, so a step at the bandwidth reads ~50% counting weights only
+        if b.get("gen_kv_bytes"):
+            kv = (wb * steps + b["gen_kv_bytes"]) / tg
+            out["gen_kv_bytes_s"], out["gen_kv_of_limit"] = round(kv), round(kv / limits["gen_bytes_s"], 3)
+            out["kv_read_over_needed"] = round(b.get("gen_kv_read_bytes", 0) / b["gen_kv_bytes"], 3)
     # the other bound of a decode step: its arithmetic (every weight, the output layer's too, once per generated
     # token). Where rows in flight are many and the GEMM is slow (fp32 on an AVX2-only CPU) it is the nearer one.
     n_all, gt = b.get("n_params"), b.get("gen_tokens_per_row")
@@ -104,6 +110,8 @@ def format_limits(r: dict) -> list[str]:
     lines.append(f"{'by phase':24}" + "".join(f"{n:>16}" for n in ran))
     for key, label, scale, unit in (("prompt_flop_s", "prompt TFLOP/s", 1e12, ""), ("prompt_of_limit", "  of limit", 1, ""),
                                     ("gen_bytes_s", "generation GB/s", 1e9, ""), ("gen_of_limit", "  of limit", 1, ""),
+                                    ("gen_kv_bytes_s", "  + KV cache GB/s", 1e9, ""),
+                                    ("gen_kv_of_limit", "  of limit", 1, ""),
                                     ("gen_flop_s", "generation TFLOP/s", 1e12, ""),
                                     ("gen_flop_of_limit", "  of GEMM limit", 1, "")):
         cells = []

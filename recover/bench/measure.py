@@ -89,6 +89,7 @@ def bench_llama(model: str, data: str, rows: int, llm: dict) -> dict:
     p.engine.generate(warm_prompts(ids), p.cfg.max_new_tokens)
     s = p.engine.stats
     base = (s.prompt_tokens, s.gen_tokens, s.t_prompt, s.t_gen, s.gen_steps)  # the head at load, the warm-up
+    kv_base = (s.gen_kv_bytes, s.gen_kv_read_bytes)
     per_row, preds, step = [], [], p.chunk_rows  # as `recover predict` feeds it: chunk_rows rows per call
     for i in range(0, len(originals), step):
         t = time.perf_counter()
@@ -101,6 +102,8 @@ def bench_llama(model: str, data: str, rows: int, llm: dict) -> dict:
     e = p.engine
     n_params = e.n_params if torch_engine else e.model.n_params()
     body = e.body_params if torch_engine else n_params - e.model.n_vocab() * e.model.n_embd()
+    if torch_engine:  # the keys and values its decode steps needed and read (llama.cpp's engine does not count them)
+        out.update(gen_kv_bytes=s.gen_kv_bytes - kv_base[0], gen_kv_read_bytes=s.gen_kv_read_bytes - kv_base[1])
     out.update(prompt_ids=ids, n_params=n_params, file_bytes=Path(model).stat().st_size, body_params=body,
                weight_bytes=e.weight_bytes if torch_engine else Path(model).stat().st_size, gen_steps=s.gen_steps - base[4],
                model_desc="torch " + p.engine.dtype if torch_engine else p.engine.model.desc(),

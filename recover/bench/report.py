@@ -169,7 +169,7 @@ def headline(report: dict, peers: list[str], per_row_scs: dict | None = None) ->
          "best_peer": best, "speedup": round(b["s_per_row"] / d["s_per_row"], 3),
          "default_s_per_row": d["s_per_row"], "peer_s_per_row": b["s_per_row"],
          "prompt_tok_s": [d.get("prompt_tok_s"), b.get("prompt_tok_s")], "gen_tok_s": [d.get("gen_tok_s"), b.get("gen_tok_s")],
-         "of_limit": {k: [x.get("phases", {}).get(k) for x in (d, b)] for k in ("prompt_of_limit", "gen_of_limit", "gen_flop_of_limit")}}
+         "of_limit": {k: [x.get("phases", {}).get(k) for x in (d, b)] for k in ("prompt_of_limit", "gen_of_limit", "gen_kv_of_limit", "gen_flop_of_limit")}}
     if per_row_scs and default in per_row_scs and best in per_row_scs:
         diff = per_row_scs[default] - per_row_scs[best]
         h["scs_vs_peer"] = {"mean": round(float(diff.mean()), 4), "ci95": [round(x, 4) for x in bootstrap_ci(diff)]}
@@ -188,7 +188,8 @@ def format_report(r: dict) -> str:
         pct = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
         fr = h.get("of_limit", {})
         lines.append(f"  of this CPU's limits: prompt {' vs '.join(pct(v) for v in fr.get('prompt_of_limit', []))}, "
-                     f"decode {' vs '.join(pct(v) for v in fr.get('gen_of_limit', []))} of the read bandwidth, "
+                     f"decode {' vs '.join(pct(v) for v in fr.get('gen_of_limit', []))} of the read bandwidth "
+                     f"(weights; with each row's KV cache {' vs '.join(pct(v) for v in fr.get('gen_kv_of_limit', []))}), "
                      f"{' vs '.join(pct(v) for v in fr.get('gen_flop_of_limit', []))} of the GEMM; "
                      f"default from: {h.get('source')}")
         if "scs_vs_peer" in h:

@@ -66,6 +66,10 @@ class EngineStats:
     gen_steps: int = 0  # decode calls that carried generated tokens only (each reads every weight once)
     t_prompt: float = 0.0  # seconds in decode calls that carried prompt tokens
     t_gen: float = 0.0  # seconds in decode calls of generated tokens only
+    # bytes of keys and values those steps had to read (each live row's cached tokens; the torch engine counts
+    # them, llama.cpp's engine leaves 0) and did read (the torch engine's whole cache: padding and finished slots)
+    gen_kv_bytes: int = 0
+    gen_kv_read_bytes: int = 0
     per_job_prompt: list = field(default_factory=list)
     per_job_gen: list = field(default_factory=list)
 

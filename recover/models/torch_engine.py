@@ -170,6 +170,9 @@ class TorchEngine(GGUFTokens):
         # bytes one decode step reads: every weight once, in the format the forward computes from
         self.weight_bytes = self.n_params * {"bf16": 2, "int8": 1}.get(dtype, 4)
         self.lm = FusedLM(hf, "int8" if dtype == "int8" else getattr(torch, DTYPES[dtype]))
+        # bytes one cached token's keys and values take over all layers: at 24 rows of ~450 tokens a decode step
+        # must read about as many of them as of weights (`recover bench` counts both)
+        self.kv_token_bytes = 2 * len(self.lm.layers) * self.lm.n_kv * self.lm.head_dim * self.lm.kv_dtype.itemsize
         del hf  # the fused copies hold every weight the forward reads
         with amp:
             self.lm.warm()
@@ -252,6 +255,7 @@ class TorchEngine(GGUFTokens):
                 self.stats.decode_calls += 1
                 self.stats.gen_steps += 1
                 live = [s for s in range(B) if job[s] is not None]
+                self._count_kv(cache, pos, live)
                 for s, t, p in zip(live, nxt[live].tolist(), lp[live].tolist()):
                     self._advance(s, t, p, max_new_tokens, stop_on_blank_line)
                 tok[live] = nxt[live]
@@ -285,6 +289,12 @@ class TorchEngine(GGUFTokens):
             self._slots["job"][slot], self._slots["gen"][slot], self._slots["lp"][slot] = j, [], []
             pos[slot], tok[slot] = len(prompts[j]), t  # the first generated token sits right after the prompt
             self._advance(slot, t, p, max_new_tokens, blank)
+
+    def _count_kv(self, cache, pos, live: list[int]) -> None:
+        """A decode step's key/value bytes: needed (each live row's tokens up to the one just written) and read
+        (the step reads every slot's whole cache, `FusedLM.decode`)."""
+        self.stats.gen_kv_bytes += (int(pos[live].sum()) + len(live)) * self.kv_token_bytes
+        self.stats.gen_kv_read_bytes += cache[0][0].shape[0] * cache[0][0].shape[2] * self.kv_token_bytes
 
     def _grow(self, cache: list, need: int) -> None:
         """Make the decode cache at least `need` positions long, in place (by 25% at a time at least): a decode
