@@ -145,6 +145,31 @@ def test_no_packaged_file_overrides_the_measured_choice(tmp_path, monkeypatch):
     assert not (tmp_path / "cache" / "cpu_quant.json").exists()
 
 
+def test_a_class_rule_measured_on_one_makers_cpu_does_not_decide_for_anothers(tmp_path, monkeypatch):
+    """avx512_bf16 holds an Intel Xeon (fp32 fastest, bf16 0.79x of it) and an AMD Zen 5 (bf16 2.7x fp32): the
+    rule measured on one maker's CPU is read first by that maker's CPUs, the class's first rule by the rest."""
+    monkeypatch.setenv("RECOVER_CACHE", str(tmp_path / "cache"))
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"classes": {"avx512_bf16": {"engine": "torch", "backend": "torch-fp32", "torch_dtype":
+                                                              "fp32", "n_seq": 8, "measured_on": {"vendor": "GenuineIntel"}}}}))
+    monkeypatch.setattr(CC, "RULES_FILE", rules)
+    zen5 = CC.CpuFeatures("AuthenticAMD", "26", "2", NO_AMX.flags)
+    assert zen5.cls == NO_AMX.cls == "avx512_bf16"
+    assert CC.cpu_choice(zen5)["backend"] == "torch-fp32"  # no AMD measurement yet: the class's rule
+    CC.write_class_rule(CH.choose(_speed(0.25, 0.68, 0.29), _quality()), zen5, log=lambda *_: None)
+    shipped = json.loads(rules.read_text())["classes"]
+    assert shipped["avx512_bf16"]["torch_dtype"] == "fp32"  # the Intel measurement stands for the rest
+    assert shipped["avx512_bf16/AuthenticAMD"]["measured_on"]["vendor"] == "AuthenticAMD"
+    for feat, dtype, key in ((zen5, "bf16", "avx512_bf16/AuthenticAMD"), (NO_AMX, "fp32", "avx512_bf16")):
+        c = CC.cpu_choice(feat)
+        assert (c["torch_dtype"], c["source"].split("'")[1]) == (dtype, key)
+        monkeypatch.setattr(CC, "read_cpu_features", lambda f=feat: f)  # what `recover predict` resolves there
+        assert defaults.cpu_torch_dtype() == dtype
+    # a class no CPU has measured yet: its first measurement is the class's rule too
+    CC.write_class_rule(CH.choose(_speed(0.2, 0.5, 0.3), _quality()), AMX, log=lambda *_: None)
+    assert json.loads(rules.read_text())["classes"]["amx"]["torch_dtype"] == "bf16"
+
+
 def test_this_machines_features_are_read_from_cpuinfo(tmp_path):
     f = tmp_path / "cpuinfo"
     f.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"

@@ -5,7 +5,10 @@ Where `recover predict` looks, first hit wins:
    on this machine; <key> names the CPU's feature class, vendor, family/model and a hash of its SIMD flags
    (keyed like the llama wheel cache: a different CPU never reads another's measurement);
 2. the rule for the CPU's feature CLASS (amx / avx512_bf16 / vnni / none), packaged in
-   `recover/assets/cpu_rules.json`: each entry says where it was measured, or that it was not;
+   `recover/assets/cpu_rules.json`: each entry says where it was measured, or that it was not. A class holds
+   CPUs of more than one maker, and they can disagree (avx512_bf16: an Intel Xeon ran torch fp32 fastest, bf16
+   0.79x of it; an AMD Zen 5 ran bf16 2.7x fp32's speed), so a rule measured on one maker's CPU is recorded
+   under `<class>/<vendor>` and read first by CPUs of that maker; the bare `<class>` entry is the fallback;
 3. nothing: llama.cpp on the file as is.
 A packaged file never overrides a measured one: the cache is read first and the bench never writes the
 packaged rules unless asked (`--ship-class-rule`).
@@ -98,13 +101,20 @@ def measured_choice(feat: CpuFeatures) -> dict | None:
     return read_machine_cache(C.CPU_CHOICE_PREFIX, feat)
 
 
+def rule_keys(feat: CpuFeatures) -> list[str]:
+    """The packaged rules that may decide for this CPU, first hit wins: its class measured on its maker's CPU, then
+    its class measured on any."""
+    return [f"{feat.cls}/{feat.vendor}", feat.cls] if feat.vendor else [feat.cls]
+
+
 def class_rule(feat: CpuFeatures, rules_file: Path | None = None) -> dict | None:
-    """The packaged rule for this CPU's feature class, if one is recorded."""
+    """The packaged rule for this CPU's feature class (its maker's entry first), if one is recorded."""
     f = rules_file or RULES_FILE
     if not f.is_file():
         return None
-    rule = json.loads(f.read_text()).get("classes", {}).get(feat.cls)
-    return {**rule, "source": f"class rule '{feat.cls}' ({f.name})"} if rule else None
+    classes = json.loads(f.read_text()).get("classes", {})
+    key = next((k for k in rule_keys(feat) if k in classes), None)
+    return {**classes[key], "source": f"class rule '{key}' ({f.name})"} if key else None
 
 
 def cpu_choice(feat: CpuFeatures | None = None, rules_file: Path | None = None) -> dict | None:
@@ -123,12 +133,16 @@ def write_measured_choice(choice: dict, feat: CpuFeatures, log=print) -> Path:
 
 def write_class_rule(choice: dict, feat: CpuFeatures, rules_file: Path | None = None, log=print) -> Path:
     """Record a measured choice as the packaged rule of its feature class (`--ship-class-rule`): the fallback
-    for machines of that class that have not measured their own."""
+    for machines of that class that have not measured their own. Written under `<class>/<vendor>` (what CPUs of
+    this maker read first), and under the bare `<class>` too while no CPU of the class has one there."""
     f = rules_file or RULES_FILE
     rules = json.loads(f.read_text()) if f.is_file() else {"format_version": C.CPU_CHOICE_FORMAT_VERSION, "classes": {}}
     keep = ("engine", "backend", "torch_dtype", "n_seq", "quant", "s_per_row", "quality", "command", "rows", "data")
-    rules["classes"][feat.cls] = {**{k: choice[k] for k in keep if k in choice},
-                                  "measured_on": {k: v for k, v in feat.describe().items() if k != "key"}}
+    rule = {**{k: choice[k] for k in keep if k in choice},
+            "measured_on": {k: v for k, v in feat.describe().items() if k != "key"}}
+    keys = rule_keys(feat)
+    for key in keys[:1] + [k for k in keys[1:] if not rules["classes"].get(k, {}).get("measured_on")]:
+        rules["classes"][key] = rule
     atomic_write_json(f, rules)
-    log(f"class rule '{feat.cls}': {choice['backend']} -> {f}")
+    log(f"class rule '{keys[0]}': {choice['backend']} -> {f}")
     return f
