@@ -606,3 +606,24 @@ def test_the_chains_lora_exports_record_the_settings_it_trained_with(tmp_path, m
     chain.stage_sft_gguf()
     chain.stage_dpo_gguf()
     assert [kw["serve"] for kw in seen] == [{"template": "short", "n_ctx": 320, "max_new_tokens": 32}] * 2
+
+
+def test_the_chain_draws_its_pairs_on_llama_cpp_unless_told_otherwise(tmp_path, monkeypatch):
+    """The pair stage's engine is the chain's setting, llama.cpp by default (its draws trained adapters that scored
+    higher on f than the torch engine's, five draws each); a recipe or --pair-engine picks torch or auto; a bad one
+    is refused when the chain is configured."""
+    from recover.train import chain as ch
+
+    over = {"data": [str(tmp_path / "a.csv")], "holdout": "none", "out": str(tmp_path / "c")}
+    seen = []
+    monkeypatch.setattr(ch, "build_onpolicy_pairs", lambda cfg, emb, log: seen.append(cfg) or {})
+    monkeypatch.setattr(ch.Embedder, "resolve", staticmethod(lambda name: None))
+    for pick, engine in ((None, "llama"), ("torch", "torch"), ("auto", "auto")):
+        cfg = ch.ChainConfig.load(resolve_chain_recipe("chain-smollm2-short-cpu"), {**over, "pair_engine": pick})
+        chain = ch.Chain(cfg, log=lambda *a: None)
+        monkeypatch.setattr(chain, "base_gguf", lambda: "base.gguf")
+        monkeypatch.setattr(chain, "_fold_mean", lambda: "the mean prompt")
+        chain.stage_pairs()
+        assert seen[-1].engine == engine
+    with pytest.raises(ValueError, match="pair_engine 'gpu': one of llama, torch, auto"):
+        ch.ChainConfig.load(resolve_chain_recipe("chain-smollm2-short-cpu"), {**over, "pair_engine": "gpu"})

