@@ -165,6 +165,10 @@ def test_a_class_rule_measured_on_one_makers_cpu_does_not_decide_for_anothers(tm
         assert (c["torch_dtype"], c["source"].split("'")[1]) == (dtype, key)
         monkeypatch.setattr(CC, "read_cpu_features", lambda f=feat: f)  # what `recover predict` resolves there
         assert defaults.cpu_torch_dtype() == dtype
+    # the maker whose measurement the bare entry holds measures again: both its entries move
+    CC.write_class_rule(CH.choose(_speed(0.2, 0.5, 0.3), _quality()), NO_AMX, log=lambda *_: None)
+    shipped = json.loads(rules.read_text())["classes"]
+    assert shipped["avx512_bf16"]["torch_dtype"] == shipped["avx512_bf16/GenuineIntel"]["torch_dtype"] == "bf16"
     # a class no CPU has measured yet: its first measurement is the class's rule too
     CC.write_class_rule(CH.choose(_speed(0.2, 0.5, 0.3), _quality()), AMX, log=lambda *_: None)
     assert json.loads(rules.read_text())["classes"]["amx"]["torch_dtype"] == "bf16"

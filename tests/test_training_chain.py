@@ -233,6 +233,13 @@ def test_a_finished_stage_made_with_other_settings_is_an_error_not_a_reuse(tmp_p
         other.run(only=["pairs"])
     (stages / "pairs.json").write_text("{}")  # a marker from before settings were recorded: reused
     other.run(only=["pairs"])
+    # recorded before pair_engine existed: it drew as `auto` did, so it is reused as auto and refused as llama
+    legacy = {k: v for k, v in chain.settings("pairs").items() if k != "pair_engine"}
+    (stages / "pairs.json").write_text(json.dumps({"settings": legacy}))
+    with pytest.raises(ValueError, match=r"stage pairs .*pair_engine: 'auto' -> 'llama'"):
+        chain.run(only=["pairs"])
+    Chain(ChainConfig(data=data, holdout="src_a", out=str(tmp_path / "c"), k=4, pair_engine="auto"),
+          log=lambda *_: None).run(only=["pairs"])
 
 
 def test_recover_eval_scores_outside_predictions_on_the_held_out_source(tmp_path):

@@ -134,14 +134,15 @@ def write_measured_choice(choice: dict, feat: CpuFeatures, log=print) -> Path:
 def write_class_rule(choice: dict, feat: CpuFeatures, rules_file: Path | None = None, log=print) -> Path:
     """Record a measured choice as the packaged rule of its feature class (`--ship-class-rule`): the fallback
     for machines of that class that have not measured their own. Written under `<class>/<vendor>` (what CPUs of
-    this maker read first), and under the bare `<class>` too while no CPU of the class has one there."""
+    this maker read first), and under the bare `<class>` too unless another maker's CPU measured the one there."""
     f = rules_file or RULES_FILE
     rules = json.loads(f.read_text()) if f.is_file() else {"format_version": C.CPU_CHOICE_FORMAT_VERSION, "classes": {}}
     keep = ("engine", "backend", "torch_dtype", "n_seq", "quant", "s_per_row", "quality", "command", "rows", "data")
     rule = {**{k: choice[k] for k in keep if k in choice},
             "measured_on": {k: v for k, v in feat.describe().items() if k != "key"}}
     keys = rule_keys(feat)
-    for key in keys[:1] + [k for k in keys[1:] if not rules["classes"].get(k, {}).get("measured_on")]:
+    for key in keys[:1] + [k for k in keys[1:] if (rules["classes"].get(k, {}).get("measured_on") or {}).get("vendor")
+                           in (None, feat.vendor)]:
         rules["classes"][key] = rule
     atomic_write_json(f, rules)
     log(f"class rule '{keys[0]}': {choice['backend']} -> {f}")

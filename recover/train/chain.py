@@ -50,7 +50,7 @@ from ..models.prompting import build_messages, load_template
 from ..models.shipped import resolve_model_path
 from ..runs import record_run
 from ..score.embedder import Embedder, make_cap
-from .chain_config import MODELS, STAGE_SETTINGS, STAGES, ChainConfig
+from .chain_config import MODELS, SETTINGS_BEFORE_THEY_EXISTED, STAGE_SETTINGS, STAGES, ChainConfig
 
 
 
@@ -76,6 +76,8 @@ class Chain:
         error (reusing it silently would mix two recipes in one result)."""
         was = json.loads((self.cfg.root / "stages" / f"{stage}.json").read_text()).get("settings")
         now = json.loads(json.dumps(self.settings(stage)))
+        if was is not None:  # a setting added since the stage ran: it ran as that setting's old behaviour
+            was = {**{k: v for k, v in SETTINGS_BEFORE_THEY_EXISTED.items() if k in now}, **was}
         if was is not None and was != now:
             diff = ", ".join(f"{k}: {was.get(k)!r} -> {now.get(k)!r}" for k in now if was.get(k) != now.get(k))
             raise ValueError(f"chain stage {stage} in {self.cfg.root} was made with other settings ({diff}); "

@@ -15,6 +15,8 @@ FINAL = "none"
 STAGES = ("base", "split", "rows", "sft", "sft_gguf", "pairs", "dpo", "dpo_gguf", "predict", "eval")
 MODELS = ("zero-shot", "sft", "sft+dpo")
 PAIR_ENGINES = ("llama", "torch", "auto")
+# what a stage recorded before a setting existed ran as: such a stage is reused when asked for that value
+SETTINGS_BEFORE_THEY_EXISTED = {"pair_engine": "auto"}
 # What each stage's result depends on (its inputs' settings included): a finished stage is reused
 # only when these are unchanged. predict keys its reuse on file hashes itself.
 _COMMON = ("base", "base_hf", "base_quant", "data", "holdout", "seed")
