@@ -632,5 +632,5 @@ def test_the_chain_draws_its_pairs_on_llama_cpp_unless_told_otherwise(tmp_path, 
         monkeypatch.setattr(chain, "_fold_mean", lambda: "the mean prompt")
         chain.stage_pairs()
         assert seen[-1].engine == engine
-    with pytest.raises(ValueError, match="pair_engine 'gpu': one of llama, torch, auto"):
+    with pytest.raises(ValueError, match="pair_engine 'gpu': one of auto, llama, torch"):
         ch.ChainConfig.load(resolve_chain_recipe("chain-smollm2-short-cpu"), {**over, "pair_engine": "gpu"})

@@ -141,8 +141,8 @@ def write_class_rule(choice: dict, feat: CpuFeatures, rules_file: Path | None = 
     rule = {**{k: choice[k] for k in keep if k in choice},
             "measured_on": {k: v for k, v in feat.describe().items() if k != "key"}}
     keys = rule_keys(feat)
-    for key in keys[:1] + [k for k in keys[1:] if (rules["classes"].get(k, {}).get("measured_on") or {}).get("vendor")
-                           in (None, feat.vendor)]:
+    bare = rules["classes"].get(feat.cls, {}).get("measured_on") or {}
+    for key in keys if bare.get("vendor") in (None, feat.vendor) else keys[:1]:
         rules["classes"][key] = rule
     atomic_write_json(f, rules)
     log(f"class rule '{keys[0]}': {choice['backend']} -> {f}")

@@ -76,9 +76,11 @@ class Chain:
         error (reusing it silently would mix two recipes in one result)."""
         was = json.loads((self.cfg.root / "stages" / f"{stage}.json").read_text()).get("settings")
         now = json.loads(json.dumps(self.settings(stage)))
-        if was is not None:  # a setting added since the stage ran: it ran as that setting's old behaviour
-            was = {**{k: v for k, v in SETTINGS_BEFORE_THEY_EXISTED.items() if k in now}, **was}
-        if was is not None and was != now:
+        if was is None:  # a marker from before settings were recorded
+            return
+        # a setting added since the stage ran: it ran as that setting's old behaviour
+        was = {**{k: v for k, v in SETTINGS_BEFORE_THEY_EXISTED.items() if k in now}, **was}
+        if was != now:
             diff = ", ".join(f"{k}: {was.get(k)!r} -> {now.get(k)!r}" for k in now if was.get(k) != now.get(k))
             raise ValueError(f"chain stage {stage} in {self.cfg.root} was made with other settings ({diff}); "
                              f"use another --out, or delete {self.cfg.root / 'stages'}/{stage}.json and later stages")

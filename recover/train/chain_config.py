@@ -14,7 +14,6 @@ from .recipe import resolve_recipe
 FINAL = "none"
 STAGES = ("base", "split", "rows", "sft", "sft_gguf", "pairs", "dpo", "dpo_gguf", "predict", "eval")
 MODELS = ("zero-shot", "sft", "sft+dpo")
-PAIR_ENGINES = ("llama", "torch", "auto")
 # what a stage recorded before a setting existed ran as: such a stage is reused when asked for that value
 SETTINGS_BEFORE_THEY_EXISTED = {"pair_engine": "auto"}
 # What each stage's result depends on (its inputs' settings included): a finished stage is reused
@@ -91,8 +90,8 @@ class ChainConfig:
             raise ValueError("seed 0 means 'random' to llama.cpp; pass a nonzero seed")
         if self.dpo_sft_weight < 0:
             raise ValueError("dpo_sft_weight: >= 0 (0 = plain DPO)")
-        if self.pair_engine not in PAIR_ENGINES:
-            raise ValueError(f"pair_engine {self.pair_engine!r}: one of {', '.join(PAIR_ENGINES)}")
+        if self.pair_engine not in C.ENGINES:
+            raise ValueError(f"pair_engine {self.pair_engine!r}: one of {', '.join(C.ENGINES)}")
         if not self.base and not self.base_hf:
             raise ValueError("base: give the base GGUF (or pypi:smollm2), or base_hf to convert one")
 

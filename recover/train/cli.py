@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 
+from .. import constants as C
 from .chain import run_chain
-from .chain_config import PAIR_ENGINES, ChainConfig, resolve_chain_recipe
+from .chain_config import ChainConfig, resolve_chain_recipe
 from .recipe import RECIPES
 from .ship_lora import SHIP_STAGES, ship_adapter
 
@@ -51,7 +52,7 @@ def add_cli(sub) -> None:
                      ("temperature", float), ("margin", float), ("sample_batch_rows", int), ("sft_lr", float),
                      ("dpo_lr", float), ("dpo_beta", float), ("dpo_sft_weight", float), ("seed", int)):
         t.add_argument("--" + key.replace("_", "-"), dest=key, type=typ)
-    t.add_argument("--pair-engine", dest="pair_engine", choices=PAIR_ENGINES,
+    t.add_argument("--pair-engine", dest="pair_engine", choices=C.ENGINES,
                    help="the engine that draws the DPO pairs (default llama: its draws trained better adapters)")
     t.add_argument("--ship", metavar="NAME", help="after the chain: copy the SFT+DPO LoRA GGUF to recover/assets/lora/NAME")
     t.add_argument("--ship-stage", default="dpo", choices=SHIP_STAGES,
